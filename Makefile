@@ -1,0 +1,53 @@
+# Everything a fresh clone needs: `make demo` and `make test` install what they use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: install demo test lint lint-cfn unit integration property bench bench-quick dynalite clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# dynalite (npm) is the second DynamoDB backend of the integration tests; without node the
+# tests run on moto alone and say so.
+dynalite: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json
+	@if command -v npm >/dev/null 2>&1; then npm install --no-audit --no-fund --silent && touch $(NODE_STAMP); \
+	else echo "npm not found: DynamoDB integration tests will use moto only"; fi
+
+demo: install
+	$(PY) -m syncengine demo
+
+lint: install
+	$(VENV)/bin/ruff check syncengine handlers tests benchmarks
+
+lint-cfn: install
+	bash scripts/lint-cfn.sh
+
+test: install lint
+	-@command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory dynalite
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit tests/property
+
+integration: install dynalite
+	$(PY) -m pytest tests/integration
+
+bench: install dynalite
+	$(PY) -m benchmarks.run --full
+
+bench-quick: install dynalite
+	$(PY) -m benchmarks.run --quick
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

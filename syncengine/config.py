@@ -1,0 +1,241 @@
+"""Settings of the engine: one frozen value object, every environment variable named here.
+
+Standard AWS SDK configuration (credentials chain, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` and the
+per-service ``AWS_ENDPOINT_URL_DRS`` / ``_EC2`` / ``_STS`` / ``_DYNAMODB``) is not read here: botocore
+honours it unchanged, so the engine never invents endpoint variables of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from syncengine.errors import ConfigurationError
+
+# Environment variables naming the tables (the same names in CloudFormation and in code).
+ENV_CACHE_TABLE = "RECOVERY_INSTANCES_CACHE_TABLE"
+ENV_STATUS_TABLE = "RECOVERY_INSTANCE_SYNC_STATUS_TABLE"
+ENV_TARGET_ACCOUNTS_TABLE = "TARGET_ACCOUNTS_TABLE"
+ENV_EXECUTION_HISTORY_TABLE = "EXECUTION_HISTORY_TABLE"
+ENV_RECOVERY_PLANS_TABLE = "RECOVERY_PLANS_TABLE"
+ENV_PROTECTION_GROUPS_TABLE = "PROTECTION_GROUPS_TABLE"
+
+# Tunables.
+ENV_PROJECT_NAME = "PROJECT_NAME"
+ENV_ENVIRONMENT = "ENVIRONMENT"
+ENV_SYNC_REGIONS = "SYNC_REGIONS"
+ENV_INCLUDE_CURRENT_ACCOUNT = "SYNC_INCLUDE_CURRENT_ACCOUNT"
+ENV_DEFAULT_ROLE_NAME = "CROSS_ACCOUNT_ROLE_NAME"
+ENV_MAX_CONCURRENCY = "SYNC_MAX_CONCURRENCY"
+ENV_PER_SCOPE_CONCURRENCY = "SYNC_PER_SCOPE_CONCURRENCY"
+ENV_MAX_ATTEMPTS = "SYNC_MAX_ATTEMPTS"
+ENV_DEADLINE_SECONDS = "SYNC_DEADLINE_SECONDS"
+ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
+ENV_HOME_REGION = "AWS_REGION"
+ENV_HOME_REGION_FALLBACK = "AWS_DEFAULT_REGION"
+
+ALL_ENV_VARS = (
+    ENV_CACHE_TABLE,
+    ENV_STATUS_TABLE,
+    ENV_TARGET_ACCOUNTS_TABLE,
+    ENV_EXECUTION_HISTORY_TABLE,
+    ENV_RECOVERY_PLANS_TABLE,
+    ENV_PROTECTION_GROUPS_TABLE,
+    ENV_PROJECT_NAME,
+    ENV_ENVIRONMENT,
+    ENV_SYNC_REGIONS,
+    ENV_INCLUDE_CURRENT_ACCOUNT,
+    ENV_DEFAULT_ROLE_NAME,
+    ENV_MAX_CONCURRENCY,
+    ENV_PER_SCOPE_CONCURRENCY,
+    ENV_MAX_ATTEMPTS,
+    ENV_DEADLINE_SECONDS,
+    ENV_METRICS_NAMESPACE,
+)
+"""The variables the code reads (besides AWS SDK ones); CloudFormation must set the table ones."""
+
+DEFAULT_PROJECT_NAME = "drs-orchestration"
+DEFAULT_ENVIRONMENT = "dev"
+DEFAULT_ROLE_NAME = "DRSOrchestrationRole"
+DEFAULT_HOME_REGION = "us-east-1"
+DEFAULT_METRICS_NAMESPACE = "RecoveryInstanceSync"
+# aiobotocore signs a request before it waits for a pooled connection; a request queued for
+# ~5 minutes fails with "Signature expired". The global limiter therefore never exceeds the pool.
+DEFAULT_MAX_CONCURRENCY = 64
+DEFAULT_MAX_POOL_CONNECTIONS = 64
+# DRS and EC2 rate limits are per account per region: a few requests in flight per scope is
+# what a scope's token bucket sustains without throttling.
+DEFAULT_PER_SCOPE_CONCURRENCY = 3
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_RETRY_BASE_DELAY = 0.25
+DEFAULT_RETRY_MAX_DELAY = 20.0
+DEFAULT_WRITE_CONCURRENCY = 16
+DEFAULT_LAMBDA_DEADLINE_MARGIN = 20.0
+DEFAULT_SCOPE_LEASE_WAIT = 30.0
+DEFAULT_LEASE_SECONDS = 900.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 30.0
+# DescribeSourceServers' sourceServerIDs filter and EC2 filter values both cap at 200.
+DRS_FILTER_MAX_IDS = 200
+EC2_FILTER_MAX_IDS = 200
+TERMINATE_MAX_IDS = 100
+
+
+@dataclass(frozen=True)
+class TableNames:
+    cache: str
+    status: str
+    target_accounts: str
+    execution_history: str
+    recovery_plans: str
+    protection_groups: str
+
+    @classmethod
+    def for_project(cls, project_name: str, environment: str) -> TableNames:
+        """The names CloudFormation gives the tables: ``${ProjectName}-<name>-${Environment}``."""
+
+        def name(base: str) -> str:
+            return f"{project_name}-{base}-{environment}"
+
+        return cls(
+            cache=name("recovery-instances"),
+            status=name("recovery-instance-sync-status"),
+            target_accounts=name("target-accounts"),
+            execution_history=name("execution-history"),
+            recovery_plans=name("recovery-plans"),
+            protection_groups=name("protection-groups"),
+        )
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that select these tables."""
+        return {
+            ENV_CACHE_TABLE: self.cache,
+            ENV_STATUS_TABLE: self.status,
+            ENV_TARGET_ACCOUNTS_TABLE: self.target_accounts,
+            ENV_EXECUTION_HISTORY_TABLE: self.execution_history,
+            ENV_RECOVERY_PLANS_TABLE: self.recovery_plans,
+            ENV_PROTECTION_GROUPS_TABLE: self.protection_groups,
+        }
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    base_delay: float = DEFAULT_RETRY_BASE_DELAY
+    max_delay: float = DEFAULT_RETRY_MAX_DELAY
+
+
+DEFAULT_RETRY = RetrySettings()
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """Everything a run needs to know. Build with ``from_env()``; explicit arguments win."""
+
+    tables: TableNames = field(
+        default_factory=lambda: TableNames.for_project(DEFAULT_PROJECT_NAME, DEFAULT_ENVIRONMENT)
+    )
+    home_region: str = DEFAULT_HOME_REGION
+    environment: str = DEFAULT_ENVIRONMENT
+    # Regions used for accounts whose item lists none; empty means every region where DRS exists.
+    regions: tuple[str, ...] = ()
+    include_current_account: bool = True
+    default_role_name: str = DEFAULT_ROLE_NAME
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS
+    per_scope_concurrency: int = DEFAULT_PER_SCOPE_CONCURRENCY
+    write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
+    retry: RetrySettings = DEFAULT_RETRY
+    # Wall-clock budget of one run in seconds; None = no deadline (Lambda sets one from context).
+    deadline_seconds: float | None = None
+    lambda_deadline_margin: float = DEFAULT_LAMBDA_DEADLINE_MARGIN
+    scope_lease_wait: float = DEFAULT_SCOPE_LEASE_WAIT
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    # Emit CloudWatch embedded-metric-format lines (on in Lambda; off for the CLI by default).
+    emit_metrics: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_concurrency", "max_pool_connections", "per_scope_concurrency", "write_concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_concurrency > self.max_pool_connections:
+            raise ConfigurationError(
+                "max_concurrency must not exceed max_pool_connections: requests signed while waiting "
+                "for a pooled connection expire"
+            )
+        if self.retry.max_attempts < 1:
+            raise ConfigurationError("retry.max_attempts must be at least 1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SyncSettings:
+        env = os.environ if environ is None else environ
+        project = env.get(ENV_PROJECT_NAME) or DEFAULT_PROJECT_NAME
+        environment = env.get(ENV_ENVIRONMENT) or DEFAULT_ENVIRONMENT
+        defaults = TableNames.for_project(project, environment)
+        tables = TableNames(
+            cache=env.get(ENV_CACHE_TABLE) or defaults.cache,
+            status=env.get(ENV_STATUS_TABLE) or defaults.status,
+            target_accounts=env.get(ENV_TARGET_ACCOUNTS_TABLE) or defaults.target_accounts,
+            execution_history=env.get(ENV_EXECUTION_HISTORY_TABLE) or defaults.execution_history,
+            recovery_plans=env.get(ENV_RECOVERY_PLANS_TABLE) or defaults.recovery_plans,
+            protection_groups=env.get(ENV_PROTECTION_GROUPS_TABLE) or defaults.protection_groups,
+        )
+        values: dict[str, Any] = {
+            "tables": tables,
+            "environment": environment,
+            "home_region": env.get(ENV_HOME_REGION) or env.get(ENV_HOME_REGION_FALLBACK) or DEFAULT_HOME_REGION,
+            "regions": _split_list(env.get(ENV_SYNC_REGIONS, "")),
+            "include_current_account": _parse_bool(env.get(ENV_INCLUDE_CURRENT_ACCOUNT), True),
+            "default_role_name": env.get(ENV_DEFAULT_ROLE_NAME) or DEFAULT_ROLE_NAME,
+            "metrics_namespace": env.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
+            "emit_metrics": bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+        }
+        max_concurrency = _parse_int(env, ENV_MAX_CONCURRENCY, DEFAULT_MAX_CONCURRENCY)
+        values["max_concurrency"] = max_concurrency
+        values["max_pool_connections"] = max(max_concurrency, DEFAULT_MAX_POOL_CONNECTIONS)
+        values["per_scope_concurrency"] = _parse_int(env, ENV_PER_SCOPE_CONCURRENCY, DEFAULT_PER_SCOPE_CONCURRENCY)
+        values["retry"] = RetrySettings(max_attempts=_parse_int(env, ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS))
+        deadline = env.get(ENV_DEADLINE_SECONDS)
+        if deadline:
+            try:
+                values["deadline_seconds"] = float(deadline)
+            except ValueError as exc:
+                raise ConfigurationError(f"{ENV_DEADLINE_SECONDS} must be a number, got {deadline!r}") from exc
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
+        values.update(overrides)
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> SyncSettings:
+        return replace(self, **changes)
+
+
+def _split_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _parse_bool(raw: str | None, default: bool) -> bool:
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"expected a boolean, got {raw!r}")
+
+
+def _parse_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc

@@ -1,0 +1,70 @@
+"""structlog configuration: JSON lines in Lambda (CloudWatch Logs Insights parses them), readable
+console output on a terminal. Context (account, region, run id) is bound with contextvars."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = frozenset(
+    {
+        "aws_secret_access_key",
+        "secretaccesskey",
+        "aws_session_token",
+        "sessiontoken",
+        "secret_access_key",
+        "session_token",
+        "credentials",
+        "authorization",
+        "x-amz-security-token",
+        "signature",
+    }
+)
+
+_configured = False
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Never let a credential, session token or signature reach a log line."""
+    for key in list(event_dict):
+        if key.lower() in _SECRET_KEYS:
+            event_dict[key] = "[REDACTED]"
+    return event_dict
+
+
+def configure_logging(*, json: bool | None = None, level: str | None = None, force: bool = False) -> None:
+    """Configure structlog once per process (Lambda container or CLI run)."""
+    global _configured
+    if _configured and not force:
+        return
+    if json is None:
+        json = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")) or not sys.stderr.isatty()
+    level_name = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
+    numeric_level = getattr(logging, level_name, logging.INFO)
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+    ]
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*processors, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # botocore and aiohttp are chatty at DEBUG; keep them at WARNING unless asked otherwise.
+    for noisy in ("botocore", "aiobotocore", "aiohttp", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(numeric_level, logging.WARNING))
+    _configured = True
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,110 @@
+"""CloudWatch embedded-metric-format (EMF) output.
+
+One JSON line per flush on stdout; CloudWatch turns it into metrics without a PutMetricData call.
+Every metric name lives here so the monitoring stack's alarms and dashboard can be checked
+against what the code really emits (tests/unit/test_cfn_*).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from typing import IO, Any
+
+NAMESPACE = "RecoveryInstanceSync"
+DIMENSION_NAME = "Environment"
+
+# Sync runs (engine).
+SYNC_DURATION = "SyncDuration"  # Milliseconds
+INSTANCES_UPDATED = "InstancesUpdated"  # Count
+INSTANCES_UNCHANGED = "InstancesUnchanged"  # Count
+INSTANCES_DELETED = "InstancesDeleted"  # Count
+SCOPES_SYNCED = "ScopesSynced"  # Count
+SCOPES_FAILED = "ScopesFailed"  # Count
+SYNC_ERRORS = "SyncErrors"  # Count: scopes failed + runs that failed outright
+THROTTLE_RETRIES = "ThrottleRetries"  # Count: AWS calls retried after throttling
+DYNAMODB_THROTTLES = "DynamoDBThrottles"  # Count: DynamoDB throttles and unprocessed items/keys seen
+# Cache reads (handlers).
+CACHE_QUERY_LATENCY = "CacheQueryLatency"  # Milliseconds
+CACHE_HITS = "CacheHits"  # Count
+CACHE_MISSES = "CacheMisses"  # Count
+CACHE_MISS_RATE = "CacheMissRate"  # Percent
+# Wave-completion syncs (execution handler): never fail the wave, but are counted.
+WAVE_SYNC_ERRORS = "WaveSyncErrors"  # Count
+# Terminate flow.
+INSTANCES_TERMINATED = "InstancesTerminated"  # Count
+TERMINATE_FAILURES = "TerminateFailures"  # Count
+
+UNITS: Mapping[str, str] = {
+    SYNC_DURATION: "Milliseconds",
+    INSTANCES_UPDATED: "Count",
+    INSTANCES_UNCHANGED: "Count",
+    INSTANCES_DELETED: "Count",
+    SCOPES_SYNCED: "Count",
+    SCOPES_FAILED: "Count",
+    SYNC_ERRORS: "Count",
+    THROTTLE_RETRIES: "Count",
+    DYNAMODB_THROTTLES: "Count",
+    CACHE_QUERY_LATENCY: "Milliseconds",
+    CACHE_HITS: "Count",
+    CACHE_MISSES: "Count",
+    CACHE_MISS_RATE: "Percent",
+    WAVE_SYNC_ERRORS: "Count",
+    INSTANCES_TERMINATED: "Count",
+    TERMINATE_FAILURES: "Count",
+}
+METRIC_NAMES = frozenset(UNITS)
+
+
+def emf_document(
+    metrics: Mapping[str, float],
+    *,
+    namespace: str = NAMESPACE,
+    environment: str = "dev",
+    properties: Mapping[str, Any] | None = None,
+    timestamp_ms: int | None = None,
+) -> dict[str, Any]:
+    """Build one EMF document; unknown metric names are a bug and raise ``KeyError``."""
+    definitions = [{"Name": name, "Unit": UNITS[name]} for name in metrics]
+    document: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": timestamp_ms if timestamp_ms is not None else int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {"Namespace": namespace, "Dimensions": [[DIMENSION_NAME]], "Metrics": definitions}
+            ],
+        },
+        DIMENSION_NAME: environment,
+    }
+    document.update(properties or {})
+    document.update(metrics)
+    return document
+
+
+class MetricsEmitter:
+    """Writes EMF lines when enabled (in Lambda); a no-op otherwise so the CLI stays readable."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        namespace: str = NAMESPACE,
+        environment: str = "dev",
+        stream: IO[str] | None = None,
+    ):
+        self.enabled = enabled
+        self.namespace = namespace
+        self.environment = environment
+        self._stream = stream
+        self.emitted: list[dict[str, Any]] = []
+
+    def emit(self, metrics: Mapping[str, float], **properties: Any) -> None:
+        document = emf_document(
+            metrics, namespace=self.namespace, environment=self.environment, properties=properties
+        )
+        self.emitted.append(document)
+        if self.enabled:
+            stream = self._stream or sys.stdout
+            stream.write(json.dumps(document, separators=(",", ":"), default=str) + "\n")
+            stream.flush()

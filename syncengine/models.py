@@ -1,0 +1,231 @@
+"""Value objects of the engine: scopes, records, per-scope results, run reports and status.
+
+All frozen: a result is a snapshot, never a handle to mutate. ``to_dict()`` gives the exact
+shapes of ``API-CONTRACT.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+def utc_now_iso(now: datetime | None = None) -> str:
+    """ISO-8601 UTC with millisecond precision ending in ``Z`` (the cache's time format)."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, order=True)
+class Scope:
+    """One account in one region: the unit of discovery, failure and reconciliation."""
+
+    account_id: str
+    region: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.account_id}#{self.region}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Scope:
+        account_id, _, region = key.partition("#")
+        return cls(account_id, region)
+
+
+@dataclass(frozen=True)
+class AccountTarget:
+    """An account to sync, as read from the target-accounts table."""
+
+    account_id: str
+    account_name: str = ""
+    # None means "use the caller's own credentials" (the current account).
+    role_arn: str | None = None
+    external_id: str | None = None
+    regions: tuple[str, ...] = ()
+    is_current_account: bool = False
+
+
+class ScopeOutcome(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    # The deadline or a busy scope lease kept the scope from running; its cache is untouched.
+    SKIPPED = "SKIPPED"
+
+
+class RunStatus(StrEnum):
+    SUCCESS = "SUCCESS"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class ScopeError:
+    account_id: str
+    region: str
+    error_type: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "accountId": self.account_id,
+            "region": self.region,
+            "errorType": self.error_type,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class ScopeResult:
+    scope: Scope
+    outcome: ScopeOutcome
+    instances_found: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    duration_ms: int = 0
+    error: ScopeError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is ScopeOutcome.SUCCESS
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What one run did. ``to_dict()`` is the contract's report body."""
+
+    status: RunStatus
+    instances_updated: int
+    instances_unchanged: int
+    instances_deleted: int
+    scopes_synced: int
+    scopes_failed: int
+    duration_ms: int
+    errors: tuple[ScopeError, ...] = ()
+    started_at: str = ""
+    finished_at: str = ""
+    run_id: str = ""
+    scopes: tuple[ScopeResult, ...] = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def from_results(
+        cls,
+        results: list[ScopeResult] | tuple[ScopeResult, ...],
+        *,
+        duration_ms: int,
+        started_at: str = "",
+        finished_at: str = "",
+        run_id: str = "",
+        extra_errors: tuple[ScopeError, ...] = (),
+    ) -> SyncReport:
+        synced = sum(1 for r in results if r.ok)
+        failed = len(results) - synced
+        errors = tuple(r.error for r in results if r.error is not None) + extra_errors
+        if failed == 0 and not extra_errors:
+            status = RunStatus.SUCCESS
+        elif synced == 0:
+            status = RunStatus.FAILED
+        else:
+            status = RunStatus.PARTIAL
+        return cls(
+            status=status,
+            instances_updated=sum(r.updated for r in results),
+            instances_unchanged=sum(r.unchanged for r in results),
+            instances_deleted=sum(r.deleted for r in results),
+            scopes_synced=synced,
+            scopes_failed=failed,
+            duration_ms=duration_ms,
+            errors=errors,
+            started_at=started_at,
+            finished_at=finished_at,
+            run_id=run_id,
+            scopes=tuple(results),
+        )
+
+    @property
+    def instances_found(self) -> int:
+        return sum(r.instances_found for r in self.scopes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "instancesUpdated": self.instances_updated,
+            "instancesUnchanged": self.instances_unchanged,
+            "instancesDeleted": self.instances_deleted,
+            "scopesSynced": self.scopes_synced,
+            "scopesFailed": self.scopes_failed,
+            "durationMs": self.duration_ms,
+            "errors": [e.to_dict() for e in self.errors],
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "runId": self.run_id,
+        }
+
+
+@dataclass(frozen=True)
+class ScopeStatus:
+    account_id: str
+    region: str
+    status: str
+    last_success_time: str | None = None
+    last_attempt_time: str | None = None
+    instance_count: int = 0
+    last_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "accountId": self.account_id,
+            "region": self.region,
+            "lastSuccessTime": self.last_success_time,
+            "status": self.status,
+            "instanceCount": self.instance_count,
+        }
+        if self.last_attempt_time:
+            body["lastAttemptTime"] = self.last_attempt_time
+        if self.last_error:
+            body["lastError"] = self.last_error
+        return body
+
+
+class HealthStatus(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    ERROR = "error"
+    RUNNING = "running"
+    NO_SYNC_YET = "no_sync_yet"
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    status: HealthStatus
+    last_sync_time: str | None = None
+    instances_updated: int = 0
+    instances_unchanged: int = 0
+    instances_deleted: int = 0
+    scopes_synced: int = 0
+    scopes_failed: int = 0
+    duration_ms: int = 0
+    errors: tuple[Mapping[str, Any], ...] = ()
+    scopes: tuple[ScopeStatus, ...] = ()
+    last_run_status: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "status": self.status.value,
+            "lastSyncTime": self.last_sync_time,
+            "instancesUpdated": self.instances_updated,
+            "instancesUnchanged": self.instances_unchanged,
+            "instancesDeleted": self.instances_deleted,
+            "scopesSynced": self.scopes_synced,
+            "scopesFailed": self.scopes_failed,
+            "durationMs": self.duration_ms,
+            "errors": [dict(e) for e in self.errors],
+            "scopes": [s.to_dict() for s in self.scopes],
+        }
+        if self.last_run_status:
+            body["lastRunStatus"] = self.last_run_status
+        return body

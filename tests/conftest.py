@@ -1,0 +1,20 @@
+"""Shared fixtures. DynamoDB backends live in tests/fixtures/dynamodb.py, the simulated AWS
+estate in tests/fixtures/simulator.py; both are plain pytest plugins registered here."""
+
+from __future__ import annotations
+
+import os
+
+# No test may ever reach real AWS: fake credentials and a fixed home region for every client.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIATESTHUBACCESSKEY")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test-secret-access-key")
+os.environ.pop("AWS_SESSION_TOKEN", None)
+os.environ.pop("AWS_PROFILE", None)
+os.environ["AWS_DEFAULT_REGION"] = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+os.environ["AWS_REGION"] = os.environ.get("AWS_REGION", "us-east-1")
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+pytest_plugins = [
+    "tests.fixtures.dynamodb",
+    "tests.fixtures.simulator",
+]
