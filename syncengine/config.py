@@ -158,6 +158,15 @@ class SyncSettings:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     # Emit CloudWatch embedded-metric-format lines (on in Lambda; off for the CLI by default).
     emit_metrics: bool = False
+    # Explicit per-service endpoints ((service, url), ...) for tests and the demo. Empty in
+    # production: botocore then resolves AWS_ENDPOINT_URL_<SERVICE> / AWS_ENDPOINT_URL itself.
+    endpoint_urls: tuple[tuple[str, str], ...] = ()
+
+    def endpoint_url(self, service: str) -> str | None:
+        for name, url in self.endpoint_urls:
+            if name == service:
+                return url
+        return None
 
     def __post_init__(self) -> None:
         for name in ("max_concurrency", "max_pool_connections", "per_scope_concurrency", "write_concurrency"):

@@ -37,6 +37,46 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class RecoveryInstanceRecord:
+    """One cached recovery instance: the newest one of its source server.
+
+    Python names here; ``syncengine.store`` owns the mapping to the camelCase DynamoDB item.
+    ``None`` means unknown, and unknown values are omitted from the item, never written as "".
+    """
+
+    source_server_id: str
+    recovery_instance_id: str
+    account_id: str
+    region: str
+    ec2_instance_id: str
+    ec2_instance_state: str
+    source_server_name: str | None = None
+    name: str | None = None
+    private_ip: str | None = None
+    public_ip: str | None = None
+    instance_type: str | None = None
+    launch_time: str | None = None
+    job_id: str | None = None
+    is_drill: bool | None = None
+    point_in_time_snapshot_date_time: str | None = None
+    origin_environment: str | None = None
+    source_execution_id: str | None = None
+    source_plan_name: str | None = None
+    replication_staging_account_id: str | None = None
+    source_vpc_id: str | None = None
+    source_subnet_id: str | None = None
+    source_security_group_ids: tuple[str, ...] = ()
+    source_instance_profile: str | None = None
+    source_server_tags: tuple[tuple[str, str], ...] = ()
+    # When DRS was asked (epoch milliseconds): orders competing observations of one server.
+    observed_at: int = 0
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.account_id, self.region)
+
+
+@dataclass(frozen=True)
 class AccountTarget:
     """An account to sync, as read from the target-accounts table."""
 

@@ -1,0 +1,105 @@
+"""Which accounts and regions to sync: the target-accounts table, plus the current account."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from syncengine.aws import AwsClients, drs_regions, role_arn_for
+from syncengine.config import SyncSettings
+from syncengine.dynamo import Dynamo
+from syncengine.errors import InvalidRequestError
+from syncengine.logging import get_logger
+from syncengine.models import AccountTarget, Scope
+
+log = get_logger(__name__)
+
+ACCOUNT_ID_PATTERN = re.compile(r"^\d{12}$")
+ACTIVE = "active"
+
+
+def validate_account_id(account_id: Any) -> str:
+    if not isinstance(account_id, str) or not ACCOUNT_ID_PATTERN.match(account_id):
+        raise InvalidRequestError(f"accountId must be a 12-digit AWS account id, got {account_id!r}.")
+    return account_id
+
+
+def validate_region(region: Any) -> str:
+    if not isinstance(region, str) or region not in drs_regions():
+        raise InvalidRequestError(f"region must be a region where AWS DRS is available, got {region!r}.")
+    return region
+
+
+def role_name_of(item: Mapping[str, Any], default: str) -> str:
+    """``roleArn``'s last segment, else ``assumeRoleName``, else ``crossAccountRoleArn``'s."""
+    for key in ("roleArn", "assumeRoleName", "crossAccountRoleArn"):
+        value = item.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip().rsplit("/", 1)[-1]
+    return default
+
+
+def target_from_item(item: Mapping[str, Any], settings: SyncSettings, current_account_id: str | None) -> AccountTarget:
+    account_id = str(item["accountId"])
+    is_current = bool(item.get("isCurrentAccount")) or account_id == current_account_id
+    regions = tuple(str(r) for r in item.get("regions") or () if r)
+    external_id = item.get("externalId")
+    return AccountTarget(
+        account_id=account_id,
+        account_name=str(item.get("accountName") or ""),
+        role_arn=None if is_current else role_arn_for(account_id, role_name_of(item, settings.default_role_name)),
+        external_id=str(external_id) if external_id else None,
+        regions=regions,
+        is_current_account=is_current,
+    )
+
+
+def targets_from_items(
+    items: Iterable[Mapping[str, Any]], settings: SyncSettings, current_account_id: str | None
+) -> list[AccountTarget]:
+    targets: dict[str, AccountTarget] = {}
+    for item in items:
+        account_id = str(item.get("accountId", ""))
+        if not ACCOUNT_ID_PATTERN.match(account_id):
+            log.warning("target_account_skipped", account_id=account_id, reason="not a 12-digit account id")
+            continue
+        if str(item.get("status", ACTIVE)).lower() != ACTIVE:
+            continue
+        targets[account_id] = target_from_item(item, settings, current_account_id)
+    if settings.include_current_account and current_account_id and current_account_id not in targets:
+        targets[current_account_id] = AccountTarget(
+            account_id=current_account_id, account_name="current", is_current_account=True
+        )
+    return sorted(targets.values(), key=lambda t: t.account_id)
+
+
+async def load_targets(aws: AwsClients, dynamo: Dynamo, settings: SyncSettings) -> list[AccountTarget]:
+    items = await dynamo.scan_all(settings.tables.target_accounts)
+    # Needed either way: to add the current account, and to use our own credentials (no
+    # AssumeRole) for an item that names it.
+    current = await aws.current_account_id()
+    return targets_from_items(items, settings, current)
+
+
+def regions_for(target: AccountTarget, settings: SyncSettings) -> tuple[str, ...]:
+    """The item's regions, else the configured ones, else every region where DRS exists."""
+    return target.regions or settings.regions or tuple(sorted(drs_regions()))
+
+
+def plan_scopes(
+    targets: Iterable[AccountTarget],
+    settings: SyncSettings,
+    *,
+    account_id: str | None = None,
+    region: str | None = None,
+) -> list[tuple[Scope, AccountTarget]]:
+    scopes: list[tuple[Scope, AccountTarget]] = []
+    for target in targets:
+        if account_id and target.account_id != account_id:
+            continue
+        for scope_region in regions_for(target, settings):
+            if region and scope_region != region:
+                continue
+            scopes.append((Scope(target.account_id, scope_region), target))
+    return scopes

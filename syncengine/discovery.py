@@ -1,0 +1,144 @@
+"""DRS discovery of one scope: recovery instances (paginated) and their source servers (filtered
+by up to 200 ids a call). No call per instance.
+
+Pages are pipelined: as soon as a page of recovery instances arrives, its source servers and EC2
+instances are requested while the next page is fetched, so a scope costs about one round trip
+per page plus one, not three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from syncengine.aws import AwsClients
+from syncengine.config import DRS_FILTER_MAX_IDS
+from syncengine.dynamo import chunked
+from syncengine.enrich import describe_ec2_instances
+from syncengine.errors import AwsError
+from syncengine.models import AccountTarget, Scope
+from syncengine.retry import CallContext
+
+UNINITIALIZED_CODE = "UninitializedAccountException"
+DRS_PAGE_SIZE = 200
+
+
+@dataclass
+class ScopeDiscovery:
+    """Everything DRS and EC2 said about one scope."""
+
+    initialized: bool = True
+    recovery_instances: list[dict[str, Any]] = field(default_factory=list)
+    source_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ec2_instances: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, in order."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaf_exceptions(inner)]
+    return [exc]
+
+
+def is_uninitialized(exc: BaseException) -> bool:
+    return isinstance(exc, AwsError) and exc.code == UNINITIALIZED_CODE
+
+
+async def _drs_pages(
+    aws: AwsClients,
+    drs: Any,
+    scope: Scope,
+    limiter: anyio.CapacityLimiter,
+    server_ids: list[str] | None,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Pages of DescribeRecoveryInstances; with ``server_ids``, only those servers' instances."""
+    context = CallContext("drs:DescribeRecoveryInstances", scope.account_id, scope.region)
+    filter_sets: Iterable[dict[str, Any]] = (
+        [{}] if server_ids is None else ({"sourceServerIDs": batch} for batch in chunked(server_ids, DRS_FILTER_MAX_IDS))
+    )
+    for filters in filter_sets:
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"filters": filters, "maxResults": DRS_PAGE_SIZE}
+            if token:
+                params["nextToken"] = token
+            page = await aws.call(drs, "describe_recovery_instances", context, scope_limiter=limiter, **params)
+            yield list(page.get("items") or [])
+            token = page.get("nextToken")
+            if not token:
+                break
+
+
+async def describe_source_servers(
+    aws: AwsClients, drs: Any, scope: Scope, limiter: anyio.CapacityLimiter, server_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Source servers by id: one filtered call per 200 ids (paginated in case DRS pages it)."""
+    context = CallContext("drs:DescribeSourceServers", scope.account_id, scope.region)
+    found: dict[str, dict[str, Any]] = {}
+    for batch in chunked(dict.fromkeys(server_ids), DRS_FILTER_MAX_IDS):
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"filters": {"sourceServerIDs": batch}, "maxResults": DRS_PAGE_SIZE}
+            if token:
+                params["nextToken"] = token
+            page = await aws.call(drs, "describe_source_servers", context, scope_limiter=limiter, **params)
+            for server in page.get("items") or []:
+                found[server["sourceServerID"]] = server
+            token = page.get("nextToken")
+            if not token:
+                break
+    return found
+
+
+async def discover_scope(
+    aws: AwsClients,
+    scope: Scope,
+    account: AccountTarget,
+    *,
+    limiter: anyio.CapacityLimiter,
+    server_ids: list[str] | None = None,
+) -> ScopeDiscovery:
+    """Recovery instances of ``scope`` with their source servers and EC2 instances.
+
+    Raises the engine's ``AwsError`` on failure (the whole scope fails: partial discovery must
+    never drive reconciliation). An uninitialised region is an empty, successful scope.
+    """
+    result = ScopeDiscovery()
+    drs = await aws.client("drs", scope.region, account)
+    ec2 = await aws.client("ec2", scope.region, account)
+
+    async def enrich(page: list[dict[str, Any]]) -> None:
+        server_batch = [ri["sourceServerID"] for ri in page if ri.get("sourceServerID")]
+        ec2_batch = [ri["ec2InstanceID"] for ri in page if ri.get("ec2InstanceID")]
+
+        async def servers() -> None:
+            result.source_servers.update(await describe_source_servers(aws, drs, scope, limiter, server_batch))
+
+        async def instances() -> None:
+            result.ec2_instances.update(await describe_ec2_instances(aws, ec2, scope, limiter, ec2_batch))
+
+        async with anyio.create_task_group() as inner:
+            if server_batch:
+                inner.start_soon(servers)
+            if ec2_batch:
+                inner.start_soon(instances)
+
+    uninitialized = False
+    try:
+        async with anyio.create_task_group() as tg:
+            async for page in _drs_pages(aws, drs, scope, limiter, server_ids):
+                if page:
+                    result.recovery_instances.extend(page)
+                    tg.start_soon(enrich, page)
+    except* AwsError as group:
+        failures = [exc for exc in leaf_exceptions(group) if not is_uninitialized(exc)]
+        if failures:
+            # Report the first real failure; the rest are the same scope failing on sibling calls.
+            raise failures[0] from None
+        uninitialized = True
+    if uninitialized:
+        return ScopeDiscovery(initialized=False)
+    return result

@@ -1,0 +1,177 @@
+"""A thin seam over the low-level DynamoDB client: every call limited, retried by the one retry
+layer, and translated into the engine's errors; plus the attribute-value codec.
+
+Items are built as DynamoDB JSON by hand (``to_attr``) rather than with boto3's TypeSerializer:
+the cache writes tens of thousands of items per cold sync and the generic serializer's
+per-value dispatch shows up in profiles.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import anyio
+
+from syncengine.aws import CallStats
+from syncengine.config import RetrySettings
+from syncengine.errors import TransientAwsError
+from syncengine.retry import CallContext, call_with_retry
+
+# BatchWriteItem takes at most 25 requests and BatchGetItem 100 keys; DynamoDB rejects a batch
+# naming one key twice.
+BATCH_WRITE_MAX = 25
+BATCH_GET_MAX = 100
+UNPROCESSED_MAX_ROUNDS = 10
+
+
+def to_attr(value: Any) -> dict[str, Any] | None:
+    """Python value -> attribute value; None (and empty strings/collections) -> None = omit."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, str):
+        return {"S": value} if value else None
+    if isinstance(value, int | float | Decimal):
+        return {"N": str(value)}
+    if isinstance(value, Mapping):
+        members = {str(k): a for k, v in value.items() if (a := to_attr(v)) is not None}
+        return {"M": members} if members else None
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [a for v in value if (a := to_attr(v)) is not None]
+        return {"L": items} if items else None
+    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: a for k, v in values.items() if (a := to_attr(v)) is not None}
+
+
+def from_attr(attr: Mapping[str, Any]) -> Any:
+    (kind, value), = attr.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        number = Decimal(value)
+        return int(number) if number == number.to_integral_value() else float(number)
+    if kind == "BOOL":
+        return bool(value)
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: from_attr(v) for k, v in value.items()}
+    if kind == "L":
+        return [from_attr(v) for v in value]
+    if kind == "SS":
+        return sorted(value)
+    if kind == "NS":
+        return sorted(Decimal(v) for v in value)
+    raise TypeError(f"unsupported attribute type {kind}")
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: from_attr(v) for k, v in item.items()}
+
+
+def chunked(values: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class Dynamo:
+    """Limited, retried DynamoDB calls on one client."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        retry: RetrySettings,
+        stats: CallStats | None = None,
+        concurrency: int = 16,
+        region: str = "",
+    ):
+        self.client = client
+        self.retry = retry
+        self.stats = stats or CallStats()
+        self.limiter = anyio.CapacityLimiter(concurrency)
+        self.region = region
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        operation = getattr(self.client, method)
+        context = CallContext(f"dynamodb:{method}", region=self.region)
+
+        async def attempt() -> dict[str, Any]:
+            async with self.limiter:
+                return await operation(**params)
+
+        def on_retry(exc: Exception) -> None:
+            self.stats.dynamodb_throttles += 1 if "Throughput" in getattr(exc, "code", "") else 0
+            self.stats.record_retry(exc)  # type: ignore[arg-type]
+
+        return await call_with_retry(attempt, context, settings=self.retry, on_retry=on_retry)
+
+    async def paginate(self, method: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
+        """Query/Scan pages, following LastEvaluatedKey."""
+        while True:
+            page = await self.call(method, **params)
+            for item in page.get("Items", []):
+                yield item
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            params = {**params, "ExclusiveStartKey": last}
+
+    async def scan_all(self, table: str, **params: Any) -> list[dict[str, Any]]:
+        return [from_item(item) async for item in self.paginate("scan", TableName=table, **params)]
+
+    async def _backoff(self, round_number: int) -> None:
+        ceiling = min(self.retry.max_delay, self.retry.base_delay * (2**round_number))
+        await anyio.sleep(random.uniform(0, ceiling))
+
+    async def batch_write(self, table: str, requests: list[dict[str, Any]]) -> None:
+        """One BatchWriteItem of at most 25 requests, re-sending ``UnprocessedItems`` with backoff
+        until none are left; raises TransientAwsError if DynamoDB keeps pushing back."""
+        if len(requests) > BATCH_WRITE_MAX:
+            raise ValueError(f"a batch holds at most {BATCH_WRITE_MAX} writes, got {len(requests)}")
+        pending = requests
+        for round_number in range(UNPROCESSED_MAX_ROUNDS):
+            response = await self.call("batch_write_item", RequestItems={table: pending})
+            pending = (response.get("UnprocessedItems") or {}).get(table) or []
+            if not pending:
+                return
+            self.stats.dynamodb_throttles += len(pending)
+            await self._backoff(round_number)
+        raise TransientAwsError(
+            f"DynamoDB left {len(pending)} writes unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds",
+            code="UnprocessedItems",
+            operation="dynamodb:batch_write_item",
+        )
+
+    async def batch_get(self, table: str, keys: list[dict[str, Any]], **params: Any) -> list[dict[str, Any]]:
+        """One BatchGetItem of at most 100 keys, re-requesting ``UnprocessedKeys`` with backoff."""
+        if len(keys) > BATCH_GET_MAX:
+            raise ValueError(f"a batch reads at most {BATCH_GET_MAX} keys, got {len(keys)}")
+        found: list[dict[str, Any]] = []
+        pending: dict[str, Any] = {table: {"Keys": keys, **params}}
+        for round_number in range(UNPROCESSED_MAX_ROUNDS):
+            response = await self.call("batch_get_item", RequestItems=pending)
+            found.extend(from_item(item) for item in (response.get("Responses") or {}).get(table, []))
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending.get(table, {}).get("Keys"):
+                return found
+            self.stats.dynamodb_throttles += len(pending[table]["Keys"])
+            await self._backoff(round_number)
+        raise TransientAwsError(
+            f"DynamoDB left keys unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds",
+            code="UnprocessedKeys",
+            operation="dynamodb:batch_get_item",
+        )

@@ -1,0 +1,395 @@
+"""Orchestration: scopes -> one task group with limiters -> discovery -> store -> status -> report.
+
+Every scope returns a ``ScopeResult``; one failing scope never cancels another (only bugs
+escape). A scope's cache is reconciled only after its discovery and writes succeeded, so a
+throttled or unreachable region never loses cached data. The run's deadline is a cancel scope;
+the status writes after it run shielded, so a run cut short still says what it did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aioboto3
+import anyio
+import structlog
+
+from syncengine import metrics as m
+from syncengine.accounts import load_targets, plan_scopes, validate_account_id, validate_region
+from syncengine.aws import AwsClients, CallStats
+from syncengine.config import SyncSettings
+from syncengine.discovery import discover_scope
+from syncengine.dynamo import Dynamo
+from syncengine.enrich import build_record
+from syncengine.errors import AwsError, SyncEngineError
+from syncengine.executions import ExecutionIndex, load_execution_index
+from syncengine.logging import get_logger
+from syncengine.models import (
+    AccountTarget,
+    Scope,
+    ScopeError,
+    ScopeOutcome,
+    ScopeResult,
+    SyncReport,
+    SyncStatus,
+    utc_now_iso,
+)
+from syncengine.status import StatusStore
+from syncengine.store import CacheStore
+
+log = get_logger(__name__)
+
+# Shielded cleanup (status writes, lease release) gets this long even after the deadline.
+CLEANUP_SECONDS = 15.0
+
+
+class SyncProgress(Protocol):
+    """Receives progress of a run (the CLI's progress bar implements it)."""
+
+    def start(self, total_scopes: int) -> None: ...
+
+    def advance(self, result: ScopeResult) -> None: ...
+
+
+@dataclass
+class Runtime:
+    """Resources of one run, opened inside it and closed with it."""
+
+    settings: SyncSettings
+    aws: AwsClients
+    dynamo: Dynamo
+    store: CacheStore
+    status: StatusStore
+    stats: CallStats
+    metrics: m.MetricsEmitter = field(repr=False)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: SyncSettings, *, session: aioboto3.Session | None = None) -> AsyncIterator[Runtime]:
+    stats = CallStats()
+    async with AwsClients(settings, session=session, stats=stats) as aws:
+        client = await aws.client("dynamodb", settings.home_region)
+        dynamo = Dynamo(
+            client,
+            retry=settings.retry,
+            stats=stats,
+            concurrency=max(settings.write_concurrency, 4),
+            region=settings.home_region,
+        )
+        yield Runtime(
+            settings=settings,
+            aws=aws,
+            dynamo=dynamo,
+            store=CacheStore(dynamo, settings.tables.cache, write_concurrency=settings.write_concurrency),
+            status=StatusStore(dynamo, settings.tables.status, lease_seconds=settings.lease_seconds),
+            stats=stats,
+            metrics=m.MetricsEmitter(
+                enabled=settings.emit_metrics,
+                namespace=settings.metrics_namespace,
+                environment=settings.environment,
+            ),
+        )
+
+
+def _deadline_scope(settings: SyncSettings) -> anyio.CancelScope:
+    if settings.deadline_seconds is None:
+        return anyio.CancelScope()
+    return anyio.move_on_after(settings.deadline_seconds)
+
+
+async def _sync_one_scope(
+    rt: Runtime,
+    scope: Scope,
+    account: AccountTarget,
+    executions: ExecutionIndex,
+    *,
+    run_id: str,
+    server_ids: list[str] | None,
+) -> ScopeResult:
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    def failed(outcome: ScopeOutcome, error_type: str, message: str) -> ScopeResult:
+        error = ScopeError(scope.account_id, scope.region, error_type, message)
+        return ScopeResult(scope, outcome, duration_ms=elapsed_ms(), error=error)
+
+    if not await rt.status.acquire_scope_lease(scope, run_id, wait=rt.settings.scope_lease_wait):
+        result = failed(ScopeOutcome.SKIPPED, "ScopeBusy", "another sync of this scope did not finish in time")
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+            await rt.status.finish_scope(result, owner=None)
+        return result
+
+    result = failed(ScopeOutcome.SKIPPED, "DeadlineExceeded", "the run's deadline passed before this scope finished")
+    try:
+        observed_at = int(time.time() * 1000)
+        discovery = await discover_scope(
+            rt.aws, scope, account, limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
+            server_ids=server_ids,
+        )
+        records = [
+            record
+            for ri in discovery.recovery_instances
+            if (
+                record := build_record(
+                    scope,
+                    ri,
+                    discovery.source_servers.get(ri.get("sourceServerID", "")),
+                    discovery.ec2_instances.get(ri.get("ec2InstanceID", "")),
+                    executions,
+                    observed_at,
+                )
+            )
+            is not None
+        ]
+        cached = await rt.store.scope_entries(scope)
+        if server_ids is not None:
+            wanted = set(server_ids)
+            cached = {sid: entry for sid, entry in cached.items() if sid in wanted}
+        outcome = await rt.store.write_records(records, cached, last_sync_time=utc_now_iso())
+        # Reconciliation: only now, after discovery and writes succeeded for the whole scope.
+        seen = {record.source_server_id for record in records}
+        stale = [sid for sid, entry in cached.items() if sid not in seen and entry.observed_at <= observed_at]
+        deleted = await rt.store.delete_records(stale)
+        result = ScopeResult(
+            scope,
+            ScopeOutcome.SUCCESS,
+            instances_found=len(seen),
+            updated=outcome.updated,
+            unchanged=outcome.unchanged,
+            deleted=deleted,
+            duration_ms=elapsed_ms(),
+        )
+        log.debug(
+            "scope_synced",
+            initialized=discovery.initialized,
+            found=len(seen),
+            updated=outcome.updated,
+            deleted=deleted,
+        )
+    except AwsError as exc:
+        result = failed(ScopeOutcome.FAILED, exc.error_type, str(exc))
+        log.warning("scope_failed", error_type=exc.error_type, error=str(exc), operation=exc.operation)
+    finally:
+        # Shielded: a run cut short by its deadline still records the scope and frees its lease.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+            try:
+                await rt.status.finish_scope(result, owner=run_id)
+            except AwsError as exc:
+                log.warning("scope_status_write_failed", error=str(exc))
+    return result
+
+
+async def _run(
+    rt: Runtime,
+    *,
+    full: bool,
+    account_id: str | None = None,
+    region: str | None = None,
+    server_ids: list[str] | None = None,
+    progress: SyncProgress | None = None,
+) -> SyncReport:
+    run_id = uuid.uuid4().hex[:16]
+    started_iso = utc_now_iso()
+    started = time.monotonic()
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    if full:
+        await rt.status.acquire_full_sync_lease(run_id)
+    results: dict[Scope, ScopeResult] = {}
+    planned: list[tuple[Scope, AccountTarget]] = []
+    run_errors: list[ScopeError] = []
+    try:
+        with _deadline_scope(rt.settings):
+            try:
+                targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+                planned = plan_scopes(targets, rt.settings, account_id=account_id, region=region)
+                if progress is not None:
+                    progress.start(len(planned))
+                executions = await load_execution_index(rt.dynamo, rt.settings.tables.execution_history)
+            except AwsError as exc:
+                run_errors.append(ScopeError(account_id or "", region or "", exc.error_type, str(exc)))
+                log.error("sync_setup_failed", error_type=exc.error_type, error=str(exc))
+            else:
+
+                async def run_scope(scope: Scope, account: AccountTarget) -> None:
+                    with structlog.contextvars.bound_contextvars(account_id=scope.account_id, region=scope.region):
+                        result = await _sync_one_scope(
+                            rt, scope, account, executions, run_id=run_id, server_ids=server_ids
+                        )
+                    results[scope] = result
+                    if progress is not None:
+                        progress.advance(result)
+
+                async with anyio.create_task_group() as tg:
+                    for scope, account in planned:
+                        tg.start_soon(run_scope, scope, account)
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+            for scope, _account in planned:
+                if scope not in results:
+                    results[scope] = ScopeResult(
+                        scope,
+                        ScopeOutcome.SKIPPED,
+                        error=ScopeError(
+                            scope.account_id, scope.region, "DeadlineExceeded",
+                            "the run's deadline passed before this scope started",
+                        ),
+                    )
+            ordered = [results[scope] for scope, _ in planned]
+            report = SyncReport.from_results(
+                ordered,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                started_at=started_iso,
+                finished_at=utc_now_iso(),
+                run_id=run_id,
+                extra_errors=tuple(run_errors),
+            )
+            await _finish_run(rt, report, full=full)
+            structlog.contextvars.unbind_contextvars("run_id")
+    return report
+
+
+async def _finish_run(rt: Runtime, report: SyncReport, *, full: bool) -> None:
+    try:
+        await rt.status.write_run(report, full=full)
+    except AwsError as exc:
+        log.error("run_status_write_failed", error=str(exc))
+    if full:
+        try:
+            await rt.status.release_full_sync_lease(report.run_id)
+        except AwsError as exc:
+            log.error("full_sync_lease_release_failed", error=str(exc))
+    rt.metrics.emit(
+        {
+            m.SYNC_DURATION: report.duration_ms,
+            m.INSTANCES_UPDATED: report.instances_updated,
+            m.INSTANCES_UNCHANGED: report.instances_unchanged,
+            m.INSTANCES_DELETED: report.instances_deleted,
+            m.SCOPES_SYNCED: report.scopes_synced,
+            m.SCOPES_FAILED: report.scopes_failed,
+            m.SYNC_ERRORS: report.scopes_failed + (1 if report.scopes_synced == 0 and report.errors else 0),
+            m.THROTTLE_RETRIES: rt.stats.throttle_retries,
+            m.DYNAMODB_THROTTLES: rt.stats.dynamodb_throttles,
+        },
+        runId=report.run_id,
+        full=full,
+    )
+    # The one canonical summary line of the run.
+    log.info(
+        "sync_finished",
+        status=report.status.value,
+        full=full,
+        scopes=len(report.scopes),
+        scopes_synced=report.scopes_synced,
+        scopes_failed=report.scopes_failed,
+        instances_found=report.instances_found,
+        instances_updated=report.instances_updated,
+        instances_unchanged=report.instances_unchanged,
+        instances_deleted=report.instances_deleted,
+        duration_ms=report.duration_ms,
+        aws_calls=sum(rt.stats.calls.values()),
+        throttle_retries=rt.stats.throttle_retries,
+        assume_role_calls=rt.stats.assume_role_calls,
+    )
+
+
+# -- public API ----------------------------------------------------------------------------------
+
+
+async def sync_all(
+    settings: SyncSettings,
+    *,
+    account_id: str | None = None,
+    region: str | None = None,
+    progress: SyncProgress | None = None,
+    session: aioboto3.Session | None = None,
+) -> SyncReport:
+    """Sync every account and region (a full sync, holding the full-sync lease), or only those
+    matching ``account_id`` and/or ``region`` (a scoped sync, which takes scope leases only).
+
+    Raises ``SyncInProgressError`` when another full sync holds the lease.
+    """
+    if account_id is not None:
+        validate_account_id(account_id)
+    if region is not None:
+        validate_region(region)
+    full = account_id is None and region is None
+    async with open_runtime(settings, session=session) as rt:
+        return await _run(rt, full=full, account_id=account_id, region=region, progress=progress)
+
+
+async def sync_scope(
+    settings: SyncSettings,
+    account_id: str,
+    region: str,
+    server_ids: Iterable[str] | None = None,
+    *,
+    session: aioboto3.Session | None = None,
+) -> SyncReport:
+    """Sync one account/region; with ``server_ids`` only those servers (a wave's), and
+    reconciliation then touches only those servers' records."""
+    validate_account_id(account_id)
+    validate_region(region)
+    ids = None if server_ids is None else list(dict.fromkeys(server_ids))
+    async with open_runtime(settings, session=session) as rt:
+        return await _run(rt, full=False, account_id=account_id, region=region, server_ids=ids)
+
+
+async def get_sync_status(settings: SyncSettings, *, session: aioboto3.Session | None = None) -> SyncStatus:
+    async with open_runtime(settings, session=session) as rt:
+        return await rt.status.sync_status()
+
+
+async def get_cached_records(
+    settings: SyncSettings, server_ids: Iterable[str], *, session: aioboto3.Session | None = None
+) -> list[dict[str, Any]]:
+    """Cached records of these source servers (absent servers have no recovery instance)."""
+    async with open_runtime(settings, session=session) as rt:
+        return await rt.store.get_records(server_ids)
+
+
+async def get_records_by_execution(
+    settings: SyncSettings, execution_id: str, *, session: aioboto3.Session | None = None
+) -> list[dict[str, Any]]:
+    """Cached records of the recovery instances an execution launched (no DRS call)."""
+    async with open_runtime(settings, session=session) as rt:
+        return await rt.store.records_by_execution(execution_id)
+
+
+def run_blocking(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run an async engine function from synchronous code (a Lambda handler), in a new loop."""
+    import asyncio
+
+    return asyncio.run(function(*args, **kwargs))
+
+
+def deadline_from_lambda(settings: SyncSettings, context: Any) -> SyncSettings:
+    """Settings whose deadline is the invocation's remaining time minus a safety margin."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return settings
+    seconds = remaining() / 1000.0 - settings.lambda_deadline_margin
+    if settings.deadline_seconds is not None:
+        seconds = min(seconds, settings.deadline_seconds)
+    return settings.with_changes(deadline_seconds=max(seconds, 1.0))
+
+
+__all__ = [
+    "Runtime",
+    "SyncEngineError",
+    "SyncProgress",
+    "deadline_from_lambda",
+    "get_cached_records",
+    "get_records_by_execution",
+    "get_sync_status",
+    "open_runtime",
+    "run_blocking",
+    "sync_all",
+    "sync_scope",
+]

@@ -1,0 +1,93 @@
+"""Index of the orchestration's execution history, read once per sync.
+
+Answers "which execution launched this recovery instance?" by three rules, in order:
+1. the recovery instance's ``jobID`` equals a wave's ``jobId``;
+2. a wave's ``serverStatuses[].recoveryInstanceId`` names the recovery instance;
+3. the most recent execution (by ``startTime``) with a wave in the same region listing the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncengine.dynamo import Dynamo
+
+# Only what the index needs: execution history items can carry large per-server payloads.
+_PROJECTION = "#eid, #plan, #start, #waves"
+_NAMES = {"#eid": "executionId", "#plan": "planName", "#start": "startTime", "#waves": "waves"}
+
+
+@dataclass(frozen=True)
+class ExecutionRef:
+    execution_id: str
+    plan_name: str | None
+    start_time: float = 0.0
+
+
+@dataclass
+class ExecutionIndex:
+    by_job: dict[str, ExecutionRef] = field(default_factory=dict)
+    by_recovery_instance: dict[str, ExecutionRef] = field(default_factory=dict)
+    by_server_region: dict[tuple[str, str], ExecutionRef] = field(default_factory=dict)
+
+    @classmethod
+    def from_items(cls, items: Iterable[Mapping[str, Any]]) -> ExecutionIndex:
+        index = cls()
+        for item in items:
+            execution_id = item.get("executionId")
+            if not execution_id:
+                continue
+            ref = ExecutionRef(str(execution_id), item.get("planName") or None, _number(item.get("startTime")))
+            for wave in item.get("waves") or []:
+                if not isinstance(wave, Mapping):
+                    continue
+                region = str(wave.get("region") or "")
+                job_id = wave.get("jobId")
+                if job_id:
+                    index._keep_latest(index.by_job, str(job_id), ref)
+                for status in wave.get("serverStatuses") or []:
+                    if not isinstance(status, Mapping):
+                        continue
+                    recovery_instance_id = status.get("recoveryInstanceId")
+                    if recovery_instance_id:
+                        index._keep_latest(index.by_recovery_instance, str(recovery_instance_id), ref)
+                    server_id = status.get("sourceServerId")
+                    if server_id and region:
+                        index._keep_latest(index.by_server_region, (str(server_id), region), ref)
+                for server_id in wave.get("serverIds") or wave.get("sourceServerIds") or []:
+                    if server_id and region:
+                        index._keep_latest(index.by_server_region, (str(server_id), region), ref)
+        return index
+
+    @staticmethod
+    def _keep_latest(mapping: dict[Any, ExecutionRef], key: Any, ref: ExecutionRef) -> None:
+        current = mapping.get(key)
+        if current is None or (ref.start_time, ref.execution_id) > (current.start_time, current.execution_id):
+            mapping[key] = ref
+
+    def resolve(
+        self, *, job_id: str | None, recovery_instance_id: str, source_server_id: str, region: str
+    ) -> ExecutionRef | None:
+        if job_id and job_id in self.by_job:
+            return self.by_job[job_id]
+        if recovery_instance_id in self.by_recovery_instance:
+            return self.by_recovery_instance[recovery_instance_id]
+        return self.by_server_region.get((source_server_id, region))
+
+    def __len__(self) -> int:
+        return len({r.execution_id for r in (*self.by_job.values(), *self.by_server_region.values())})
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+async def load_execution_index(dynamo: Dynamo, table: str) -> ExecutionIndex:
+    """One paginated scan of the execution history (projected), once per sync."""
+    items = await dynamo.scan_all(table, ProjectionExpression=_PROJECTION, ExpressionAttributeNames=_NAMES)
+    return ExecutionIndex.from_items(items)

@@ -1,0 +1,238 @@
+"""The only retry layer: tenacity with full-jitter exponential backoff.
+
+botocore's own retries are off (``max_attempts=1`` in ``syncengine.aws``), so every AWS and
+DynamoDB call is retried here, once, with one policy:
+
+* throttling (HTTP 429, ``ThrottlingException``, ``RequestLimitExceeded``,
+  ``ProvisionedThroughputExceededException``, ``TooManyRequestsException``, ...) and transient
+  failures (5xx, connection resets, timeouts) are retried;
+* a ``Retry-After`` header is honoured: the next attempt waits at least that long;
+* attempts are bounded by ``RetrySettings.max_attempts`` and by the caller's deadline (the
+  nearest anyio cancel-scope deadline): a retry that would sleep past it gives up at once;
+* AccessDenied, validation errors and missing roles are permanent and raised immediately.
+
+``classify`` is the single place where botocore/aiohttp exceptions become the engine's tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import aiohttp
+import anyio
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from syncengine.config import DEFAULT_RETRY, RetrySettings
+from syncengine.errors import (
+    AccessDeniedError,
+    AwsError,
+    PermanentAwsError,
+    ThrottledError,
+    TransientAwsError,
+    ValidationError,
+)
+
+T = TypeVar("T")
+
+THROTTLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceededException",
+        "TransactionInProgressException",
+        "SlowDown",
+        "EC2ThrottledException",
+        "BandwidthLimitExceeded",
+    }
+)
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalServerException",
+        "InternalServerError",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "Unavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "IDPCommunicationError",
+    }
+)
+ACCESS_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnauthorizedException",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "AuthFailure",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "SignatureDoesNotMatch",
+        "MissingAuthenticationToken",
+        "OptInRequired",
+    }
+)
+VALIDATION_CODES = frozenset(
+    {"ValidationException", "ValidationError", "InvalidParameterValue", "InvalidParameterCombination"}
+)
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    HTTPClientError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Where a call went: attached to every error raised from it."""
+
+    operation: str
+    account_id: str = ""
+    region: str = ""
+
+
+def _retry_after_seconds(headers: dict[str, str]) -> float | None:
+    raw = headers.get("retry-after") or headers.get("Retry-After")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        # An HTTP-date form is legal but no AWS service we call sends it; ignore it.
+        return None
+
+
+def classify(exc: BaseException, context: CallContext) -> AwsError | None:
+    """Translate a botocore/transport exception into the engine's tree; None when it is not one
+    (a bug, which must propagate unchanged)."""
+    where = {"operation": context.operation, "account_id": context.account_id, "region": context.region}
+    if isinstance(exc, AwsError):
+        return exc
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {}) or {}
+        code = str(error.get("Code") or "")
+        message = str(error.get("Message") or exc)
+        metadata = exc.response.get("ResponseMetadata", {}) or {}
+        status = metadata.get("HTTPStatusCode")
+        headers = {str(k).lower(): str(v) for k, v in (metadata.get("HTTPHeaders") or {}).items()}
+        if code in THROTTLE_CODES or status == 429:
+            return ThrottledError(
+                message,
+                retry_after=_retry_after_seconds(headers),
+                code=code or "TooManyRequests",
+                status_code=status,
+                **where,
+            )
+        if code in ACCESS_DENIED_CODES:
+            return AccessDeniedError(message, code=code, status_code=status, **where)
+        if code in VALIDATION_CODES:
+            return ValidationError(message, code=code, status_code=status, **where)
+        if code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+            return TransientAwsError(message, code=code or f"HTTP{status}", status_code=status, **where)
+        return PermanentAwsError(message, code=code, status_code=status, **where)
+    if isinstance(exc, _TRANSPORT_ERRORS):
+        return TransientAwsError(str(exc) or type(exc).__name__, code=type(exc).__name__, **where)
+    return None
+
+
+def full_jitter_wait(settings: RetrySettings) -> Callable[[RetryCallState], float]:
+    """AWS's "full jitter": uniform(0, min(cap, base * 2**attempt)); at least Retry-After."""
+
+    def wait(state: RetryCallState) -> float:
+        ceiling = min(settings.max_delay, settings.base_delay * (2 ** (state.attempt_number - 1)))
+        delay = random.uniform(0, ceiling)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ThrottledError) and exc.retry_after is not None:
+            # Spread the herd a little beyond the server's hint instead of all waking at once.
+            delay = exc.retry_after + random.uniform(0, settings.base_delay)
+        return delay
+
+    return wait
+
+
+def _stop_at_deadline(state: RetryCallState) -> bool:
+    """Give up when the upcoming sleep would end past the enclosing cancel scope's deadline."""
+    deadline = anyio.current_effective_deadline()
+    if deadline == float("inf"):
+        return False
+    return anyio.current_time() + (state.upcoming_sleep or 0.0) >= deadline
+
+
+async def call_with_retry(
+    call: Callable[[], Awaitable[T]],
+    context: CallContext,
+    *,
+    settings: RetrySettings = DEFAULT_RETRY,
+    on_retry: Callable[[AwsError], None] | None = None,
+) -> T:
+    """Run ``call`` until it succeeds, a permanent error occurs, attempts run out or the deadline
+    nears. Raises the engine's ``AwsError`` subclasses (chained to the original)."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if on_retry is not None and isinstance(exc, AwsError):
+            on_retry(exc)
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(TransientAwsError),
+        stop=stop_after_attempt(settings.max_attempts) | _stop_at_deadline,
+        wait=full_jitter_wait(settings),
+        before_sleep=before_sleep,
+        reraise=True,
+        sleep=anyio.sleep,
+    )
+    async for attempt in retrying:
+        with attempt:
+            try:
+                return await call()
+            except Exception as exc:
+                translated = classify(exc, context)
+                if translated is None or translated is exc:
+                    raise
+                raise translated from exc
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+def is_throttle(exc: BaseException) -> bool:
+    return isinstance(exc, ThrottledError)
+
+
+__all__ = [
+    "ACCESS_DENIED_CODES",
+    "THROTTLE_CODES",
+    "TRANSIENT_CODES",
+    "CallContext",
+    "call_with_retry",
+    "classify",
+    "full_jitter_wait",
+    "is_throttle",
+]
+
+

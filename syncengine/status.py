@@ -1,0 +1,337 @@
+"""The status table: per-scope status, the last run's summary, and the leases.
+
+Layout (partition ``pk``, sort ``sk``):
+
+* ``SCOPE`` / ``<account>#<region>``: last success, last attempt, instance count, last error, and
+  the scope lease (``leaseOwner``, ``leaseExpiresAt``) that serialises syncs of one scope;
+* ``RUN`` / ``LATEST``: the last run's report; ``RUN`` / ``HISTORY#<finishedAt>#<runId>`` keeps a
+  week of reports (TTL);
+* ``LEASE`` / ``FULL_SYNC``: held by a full sync so two never overlap.
+
+Reading the status is one Query on ``SCOPE`` and two GetItems: never a scan of the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+
+from syncengine.dynamo import Dynamo, from_item, to_attr, to_item
+from syncengine.errors import AwsError, SyncInProgressError
+from syncengine.logging import get_logger
+from syncengine.models import (
+    HealthStatus,
+    RunStatus,
+    Scope,
+    ScopeOutcome,
+    ScopeResult,
+    ScopeStatus,
+    SyncReport,
+    SyncStatus,
+    utc_now_iso,
+)
+
+log = get_logger(__name__)
+
+SCOPE_PK = "SCOPE"
+RUN_PK = "RUN"
+LATEST_SK = "LATEST"
+LEASE_PK = "LEASE"
+FULL_SYNC_SK = "FULL_SYNC"
+HISTORY_DAYS = 7
+CONDITION_FAILED = "ConditionalCheckFailedException"
+# A last sync older than this makes an otherwise healthy cache "degraded": the 5-minute schedule
+# has missed several runs.
+STALE_AFTER = timedelta(minutes=30)
+
+
+def _condition_failed(exc: AwsError) -> bool:
+    return exc.code == CONDITION_FAILED
+
+
+@dataclass(frozen=True)
+class FullSyncLease:
+    owner: str
+    expires_at: float
+
+
+class StatusStore:
+    def __init__(self, dynamo: Dynamo, table: str, *, lease_seconds: float = 900.0):
+        self.dynamo = dynamo
+        self.table = table
+        self.lease_seconds = lease_seconds
+
+    # -- the full-sync lease ---------------------------------------------------------------------
+
+    async def acquire_full_sync_lease(self, owner: str, *, seconds: float | None = None) -> FullSyncLease:
+        now = time.time()
+        expires_at = now + (seconds or self.lease_seconds)
+        try:
+            await self.dynamo.call(
+                "put_item",
+                TableName=self.table,
+                Item=to_item(
+                    {
+                        "pk": LEASE_PK,
+                        "sk": FULL_SYNC_SK,
+                        "owner": owner,
+                        "expiresAt": int(expires_at),
+                        "acquiredAt": utc_now_iso(),
+                        "ttl": int(expires_at) + 86400,
+                    }
+                ),
+                # Only one full sync at a time; a lease whose holder died expires on its own.
+                ConditionExpression="attribute_not_exists(#pk) OR #exp < :now",
+                ExpressionAttributeNames={"#pk": "pk", "#exp": "expiresAt"},
+                ExpressionAttributeValues={":now": {"N": str(int(now))}},
+            )
+        except AwsError as exc:
+            if not _condition_failed(exc):
+                raise
+            holder = await self.full_sync_holder()
+            raise SyncInProgressError(
+                "A full sync is already running; try again when it finishes.",
+                holder=holder.owner if holder else None,
+                expires_at=holder.expires_at if holder else None,
+            ) from exc
+        return FullSyncLease(owner, expires_at)
+
+    async def release_full_sync_lease(self, owner: str) -> None:
+        try:
+            await self.dynamo.call(
+                "delete_item",
+                TableName=self.table,
+                Key=to_item({"pk": LEASE_PK, "sk": FULL_SYNC_SK}),
+                # Never release a lease that expired and was taken by another run.
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except AwsError as exc:
+            if not _condition_failed(exc):
+                raise
+            log.warning("full_sync_lease_lost", owner=owner)
+
+    async def full_sync_holder(self) -> FullSyncLease | None:
+        response = await self.dynamo.call(
+            "get_item", TableName=self.table, Key=to_item({"pk": LEASE_PK, "sk": FULL_SYNC_SK}), ConsistentRead=True
+        )
+        item = from_item(response.get("Item") or {})
+        if not item or float(item.get("expiresAt", 0)) < time.time():
+            return None
+        return FullSyncLease(str(item.get("owner", "")), float(item["expiresAt"]))
+
+    # -- scope leases and status -----------------------------------------------------------------
+
+    async def acquire_scope_lease(self, scope: Scope, owner: str, *, wait: float) -> bool:
+        """Take the scope's lease, waiting up to ``wait`` seconds for another sync of the same
+        scope to finish. Syncs of one scope are serialised so that observation order equals write
+        order: an older observation can never overwrite a newer one."""
+        deadline = anyio.current_time() + wait
+        delay = 0.05
+        while True:
+            now = time.time()
+            try:
+                await self.dynamo.call(
+                    "update_item",
+                    TableName=self.table,
+                    Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
+                    UpdateExpression="SET #owner = :owner, #exp = :exp, #acct = :acct, #region = :region",
+                    # Free, expired (its holder died), or already ours.
+                    ConditionExpression="attribute_not_exists(#exp) OR #exp < :now OR #owner = :owner",
+                    ExpressionAttributeNames={
+                        "#owner": "leaseOwner",
+                        "#exp": "leaseExpiresAt",
+                        "#acct": "accountId",
+                        "#region": "region",
+                    },
+                    ExpressionAttributeValues={
+                        ":owner": {"S": owner},
+                        ":exp": {"N": str(int(now + self.lease_seconds))},
+                        ":now": {"N": str(int(now))},
+                        ":acct": {"S": scope.account_id},
+                        ":region": {"S": scope.region},
+                    },
+                )
+                return True
+            except AwsError as exc:
+                if not _condition_failed(exc):
+                    raise
+            if anyio.current_time() + delay > deadline:
+                return False
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def finish_scope(self, result: ScopeResult, owner: str | None) -> None:
+        """Record the scope's outcome and release its lease (if ``owner`` holds it)."""
+        now = utc_now_iso()
+        names = {"#status": "status", "#attempt": "lastAttemptTime", "#acct": "accountId", "#region": "region"}
+        values: dict[str, Any] = {
+            ":status": to_attr(result.outcome.value),
+            ":attempt": to_attr(now),
+            ":acct": to_attr(result.scope.account_id),
+            ":region": to_attr(result.scope.region),
+        }
+        sets = ["#status = :status", "#attempt = :attempt", "#acct = :acct", "#region = :region"]
+        removes: list[str] = []
+        if result.ok:
+            names.update({"#success": "lastSuccessTime", "#count": "instanceCount", "#err": "lastError",
+                          "#errtype": "lastErrorType"})
+            values.update({":success": to_attr(now), ":count": to_attr(result.instances_found)})
+            sets += ["#success = :success", "#count = :count"]
+            removes += ["#err", "#errtype"]
+        elif result.error is not None:
+            names.update({"#err": "lastError", "#errtype": "lastErrorType"})
+            values.update({":err": to_attr(result.error.message[:1000] or "unknown error"),
+                           ":errtype": to_attr(result.error.error_type or "Error")})
+            sets += ["#err = :err", "#errtype = :errtype"]
+        params: dict[str, Any] = {}
+        if owner is not None:
+            names.update({"#owner": "leaseOwner", "#exp": "leaseExpiresAt"})
+            removes += ["#owner", "#exp"]
+            values[":owner"] = to_attr(owner)
+            # Release only our own lease; if it expired and another sync took it, leave theirs.
+            params["ConditionExpression"] = "#owner = :owner"
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            await self.dynamo.call(
+                "update_item",
+                TableName=self.table,
+                Key=to_item({"pk": SCOPE_PK, "sk": result.scope.key}),
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                **params,
+            )
+        except AwsError as exc:
+            if not _condition_failed(exc):
+                raise
+            log.warning("scope_lease_lost", scope=result.scope.key, owner=owner)
+
+    async def scope_statuses(self) -> list[ScopeStatus]:
+        statuses: list[ScopeStatus] = []
+        pages = self.dynamo.paginate(
+            "query",
+            TableName=self.table,
+            KeyConditionExpression="#pk = :pk",
+            ExpressionAttributeNames={"#pk": "pk"},
+            ExpressionAttributeValues={":pk": {"S": SCOPE_PK}},
+        )
+        async for raw in pages:
+            item = from_item(raw)
+            scope = Scope.from_key(item["sk"])
+            statuses.append(
+                ScopeStatus(
+                    account_id=item.get("accountId", scope.account_id),
+                    region=item.get("region", scope.region),
+                    status=item.get("status", "RUNNING" if item.get("leaseOwner") else "UNKNOWN"),
+                    last_success_time=item.get("lastSuccessTime"),
+                    last_attempt_time=item.get("lastAttemptTime"),
+                    instance_count=int(item.get("instanceCount", 0)),
+                    last_error=item.get("lastError"),
+                )
+            )
+        statuses.sort(key=lambda s: (s.account_id, s.region))
+        return statuses
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    async def write_run(self, report: SyncReport, *, full: bool) -> None:
+        body = report.to_dict()
+        finished = report.finished_at or utc_now_iso()
+        record = {
+            "status": body["status"],
+            "lastSyncTime": finished,
+            "startedAt": report.started_at,
+            "runId": report.run_id,
+            "full": full,
+            "instancesUpdated": report.instances_updated,
+            "instancesUnchanged": report.instances_unchanged,
+            "instancesDeleted": report.instances_deleted,
+            "instancesFound": report.instances_found,
+            "scopesSynced": report.scopes_synced,
+            "scopesFailed": report.scopes_failed,
+            "durationMs": report.duration_ms,
+            # Keep the item well under 400 KB however many scopes failed.
+            "errors": body["errors"][:100],
+        }
+        history_ttl = int(time.time()) + HISTORY_DAYS * 86400
+        await self.dynamo.call(
+            "put_item", TableName=self.table, Item=to_item({"pk": RUN_PK, "sk": LATEST_SK, **record})
+        )
+        await self.dynamo.call(
+            "put_item",
+            TableName=self.table,
+            Item=to_item({"pk": RUN_PK, "sk": f"HISTORY#{finished}#{report.run_id}", "ttl": history_ttl, **record}),
+        )
+
+    async def latest_run(self) -> dict[str, Any] | None:
+        response = await self.dynamo.call(
+            "get_item", TableName=self.table, Key=to_item({"pk": RUN_PK, "sk": LATEST_SK})
+        )
+        item = response.get("Item")
+        return from_item(item) if item else None
+
+    async def sync_status(self) -> SyncStatus:
+        latest, holder, scopes = None, None, []
+
+        async def read_latest() -> None:
+            nonlocal latest
+            latest = await self.latest_run()
+
+        async def read_holder() -> None:
+            nonlocal holder
+            holder = await self.full_sync_holder()
+
+        async def read_scopes() -> None:
+            nonlocal scopes
+            scopes = await self.scope_statuses()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_latest)
+            tg.start_soon(read_holder)
+            tg.start_soon(read_scopes)
+        return summarise_status(latest, holder is not None, scopes)
+
+
+def summarise_status(latest: dict[str, Any] | None, running: bool, scopes: list[ScopeStatus]) -> SyncStatus:
+    if latest is None:
+        health = HealthStatus.RUNNING if running else HealthStatus.NO_SYNC_YET
+        return SyncStatus(status=health, scopes=tuple(scopes))
+    run_status = latest.get("status")
+    if running:
+        health = HealthStatus.RUNNING
+    elif run_status == RunStatus.FAILED.value:
+        health = HealthStatus.ERROR
+    elif run_status == RunStatus.PARTIAL.value or any(s.status == ScopeOutcome.FAILED.value for s in scopes):
+        health = HealthStatus.DEGRADED
+    else:
+        health = HealthStatus.HEALTHY
+    last_sync = latest.get("lastSyncTime")
+    if health is HealthStatus.HEALTHY and last_sync and _older_than(last_sync, STALE_AFTER):
+        health = HealthStatus.DEGRADED
+    return SyncStatus(
+        status=health,
+        last_sync_time=last_sync,
+        instances_updated=int(latest.get("instancesUpdated", 0)),
+        instances_unchanged=int(latest.get("instancesUnchanged", 0)),
+        instances_deleted=int(latest.get("instancesDeleted", 0)),
+        scopes_synced=int(latest.get("scopesSynced", 0)),
+        scopes_failed=int(latest.get("scopesFailed", 0)),
+        duration_ms=int(latest.get("durationMs", 0)),
+        errors=tuple(latest.get("errors") or ()),
+        scopes=tuple(scopes),
+        last_run_status=run_status,
+    )
+
+
+def _older_than(iso: str, age: timedelta) -> bool:
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return datetime.now(UTC) - moment > age

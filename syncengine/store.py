@@ -1,0 +1,268 @@
+"""The DynamoDB cache of recovery instances: every item mapping lives here.
+
+Writes are change-aware (a record whose content hash equals the cached one is not written
+again), batched (25 unique keys per BatchWriteItem, several in flight) and scoped: reconciliation
+deletes only records of a scope whose sync succeeded. Reads are batch gets and index queries;
+nothing here scans the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from syncengine.dynamo import BATCH_GET_MAX, BATCH_WRITE_MAX, Dynamo, chunked, from_item, to_item
+from syncengine.models import RecoveryInstanceRecord, Scope
+
+EXECUTION_INDEX = "sourceExecutionId-index"
+SCOPE_INDEX = "scopeKey-index"
+
+# Record attribute -> item attribute. The order is the content hash's order: never reorder.
+_CONTENT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("source_server_id", "sourceServerId"),
+    ("recovery_instance_id", "recoveryInstanceId"),
+    ("account_id", "accountId"),
+    ("region", "region"),
+    ("ec2_instance_id", "ec2InstanceId"),
+    ("ec2_instance_state", "ec2InstanceState"),
+    ("source_server_name", "sourceServerName"),
+    ("name", "name"),
+    ("private_ip", "privateIp"),
+    ("public_ip", "publicIp"),
+    ("instance_type", "instanceType"),
+    ("launch_time", "launchTime"),
+    ("job_id", "jobId"),
+    ("is_drill", "isDrill"),
+    ("point_in_time_snapshot_date_time", "pointInTimeSnapshotDateTime"),
+    ("origin_environment", "originEnvironment"),
+    ("source_execution_id", "sourceExecutionId"),
+    ("source_plan_name", "sourcePlanName"),
+    ("replication_staging_account_id", "replicationStagingAccountId"),
+    ("source_vpc_id", "sourceVpcId"),
+    ("source_subnet_id", "sourceSubnetId"),
+    ("source_security_group_ids", "sourceSecurityGroupIds"),
+    ("source_instance_profile", "sourceInstanceProfile"),
+    ("source_server_tags", "sourceServerTags"),
+)
+REQUIRED_FIELDS = (
+    "sourceServerId",
+    "recoveryInstanceId",
+    "accountId",
+    "region",
+    "ec2InstanceId",
+    "ec2InstanceState",
+    "lastSyncTime",
+)
+# Attributes the engine keeps for itself (not part of the public record).
+INTERNAL_FIELDS = ("scopeKey", "contentHash", "observedAt")
+
+
+@dataclass(frozen=True)
+class CachedEntry:
+    """What reconciliation and change detection need of a cached record (from the scope index)."""
+
+    source_server_id: str
+    recovery_instance_id: str
+    content_hash: str
+    observed_at: int
+
+
+def record_content(record: RecoveryInstanceRecord) -> dict[str, Any]:
+    """The record as item values (camelCase), unknown values dropped."""
+    content: dict[str, Any] = {}
+    for attribute, key in _CONTENT_FIELDS:
+        value = getattr(record, attribute)
+        if key == "sourceServerTags":
+            value = dict(value)
+        elif key == "sourceSecurityGroupIds":
+            value = list(value)
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        content[key] = value
+    return content
+
+
+def content_hash(content: Mapping[str, Any]) -> str:
+    """Stable digest of a record's content; observation and sync times are not content."""
+    encoded = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.blake2b(encoded, digest_size=12).hexdigest()
+
+
+def record_to_item(record: RecoveryInstanceRecord, last_sync_time: str) -> dict[str, Any]:
+    content = record_content(record)
+    return to_item(
+        {
+            **content,
+            "lastSyncTime": last_sync_time,
+            "scopeKey": record.scope.key,
+            "contentHash": content_hash(content),
+            "observedAt": record.observed_at,
+        }
+    )
+
+
+def public_record(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A decoded cache item without the engine's bookkeeping attributes."""
+    return {k: v for k, v in item.items() if k not in INTERNAL_FIELDS}
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    updated: int
+    unchanged: int
+
+
+class CacheStore:
+    """Reads and writes of the ``recovery-instances`` table."""
+
+    def __init__(self, dynamo: Dynamo, table: str, *, write_concurrency: int = 8):
+        self.dynamo = dynamo
+        self.table = table
+        self.write_concurrency = write_concurrency
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def scope_entries(self, scope: Scope) -> dict[str, CachedEntry]:
+        """The cached records of one scope, from the scope index (keys, hashes, observation times)."""
+        entries: dict[str, CachedEntry] = {}
+        pages = self.dynamo.paginate(
+            "query",
+            TableName=self.table,
+            IndexName=SCOPE_INDEX,
+            KeyConditionExpression="#scope = :scope",
+            ExpressionAttributeNames={
+                "#scope": "scopeKey",
+                "#sid": "sourceServerId",
+                "#rid": "recoveryInstanceId",
+                "#hash": "contentHash",
+                "#obs": "observedAt",
+            },
+            ExpressionAttributeValues={":scope": {"S": scope.key}},
+            ProjectionExpression="#sid, #rid, #hash, #obs",
+        )
+        async for raw in pages:
+            item = from_item(raw)
+            server_id = item["sourceServerId"]
+            entries[server_id] = CachedEntry(
+                server_id,
+                item.get("recoveryInstanceId", ""),
+                item.get("contentHash", ""),
+                int(item.get("observedAt", 0)),
+            )
+        return entries
+
+    async def scope_server_tags(self, scope: Scope) -> dict[str, dict[str, str]]:
+        """sourceServerId -> sourceServerTags for one scope (tag-selected protection groups)."""
+        tags: dict[str, dict[str, str]] = {}
+        pages = self.dynamo.paginate(
+            "query",
+            TableName=self.table,
+            IndexName=SCOPE_INDEX,
+            KeyConditionExpression="#scope = :scope",
+            ExpressionAttributeNames={"#scope": "scopeKey", "#sid": "sourceServerId", "#tags": "sourceServerTags"},
+            ExpressionAttributeValues={":scope": {"S": scope.key}},
+            ProjectionExpression="#sid, #tags",
+        )
+        async for raw in pages:
+            item = from_item(raw)
+            tags[item["sourceServerId"]] = dict(item.get("sourceServerTags") or {})
+        return tags
+
+    async def get_records(self, server_ids: Iterable[str], *, consistent: bool = False) -> list[dict[str, Any]]:
+        """Records of these source servers (BatchGetItem, 100 keys a call, several in flight);
+        servers with no record are simply absent from the result."""
+        unique = list(dict.fromkeys(sid for sid in server_ids if sid))
+        results: list[dict[str, Any]] = []
+
+        async def fetch(batch: list[str]) -> None:
+            keys = [{"sourceServerId": {"S": sid}} for sid in batch]
+            found = await self.dynamo.batch_get(self.table, keys, ConsistentRead=consistent)
+            results.extend(public_record(item) for item in found)
+
+        async with anyio.create_task_group() as tg:
+            for batch in chunked(unique, BATCH_GET_MAX):
+                tg.start_soon(fetch, batch)
+        order = {sid: i for i, sid in enumerate(unique)}
+        results.sort(key=lambda r: order.get(r["sourceServerId"], 0))
+        return results
+
+    async def records_by_execution(self, execution_id: str) -> list[dict[str, Any]]:
+        """Records whose recovery instance was launched by this execution (the execution index)."""
+        pages = self.dynamo.paginate(
+            "query",
+            TableName=self.table,
+            IndexName=EXECUTION_INDEX,
+            KeyConditionExpression="#exec = :exec",
+            ExpressionAttributeNames={"#exec": "sourceExecutionId"},
+            ExpressionAttributeValues={":exec": {"S": execution_id}},
+        )
+        return [public_record(from_item(raw)) async for raw in pages]
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    async def write_records(
+        self,
+        records: Sequence[RecoveryInstanceRecord],
+        cached: Mapping[str, CachedEntry],
+        *,
+        last_sync_time: str,
+    ) -> WriteOutcome:
+        """Write the records whose content changed; skip those equal to the cache.
+
+        A record older than the cached observation is skipped too: the per-scope lease makes that
+        impossible within one deployment, and this keeps it true even without the lease.
+        """
+        newest: dict[str, RecoveryInstanceRecord] = {}
+        for record in records:
+            # One record per source server: a newer recovery instance replaces the older one.
+            current = newest.get(record.source_server_id)
+            if current is None or _newer(record, current):
+                newest[record.source_server_id] = record
+        puts: list[dict[str, Any]] = []
+        unchanged = 0
+        for record in newest.values():
+            item = record_to_item(record, last_sync_time)
+            entry = cached.get(record.source_server_id)
+            if entry is not None and (
+                entry.content_hash == item["contentHash"]["S"] or entry.observed_at > record.observed_at
+            ):
+                unchanged += 1
+                continue
+            puts.append({"PutRequest": {"Item": item}})
+        await self._batch_write(puts)
+        return WriteOutcome(updated=len(puts), unchanged=unchanged)
+
+    async def delete_records(self, server_ids: Iterable[str]) -> int:
+        deletes = [
+            {"DeleteRequest": {"Key": {"sourceServerId": {"S": sid}}}} for sid in dict.fromkeys(server_ids) if sid
+        ]
+        await self._batch_write(deletes)
+        return len(deletes)
+
+    async def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        if not requests:
+            return
+        limiter = anyio.CapacityLimiter(self.write_concurrency)
+
+        async def send(batch: list[dict[str, Any]]) -> None:
+            async with limiter:
+                await self.dynamo.batch_write(self.table, batch)
+
+        async with anyio.create_task_group() as tg:
+            for batch in chunked(requests, BATCH_WRITE_MAX):
+                tg.start_soon(send, batch)
+
+
+def _newer(candidate: RecoveryInstanceRecord, current: RecoveryInstanceRecord) -> bool:
+    """Between two recovery instances of one server, the later launch wins (then the later
+    observation, then the id, so the choice is deterministic)."""
+    return (candidate.launch_time or "", candidate.observed_at, candidate.recovery_instance_id) > (
+        current.launch_time or "",
+        current.observed_at,
+        current.recovery_instance_id,
+    )
