@@ -1,0 +1,74 @@
+"""Load CloudFormation YAML templates in tests.
+
+A safe YAML loader that also accepts the short-form intrinsic tags (``!Ref``, ``!Sub``,
+``!GetAtt`` ...) and turns each into its long form (``{"Ref": ...}``, ``{"Fn::Sub": ...}``), so
+a test inspects one shape whichever form a template author used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CFN_DIR = ROOT / "cfn"
+
+
+class CloudFormationYamlLoader(yaml.SafeLoader):
+    """SafeLoader plus CloudFormation's ``!Tag`` short forms."""
+
+
+def _construct_intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        resource, _, attribute = value.partition(".")
+        return {"Fn::GetAtt": [resource, attribute]}
+    return {f"Fn::{tag_suffix}": value}
+
+
+CloudFormationYamlLoader.add_multi_constructor("!", _construct_intrinsic)
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    """One template as plain dicts and lists (intrinsics in long form)."""
+    path = Path(path)
+    if not path.is_absolute():
+        path = CFN_DIR / path
+    with path.open(encoding="utf-8") as stream:
+        document = yaml.load(stream, Loader=CloudFormationYamlLoader)  # noqa: S506 - SafeLoader subclass
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} is not a CloudFormation template")
+    return document
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    """The template's resources of one type, by logical id."""
+    return {
+        logical_id: resource
+        for logical_id, resource in (template.get("Resources") or {}).items()
+        if resource.get("Type") == resource_type
+    }
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every dict, list and scalar under ``node``, depth first."""
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
