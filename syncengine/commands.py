@@ -1,0 +1,105 @@
+"""CLI subcommands ``sync``, ``status`` and ``demo`` (the simulator and tables register their own)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from syncengine.config import SyncSettings
+from syncengine.engine import get_sync_status, sync_all, sync_scope
+from syncengine.errors import SyncEngineError
+from syncengine.logging import configure_logging
+from syncengine.models import RunStatus
+from syncengine.progress import errors_table, make_progress, report_table
+
+
+def register(subparsers: Any) -> None:
+    sync = subparsers.add_parser("sync", help="sync the cache with DRS (all accounts and regions, or a scope)")
+    sync.add_argument("--account-id", help="only this 12-digit account")
+    sync.add_argument("--region", help="only this region")
+    sync.add_argument("--server-id", action="append", dest="server_ids",
+                      help="only these source servers (needs --account-id and --region); repeatable")
+    sync.add_argument("--json", action="store_true", help="print the report as JSON")
+    sync.set_defaults(func=run_sync_command)
+
+    status = subparsers.add_parser("status", help="show the last sync and per-scope status")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(func=run_status_command)
+
+    demo = subparsers.add_parser("demo", help="full sync of a simulated estate on an embedded DynamoDB")
+    demo.add_argument("--accounts", type=int, default=8)
+    demo.add_argument("--regions", default="us-east-1,us-west-2,eu-west-1")
+    demo.add_argument("--instances-per-scope", type=int, default=100)
+    demo.add_argument("--latency-ms", type=float, default=20.0)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--dynamodb", choices=("moto", "dynalite"), default="moto")
+    demo.set_defaults(func=run_demo_command)
+
+
+def run_sync_command(args: argparse.Namespace) -> int:
+    configure_logging(json=args.json or None, level="WARNING")
+    settings = SyncSettings.from_env()
+    console = Console(stderr=True)
+    try:
+        if args.server_ids:
+            if not (args.account_id and args.region):
+                console.print("--server-id needs --account-id and --region")
+                return 2
+            report = asyncio.run(sync_scope(settings, args.account_id, args.region, args.server_ids))
+        else:
+            with make_progress(console) as progress:
+                report = asyncio.run(
+                    sync_all(settings, account_id=args.account_id, region=args.region, progress=progress)
+                )
+    except SyncEngineError as exc:
+        if args.json:
+            print(json.dumps({"error": exc.error_code, "message": str(exc)}))
+        else:
+            console.print(f"[red]{exc.error_code}[/red]: {exc}")
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        out = Console()
+        out.print(report_table(report))
+        table = errors_table(report)
+        if table is not None:
+            out.print(table)
+    return 0 if report.status is RunStatus.SUCCESS else 1
+
+
+def run_status_command(args: argparse.Namespace) -> int:
+    configure_logging(level="WARNING")
+    settings = SyncSettings.from_env()
+    try:
+        status = asyncio.run(get_sync_status(settings))
+    except SyncEngineError as exc:
+        print(json.dumps({"error": exc.error_code, "message": str(exc)}), file=sys.stderr)
+        return 1
+    body = status.to_dict()
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    console = Console()
+    console.print(f"[bold]status[/bold] {body['status']}   last sync {body['lastSyncTime'] or '-'}")
+    console.print(
+        f"scopes synced {body['scopesSynced']}, failed {body['scopesFailed']}; "
+        f"updated {body['instancesUpdated']}, unchanged {body['instancesUnchanged']}, "
+        f"deleted {body['instancesDeleted']} in {body['durationMs']} ms"
+    )
+    for scope in body["scopes"]:
+        error = f"  ({scope['lastError']})" if scope.get("lastError") else ""
+        console.print(f"  {scope['accountId']} {scope['region']:<15} {scope['status']:<8} "
+                      f"{scope['instanceCount']:>6} instances{error}")
+    return 0
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from syncengine.demo import run_demo
+
+    return run_demo(args)

@@ -1,0 +1,86 @@
+"""Which accounts and regions a sync covers."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncengine.accounts import plan_scopes, role_name_of, targets_from_items, validate_account_id, validate_region
+from syncengine.aws import drs_regions
+from syncengine.config import SyncSettings
+from syncengine.errors import InvalidRequestError
+
+SETTINGS = SyncSettings(regions=("us-east-1", "eu-west-1"))
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        pytest.param({"roleArn": "arn:aws:iam::111122223333:role/Custom"}, "Custom", id="role-arn"),
+        pytest.param({"assumeRoleName": "Named"}, "Named", id="assume-role-name"),
+        pytest.param({"crossAccountRoleArn": "arn:aws:iam::1:role/path/Cross"}, "Cross", id="cross-account-arn"),
+        pytest.param({}, "DRSOrchestrationRole", id="default"),
+    ],
+)
+def test_role_name_of_follows_precedence(item: dict, expected: str) -> None:
+    """roleArn, then assumeRoleName, then crossAccountRoleArn, then the default."""
+    assert role_name_of(item, "DRSOrchestrationRole") == expected
+
+
+def test_targets_skip_inactive_and_malformed_accounts() -> None:
+    """Only active items with 12-digit ids are synced; the current account is added."""
+    items = [
+        {"accountId": "111122223333", "status": "active", "externalId": "ext-1"},
+        {"accountId": "222233334444", "status": "inactive"},
+        {"accountId": "not-an-id", "status": "active"},
+    ]
+    targets = targets_from_items(items, SETTINGS, current_account_id="999988887777")
+    assert [t.account_id for t in targets] == ["111122223333", "999988887777"]
+    remote, current = targets
+    assert remote.role_arn == "arn:aws:iam::111122223333:role/DRSOrchestrationRole"
+    assert remote.external_id == "ext-1"
+    assert current.role_arn is None and current.is_current_account
+
+
+def test_targets_use_own_credentials_for_the_current_account_item() -> None:
+    """An item marked isCurrentAccount is synced without AssumeRole."""
+    items = [{"accountId": "999988887777", "isCurrentAccount": True, "roleArn": "arn:aws:iam::9:role/X"}]
+    (target,) = targets_from_items(items, SETTINGS, current_account_id="999988887777")
+    assert target.role_arn is None
+
+
+def test_plan_scopes_uses_item_regions_then_configured_then_all() -> None:
+    """Regions come from the item, else settings, else every DRS region."""
+    items = [
+        {"accountId": "111122223333", "regions": ["ap-southeast-2"]},
+        {"accountId": "222233334444"},
+    ]
+    targets = targets_from_items(items, SETTINGS, current_account_id=None)
+    scopes = plan_scopes(targets, SETTINGS)
+    assert [s.key for s, _ in scopes] == [
+        "111122223333#ap-southeast-2",
+        "222233334444#us-east-1",
+        "222233334444#eu-west-1",
+    ]
+    all_regions = plan_scopes(targets_from_items(items[1:], SyncSettings(), None), SyncSettings())
+    assert {s.region for s, _ in all_regions} == set(drs_regions())
+
+
+def test_plan_scopes_filters_by_account_and_region() -> None:
+    """A scoped sync covers only the matching account/region."""
+    targets = targets_from_items([{"accountId": "111122223333"}, {"accountId": "222233334444"}], SETTINGS, None)
+    scopes = plan_scopes(targets, SETTINGS, account_id="222233334444", region="eu-west-1")
+    assert [s.key for s, _ in scopes] == ["222233334444#eu-west-1"]
+
+
+@pytest.mark.parametrize("bad", ["12345", "1234567890123", "abcdefghijkl", 123456789012, None])
+def test_validate_account_id_rejects_malformed(bad: object) -> None:
+    """Account ids are exactly 12 digits, as strings."""
+    with pytest.raises(InvalidRequestError, match="12-digit"):
+        validate_account_id(bad)
+
+
+def test_validate_region_rejects_non_drs_regions() -> None:
+    """A region where DRS does not exist is bad input."""
+    assert validate_region("us-east-1") == "us-east-1"
+    with pytest.raises(InvalidRequestError, match="DRS"):
+        validate_region("mars-north-1")
