@@ -13,13 +13,13 @@ import asyncio
 import copy
 import os
 import sys
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aioboto3
+import anyio
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -50,6 +50,8 @@ LOGICAL_ID_TO_FIELD: Mapping[str, str] = {
 ACTIVE_TIMEOUT_SECONDS = 600.0
 POLL_FIRST_DELAY = 0.05
 POLL_MAX_DELAY = 2.0
+# What `tables create/delete` reports as a failure; anything else in a task group is a bug.
+EXPECTED_FAILURES = (ConfigurationError, ClientError, BotoCoreError, TimeoutError)
 # Backends without UpdateTimeToLive (dynalite) answer with these; TTL only matters in AWS.
 TTL_UNSUPPORTED_CODES = frozenset({"UnknownOperationException", "UnrecognizedClientException"})
 
@@ -253,10 +255,11 @@ async def create_tables(
         definitions = load_table_definitions(template_path)
     targets = _targets(tables, definitions)
     async with _client(session, endpoint_url, region) as client:
-        outcomes = await asyncio.gather(*(_create_one(client, target) for target in targets))
-        await asyncio.gather(*(_wait_active(client, target.name) for target in targets))
+        outcomes = await _for_each(targets, lambda target: _create_one(client, target))
+        with anyio.fail_after(ACTIVE_TIMEOUT_SECONDS):
+            await _for_each(targets, lambda target: _wait_active(client, target.name))
         created = [target for target, was_created in zip(targets, outcomes, strict=True) if was_created]
-        await asyncio.gather(*(_enable_ttl(client, target) for target in created))
+        await _for_each(created, lambda target: _enable_ttl(client, target))
     return [target.name for target in created]
 
 
@@ -271,8 +274,26 @@ async def delete_tables(
     Does not wait for DELETING to finish: callers are test cleanups and use fresh names."""
     names = [str(getattr(tables, f.name)) for f in fields(TableNames)]
     async with _client(session, endpoint_url, region) as client:
-        outcomes = await asyncio.gather(*(_delete_one(client, name) for name in names))
+        outcomes = await _for_each(names, lambda name: _delete_one(client, name))
     return [name for name, deleted in zip(names, outcomes, strict=True) if deleted]
+
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+async def _for_each(items: Sequence[_Item], action: Callable[[_Item], Awaitable[_Result]]) -> list[_Result]:
+    """Run ``action`` on every item concurrently, results in item order. One task group, so a
+    failure cancels the siblings instead of leaving them running on a closing client."""
+    results: dict[int, _Result] = {}
+
+    async def run(index: int, item: _Item) -> None:
+        results[index] = await action(item)
+
+    async with anyio.create_task_group() as group:
+        for index, item in enumerate(items):
+            group.start_soon(run, index, item)
+    return [results[index] for index in range(len(items))]
 
 
 def _targets(tables: TableNames, definitions: Iterable[TableDefinition]) -> list[_Target]:
@@ -293,15 +314,13 @@ async def _create_one(client: DynamoDBClient, target: _Target) -> bool:
 async def _wait_active(client: DynamoDBClient, name: str) -> None:
     # botocore's table_exists waiter polls every 20 s: far too slow for local backends, which are
     # ACTIVE at once. Poll quickly first and back off towards real DynamoDB's pace.
-    deadline = time.monotonic() + ACTIVE_TIMEOUT_SECONDS
+    # The caller bounds the whole wait with a timeout scope.
     delay = POLL_FIRST_DELAY
     while True:
         description = (await client.describe_table(TableName=name))["Table"]
         if _is_active(description):
             return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"table {name} not ACTIVE after {ACTIVE_TIMEOUT_SECONDS:.0f}s")
-        await asyncio.sleep(delay)
+        await anyio.sleep(delay)
         delay = min(delay * 2, POLL_MAX_DELAY)
 
 
@@ -380,8 +399,8 @@ def run_create(args: argparse.Namespace) -> int:
         created = asyncio.run(
             create_tables(tables, endpoint_url=args.endpoint_url, region=args.region, definitions=definitions)
         )
-    except (ConfigurationError, ClientError, BotoCoreError, TimeoutError) as exc:
-        print(f"tables create failed: {exc}", file=sys.stderr)
+    except Exception as exc:
+        print(f"tables create failed: {_failure_message(exc)}", file=sys.stderr)
         return 1
     for definition in definitions:
         name = definition.table_name(tables)
@@ -396,12 +415,28 @@ def run_delete(args: argparse.Namespace) -> int:
     tables = SyncSettings.from_env().tables
     try:
         deleted = asyncio.run(delete_tables(tables, endpoint_url=args.endpoint_url, region=args.region))
-    except (ConfigurationError, ClientError, BotoCoreError) as exc:
-        print(f"tables delete failed: {exc}", file=sys.stderr)
+    except Exception as exc:
+        print(f"tables delete failed: {_failure_message(exc)}", file=sys.stderr)
         return 1
     for name in (str(getattr(tables, f.name)) for f in fields(TableNames)):
         print(f"{'deleted' if name in deleted else 'absent '}  {name}")
     return 0
+
+
+def _failure_message(exc: Exception) -> str:
+    """One line for expected failures (alone or grouped by a task group); bugs propagate."""
+    leaves = list(_leaves(exc))
+    if not all(isinstance(leaf, EXPECTED_FAILURES) for leaf in leaves):
+        raise exc
+    return "; ".join(dict.fromkeys(str(leaf) or type(leaf).__name__ for leaf in leaves))
+
+
+def _leaves(exc: BaseException) -> Iterable[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from syncengine.tables import (
     TableDefinition,
     load_table_definitions,
     load_template,
+    main,
     resolve_template_path,
     table_definitions_from_template,
 )
@@ -183,3 +184,11 @@ def test_resolve_template_path_missing_file_fails(tmp_path: Path) -> None:
     """A template path that does not exist is a configuration error naming it."""
     with pytest.raises(ConfigurationError, match=r"nope\.yaml"):
         resolve_template_path(tmp_path / "nope.yaml")
+
+
+def test_tables_cli_create_missing_template_exits_nonzero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A template that does not exist fails the command with one line and exit code 1."""
+    assert main(["create", "--template", str(tmp_path / "gone.yaml")]) == 1
+    assert "database template not found" in capsys.readouterr().err
