@@ -1,0 +1,235 @@
+"""Injected faults: latency, throttling (random and per-scope token buckets), 5xx, stalls,
+failing scopes, AccessDenied accounts and uninitialised regions.
+
+``FaultConfig`` is the plain settings object (camelCase JSON on the wire, snake_case in
+Python); ``FaultInjector`` applies it per call and owns the mutable state (buckets, page counts,
+its own seeded RNG). Changing the config resets that state, so a test's fault starts clean.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import AwsError
+
+FAULTABLE_SERVICES = ("drs", "ec2", "sts")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    # Probability (0..1) that a call is throttled (DRS 429 ThrottlingException, EC2 503).
+    throttle_rate: float = 0.0
+    # Added to every AWS call (all services), plus a uniform 0..jitter.
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    # Token bucket per (account, region, service); 0 means unlimited.
+    tps_per_scope: float = 0.0
+    # Bucket capacity; 0 means "one second's worth" (max(1, tps_per_scope)).
+    burst_per_scope: float = 0.0
+    # Probability of a 5xx (DRS InternalServerException, EC2 InternalError).
+    error_rate: float = 0.0
+    # "account#region": every DRS call there fails with InternalServerException ...
+    failing_scopes: tuple[str, ...] = ()
+    # ... after serving this many calls there (mid-pagination failure); None = at once.
+    fail_after_pages: int | None = None
+    # AssumeRole into these accounts is denied.
+    access_denied_accounts: tuple[str, ...] = ()
+    # "account#region": DRS answers UninitializedAccountException (the data stays, hidden).
+    uninitialized_scopes: tuple[str, ...] = ()
+    # Value of the Retry-After header on throttles.
+    retry_after_seconds: float = 1.0
+    # Probability that a call stalls for timeout_seconds before it is answered.
+    timeout_rate: float = 0.0
+    timeout_seconds: float = 30.0
+    # Requests signed longer ago than this are rejected (real AWS: 5 minutes); 0 disables.
+    signature_ttl_seconds: float = 300.0
+    # Services the random/rate faults apply to (STS is left alone unless listed).
+    fault_services: tuple[str, ...] = ("drs", "ec2")
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("failing_scopes", "access_denied_accounts", "uninitialized_scopes", "fault_services"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{_camel(name)} must be a list of strings")
+            object.__setattr__(self, name, tuple(value))
+        for name in ("throttle_rate", "error_rate", "timeout_rate"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"{_camel(name)} must be within 0..1")
+        for name in (
+            "latency_ms",
+            "latency_jitter_ms",
+            "tps_per_scope",
+            "burst_per_scope",
+            "retry_after_seconds",
+            "timeout_seconds",
+            "signature_ttl_seconds",
+        ):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"{_camel(name)} must not be negative")
+        if self.fail_after_pages is not None and self.fail_after_pages < 0:
+            raise ValueError("failAfterPages must not be negative")
+        unknown = set(self.fault_services) - set(FAULTABLE_SERVICES)
+        if unknown:
+            raise ValueError(f"faultServices: unknown services {sorted(unknown)}")
+        for scope in (*self.failing_scopes, *self.uninitialized_scopes):
+            if "#" not in scope:
+                raise ValueError(f"scope must be 'account#region': {scope!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {_camel(k): list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def merged(self, changes: dict[str, Any]) -> FaultConfig:
+        """A copy with ``changes`` applied; keys may be snake_case or the JSON camelCase."""
+        by_name = {f.name: f.name for f in fields(self)}
+        by_name.update({_camel(f.name): f.name for f in fields(self)})
+        translated: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key not in by_name:
+                raise ValueError(f"unknown fault setting {key!r}")
+            translated[by_name[key]] = value
+        return replace(self, **translated)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FaultConfig:
+        return cls().merged(data)
+
+
+def format_retry_after(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+
+
+def throttle_error(service: str, retry_after: float) -> AwsError:
+    if service == "drs":
+        return AwsError(
+            "ThrottlingException",
+            "Rate exceeded",
+            429,
+            headers={"Retry-After": format_retry_after(retry_after)},
+            fields={"serviceCode": "drs", "quotaCode": "simulated"},
+        )
+    if service == "ec2":
+        return AwsError("RequestLimitExceeded", "Request limit exceeded.", 503)
+    return AwsError("Throttling", "Rate exceeded", 400)
+
+
+def server_error(service: str) -> AwsError:
+    if service == "drs":
+        return AwsError("InternalServerException", "Internal service error (simulated)", 500, sender=False)
+    if service == "ec2":
+        return AwsError("InternalError", "An internal error has occurred", 500, sender=False)
+    return AwsError("InternalFailure", "An internal error has occurred", 500, sender=False)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass
+class _State:
+    config: FaultConfig
+    failing: frozenset[str]
+    uninitialized: frozenset[str]
+    denied: frozenset[str]
+    services: frozenset[str]
+    rng: random.Random
+    buckets: dict[tuple[str, str, str], _Bucket] = field(default_factory=dict)
+    pages: dict[str, int] = field(default_factory=dict)
+
+
+class FaultInjector:
+    def __init__(self, config: FaultConfig | None = None) -> None:
+        self._lock = threading.Lock()
+        self._state = self._fresh(config or FaultConfig())
+
+    @staticmethod
+    def _fresh(config: FaultConfig) -> _State:
+        return _State(
+            config=config,
+            failing=frozenset(config.failing_scopes),
+            uninitialized=frozenset(config.uninitialized_scopes),
+            denied=frozenset(config.access_denied_accounts),
+            services=frozenset(config.fault_services),
+            rng=random.Random(config.seed),
+        )
+
+    @property
+    def config(self) -> FaultConfig:
+        return self._state.config
+
+    def update(self, changes: dict[str, Any]) -> FaultConfig:
+        """Merge ``changes`` into the config (validated) and restart the fault state."""
+        with self._lock:
+            config = self._state.config.merged(changes)
+            self._state = self._fresh(config)
+            return config
+
+    def reset(self) -> FaultConfig:
+        with self._lock:
+            self._state = self._fresh(FaultConfig())
+            return self._state.config
+
+    def is_uninitialized(self, scope_key: str) -> bool:
+        return scope_key in self._state.uninitialized
+
+    def is_denied(self, account_id: str) -> bool:
+        return account_id in self._state.denied
+
+    def hidden_scopes(self) -> frozenset[str]:
+        return self._state.uninitialized
+
+    def delay(self) -> float:
+        """Seconds to wait before answering: latency plus, sometimes, a stall."""
+        state = self._state
+        config = state.config
+        seconds = config.latency_ms / 1000.0
+        if config.latency_jitter_ms:
+            seconds += state.rng.random() * config.latency_jitter_ms / 1000.0
+        if config.timeout_rate and state.rng.random() < config.timeout_rate:
+            seconds += config.timeout_seconds
+        return seconds
+
+    def check(self, service: str, account_id: str, region: str, now: float) -> None:
+        """Raise the AwsError this call should fail with, if any (after the delay)."""
+        state = self._state
+        config = state.config
+        if service == "drs" and state.failing:
+            key = f"{account_id}#{region}"
+            if key in state.failing:
+                served = state.pages.get(key, 0)
+                if config.fail_after_pages is None or served >= config.fail_after_pages:
+                    raise server_error("drs")
+                state.pages[key] = served + 1
+        if service not in state.services:
+            return
+        if config.tps_per_scope > 0 and not self._take_token(state, (account_id, region, service), now):
+            raise throttle_error(service, config.retry_after_seconds)
+        if config.throttle_rate and state.rng.random() < config.throttle_rate:
+            raise throttle_error(service, config.retry_after_seconds)
+        if config.error_rate and state.rng.random() < config.error_rate:
+            raise server_error(service)
+
+    @staticmethod
+    def _take_token(state: _State, key: tuple[str, str, str], now: float) -> bool:
+        config = state.config
+        rate = config.tps_per_scope
+        capacity = config.burst_per_scope or max(1.0, rate)
+        bucket = state.buckets.get(key)
+        if bucket is None:
+            bucket = state.buckets[key] = _Bucket(capacity, now)
+        bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return True
+        return False
