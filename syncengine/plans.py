@@ -1,0 +1,481 @@
+"""Recovery plans and waves -> source servers -> cached recovery instances.
+
+Answers the Recovery Plans page's question ("which of this plan's servers already have a
+recovery instance?") from DynamoDB alone: the plan item, its protection groups (one
+BatchGetItem), the cache's scope index for tag-selected groups, then BatchGetItem on the cache.
+No DRS or EC2 call.
+
+Also resolves what a completed wave launched (account, region, servers), so the execution
+handler can sync exactly that.
+
+Where a protection group's servers come from, in order:
+1. the group's ``sourceServerIds``;
+2. else the wave's ``serverIds``;
+3. else the group's ``serverSelectionTags`` (a tag map), matched (every tag equal) against the
+   cached ``sourceServerTags`` of the group's scope. A server without a recovery instance is not
+   in the cache, but then it has no instance to report either.
+
+A group's scope is its own ``accountId`` and ``region``; when it has no ``accountId`` the plan's
+(or, for a wave, the execution's) ``accountId`` is used, and failing that the current account
+(STS GetCallerIdentity, asked only in that case). A group without a ``region`` takes the wave's,
+then the plan's, then the home region.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioboto3
+import anyio
+
+from syncengine import metrics as m
+from syncengine.config import SyncSettings
+from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_item
+from syncengine.engine import Runtime, open_runtime, sync_scope
+from syncengine.errors import ExecutionNotFoundError, InvalidRequestError, RecoveryPlanNotFoundError
+from syncengine.logging import get_logger
+from syncengine.models import Scope, SyncReport
+
+log = get_logger(__name__)
+
+# Plan and execution ids are UUIDs in practice; DynamoDB allows 2 KB keys. The bound keeps junk
+# input (and its echo in error bodies) small.
+MAX_IDENTIFIER_LENGTH = 256
+# Cache misses are logged with a sample of ids, not all of them.
+MISS_LOG_SAMPLE = 20
+# Fields every entry of ``existingInstances`` carries (None when the cache does not know them).
+ALWAYS_PRESENT_FIELDS = (
+    "sourceServerId",
+    "recoveryInstanceId",
+    "ec2InstanceId",
+    "ec2InstanceState",
+    "sourceExecutionId",
+    "sourcePlanName",
+    "region",
+    "accountId",
+    "lastSyncTime",
+)
+
+
+def validate_identifier(name: str, value: Any) -> str:
+    """A plan or execution id as a key value: a non-empty, bounded, encodable string."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequestError(f"{name} must be a non-empty string.")
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        raise InvalidRequestError(f"{name} must be at most {MAX_IDENTIFIER_LENGTH} characters long.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise InvalidRequestError(f"{name} must not contain control characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(f"{name} must be valid Unicode text.") from exc
+    return value
+
+
+# -- reading the orchestration's items ------------------------------------------------------------
+
+
+def _strings(values: Any) -> list[str]:
+    """A list attribute as non-empty strings (a lone string counts as a one-item list)."""
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, list | tuple):
+        return []
+    return [str(v) for v in values if isinstance(v, str | int) and str(v)]
+
+
+def group_ids_of(wave: Mapping[str, Any]) -> list[str]:
+    """A wave's protection groups: ``protectionGroupId`` and/or ``protectionGroupIds``."""
+    ids = _strings(wave.get("protectionGroupId")) + _strings(wave.get("protectionGroupIds"))
+    return list(dict.fromkeys(ids))
+
+
+def selection_tags(raw: Any) -> dict[str, str]:
+    """``serverSelectionTags`` as a map. A list of ``{"Key", "Value"}`` pairs is accepted too:
+    some groups were written in the EC2 tag shape."""
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items() if str(k)}
+    tags: dict[str, str] = {}
+    if isinstance(raw, list):
+        for pair in raw:
+            if isinstance(pair, Mapping):
+                key = pair.get("Key", pair.get("key"))
+                value = pair.get("Value", pair.get("value"))
+                if key:
+                    tags[str(key)] = "" if value is None else str(value)
+    return tags
+
+
+def tags_match(selection: Mapping[str, str], server_tags: Mapping[str, Any]) -> bool:
+    """Every selection tag present with an equal value. An empty selection selects nothing."""
+    return bool(selection) and all(str(server_tags.get(k, "\0")) == v for k, v in selection.items())
+
+
+def wave_server_ids(wave: Mapping[str, Any]) -> list[str]:
+    """Servers a wave names itself: ``serverStatuses[].sourceServerId``, ``serverIds``,
+    ``sourceServerIds``."""
+    ids = [
+        str(status["sourceServerId"])
+        for status in wave.get("serverStatuses") or []
+        if isinstance(status, Mapping) and status.get("sourceServerId")
+    ]
+    ids += _strings(wave.get("serverIds")) + _strings(wave.get("sourceServerIds"))
+    return list(dict.fromkeys(ids))
+
+
+async def load_plan(dynamo: Dynamo, table: str, plan_id: str) -> dict[str, Any]:
+    response = await dynamo.call("get_item", TableName=table, Key=to_item({"planId": plan_id}))
+    item = response.get("Item")
+    if not item:
+        raise RecoveryPlanNotFoundError(f"Recovery plan {plan_id!r} was not found.")
+    return from_item(item)
+
+
+async def load_groups(dynamo: Dynamo, table: str, group_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Protection groups by id: BatchGetItem, 100 keys a call; missing groups are absent."""
+    unique = list(dict.fromkeys(group_ids))
+    groups: dict[str, dict[str, Any]] = {}
+
+    async def fetch(batch: list[str]) -> None:
+        for item in await dynamo.batch_get(table, [to_item({"groupId": gid}) for gid in batch]):
+            groups[str(item["groupId"])] = item
+
+    async with anyio.create_task_group() as tg:
+        for batch in chunked(unique, BATCH_GET_MAX):
+            tg.start_soon(fetch, batch)
+    missing = [gid for gid in unique if gid not in groups]
+    if missing:
+        log.warning("protection_groups_missing", group_ids=missing[:MISS_LOG_SAMPLE], count=len(missing))
+    return groups
+
+
+async def load_execution_items(dynamo: Dynamo, table: str, execution_id: str) -> list[dict[str, Any]]:
+    """Every item of an execution (one per plan it ran; normally one): a Query on the key."""
+    pages = dynamo.paginate(
+        "query",
+        TableName=table,
+        KeyConditionExpression="#eid = :eid",
+        ExpressionAttributeNames={"#eid": "executionId"},
+        ExpressionAttributeValues={":eid": {"S": execution_id}},
+    )
+    items = [from_item(raw) async for raw in pages]
+    if not items:
+        raise ExecutionNotFoundError(f"Execution {execution_id!r} was not found.")
+    return items
+
+
+# -- scopes ---------------------------------------------------------------------------------------
+
+
+class ScopeResolver:
+    """Picks the scope of a group, asking STS for the current account at most once."""
+
+    def __init__(self, rt: Runtime, *, fallback_account: str | None, fallback_region: str | None):
+        self._rt = rt
+        self._fallback_account = fallback_account
+        self._fallback_region = fallback_region
+
+    async def scope(self, *sources: Mapping[str, Any]) -> Scope:
+        """The first ``accountId`` and ``region`` among ``sources``, then the fallbacks."""
+        account = _first(sources, "accountId") or self._fallback_account
+        if not account:
+            account = self._fallback_account = await self._rt.aws.current_account_id()
+        region = _first(sources, "region") or self._fallback_region or self._rt.settings.home_region
+        return Scope(str(account), str(region))
+
+
+def _first(sources: Sequence[Mapping[str, Any]], key: str) -> str | None:
+    for source in sources:
+        value = source.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+# -- check existing instances ---------------------------------------------------------------------
+
+
+@dataclass
+class _PlanServers:
+    explicit: list[str] = field(default_factory=list)
+    # scope -> the tag selections to match in it
+    tagged: dict[Scope, list[dict[str, str]]] = field(default_factory=dict)
+
+
+async def plan_server_ids(rt: Runtime, plan: Mapping[str, Any]) -> list[str]:
+    """Every source server of a plan, in wave order, without duplicates."""
+    waves = [w for w in plan.get("waves") or [] if isinstance(w, Mapping)]
+    groups = await load_groups(
+        rt.dynamo, rt.settings.tables.protection_groups, (gid for w in waves for gid in group_ids_of(w))
+    )
+    resolver = ScopeResolver(
+        rt, fallback_account=_first([plan], "accountId"), fallback_region=_first([plan], "region")
+    )
+    selected = _PlanServers()
+    for wave in waves:
+        wave_ids = _strings(wave.get("serverIds"))
+        group_ids = group_ids_of(wave)
+        if not group_ids:
+            selected.explicit += wave_ids
+        for gid in group_ids:
+            group = groups.get(gid, {})
+            explicit = _strings(group.get("sourceServerIds")) or wave_ids
+            tags = selection_tags(group.get("serverSelectionTags"))
+            if explicit:
+                selected.explicit += explicit
+            elif tags:
+                scope = await resolver.scope(group, wave)
+                selected.tagged.setdefault(scope, []).append(tags)
+    matched: dict[Scope, list[str]] = {}
+
+    async def match(scope: Scope, selections: list[dict[str, str]]) -> None:
+        cached = await rt.store.scope_server_tags(scope)
+        matched[scope] = sorted(
+            sid for sid, tags in cached.items() if any(tags_match(sel, tags) for sel in selections)
+        )
+
+    async with anyio.create_task_group() as tg:
+        for scope, selections in selected.tagged.items():
+            tg.start_soon(match, scope, selections)
+    tagged = [sid for scope in selected.tagged for sid in matched.get(scope, [])]
+    return list(dict.fromkeys(selected.explicit + tagged))
+
+
+def existing_instance(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A cached record as an entry of ``existingInstances``: the contract's always-present
+    fields (None when unknown), then whatever else the cache knows."""
+    entry: dict[str, Any] = {name: record.get(name) for name in ALWAYS_PRESENT_FIELDS}
+    entry.update({k: v for k, v in record.items() if k not in entry})
+    return entry
+
+
+def existing_instances_body(plan_id: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The 200 body of ``GET /recovery-plans/{planId}/check-existing-instances``."""
+    return {
+        "hasExistingInstances": bool(records),
+        "instanceCount": len(records),
+        "planId": plan_id,
+        "existingInstances": [existing_instance(r) for r in records],
+    }
+
+
+async def check_existing_instances(
+    settings: SyncSettings, plan_id: str, *, session: aioboto3.Session | None = None
+) -> dict[str, Any]:
+    """Which of the plan's servers have a recovery instance, from the cache alone.
+
+    Raises ``InvalidRequestError`` for a malformed id, ``RecoveryPlanNotFoundError`` for an
+    unknown plan, and the engine's ``AwsError`` when DynamoDB fails.
+    """
+    plan_id = validate_identifier("planId", plan_id)
+    started = time.monotonic()
+    async with open_runtime(settings, session=session) as rt:
+        plan = await load_plan(rt.dynamo, settings.tables.recovery_plans, plan_id)
+        server_ids = await plan_server_ids(rt, plan)
+        records = await rt.store.get_records(server_ids)
+        latency_ms = int((time.monotonic() - started) * 1000)
+        found = {r["sourceServerId"] for r in records}
+        misses = [sid for sid in server_ids if sid not in found]
+        miss_rate = 100.0 * len(misses) / len(server_ids) if server_ids else 0.0
+        rt.metrics.emit(
+            {
+                m.CACHE_QUERY_LATENCY: latency_ms,
+                m.CACHE_HITS: len(records),
+                m.CACHE_MISSES: len(misses),
+                m.CACHE_MISS_RATE: miss_rate,
+            },
+            planId=plan_id,
+        )
+        log.info(
+            "check_existing_instances",
+            plan_id=plan_id,
+            servers=len(server_ids),
+            cache_hits=len(records),
+            cache_misses=len(misses),
+            cache_miss_rate=round(miss_rate, 1),
+            missing_server_ids=misses[:MISS_LOG_SAMPLE],
+            latency_ms=latency_ms,
+        )
+    return existing_instances_body(plan_id, records)
+
+
+# -- waves ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaveTarget:
+    """One scope a wave touched; ``server_ids`` None means the whole scope (a tag-selected group
+    whose servers the wave item does not list: the cache cannot know servers that just launched
+    their first instance, so the whole account/region is synced instead)."""
+
+    scope: Scope
+    server_ids: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class WaveSyncResult:
+    execution_id: str
+    plan_id: str | None
+    wave_number: int | None
+    targets: tuple[WaveTarget, ...]
+    reports: tuple[SyncReport, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.scopes_failed == 0 and not r.errors for r in self.reports)
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.targets:
+            status = "SKIPPED"
+        elif self.ok:
+            status = "SYNCED"
+        elif any(r.scopes_synced for r in self.reports):
+            status = "PARTIAL"
+        else:
+            status = "FAILED"
+        return {
+            "status": status,
+            "executionId": self.execution_id,
+            "planId": self.plan_id,
+            "waveNumber": self.wave_number,
+            "scopes": [
+                {
+                    "accountId": t.scope.account_id,
+                    "region": t.scope.region,
+                    "serverCount": None if t.server_ids is None else len(t.server_ids),
+                }
+                for t in self.targets
+            ],
+            "instancesUpdated": sum(r.instances_updated for r in self.reports),
+            "instancesDeleted": sum(r.instances_deleted for r in self.reports),
+            "errors": [e.to_dict() for r in self.reports for e in r.errors],
+        }
+
+
+def _wave_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _find_wave(items: Sequence[Mapping[str, Any]], plan_id: str | None, number: int | None) -> tuple[
+    Mapping[str, Any], Mapping[str, Any]
+]:
+    """(execution item, wave) for the wave numbered ``number`` ({} when absent)."""
+    if number is None:
+        return (items[0] if items else {}), {}
+    for item in items:
+        if plan_id and item.get("planId") not in (None, plan_id):
+            continue
+        for wave in item.get("waves") or []:
+            if isinstance(wave, Mapping) and _wave_number(wave.get("waveNumber")) == number:
+                return item, wave
+    return (items[0] if items else {}), {}
+
+
+def _present(value: Any) -> bool:
+    return value not in (None, "", [], {})
+
+
+async def resolve_wave_targets(
+    rt: Runtime,
+    execution_id: str,
+    plan_id: str | None,
+    wave: Mapping[str, Any] | None,
+    wave_number: int | None,
+) -> tuple[int | None, list[WaveTarget]]:
+    """The scopes and servers a wave touched: from the wave dict, completed (when it lacks
+    servers, account or region) by the execution item's wave, then by its protection groups."""
+    given = {k: v for k, v in (wave or {}).items() if _present(v)}
+    number = _wave_number(given.get("waveNumber", wave_number))
+    execution: Mapping[str, Any] = {}
+    if not (wave_server_ids(given) and given.get("region") and given.get("accountId")):
+        describes_itself = bool(wave_server_ids(given) or group_ids_of(given))
+        try:
+            items = await load_execution_items(rt.dynamo, rt.settings.tables.execution_history, execution_id)
+        except ExecutionNotFoundError:
+            # A wave that names its servers or groups needs the execution item only to fill gaps.
+            if not describes_itself:
+                raise
+            items = []
+        execution, stored = _find_wave(items, plan_id, number)
+        if not stored and not describes_itself:
+            raise InvalidRequestError(f"Execution {execution_id!r} has no wave {number!r}.")
+        given = {**stored, **given}
+    groups_by_id = await load_groups(rt.dynamo, rt.settings.tables.protection_groups, group_ids_of(given))
+    groups = [groups_by_id[gid] for gid in group_ids_of(given) if gid in groups_by_id]
+    resolver = ScopeResolver(rt, fallback_account=_first([execution], "accountId"), fallback_region=None)
+    targets: dict[Scope, set[str] | None] = {}
+
+    def add(scope: Scope, ids: Iterable[str] | None) -> None:
+        current = targets.get(scope, set())
+        targets[scope] = None if ids is None or current is None else current | set(ids)
+
+    named = wave_server_ids(given)
+    if named:
+        # The wave lists what it launched: exactly those servers, in the wave's scope.
+        add(await resolver.scope(given, *groups[:1]), named)
+    else:
+        for group in groups:
+            scope = await resolver.scope(group, given)
+            explicit = _strings(group.get("sourceServerIds"))
+            if explicit:
+                add(scope, explicit)
+            elif selection_tags(group.get("serverSelectionTags")):
+                add(scope, None)
+    if any(not t.region for t in targets):
+        raise InvalidRequestError(f"Wave {number!r} of execution {execution_id!r} names no region.")
+    return number, [WaveTarget(s, None if ids is None else tuple(sorted(ids))) for s, ids in targets.items()]
+
+
+async def sync_wave(
+    settings: SyncSettings,
+    execution_id: str,
+    plan_id: str | None = None,
+    *,
+    wave: Mapping[str, Any] | None = None,
+    wave_number: int | None = None,
+    session: aioboto3.Session | None = None,
+) -> WaveSyncResult:
+    """Sync what one completed wave launched: its account/region, its servers only.
+
+    Raises like ``sync_scope`` (and ``ExecutionNotFoundError`` when the wave has to be read from
+    an execution that does not exist); the execution handler turns every failure into a count.
+    """
+    execution_id = validate_identifier("executionId", execution_id)
+    async with open_runtime(settings, session=session) as rt:
+        number, targets = await resolve_wave_targets(rt, execution_id, plan_id, wave, wave_number)
+    reports = []
+    for target in targets:
+        # Sequential: a wave touches one scope in practice, and scopes of one account share
+        # its rate limits.
+        reports.append(
+            await sync_scope(
+                settings, target.scope.account_id, target.scope.region, target.server_ids, session=session
+            )
+        )
+    return WaveSyncResult(execution_id, plan_id, number, tuple(targets), tuple(reports))
+
+
+__all__ = [
+    "WaveSyncResult",
+    "WaveTarget",
+    "check_existing_instances",
+    "existing_instances_body",
+    "load_execution_items",
+    "load_groups",
+    "load_plan",
+    "plan_server_ids",
+    "resolve_wave_targets",
+    "selection_tags",
+    "sync_wave",
+    "tags_match",
+    "validate_identifier",
+    "wave_server_ids",
+]
