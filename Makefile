@@ -6,15 +6,27 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install demo test lint lint-cfn unit integration property bench bench-quick dynalite clean
+.PHONY: install lock demo test lint lint-cfn unit integration property bench bench-quick dynalite clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Dependencies come from the hash-locked file (vulnerability databases are not reachable from
+# CI, so what is installed must be exactly what was reviewed); the project itself is installed
+# editable on top without resolving anything again.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve the lock after changing dependencies in pyproject.toml (pip-tools in a throwaway venv).
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet pip-tools
+	.lock-venv/bin/pip-compile --quiet --generate-hashes --extra dev --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o requirements-dev.lock pyproject.toml
+	rm -rf .lock-venv
 
 # dynalite (npm) is the second DynamoDB backend of the integration tests; without node the
 # tests run on moto alone and say so.
