@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Validate, scan, test, package and deploy Recovery Instance Sync.
+#
+# Usage: scripts/deploy.sh ENV [options]
+#
+#   ENV                 environment name (dev, test, prod, ...): the Environment parameter
+#   --lambda-only       build and upload the package, then update the three functions' code only
+#   --dry-run           everything except calls to AWS (lint, tests, build); prints the AWS
+#                       commands it would run; needs no credentials
+#   --skip-tests        do not run `make test`
+#   --skip-lint         do not run scripts/lint-cfn.sh (cfn-lint + checkov)
+#   --code-key KEY      deploy an already uploaded package (rollback) instead of building one
+#   --param KEY=VALUE   extra CloudFormation parameter override (repeatable)
+#   --region REGION     AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the CLI profile's)
+#   -h, --help          this text
+#
+# Environment:
+#   PROJECT_NAME        ProjectName parameter (default drs-orchestration)
+#   STACK_NAME          default ${PROJECT_NAME}-recovery-instance-sync-${ENV}
+#   DEPLOY_BUCKET       artifact bucket (default ${PROJECT_NAME}-deploy-<account>-<region>,
+#                       created, private and encrypted, on first deploy)
+#   LAMBDA_ARCH         arm64 (default) or x86_64: the functions' architecture and the wheels'
+#   BUILD_DIR           where the package is built (default build/)
+#   NOTIFICATION_EMAIL, API_AUTH_TYPE, COGNITO_USER_POOL_ARN, CORS_ALLOW_ORIGIN: parameters
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+die() { echo "deploy: error: $*" >&2; exit 1; }
+step() { echo; echo "==> $*"; }
+
+ENVIRONMENT=""
+LAMBDA_ONLY=false
+DRY_RUN=false
+SKIP_TESTS=false
+SKIP_LINT=false
+CODE_KEY=""
+REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
+EXTRA_PARAMS=()
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --lambda-only) LAMBDA_ONLY=true ;;
+        --dry-run) DRY_RUN=true ;;
+        --skip-tests) SKIP_TESTS=true ;;
+        --skip-lint) SKIP_LINT=true ;;
+        --code-key) [[ $# -ge 2 ]] || die "--code-key needs a value"; CODE_KEY="$2"; shift ;;
+        --param) [[ $# -ge 2 && "$2" == *=* ]] || die "--param needs KEY=VALUE"; EXTRA_PARAMS+=("$2"); shift ;;
+        --region) [[ $# -ge 2 ]] || die "--region needs a value"; REGION="$2"; shift ;;
+        -h|--help) usage; exit 0 ;;
+        -*) die "unknown option: $1 (see --help)" ;;
+        *) [[ -z "$ENVIRONMENT" ]] || die "one environment only, got '$ENVIRONMENT' and '$1'"; ENVIRONMENT="$1" ;;
+    esac
+    shift
+done
+
+[[ -n "$ENVIRONMENT" ]] || { usage >&2; die "ENV is required"; }
+[[ "$ENVIRONMENT" =~ ^[a-z0-9-]{1,12}$ ]] || die "ENV must match ^[a-z0-9-]{1,12}\$ (the template's constraint), got '$ENVIRONMENT'"
+
+PROJECT_NAME="${PROJECT_NAME:-drs-orchestration}"
+[[ "$PROJECT_NAME" =~ ^[a-z0-9][a-z0-9-]{1,27}$ ]] || die "PROJECT_NAME must match ^[a-z0-9][a-z0-9-]{1,27}\$, got '$PROJECT_NAME'"
+STACK_NAME="${STACK_NAME:-${PROJECT_NAME}-recovery-instance-sync-${ENVIRONMENT}}"
+LAMBDA_ARCH="${LAMBDA_ARCH:-arm64}"
+case "$LAMBDA_ARCH" in
+    arm64) WHEEL_ARCH=aarch64 ;;
+    x86_64) WHEEL_ARCH=x86_64 ;;
+    *) die "LAMBDA_ARCH must be arm64 or x86_64, got '$LAMBDA_ARCH'" ;;
+esac
+LAMBDA_PYTHON_VERSION=3.12
+BUILD_DIR="${BUILD_DIR:-build}"
+if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY="${PYTHON:-python3}"; fi
+
+# Every AWS call goes through `aws_cmd`: printed in a dry run, run otherwise.
+aws_cmd() {
+    if $DRY_RUN; then
+        printf '+ aws'; printf ' %q' "$@"; printf '\n'
+    else
+        aws "$@"
+    fi
+}
+
+# ------------------------------------------------------------------------------------------
+# 1. AWS access first: a real deploy without credentials fails before minutes of building.
+ACCOUNT_ID="ACCOUNT_ID"
+if $DRY_RUN; then
+    REGION="${REGION:-us-east-1}"
+    echo "deploy: dry run: no AWS call is made; AWS commands are printed with a leading +"
+else
+    command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is not installed; it is needed for a real deploy (try --dry-run)"
+    if [[ -z "$REGION" ]]; then
+        REGION="$(aws configure get region 2>/dev/null || true)"
+    fi
+    [[ -n "$REGION" ]] || die "no AWS region: set AWS_REGION or pass --region"
+    if ! ACCOUNT_ID="$(aws sts get-caller-identity --region "$REGION" --query Account --output text 2>/tmp/deploy-sts-$$.err)"; then
+        cat "/tmp/deploy-sts-$$.err" >&2 || true
+        rm -f "/tmp/deploy-sts-$$.err"
+        die "no usable AWS credentials (aws sts get-caller-identity failed). Configure a profile (AWS_PROFILE), SSO login, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; or use --dry-run"
+    fi
+    rm -f "/tmp/deploy-sts-$$.err"
+fi
+DEPLOY_BUCKET="${DEPLOY_BUCKET:-${PROJECT_NAME}-deploy-${ACCOUNT_ID}-${REGION}}"
+echo "deploy: stack $STACK_NAME, environment $ENVIRONMENT, region $REGION, account $ACCOUNT_ID, architecture $LAMBDA_ARCH"
+
+# ------------------------------------------------------------------------------------------
+# 2. Templates: cfn-lint and checkov, zero findings.
+if $SKIP_LINT; then
+    step "lint: skipped (--skip-lint)"
+else
+    step "lint: cfn-lint + checkov"
+    bash scripts/lint-cfn.sh
+fi
+
+# 3. Tests.
+if $SKIP_TESTS; then
+    step "tests: skipped (--skip-tests)"
+else
+    step "tests: make test"
+    make test
+fi
+
+# ------------------------------------------------------------------------------------------
+# 4. The Lambda package: runtime dependencies of pyproject.toml (not the dev extras) as
+#    manylinux wheels for the Lambda architecture and Python, plus syncengine/ and handlers/ at
+#    the zip root. Deterministic (sorted entries, fixed timestamps): the same sources give the
+#    same SHA-256, hence the same S3 key, hence no needless function update.
+build_package() {
+    local package_dir="$BUILD_DIR/lambda-package-$LAMBDA_ARCH"
+    local requirements="$BUILD_DIR/requirements-lambda.txt"
+    ZIP_PATH="$BUILD_DIR/lambda-$LAMBDA_ARCH.zip"
+
+    step "build: $ZIP_PATH (python $LAMBDA_PYTHON_VERSION, manylinux $WHEEL_ARCH)"
+    mkdir -p "$BUILD_DIR"
+    rm -rf "$package_dir" "$ZIP_PATH"
+    mkdir -p "$package_dir"
+
+    "$PY" - "$requirements" <<'PYEOF'
+import sys
+import tomllib
+
+with open("pyproject.toml", "rb") as stream:
+    project = tomllib.load(stream)["project"]
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    out.write("\n".join(project["dependencies"]) + "\n")
+PYEOF
+    echo "runtime dependencies: $(tr '\n' ' ' < "$requirements")"
+
+    # Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): manylinux2014 (glibc 2.17)
+    # wheels and manylinux_2_28 ones both load there.
+    local pip_log="$BUILD_DIR/pip-lambda.log"
+    if ! "$PY" -m pip install \
+        --quiet --disable-pip-version-check --no-compile \
+        --platform "manylinux2014_${WHEEL_ARCH}" \
+        --platform "manylinux_2_28_${WHEEL_ARCH}" \
+        --implementation cp \
+        --python-version "$LAMBDA_PYTHON_VERSION" \
+        --only-binary=:all: \
+        --target "$package_dir" \
+        -r "$requirements" 2>"$pip_log"; then
+        cat "$pip_log" >&2
+        die "pip could not download the runtime dependencies for manylinux/$WHEEL_ARCH (network, or a dependency without a binary wheel)"
+    fi
+    # Keep what pip had to say, minus its notes about unreadable extra index locations.
+    grep -v "^WARNING: Location '.*' is ignored" "$pip_log" >&2 || true
+
+    cp -R syncengine "$package_dir/syncengine"
+    # The simulator (a fake AWS estate for tests and demos) stays out of the package unless code
+    # Lambda may load imports it: any import in handlers/, or a module-level one in syncengine/
+    # (the CLI and the demo import it lazily, inside the commands that need it).
+    if [[ -d "$package_dir/syncengine/simulator" ]]; then
+        local simulator_import='(from|import) +syncengine\.simulator|from +syncengine +import +simulator|from +\.simulator|from +\. +import +simulator'
+        if grep -rqE --include='*.py' "$simulator_import" handlers 2>/dev/null \
+            || grep -rqE --include='*.py' "^($simulator_import)" --exclude-dir=simulator syncengine; then
+            echo "build: keeping syncengine/simulator (imported by code Lambda loads)"
+        else
+            rm -rf "$package_dir/syncengine/simulator"
+        fi
+    fi
+    if [[ -d handlers ]]; then
+        cp -R handlers "$package_dir/handlers"
+    else
+        echo "build: warning: handlers/ does not exist yet; the package has no Lambda entry points" >&2
+    fi
+    # Bytecode is compiled by the runtime; console scripts are of no use in Lambda.
+    find "$package_dir" -name '__pycache__' -type d -prune -exec rm -rf {} +
+    find "$package_dir" -name '*.pyc' -delete
+    rm -rf "$package_dir/bin"
+
+    "$PY" - "$package_dir" "$ZIP_PATH" <<'PYEOF'
+import hashlib
+import os
+import sys
+import zipfile
+
+source, target = sys.argv[1], sys.argv[2]
+# Lambda's limit on the unzipped package (function code plus layers).
+UNZIPPED_LIMIT = 250 * 1024 * 1024
+total = 0
+entries = []
+for directory, subdirectories, files in os.walk(source):
+    subdirectories.sort()
+    for name in sorted(files):
+        path = os.path.join(directory, name)
+        entries.append((os.path.relpath(path, source).replace(os.sep, "/"), path))
+with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+    for arcname, path in entries:
+        info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))
+        mode = 0o755 if os.access(path, os.X_OK) else 0o644
+        info.external_attr = (0o100000 | mode) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with open(path, "rb") as stream:
+            data = stream.read()
+        total += len(data)
+        archive.writestr(info, data)
+if total > UNZIPPED_LIMIT:
+    sys.exit(f"package unzips to {total / 2**20:.1f} MiB, over Lambda's 250 MiB limit")
+digest = hashlib.sha256(open(target, "rb").read()).hexdigest()
+print(f"package: {target}: {len(entries)} files, {os.path.getsize(target) / 2**20:.1f} MiB zipped, "
+      f"{total / 2**20:.1f} MiB unzipped, sha256 {digest}")
+with open(target + ".sha256", "w", encoding="utf-8") as out:
+    out.write(digest + "\n")
+PYEOF
+    CODE_SHA256="$(cat "$ZIP_PATH.sha256")"
+    CODE_KEY="lambda/${PROJECT_NAME}/${ENVIRONMENT}/${CODE_SHA256}-${LAMBDA_ARCH}.zip"
+}
+
+if [[ -n "$CODE_KEY" ]]; then
+    step "build: skipped, deploying the uploaded package s3://$DEPLOY_BUCKET/$CODE_KEY (--code-key)"
+    ZIP_PATH=""
+else
+    build_package
+fi
+
+# ------------------------------------------------------------------------------------------
+# 5. AWS: artifact bucket, upload, then either the functions' code or the whole stack.
+ensure_bucket() {
+    if $DRY_RUN; then
+        aws_cmd s3api head-bucket --bucket "$DEPLOY_BUCKET"
+        return 0
+    fi
+    if aws s3api head-bucket --bucket "$DEPLOY_BUCKET" >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "deploy: creating artifact bucket $DEPLOY_BUCKET"
+    if [[ "$REGION" == "us-east-1" ]]; then
+        aws_cmd s3api create-bucket --bucket "$DEPLOY_BUCKET" --region "$REGION"
+    else
+        aws_cmd s3api create-bucket --bucket "$DEPLOY_BUCKET" --region "$REGION" \
+            --create-bucket-configuration "LocationConstraint=$REGION"
+    fi
+    aws_cmd s3api put-public-access-block --bucket "$DEPLOY_BUCKET" \
+        --public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true
+    aws_cmd s3api put-bucket-encryption --bucket "$DEPLOY_BUCKET" \
+        --server-side-encryption-configuration '{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"AES256"}}]}'
+    aws_cmd s3api put-bucket-versioning --bucket "$DEPLOY_BUCKET" --versioning-configuration Status=Enabled
+}
+
+step "aws: artifact bucket s3://$DEPLOY_BUCKET"
+ensure_bucket
+if [[ -n "$ZIP_PATH" ]]; then
+    aws_cmd s3 cp "$ZIP_PATH" "s3://$DEPLOY_BUCKET/$CODE_KEY" --region "$REGION"
+fi
+
+if $LAMBDA_ONLY; then
+    step "aws: update the functions' code (--lambda-only)"
+    for output_key in DataManagementFunctionName ExecutionFunctionName QueryFunctionName; do
+        if $DRY_RUN; then
+            aws_cmd cloudformation describe-stacks --stack-name "$STACK_NAME" --region "$REGION" \
+                --query "Stacks[0].Outputs[?OutputKey=='$output_key'].OutputValue" --output text
+            case "$output_key" in
+                DataManagementFunctionName) function_name="${PROJECT_NAME}-data-management-${ENVIRONMENT}" ;;
+                ExecutionFunctionName) function_name="${PROJECT_NAME}-execution-${ENVIRONMENT}" ;;
+                QueryFunctionName) function_name="${PROJECT_NAME}-query-${ENVIRONMENT}" ;;
+            esac
+        else
+            function_name="$(aws cloudformation describe-stacks --stack-name "$STACK_NAME" --region "$REGION" \
+                --query "Stacks[0].Outputs[?OutputKey=='$output_key'].OutputValue" --output text 2>/dev/null || true)"
+            [[ -n "$function_name" && "$function_name" != "None" ]] \
+                || die "stack $STACK_NAME has no output $output_key: deploy the whole stack once first (without --lambda-only)"
+        fi
+        aws_cmd lambda update-function-code --function-name "$function_name" --region "$REGION" \
+            --s3-bucket "$DEPLOY_BUCKET" --s3-key "$CODE_KEY" --architectures "$LAMBDA_ARCH" --publish \
+            --query '{function: FunctionName, version: Version, sha256: CodeSha256}' --output text
+        aws_cmd lambda wait function-updated --function-name "$function_name" --region "$REGION"
+    done
+    echo
+    echo "deploy: function code updated to s3://$DEPLOY_BUCKET/$CODE_KEY."
+    echo "deploy: the stack's LambdaCodeS3Key parameter still names the previous package until the next full deploy."
+else
+    PACKAGED="$BUILD_DIR/packaged-master-template.yaml"
+    step "aws: package the nested templates and deploy $STACK_NAME"
+    aws_cmd cloudformation package --region "$REGION" \
+        --template-file cfn/master-template.yaml \
+        --s3-bucket "$DEPLOY_BUCKET" --s3-prefix "templates/${PROJECT_NAME}/${ENVIRONMENT}" \
+        --output-template-file "$PACKAGED"
+
+    params=(
+        "ProjectName=$PROJECT_NAME"
+        "Environment=$ENVIRONMENT"
+        "LambdaCodeS3Bucket=$DEPLOY_BUCKET"
+        "LambdaCodeS3Key=$CODE_KEY"
+        "LambdaArchitecture=$LAMBDA_ARCH"
+    )
+    [[ -n "${NOTIFICATION_EMAIL:-}" ]] && params+=("NotificationEmail=$NOTIFICATION_EMAIL")
+    [[ -n "${API_AUTH_TYPE:-}" ]] && params+=("ApiAuthType=$API_AUTH_TYPE")
+    [[ -n "${COGNITO_USER_POOL_ARN:-}" ]] && params+=("CognitoUserPoolArn=$COGNITO_USER_POOL_ARN")
+    [[ -n "${CORS_ALLOW_ORIGIN:-}" ]] && params+=("CorsAllowOrigin=$CORS_ALLOW_ORIGIN")
+    params+=("${EXTRA_PARAMS[@]+"${EXTRA_PARAMS[@]}"}")
+
+    # Parameters not named here keep their current values on an update (the template's
+    # defaults on the first deploy).
+    aws_cmd cloudformation deploy --region "$REGION" \
+        --template-file "$PACKAGED" \
+        --stack-name "$STACK_NAME" \
+        --capabilities CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND \
+        --no-fail-on-empty-changeset \
+        --parameter-overrides "${params[@]}" \
+        --tags "Project=$PROJECT_NAME" "Environment=$ENVIRONMENT"
+    aws_cmd cloudformation describe-stacks --stack-name "$STACK_NAME" --region "$REGION" \
+        --query 'Stacks[0].Outputs' --output table
+fi
+
+echo
+if $DRY_RUN; then
+    echo "deploy: dry run complete${ZIP_PATH:+; package $ZIP_PATH}"
+else
+    echo "deploy: done"
+fi
