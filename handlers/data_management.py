@@ -1,0 +1,71 @@
+"""The data-management function: the 5-minute schedule, every direct operation, and the four
+API Gateway routes (REST v1 and HTTP v2 events).
+
+| event                                              | action                                    |
+|----------------------------------------------------|-------------------------------------------|
+| ``{"operation": "sync_recovery_instances"}``       | full sync (the schedule rule's Input, the |
+|   (+ ``accountId`` / ``region``)                   |   self-invoke), or scoped; the report     |
+| native ``aws.events`` "Scheduled Event"            | full sync                                 |
+| ``{"operation": "get_recovery_instance_sync_status"}`` | status                                |
+| ``{"operation": "check_existing_recovery_instances", "planId"}`` | the route's body            |
+| ``{"operation": "terminate_recovery_instances", "executionId"}`` | the route's body            |
+| ``POST /drs/recovery-instance-sync``               | scoped: 200 report; full: 202, async      |
+| ``GET /drs/recovery-instance-sync/status``         | status                                    |
+| ``GET /recovery-plans/{planId}/check-existing-instances`` | cache query                        |
+| ``POST /executions/{executionId}/terminate-instances`` | terminate via the cache               |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers import dependencies, operations, routes
+from handlers.api import build_api
+from handlers.dispatch import DirectOperation, handle
+from handlers.events import DirectInvocationEvent, ScheduledEvent
+from handlers.operations import INVALID_REQUEST, Outcome, error_outcome
+from syncengine.errors import InvalidRequestError
+from syncengine.logging import configure_logging, get_logger
+
+configure_logging()
+log = get_logger(__name__)
+# Once per container: settings from the environment, the resolvers with their routes.
+dependencies.current()
+API = build_api(routes.read_router, routes.write_router)
+
+
+def sync_now(event: DirectInvocationEvent, context: Any) -> Outcome:
+    try:
+        request = operations.parse_sync_request(event)
+    except InvalidRequestError as exc:
+        return error_outcome(400, INVALID_REQUEST, str(exc))
+    return operations.run_sync(dependencies.current(), request, context)
+
+
+def sync_status(_event: DirectInvocationEvent, _context: Any) -> Outcome:
+    return operations.sync_status(dependencies.current())
+
+
+def check_existing(event: DirectInvocationEvent, _context: Any) -> Outcome:
+    return operations.check_existing(dependencies.current(), event.plan_id)
+
+
+def terminate(event: DirectInvocationEvent, _context: Any) -> Outcome:
+    return operations.terminate_instances(dependencies.current(), event.execution_id)
+
+
+def scheduled_sync(event: ScheduledEvent, context: Any) -> Outcome:
+    log.info("scheduled_sync", rule=event.rule_arn, time=event.get("time"))
+    return operations.run_sync(dependencies.current(), operations.SyncRequest(), context)
+
+
+OPERATIONS: dict[str, DirectOperation] = {
+    operations.SYNC_OPERATION: sync_now,
+    "get_recovery_instance_sync_status": sync_status,
+    "check_existing_recovery_instances": check_existing,
+    "terminate_recovery_instances": terminate,
+}
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    return handle(event, context, api=API, operations=OPERATIONS, on_schedule=scheduled_sync)

@@ -1,0 +1,56 @@
+"""The one AWS call the handlers make themselves: invoking this function asynchronously to run a
+full sync past API Gateway's 29-second limit.
+
+A seam (``SelfInvoker``): tests pass a recorder instead, so no test needs a real Lambda (moto's
+server runs Lambda invocations only with docker). The client is opened inside the call, on the
+engine's shared aioboto3 Session: never at module scope, where it would outlive its event loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiobotocore.config import AioConfig
+
+from syncengine.aws import shared_session
+from syncengine.config import SyncSettings
+from syncengine.errors import AwsError
+from syncengine.retry import CallContext, call_with_retry
+
+SelfInvoker = Callable[[str, Mapping[str, Any], SyncSettings], Awaitable[None]]
+"""``(function name or ARN, payload, settings) -> None``; raises the engine's ``AwsError``."""
+
+
+def region_of(function_arn: str, default: str) -> str:
+    """``arn:aws:lambda:<region>:<account>:function:<name>`` -> region (else ``default``)."""
+    parts = function_arn.split(":")
+    return parts[3] if len(parts) > 4 and parts[0] == "arn" and parts[3] else default
+
+
+async def invoke_self_async(function_name: str, payload: Mapping[str, Any], settings: SyncSettings) -> None:
+    """Invoke ``function_name`` with ``InvocationType=Event`` (Lambda queues it and answers 202)."""
+    region = region_of(function_name, settings.home_region)
+    config = AioConfig(
+        retries={"max_attempts": 1, "mode": "standard"},
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+    )
+    kwargs: dict[str, Any] = {"region_name": region, "config": config}
+    endpoint = settings.endpoint_url("lambda")
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    async with shared_session().client("lambda", **kwargs) as client:
+        response = await call_with_retry(
+            lambda: client.invoke(
+                FunctionName=function_name,
+                InvocationType="Event",
+                Payload=json.dumps(dict(payload)).encode(),
+            ),
+            CallContext("lambda:Invoke", region=region),
+            settings=settings.retry,
+        )
+    status = response.get("StatusCode")
+    if status != 202:
+        raise AwsError(f"Lambda did not queue the invocation (status {status}).", operation="lambda:Invoke")

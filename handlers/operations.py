@@ -1,0 +1,216 @@
+"""The operations behind every entry point, shared by the API routes and direct invocations so
+both give the same bodies. Each validates its input, calls one engine function and shapes an
+``Outcome`` (HTTP status + body); direct invocations return the body alone.
+
+Error bodies are ``{"error": CODE, "message": sentence, ...}``. An engine error maps by its class
+(400 / 404 / 409); anything else becomes the operation's 500 code with a generic sentence, and
+the exception goes to the log, never to the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.dependencies import Dependencies
+from syncengine.accounts import validate_account_id, validate_region
+from syncengine.engine import deadline_from_lambda, run_blocking
+from syncengine.errors import (
+    AwsError,
+    InvalidRequestError,
+    NotFoundError,
+    SyncEngineError,
+    SyncInProgressError,
+)
+from syncengine.logging import get_logger
+from syncengine.models import HealthStatus
+from syncengine.plans import validate_identifier
+
+log = get_logger(__name__)
+
+SYNC_OPERATION = "sync_recovery_instances"
+STATUS_PATH = "/drs/recovery-instance-sync/status"
+INVALID_REQUEST = "INVALID_REQUEST"
+SYNC_IN_PROGRESS = "SYNC_IN_PROGRESS"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+INTERNAL_MESSAGE = "An unexpected error occurred; the details are in the function's logs."
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int
+    body: dict[str, Any]
+
+
+def error_outcome(status_code: int, code: str, message: str, **extra: Any) -> Outcome:
+    return Outcome(status_code, {"error": code, "message": message, **extra})
+
+
+def failure(exc: Exception, *, code: str, action: str, **extra: Any) -> Outcome:
+    """An exception from the engine as an error outcome; unknown ones are logged with their trace."""
+    if isinstance(exc, InvalidRequestError):
+        return error_outcome(400, INVALID_REQUEST, str(exc), **extra)
+    if isinstance(exc, NotFoundError):
+        return error_outcome(404, exc.error_code, str(exc), **extra)
+    if isinstance(exc, SyncInProgressError):
+        return error_outcome(409, SYNC_IN_PROGRESS, str(exc), **extra)
+    if isinstance(exc, AwsError):
+        log.error(f"{code.lower()}", error_type=exc.error_type, error=str(exc), operation=exc.operation)
+        return error_outcome(500, code, f"{action} failed: AWS answered {exc.error_type}.", **extra)
+    if isinstance(exc, SyncEngineError):
+        log.error(f"{code.lower()}", error_type=exc.error_code, error=str(exc))
+        return error_outcome(500, code, f"{action} failed ({exc.error_code}).", **extra)
+    log.exception(f"{code.lower()}")
+    return error_outcome(
+        500, code, f"{action} failed unexpectedly; the details are in the function's logs.", **extra
+    )
+
+
+# -- input ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    account_id: str | None = None
+    region: str | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.account_id is None and self.region is None
+
+
+def parse_sync_request(data: Any) -> SyncRequest:
+    """``{"accountId"?, "region"?}`` (null means absent; other fields are ignored)."""
+    if data is None:
+        return SyncRequest()
+    if not isinstance(data, Mapping):
+        raise InvalidRequestError("The request body must be a JSON object such as {\"accountId\": \"...\"}.")
+    account_id, region = data.get("accountId"), data.get("region")
+    if account_id is not None and not isinstance(account_id, str):
+        raise InvalidRequestError("accountId must be a string of 12 digits.")
+    if region is not None and not isinstance(region, str):
+        raise InvalidRequestError("region must be a string naming a region where AWS DRS is available.")
+    return SyncRequest(
+        account_id=None if account_id is None else validate_account_id(account_id),
+        region=None if region is None else validate_region(region),
+    )
+
+
+def parse_json_body(body: Any, *, base64_encoded: bool = False) -> Any:
+    """An API request body as JSON; None when there is none. Raises ``InvalidRequestError``."""
+    if body is None:
+        return None
+    if not isinstance(body, str):
+        raise InvalidRequestError("The request body must be JSON text.")
+    if base64_encoded:
+        try:
+            body = base64.b64decode(body, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequestError("The request body is not valid base64-encoded UTF-8.") from exc
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequestError("The request body is not valid JSON.") from exc
+
+
+# -- sync -----------------------------------------------------------------------------------------
+
+
+def run_sync(deps: Dependencies, request: SyncRequest, context: Any) -> Outcome:
+    """Sync now (the schedule, a direct invocation, a scoped API request): 200 with the report.
+
+    A full sync that finds the lease held is skipped, not failed: the schedule fires every five
+    minutes and a long run may still hold it.
+    """
+    settings = deadline_from_lambda(deps.settings, context)
+    try:
+        report = run_blocking(
+            deps.engine.sync_all, settings, account_id=request.account_id, region=request.region
+        )
+    except SyncInProgressError as exc:
+        log.info("sync_skipped", reason=SYNC_IN_PROGRESS)
+        return error_outcome(409, SYNC_IN_PROGRESS, str(exc), status="SKIPPED")
+    except Exception as exc:
+        return failure(exc, code="SYNC_FAILED", action="The sync")
+    return Outcome(200, report.to_dict())
+
+
+def start_sync(deps: Dependencies, request: SyncRequest, context: Any) -> Outcome:
+    """The API's on-demand sync: scoped runs now; full starts asynchronously (202), because API
+    Gateway gives up after 29 seconds and a full sync may take minutes."""
+    if not request.full:
+        return run_sync(deps, request, context)
+    try:
+        status = run_blocking(deps.engine.get_sync_status, deps.settings)
+    except Exception as exc:
+        return failure(exc, code="SYNC_START_FAILED", action="Starting the sync")
+    if status.status is HealthStatus.RUNNING:
+        return error_outcome(
+            409, SYNC_IN_PROGRESS, "A full sync is already running; try again when it finishes."
+        )
+    function = getattr(context, "invoked_function_arn", None) or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    if not function:
+        log.error("sync_start_failed", reason="no function ARN in the invocation context")
+        return error_outcome(
+            500, "SYNC_START_FAILED", "Starting the sync failed: this function's name is unknown."
+        )
+    try:
+        run_blocking(deps.invoke_self, function, {"operation": SYNC_OPERATION}, deps.settings)
+    except Exception as exc:
+        return failure(exc, code="SYNC_START_FAILED", action="Starting the sync")
+    log.info("sync_started", function=function)
+    return Outcome(
+        202,
+        {
+            "status": "STARTED",
+            "message": f"A full sync started in the background; follow it at GET {STATUS_PATH}.",
+            "statusPath": STATUS_PATH,
+        },
+    )
+
+
+def sync_status(deps: Dependencies) -> Outcome:
+    try:
+        status = run_blocking(deps.engine.get_sync_status, deps.settings)
+    except Exception as exc:
+        return failure(exc, code="STATUS_FAILED", action="Reading the sync status")
+    return Outcome(200, status.to_dict())
+
+
+# -- cache queries and terminate ------------------------------------------------------------------
+
+
+def _echo(value: Any) -> Any:
+    """An id as echoed in an error body: strings kept (bounded), anything else dropped."""
+    return value[:256] if isinstance(value, str) else None
+
+
+def check_existing(deps: Dependencies, plan_id: Any) -> Outcome:
+    try:
+        body = run_blocking(
+            deps.engine.check_existing_instances, deps.settings, validate_identifier("planId", plan_id)
+        )
+    except Exception as exc:
+        return failure(exc, code="CHECK_FAILED", action="Checking existing instances", planId=_echo(plan_id))
+    return Outcome(200, body)
+
+
+def terminate_instances(deps: Dependencies, execution_id: Any) -> Outcome:
+    try:
+        body = run_blocking(
+            deps.engine.terminate_execution_instances,
+            deps.settings,
+            validate_identifier("executionId", execution_id),
+        )
+    except Exception as exc:
+        return failure(
+            exc, code="TERMINATE_FAILED", action="Terminating instances", executionId=_echo(execution_id)
+        )
+    return Outcome(200, body)
