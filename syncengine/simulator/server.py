@@ -92,13 +92,13 @@ class Simulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         server = web.Server(self.handle, access_log=None)
-        runner = web.ServerRunner(server, handle_signals=False)
+        # A short shutdown: stalled (timeout-fault) requests must not hold up test teardown.
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        # A short shutdown: stalled (timeout-fault) requests must not hold up test teardown.
-        site = web.SockSite(runner, sock, shutdown_timeout=0.5, backlog=1024)
+        site = web.SockSite(runner, sock, backlog=1024)
         await site.start()
         self._runner = runner
         bound_host, bound_port = sock.getsockname()[:2]
