@@ -20,7 +20,12 @@ WRITE_VERB = re.compile(
     r"ReEncrypt|GenerateDataKey|Schedule|Cancel|Execute|Disconnect|Initialize|Replicate|Change)"
 )
 # The only writes the read-only query role may make: its own telemetry.
-TELEMETRY_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+TELEMETRY_ACTIONS = {
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+}
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -141,7 +146,9 @@ def test_cfn_query_role_has_no_write_action(lambda_stack: dict[str, Any]) -> Non
                 continue
             verb = action.split(":", 1)[1]
             assert not WRITE_VERB.match(verb), f"query role allows write action {action}"
-            assert verb.startswith(("Get", "BatchGet", "Query", "Scan", "Describe", "List", "Decrypt")), action
+            assert verb.startswith(("Get", "BatchGet", "Query", "Scan", "Describe", "List", "Decrypt")), (
+                action
+            )
 
 
 def test_cfn_query_role_logs_only_to_its_own_group(lambda_stack: dict[str, Any]) -> None:
@@ -269,7 +276,9 @@ def test_cfn_target_role_trusts_the_hub_roles_with_external_id(target_role_templ
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Action"] == "sts:AssumeRole"
     assert trust["Condition"]["StringEquals"] == {"sts:ExternalId": {"Ref": "ExternalId"}}
-    condition, with_execution, data_management_only = trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]["Fn::If"]
+    condition, with_execution, data_management_only = trust["Condition"]["ArnEquals"]["aws:PrincipalArn"][
+        "Fn::If"
+    ]
     assert condition == "TrustExecutionRole"
     assert with_execution == [{"Ref": "HubDataManagementRoleArn"}, {"Ref": "HubExecutionRoleArn"}]
     assert data_management_only == [{"Ref": "HubDataManagementRoleArn"}]
@@ -295,7 +304,9 @@ def test_cfn_target_role_allows_only_drs_and_ec2(target_role_template: dict[str,
     for statement in statements:
         if {"ec2:TerminateInstances", "ec2:DeleteVolume"} & set(_actions(statement)):
             assert statement["Condition"]["Bool"] == {"aws:ViaAWSService": "true"}
-            assert statement["Condition"]["Null"] == {"aws:ResourceTag/AWSElasticDisasterRecoveryManaged": "false"}
+            assert statement["Condition"]["Null"] == {
+                "aws:ResourceTag/AWSElasticDisasterRecoveryManaged": "false"
+            }
 
 
 def test_cfn_target_role_name_matches_the_hub_default(

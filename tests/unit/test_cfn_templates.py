@@ -139,7 +139,9 @@ def test_cfn_master_parameters_cover_the_brief(master: dict[str, Any]) -> None:
         pytest.param("a" * 28, "b" * 12, id="longest-allowed"),
     ],
 )
-def test_cfn_master_name_limits_fit_derived_names(master: dict[str, Any], project: str, environment: str) -> None:
+def test_cfn_master_name_limits_fit_derived_names(
+    master: dict[str, Any], project: str, environment: str
+) -> None:
     """The allowed ProjectName/Environment keep function and role names within 64 characters."""
     for value, parameter in ((project, "ProjectName"), (environment, "Environment")):
         assert re.fullmatch(master["Parameters"][parameter]["AllowedPattern"], value)
@@ -275,7 +277,9 @@ def test_cfn_optional_deadline_is_left_unset_when_empty(lambda_stack: dict[str, 
 @pytest.mark.parametrize(
     ("function", "handler", "memory", "timeout"),
     [
-        pytest.param("DataManagementFunction", "handlers.data_management.lambda_handler", 1024, 900, id="data"),
+        pytest.param(
+            "DataManagementFunction", "handlers.data_management.lambda_handler", 1024, 900, id="data"
+        ),
         pytest.param("ExecutionFunction", "handlers.execution.lambda_handler", 512, 120, id="execution"),
         pytest.param("QueryFunction", "handlers.query.lambda_handler", 512, 30, id="query"),
     ],
@@ -296,7 +300,9 @@ def test_cfn_defaults_match_the_code(master: dict[str, Any], lambda_stack: dict[
     for template in (master, lambda_stack):
         parameters = template["Parameters"]
         assert parameters["CrossAccountRoleName"]["Default"] == config.DEFAULT_ROLE_NAME
-        assert parameters["MetricsNamespace"]["Default"] == config.DEFAULT_METRICS_NAMESPACE == metrics.NAMESPACE
+        assert (
+            parameters["MetricsNamespace"]["Default"] == config.DEFAULT_METRICS_NAMESPACE == metrics.NAMESPACE
+        )
         assert parameters["SyncMaxConcurrency"]["Default"] == config.DEFAULT_MAX_CONCURRENCY
         assert parameters["SyncPerScopeConcurrency"]["Default"] == config.DEFAULT_PER_SCOPE_CONCURRENCY
         assert parameters["SyncMaxAttempts"]["Default"] == config.DEFAULT_MAX_ATTEMPTS
@@ -366,7 +372,9 @@ def _resource_paths(api: dict[str, Any]) -> dict[str, str]:
 def _routes(api: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     paths = _resource_paths(api)
     return {
-        (method["Properties"]["HttpMethod"], paths[method["Properties"]["ResourceId"]["Ref"]]): method["Properties"]
+        (method["Properties"]["HttpMethod"], paths[method["Properties"]["ResourceId"]["Ref"]]): method[
+            "Properties"
+        ]
         for method in resources_of_type(api, "AWS::ApiGateway::Method").values()
     }
 
@@ -403,7 +411,10 @@ def test_cfn_api_routes_are_lambda_proxy_with_parameterised_auth(api: dict[str, 
 
 def test_cfn_api_state_changing_routes_go_to_data_management(api: dict[str, Any]) -> None:
     routes = _routes(api)
-    for route in (("POST", "/drs/recovery-instance-sync"), ("POST", "/executions/{executionId}/terminate-instances")):
+    for route in (
+        ("POST", "/drs/recovery-instance-sync"),
+        ("POST", "/executions/{executionId}/terminate-instances"),
+    ):
         uri = routes[route]["Integration"]["Uri"]["Fn::Sub"]
         assert "${DataManagementFunctionArn}" in uri and "QueryFunctionArn" not in uri
 
@@ -476,11 +487,7 @@ def _dashboard_metrics(monitoring: dict[str, Any]) -> list[list[Any]]:
     filled = re.sub(r"(?<=: )\$\{[A-Za-z]+\}", "1", body)
     filled = re.sub(r"\$\{([A-Za-z:.]+)\}", r"\1", filled)
     document = json.loads(filled.replace('"MetricsNamespace"', '"${MetricsNamespace}"'))
-    return [
-        metric
-        for widget in document["widgets"]
-        for metric in widget["properties"].get("metrics", [])
-    ]
+    return [metric for widget in document["widgets"] for metric in widget["properties"].get("metrics", [])]
 
 
 def test_cfn_monitoring_has_alarms_dashboard_and_topic(monitoring: dict[str, Any]) -> None:
