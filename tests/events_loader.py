@@ -1,13 +1,20 @@
 """Real-shaped Lambda events from ``tests/events/*.json``, loaded by name, plus small helpers to
-vary them (body, path parameter) and to read API Gateway responses back."""
+vary them (body, path parameter), to read API Gateway responses back, and the fakes (Lambda
+context, engine) the handlers are driven with in unit tests."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from handlers.dependencies import Dependencies, EngineFunctions, configure
+from syncengine.config import SyncSettings
+from syncengine.models import HealthStatus, SyncReport, SyncStatus
+from syncengine.plans import WaveSyncResult
+from syncengine.terminate import no_instances_body
 
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
 
@@ -36,7 +43,7 @@ def with_path_parameter(event: dict[str, Any], name: str, value: str) -> dict[st
         template = changed["routeKey"].split(" ", 1)[1]
     else:
         template = changed["resource"]
-    path = template.replace("{" + name + "}", quote(value, safe=""))
+    path = template.replace("{" + name + "}", quote(value, safe="", errors="surrogatepass"))
     changed["pathParameters"] = {**(changed.get("pathParameters") or {}), name: value}
     if changed.get("version") == "2.0":
         changed["rawPath"] = path
@@ -74,3 +81,72 @@ class FakeLambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
+
+
+# -- fakes the handlers are driven with (injected through handlers.dependencies.configure) ------
+
+
+@dataclass
+class FakeEngine:
+    """Stands in for the engine: records each call, answers with canned values, or raises what a
+    test put in ``errors`` (keyed by function name)."""
+
+    report: Any = None
+    status: Any = None
+    check_body: dict[str, Any] | None = None
+    terminate_body: dict[str, Any] | None = None
+    wave_result: Any = None
+    errors: dict[str, BaseException] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def _called(self, name: str, **arguments: Any) -> None:
+        self.calls.append((name, arguments))
+        if name in self.errors:
+            raise self.errors[name]
+
+    def called(self, name: str) -> list[dict[str, Any]]:
+        return [arguments for called, arguments in self.calls if called == name]
+
+    async def sync_all(self, settings: Any, *, account_id: Any = None, region: Any = None) -> Any:
+        self._called("sync_all", settings=settings, account_id=account_id, region=region)
+        return self.report or SyncReport.from_results([], duration_ms=5, run_id="run-1")
+
+    async def get_sync_status(self, settings: Any) -> Any:
+        self._called("get_sync_status", settings=settings)
+        return self.status or SyncStatus(HealthStatus.HEALTHY)
+
+    async def check_existing_instances(self, settings: Any, plan_id: Any) -> dict[str, Any]:
+        self._called("check_existing_instances", settings=settings, plan_id=plan_id)
+        if self.check_body is not None:
+            return self.check_body
+        return {"hasExistingInstances": False, "existingInstances": [], "instanceCount": 0, "planId": plan_id}
+
+    async def terminate_execution_instances(self, settings: Any, execution_id: Any) -> dict[str, Any]:
+        self._called("terminate_execution_instances", settings=settings, execution_id=execution_id)
+        return self.terminate_body if self.terminate_body is not None else no_instances_body(execution_id)
+
+    async def sync_wave(self, settings: Any, execution_id: Any, plan_id: Any = None, **kwargs: Any) -> Any:
+        self._called("sync_wave", settings=settings, execution_id=execution_id, plan_id=plan_id, **kwargs)
+        if self.wave_result is not None:
+            return self.wave_result
+        return WaveSyncResult(str(execution_id), plan_id, kwargs.get("wave_number"), (), ())
+
+    async def invoke_self(self, function: str, payload: Any, settings: Any) -> None:
+        self.invocations.append((function, dict(payload)))
+        if "invoke_self" in self.errors:
+            raise self.errors["invoke_self"]
+
+    def install(self, settings: SyncSettings | None = None) -> Dependencies:
+        """Make the handlers use this fake (undo with ``handlers.dependencies.reset()``)."""
+        return configure(
+            settings=settings or SyncSettings(),
+            engine=EngineFunctions(
+                sync_all=self.sync_all,
+                get_sync_status=self.get_sync_status,
+                check_existing_instances=self.check_existing_instances,
+                terminate_execution_instances=self.terminate_execution_instances,
+                sync_wave=self.sync_wave,
+            ),
+            invoke_self=self.invoke_self,
+        )

@@ -1,0 +1,459 @@
+"""handlers.data_management with a fake engine: every route, operation and error path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from handlers import dependencies
+from handlers.data_management import lambda_handler
+from syncengine.errors import (
+    AwsError,
+    ExecutionNotFoundError,
+    InvalidRequestError,
+    RecoveryPlanNotFoundError,
+    SyncInProgressError,
+)
+from syncengine.models import HealthStatus, SyncStatus
+from tests.events_loader import (
+    FakeEngine,
+    FakeLambdaContext,
+    event_names,
+    load_event,
+    response_headers,
+    response_json,
+    with_body,
+    with_path_parameter,
+)
+
+API_EVENTS = event_names("apigw_")
+PLAN_NOT_FOUND = "Recovery plan 'plan-001' was not found."
+
+
+@pytest.fixture
+def engine() -> Iterator[FakeEngine]:
+    fake = FakeEngine()
+    fake.install()
+    yield fake
+    dependencies.reset()
+
+
+def invoke(event: object, context: FakeLambdaContext | None = None) -> dict:
+    return lambda_handler(event, context or FakeLambdaContext())
+
+
+# -- schedule and direct invocations --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["eventbridge_scheduled", "eventbridge_rule_input"])
+def test_data_management_schedule_runs_full_sync(engine: FakeEngine, name: str) -> None:
+    """The native Scheduled Event and the rule's Input both run a full sync and return the report."""
+    result = invoke(load_event(name))
+
+    assert engine.called("sync_all") == [
+        {"settings": engine.called("sync_all")[0]["settings"], "account_id": None, "region": None}
+    ]
+    assert result["status"] == "SUCCESS"
+    assert "statusCode" not in result
+
+
+def test_data_management_scheduled_sync_skips_when_lease_held(engine: FakeEngine) -> None:
+    """A full sync still running makes the scheduled run a clear skip, not a crash."""
+    engine.errors["sync_all"] = SyncInProgressError("A full sync is already running.")
+
+    result = invoke(load_event("eventbridge_scheduled"))
+
+    assert result == {
+        "error": "SYNC_IN_PROGRESS",
+        "message": "A full sync is already running.",
+        "status": "SKIPPED",
+    }
+
+
+def test_data_management_scheduled_sync_gets_lambda_deadline(engine: FakeEngine) -> None:
+    """The run's deadline is the invocation's remaining time minus the safety margin."""
+    invoke(load_event("eventbridge_scheduled"), FakeLambdaContext(remaining_ms=120_000))
+
+    settings = engine.called("sync_all")[0]["settings"]
+    assert settings.deadline_seconds == pytest.approx(120 - settings.lambda_deadline_margin)
+
+
+def test_data_management_direct_scoped_sync_returns_report_unwrapped(engine: FakeEngine) -> None:
+    result = invoke(load_event("direct_sync_scoped"))
+
+    call = engine.called("sync_all")[0]
+    assert (call["account_id"], call["region"]) == ("123456789012", "us-east-1")
+    assert set(result) >= {
+        "status",
+        "instancesUpdated",
+        "instancesUnchanged",
+        "instancesDeleted",
+        "scopesSynced",
+        "scopesFailed",
+        "durationMs",
+        "errors",
+    }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"accountId": "12345"}, id="short-account"),
+        pytest.param({"accountId": 123456789012}, id="numeric-account"),
+        pytest.param({"region": "mars-north-1"}, id="unknown-region"),
+        pytest.param({"region": ["us-east-1"]}, id="list-region"),
+    ],
+)
+def test_data_management_direct_sync_rejects_bad_scope(engine: FakeEngine, fields: dict) -> None:
+    result = invoke({"operation": "sync_recovery_instances", **fields})
+
+    assert result["error"] == "INVALID_REQUEST"
+    assert result["message"]
+    assert engine.called("sync_all") == []
+
+
+def test_data_management_direct_status_returns_status_body(engine: FakeEngine) -> None:
+    result = invoke(load_event("direct_status"))
+
+    assert result["status"] == "healthy"
+    assert "scopes" in result and "statusCode" not in result
+
+
+def test_data_management_direct_check_existing_returns_route_body(engine: FakeEngine) -> None:
+    result = invoke(load_event("direct_check_existing"))
+
+    assert result == {
+        "hasExistingInstances": False,
+        "existingInstances": [],
+        "instanceCount": 0,
+        "planId": "plan-001",
+    }
+
+
+def test_data_management_direct_check_existing_unknown_plan(engine: FakeEngine) -> None:
+    engine.errors["check_existing_instances"] = RecoveryPlanNotFoundError(PLAN_NOT_FOUND)
+
+    result = invoke(load_event("direct_check_existing"))
+
+    assert result["error"] == "RECOVERY_PLAN_NOT_FOUND"
+    assert result["planId"] == "plan-001"
+
+
+def test_data_management_direct_terminate_returns_route_body(engine: FakeEngine) -> None:
+    result = invoke(load_event("direct_terminate"))
+
+    assert engine.called("terminate_execution_instances")[0]["execution_id"] == "exec-00001"
+    assert result["noInstancesFound"] is True
+    assert result["totalFound"] == 0
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(load_event("direct_unknown_operation"), id="unknown-name"),
+        pytest.param({"operation": None}, id="null"),
+        pytest.param({"operation": ["sync_recovery_instances"]}, id="list"),
+        pytest.param({"operation": "wave_completed"}, id="other-functions-operation"),
+    ],
+)
+def test_data_management_unknown_operation_is_invalid_operation(engine: FakeEngine, event: dict) -> None:
+    result = invoke(event)
+
+    assert result["error"] == "INVALID_OPERATION"
+    assert "sync_recovery_instances" in result["message"]
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param([], id="list"),
+        pytest.param("sync", id="string"),
+        pytest.param(None, id="none"),
+        pytest.param({}, id="empty"),
+        pytest.param({"Records": [{"eventSource": "aws:sqs"}]}, id="sqs"),
+        pytest.param({"source": "aws.events", "detail-type": "AWS API Call"}, id="other-event"),
+        pytest.param({"httpMethod": "GET", "requestContext": "x", "path": "/"}, id="broken-api-shape"),
+    ],
+)
+def test_data_management_unmatched_event_gets_clear_error(engine: FakeEngine, event: object) -> None:
+    result = invoke(event)
+
+    assert result["error"] == "INVALID_EVENT"
+    assert "operation" in result["message"]
+    assert engine.calls == []
+
+
+def test_data_management_clears_log_context_per_invocation(engine: FakeEngine) -> None:
+    """A reused container must not carry the previous invocation's log context."""
+    structlog.contextvars.bind_contextvars(plan_id="from-a-previous-invocation")
+
+    invoke(load_event("direct_status"), FakeLambdaContext(aws_request_id="req-2"))
+
+    context = structlog.contextvars.get_contextvars()
+    assert "plan_id" not in context
+    assert context["request_id"] == "req-2"
+
+
+# -- API Gateway ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["apigw_rest_sync_scoped", "apigw_http_sync_scoped"])
+def test_api_scoped_sync_runs_now(engine: FakeEngine, name: str) -> None:
+    response = invoke(load_event(name))
+
+    assert response["statusCode"] == 200
+    assert response_json(response)["status"] == "SUCCESS"
+    call = engine.called("sync_all")[0]
+    assert (call["account_id"], call["region"]) == ("123456789012", "us-east-1")
+    assert engine.invocations == []
+
+
+def test_api_sync_base64_body_is_decoded(engine: FakeEngine) -> None:
+    response = invoke(load_event("apigw_rest_sync_base64"))
+
+    assert response["statusCode"] == 200
+    assert engine.called("sync_all")[0]["region"] == "us-east-1"
+
+
+@pytest.mark.parametrize("name", ["apigw_rest_sync_full", "apigw_http_sync_full"])
+def test_api_full_sync_starts_asynchronously(engine: FakeEngine, name: str) -> None:
+    """Past API Gateway's 29 s: the function invokes itself (Event) and answers 202 at once."""
+    context = FakeLambdaContext()
+
+    response = invoke(load_event(name), context)
+
+    assert response["statusCode"] == 202
+    assert response_json(response)["status"] == "STARTED"
+    assert engine.invocations == [(context.invoked_function_arn, {"operation": "sync_recovery_instances"})]
+    assert engine.called("sync_all") == []
+
+
+@pytest.mark.parametrize("body", [None, "", "  ", "{}", '{"accountId": null, "region": null}'])
+def test_api_sync_without_scope_is_full(engine: FakeEngine, body: str | None) -> None:
+    response = invoke(with_body(load_event("apigw_rest_sync_full"), body))
+
+    assert response["statusCode"] == 202
+
+
+def test_api_full_sync_while_lease_held_is_409(engine: FakeEngine) -> None:
+    engine.status = SyncStatus(HealthStatus.RUNNING)
+
+    response = invoke(load_event("apigw_rest_sync_full"))
+
+    assert response["statusCode"] == 409
+    assert response_json(response)["error"] == "SYNC_IN_PROGRESS"
+    assert engine.invocations == []
+
+
+def test_api_full_sync_invoke_failure_is_500_without_trace(engine: FakeEngine) -> None:
+    engine.errors["invoke_self"] = AwsError("denied", code="AccessDeniedException", operation="lambda:Invoke")
+
+    response = invoke(load_event("apigw_rest_sync_full"))
+
+    body = response_json(response)
+    assert response["statusCode"] == 500
+    assert body["error"] == "SYNC_START_FAILED"
+    assert "Traceback" not in response["body"]
+
+
+def test_api_full_sync_without_function_name_is_500(
+    engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+
+    response = invoke(load_event("apigw_rest_sync_full"), FakeLambdaContext(invoked_function_arn=""))
+
+    assert response["statusCode"] == 500
+    assert response_json(response)["error"] == "SYNC_START_FAILED"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "apigw_rest_sync_malformed_json",
+        "apigw_rest_sync_bad_account",
+        "apigw_rest_sync_unknown_region",
+        "apigw_rest_sync_wrong_type",
+        "apigw_rest_sync_not_object",
+    ],
+)
+def test_api_sync_bad_request_is_400_with_sentence(engine: FakeEngine, name: str) -> None:
+    response = invoke(load_event(name))
+
+    body = response_json(response)
+    assert response["statusCode"] == 400
+    assert body["error"] == "INVALID_REQUEST"
+    assert body["message"].endswith(".")
+    assert engine.calls == []
+
+
+def test_api_sync_invalid_base64_is_400(engine: FakeEngine) -> None:
+    event = load_event("apigw_rest_sync_base64")
+    event["body"] = "not base64!"
+
+    response = invoke(event)
+
+    assert response["statusCode"] == 400
+
+
+@pytest.mark.parametrize("name", ["apigw_rest_status", "apigw_http_status"])
+def test_api_status_route_returns_status(engine: FakeEngine, name: str) -> None:
+    response = invoke(load_event(name))
+
+    assert response["statusCode"] == 200
+    assert response_json(response)["status"] == "healthy"
+
+
+def test_api_status_failure_is_500(engine: FakeEngine) -> None:
+    engine.errors["get_sync_status"] = AwsError("table missing", code="ResourceNotFoundException")
+
+    response = invoke(load_event("apigw_rest_status"))
+
+    assert response["statusCode"] == 500
+    assert response_json(response)["error"] == "STATUS_FAILED"
+
+
+@pytest.mark.parametrize("name", ["apigw_rest_check_existing", "apigw_http_check_existing"])
+def test_api_check_existing_returns_body(engine: FakeEngine, name: str) -> None:
+    engine.check_body = {
+        "hasExistingInstances": True,
+        "instanceCount": 1,
+        "planId": "plan-001",
+        "existingInstances": [{"sourceServerId": "s-1"}],
+    }
+
+    response = invoke(load_event(name))
+
+    assert response["statusCode"] == 200
+    assert response_json(response) == engine.check_body
+    assert engine.called("check_existing_instances")[0]["plan_id"] == "plan-001"
+
+
+def test_api_check_existing_uses_decoded_path_parameter(engine: FakeEngine) -> None:
+    event = with_path_parameter(load_event("apigw_rest_check_existing"), "planId", "plan 1/\u00e9")
+
+    invoke(event)
+
+    assert engine.called("check_existing_instances")[0]["plan_id"] == "plan 1/\u00e9"
+
+
+def test_api_check_existing_unknown_plan_is_404(engine: FakeEngine) -> None:
+    engine.errors["check_existing_instances"] = RecoveryPlanNotFoundError(PLAN_NOT_FOUND)
+
+    response = invoke(load_event("apigw_rest_check_existing"))
+
+    assert response["statusCode"] == 404
+    assert response_json(response) == {
+        "error": "RECOVERY_PLAN_NOT_FOUND",
+        "message": PLAN_NOT_FOUND,
+        "planId": "plan-001",
+    }
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(AwsError("throttled", code="ProvisionedThroughputExceededException"), id="aws"),
+        pytest.param(RuntimeError("bug with /secret/path in it"), id="bug"),
+    ],
+)
+def test_api_check_existing_failure_is_500_check_failed(engine: FakeEngine, error: Exception) -> None:
+    engine.errors["check_existing_instances"] = error
+
+    response = invoke(load_event("apigw_rest_check_existing"))
+
+    body = response_json(response)
+    assert response["statusCode"] == 500
+    assert (body["error"], body["planId"]) == ("CHECK_FAILED", "plan-001")
+    assert "Traceback" not in response["body"] and "/secret/path" not in response["body"]
+
+
+def test_api_check_existing_too_long_plan_id_is_400(engine: FakeEngine) -> None:
+    event = with_path_parameter(load_event("apigw_rest_check_existing"), "planId", "p" * 300)
+
+    response = invoke(event)
+
+    assert response["statusCode"] == 400
+    assert engine.called("check_existing_instances") == []
+
+
+@pytest.mark.parametrize("name", ["apigw_rest_terminate", "apigw_http_terminate"])
+def test_api_terminate_returns_body(engine: FakeEngine, name: str) -> None:
+    response = invoke(load_event(name))
+
+    assert response["statusCode"] == 200
+    assert response_json(response)["executionId"] == "exec-00001"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        pytest.param(
+            ExecutionNotFoundError("Execution 'exec-00001' was not found."),
+            404,
+            "EXECUTION_NOT_FOUND",
+            id="unknown-execution",
+        ),
+        pytest.param(
+            InvalidRequestError("Execution 'exec-00001' has no waves."), 400, "INVALID_REQUEST", id="no-waves"
+        ),
+        pytest.param(AwsError("boom", code="InternalServerError"), 500, "TERMINATE_FAILED", id="aws"),
+        pytest.param(KeyError("bug"), 500, "TERMINATE_FAILED", id="bug"),
+    ],
+)
+def test_api_terminate_errors_map_to_status(
+    engine: FakeEngine, error: Exception, status: int, code: str
+) -> None:
+    engine.errors["terminate_execution_instances"] = error
+
+    response = invoke(load_event("apigw_rest_terminate"))
+
+    body = response_json(response)
+    assert response["statusCode"] == status
+    assert body["error"] == code
+    assert body["message"]
+    assert body["executionId"] == "exec-00001"
+
+
+def test_api_unknown_route_is_404_json(engine: FakeEngine) -> None:
+    response = invoke(load_event("apigw_rest_unknown_route"))
+
+    assert response["statusCode"] == 404
+    assert response_json(response)["error"] == "NOT_FOUND"
+
+
+def test_api_wrong_method_is_404_json(engine: FakeEngine) -> None:
+    event = load_event("apigw_rest_status")
+    event["httpMethod"] = "DELETE"
+
+    response = invoke(event)
+
+    assert response["statusCode"] == 404
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize("name", API_EVENTS)
+def test_api_every_response_is_json_with_cors(engine: FakeEngine, name: str) -> None:
+    """Content-Type and CORS on every API response, success or error, with or without Origin."""
+    response = invoke(load_event(name))
+
+    headers = response_headers(response)
+    assert headers["content-type"] == "application/json"
+    assert headers["access-control-allow-origin"] == "*"
+    assert isinstance(json.loads(response["body"]), dict)
+
+
+def test_api_event_a_resolver_cannot_read_is_500_json(engine: FakeEngine) -> None:
+    """A broken event past classification still gets a JSON answer, not a crash."""
+    event = load_event("apigw_http_status")
+    event["requestContext"]["http"] = {"method": 5}
+
+    response = invoke(event)
+
+    assert response["statusCode"] == 500
+    assert response_headers(response)["content-type"] == "application/json"
+    assert response_json(response)["error"] == "INTERNAL_ERROR"
