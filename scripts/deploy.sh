@@ -68,6 +68,9 @@ case "$LAMBDA_ARCH" in
     x86_64) WHEEL_ARCH=x86_64 ;;
     *) die "LAMBDA_ARCH must be arm64 or x86_64, got '$LAMBDA_ARCH'" ;;
 esac
+if [[ -n "$CODE_KEY" && "$CODE_KEY" =~ -(arm64|x86_64)\.zip$ && "${BASH_REMATCH[1]}" != "$LAMBDA_ARCH" ]]; then
+    die "--code-key $CODE_KEY was built for ${BASH_REMATCH[1]}, but LAMBDA_ARCH is $LAMBDA_ARCH"
+fi
 LAMBDA_PYTHON_VERSION=3.12
 BUILD_DIR="${BUILD_DIR:-build}"
 if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY="${PYTHON:-python3}"; fi
