@@ -143,7 +143,6 @@ class RecordFactory:
             host=host,
             tags=tags,
             ips=ips,
-            mac=self._mac(),
             origin_environment=environment,
             origin=origin,
             staging_account_id=staging,
@@ -151,10 +150,6 @@ class RecordFactory:
             source_network_id=network_id,
             added_time=added_time,
         )
-
-    def _mac(self) -> str:
-        h = f"{self.rng.getrandbits(40):010x}"
-        return f"02:{h[0:2]}:{h[2:4]}:{h[4:6]}:{h[6:8]}:{h[8:10]}"
 
     def launch_job(self, account_id: str, region: str, is_drill: bool, when: float) -> Job:
         return Job(
@@ -223,7 +218,6 @@ class RecordFactory:
             security_groups=chosen_groups,
             iam_instance_profile=profile,
             image_id=network.image_ids[(bits >> 104) % len(network.image_ids)],
-            reservation_id=self.ids.hex17("r-"),
             tags=ec2_tags,
             platform_details=platform,
         )
@@ -240,8 +234,6 @@ class RecordFactory:
             host=server.host,
             # Shared with the server: tags are never changed in place, only replaced.
             tags=server.tags,
-            mac=self._mac(),
-            volume_id=self.ids.hex17("vol-"),
         )
         ec2.recovery_instance = instance
         server.recovery_instance_id = ri_id

@@ -38,6 +38,17 @@ def to_json_bytes(value: Any) -> bytes:
     return _dumps(value).encode()
 
 
+def derived_id(prefix: str, source_id: str) -> str:
+    """A secondary ID (reservation, volume) that follows from a unique 17-hex ID: unique too,
+    stable, and free at generation time."""
+    return prefix + source_id[-17:][::-1]
+
+
+def derived_mac(source_id: str) -> str:
+    h = source_id[-10:]
+    return f"02:{h[0:2]}:{h[2:4]}:{h[4:6]}:{h[6:8]}:{h[8:10]}"
+
+
 @dataclass(frozen=True)
 class Account:
     account_id: str
@@ -79,7 +90,6 @@ class Ec2Instance:
     security_groups: tuple[tuple[str, str], ...]
     iam_instance_profile: str | None
     image_id: str
-    reservation_id: str
     tags: dict[str, str]
     platform_details: str = "Linux/UNIX"
     # The recovery instance whose cached JSON embeds this instance's state and IPs.
@@ -89,6 +99,11 @@ class Ec2Instance:
     @property
     def name(self) -> str | None:
         return self.tags.get("Name")
+
+    @property
+    def reservation_id(self) -> str:
+        # Derived, not drawn: nothing reads it but the XML, and every draw costs generation time.
+        return derived_id("r-", self.instance_id)
 
     def invalidate(self) -> None:
         self.xml = None
@@ -155,12 +170,18 @@ class RecoveryInstance:
     origin_environment: str
     host: Host
     tags: dict[str, str]
-    mac: str
-    volume_id: str
     json: bytes | None = None
 
     def arn(self) -> str:
         return f"arn:aws:drs:{self.region}:{self.account_id}:recovery-instance/{self.recovery_instance_id}"
+
+    @property
+    def mac(self) -> str:
+        return derived_mac(self.ec2.instance_id)
+
+    @property
+    def volume_id(self) -> str:
+        return derived_id("vol-", self.recovery_instance_id)
 
     def to_wire(self) -> dict[str, Any]:
         ec2 = self.ec2
@@ -216,7 +237,6 @@ class SourceServer:
     host: Host
     tags: dict[str, str]
     ips: tuple[str, ...]
-    mac: str
     origin_environment: str  # ON_PREMISES | AWS
     # (account, region, availability zone, instance id) of an AWS-hosted source.
     origin: tuple[str, str, str, str] | None
@@ -230,6 +250,10 @@ class SourceServer:
 
     def arn(self) -> str:
         return f"arn:aws:drs:{self.region}:{self.account_id}:source-server/{self.source_server_id}"
+
+    @property
+    def mac(self) -> str:
+        return derived_mac(self.source_server_id)
 
     def to_wire(self) -> dict[str, Any]:
         host = self.host
