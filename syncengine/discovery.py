@@ -57,7 +57,9 @@ async def _drs_pages(
     """Pages of DescribeRecoveryInstances; with ``server_ids``, only those servers' instances."""
     context = CallContext("drs:DescribeRecoveryInstances", scope.account_id, scope.region)
     filter_sets: Iterable[dict[str, Any]] = (
-        [{}] if server_ids is None else ({"sourceServerIDs": batch} for batch in chunked(server_ids, DRS_FILTER_MAX_IDS))
+        [{}]
+        if server_ids is None
+        else ({"sourceServerIDs": batch} for batch in chunked(server_ids, DRS_FILTER_MAX_IDS))
     )
     for filters in filter_sets:
         token: str | None = None

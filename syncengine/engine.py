@@ -204,14 +204,16 @@ async def _run(
     results: dict[Scope, ScopeResult] = {}
     planned: list[tuple[Scope, AccountTarget]] = []
     run_errors: list[ScopeError] = []
+    setup_done = False
     try:
-        with _deadline_scope(rt.settings):
+        with _deadline_scope(rt.settings) as deadline:
             try:
                 targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
                 planned = plan_scopes(targets, rt.settings, account_id=account_id, region=region)
                 if progress is not None:
                     progress.start(len(planned))
                 executions = await load_execution_index(rt.dynamo, rt.settings.tables.execution_history)
+                setup_done = True
             except AwsError as exc:
                 run_errors.append(ScopeError(account_id or "", region or "", exc.error_type, str(exc)))
                 log.error("sync_setup_failed", error_type=exc.error_type, error=str(exc))
@@ -229,6 +231,11 @@ async def _run(
                 async with anyio.create_task_group() as tg:
                     for scope, account in planned:
                         tg.start_soon(run_scope, scope, account)
+        if deadline.cancelled_caught and not setup_done:
+            run_errors.append(
+                ScopeError(account_id or "", region or "", "DeadlineExceeded",
+                           "the run's deadline passed while loading accounts and execution history")
+            )
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
             for scope, _account in planned:

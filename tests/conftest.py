@@ -13,6 +13,10 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ["AWS_DEFAULT_REGION"] = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 os.environ["AWS_REGION"] = os.environ.get("AWS_REGION", "us-east-1")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# Safety net: a client built without an explicit endpoint goes to a closed loopback port and
+# fails at once, instead of resolving a real AWS endpoint. Service-specific variables
+# (AWS_ENDPOINT_URL_DYNAMODB, ...) set by a test still take precedence.
+os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
 
 pytest_plugins = [
     "tests.fixtures.dynamodb",

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from syncengine.accounts import plan_scopes, role_name_of, targets_from_items, validate_account_id, validate_region
+from syncengine.accounts import (
+    plan_scopes,
+    role_name_of,
+    targets_from_items,
+    validate_account_id,
+    validate_region,
+)
 from syncengine.aws import drs_regions
 from syncengine.config import SyncSettings
 from syncengine.errors import InvalidRequestError

@@ -7,7 +7,13 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from syncengine.config import RetrySettings
-from syncengine.errors import AccessDeniedError, PermanentAwsError, ThrottledError, TransientAwsError, ValidationError
+from syncengine.errors import (
+    AccessDeniedError,
+    PermanentAwsError,
+    ThrottledError,
+    TransientAwsError,
+    ValidationError,
+)
 from syncengine.retry import CallContext, call_with_retry, classify
 
 CTX = CallContext("drs:DescribeRecoveryInstances", "111122223333", "us-east-1")
