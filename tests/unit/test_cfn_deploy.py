@@ -87,8 +87,7 @@ def test_cfn_deploy_dry_run_without_credentials_builds_the_package(tmp_path: Pat
     output = result.stdout + result.stderr
     if result.returncode != 0 and NETWORK_FAILURE.search(output):
         pytest.skip(
-            "package index unreachable, wheels for the Lambda platform could not be downloaded: "
-            + output[-400:]
+            "package index unreachable, wheels for the Lambda platform could not be downloaded: " + output[-400:]
         )
     assert result.returncode == 0, output[-4000:]
     assert _aws_calls(aws_stub) == [], "a dry run must not call AWS"

@@ -146,9 +146,7 @@ def test_cfn_query_role_has_no_write_action(lambda_stack: dict[str, Any]) -> Non
                 continue
             verb = action.split(":", 1)[1]
             assert not WRITE_VERB.match(verb), f"query role allows write action {action}"
-            assert verb.startswith(("Get", "BatchGet", "Query", "Scan", "Describe", "List", "Decrypt")), (
-                action
-            )
+            assert verb.startswith(("Get", "BatchGet", "Query", "Scan", "Describe", "List", "Decrypt")), action
 
 
 def test_cfn_query_role_logs_only_to_its_own_group(lambda_stack: dict[str, Any]) -> None:
@@ -175,8 +173,11 @@ def test_cfn_data_management_role_grants_what_the_handler_calls(lambda_stack: di
     (assume,) = [s for s in statements if "sts:AssumeRole" in _actions(s)]
     assert _resources(assume) == [{"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${CrossAccountRoleName}"}]
     (invoke,) = [s for s in statements if "lambda:InvokeFunction" in _actions(s)]
-    (own_function,) = _resources(invoke)
-    assert own_function["Fn::Sub"].endswith(":function:${ProjectName}-data-management-${Environment}")
+    own = ":function:${ProjectName}-data-management-${Environment}"
+    assert [r["Fn::Sub"].split(":function:")[1] for r in _resources(invoke)] == [
+        own.split(":function:")[1],
+        own.split(":function:")[1] + ":*",
+    ]
     function_name = lambda_stack["Resources"]["DataManagementFunction"]["Properties"]["FunctionName"]
     assert function_name == {"Fn::Sub": "${ProjectName}-data-management-${Environment}"}
 
@@ -276,9 +277,7 @@ def test_cfn_target_role_trusts_the_hub_roles_with_external_id(target_role_templ
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Action"] == "sts:AssumeRole"
     assert trust["Condition"]["StringEquals"] == {"sts:ExternalId": {"Ref": "ExternalId"}}
-    condition, with_execution, data_management_only = trust["Condition"]["ArnEquals"]["aws:PrincipalArn"][
-        "Fn::If"
-    ]
+    condition, with_execution, data_management_only = trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]["Fn::If"]
     assert condition == "TrustExecutionRole"
     assert with_execution == [{"Ref": "HubDataManagementRoleArn"}, {"Ref": "HubExecutionRoleArn"}]
     assert data_management_only == [{"Ref": "HubDataManagementRoleArn"}]
@@ -304,9 +303,7 @@ def test_cfn_target_role_allows_only_drs_and_ec2(target_role_template: dict[str,
     for statement in statements:
         if {"ec2:TerminateInstances", "ec2:DeleteVolume"} & set(_actions(statement)):
             assert statement["Condition"]["Bool"] == {"aws:ViaAWSService": "true"}
-            assert statement["Condition"]["Null"] == {
-                "aws:ResourceTag/AWSElasticDisasterRecoveryManaged": "false"
-            }
+            assert statement["Condition"]["Null"] == {"aws:ResourceTag/AWSElasticDisasterRecoveryManaged": "false"}
 
 
 def test_cfn_target_role_name_matches_the_hub_default(

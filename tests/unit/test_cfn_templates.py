@@ -139,9 +139,7 @@ def test_cfn_master_parameters_cover_the_brief(master: dict[str, Any]) -> None:
         pytest.param("a" * 28, "b" * 12, id="longest-allowed"),
     ],
 )
-def test_cfn_master_name_limits_fit_derived_names(
-    master: dict[str, Any], project: str, environment: str
-) -> None:
+def test_cfn_master_name_limits_fit_derived_names(master: dict[str, Any], project: str, environment: str) -> None:
     """The allowed ProjectName/Environment keep function and role names within 64 characters."""
     for value, parameter in ((project, "ProjectName"), (environment, "Environment")):
         assert re.fullmatch(master["Parameters"][parameter]["AllowedPattern"], value)
@@ -174,9 +172,7 @@ def test_cfn_cache_table_as_specified(database: dict[str, Any]) -> None:
 def test_cfn_cache_table_outputs_name_and_arn(database: dict[str, Any]) -> None:
     outputs = database["Outputs"]
     assert outputs["RecoveryInstancesCacheTableName"]["Value"] == {"Ref": "RecoveryInstancesCacheTable"}
-    assert outputs["RecoveryInstancesCacheTableArn"]["Value"] == {
-        "Fn::GetAtt": ["RecoveryInstancesCacheTable", "Arn"]
-    }
+    assert outputs["RecoveryInstancesCacheTableArn"]["Value"] == {"Fn::GetAtt": ["RecoveryInstancesCacheTable", "Arn"]}
 
 
 def test_cfn_every_table_keeps_its_data(database: dict[str, Any]) -> None:
@@ -268,6 +264,17 @@ def test_cfn_function_sets_every_variable_the_code_reads(lambda_stack: dict[str,
         assert name in variables
 
 
+@pytest.mark.parametrize("function", ["DataManagementFunction", "QueryFunction"])
+def test_cfn_api_functions_get_the_cors_origin(lambda_stack: dict[str, Any], function: str) -> None:
+    """handlers/api.py reads CORS_ALLOW_ORIGIN; the API stack's preflights use the same parameter."""
+    from handlers.api import ENV_CORS_ALLOW_ORIGIN
+
+    assert _variables(lambda_stack, function)[ENV_CORS_ALLOW_ORIGIN] == {"Ref": "CorsAllowOrigin"}
+    passed = load_template("master-template.yaml")["Resources"]
+    for stack in ("LambdaStack", "ApiStack"):
+        assert passed[stack]["Properties"]["Parameters"]["CorsAllowOrigin"] == {"Ref": "CorsAllowOrigin"}
+
+
 def test_cfn_optional_deadline_is_left_unset_when_empty(lambda_stack: dict[str, Any]) -> None:
     """An empty SyncDeadlineSeconds removes the variable (the engine derives the deadline)."""
     value = _variables(lambda_stack, "DataManagementFunction")[config.ENV_DEADLINE_SECONDS]
@@ -277,9 +284,7 @@ def test_cfn_optional_deadline_is_left_unset_when_empty(lambda_stack: dict[str, 
 @pytest.mark.parametrize(
     ("function", "handler", "memory", "timeout"),
     [
-        pytest.param(
-            "DataManagementFunction", "handlers.data_management.lambda_handler", 1024, 900, id="data"
-        ),
+        pytest.param("DataManagementFunction", "handlers.data_management.lambda_handler", 1024, 900, id="data"),
         pytest.param("ExecutionFunction", "handlers.execution.lambda_handler", 512, 120, id="execution"),
         pytest.param("QueryFunction", "handlers.query.lambda_handler", 512, 30, id="query"),
     ],
@@ -300,9 +305,7 @@ def test_cfn_defaults_match_the_code(master: dict[str, Any], lambda_stack: dict[
     for template in (master, lambda_stack):
         parameters = template["Parameters"]
         assert parameters["CrossAccountRoleName"]["Default"] == config.DEFAULT_ROLE_NAME
-        assert (
-            parameters["MetricsNamespace"]["Default"] == config.DEFAULT_METRICS_NAMESPACE == metrics.NAMESPACE
-        )
+        assert parameters["MetricsNamespace"]["Default"] == config.DEFAULT_METRICS_NAMESPACE == metrics.NAMESPACE
         assert parameters["SyncMaxConcurrency"]["Default"] == config.DEFAULT_MAX_CONCURRENCY
         assert parameters["SyncPerScopeConcurrency"]["Default"] == config.DEFAULT_PER_SCOPE_CONCURRENCY
         assert parameters["SyncMaxAttempts"]["Default"] == config.DEFAULT_MAX_ATTEMPTS
@@ -342,9 +345,7 @@ def test_cfn_schedule_may_invoke_the_function(eventbridge: dict[str, Any]) -> No
 
 def test_cfn_schedule_targets_data_management(master: dict[str, Any]) -> None:
     passed = master["Resources"]["EventBridgeStack"]["Properties"]["Parameters"]
-    assert passed["DataManagementFunctionArn"] == {
-        "Fn::GetAtt": ["LambdaStack", "Outputs.DataManagementFunctionArn"]
-    }
+    assert passed["DataManagementFunctionArn"] == {"Fn::GetAtt": ["LambdaStack", "Outputs.DataManagementFunctionArn"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,9 +373,7 @@ def _resource_paths(api: dict[str, Any]) -> dict[str, str]:
 def _routes(api: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     paths = _resource_paths(api)
     return {
-        (method["Properties"]["HttpMethod"], paths[method["Properties"]["ResourceId"]["Ref"]]): method[
-            "Properties"
-        ]
+        (method["Properties"]["HttpMethod"], paths[method["Properties"]["ResourceId"]["Ref"]]): method["Properties"]
         for method in resources_of_type(api, "AWS::ApiGateway::Method").values()
     }
 
@@ -556,9 +555,7 @@ def test_cfn_every_custom_metric_is_emitted_by_the_code(monitoring: dict[str, An
         for metric in _alarm_metrics(alarm):
             if metric["Namespace"] in CUSTOM_NAMESPACE_REFS:
                 seen.add(metric["MetricName"])
-                assert metric["Dimensions"] == [
-                    {"Name": metrics.DIMENSION_NAME, "Value": {"Ref": "Environment"}}
-                ]
+                assert metric["Dimensions"] == [{"Name": metrics.DIMENSION_NAME, "Value": {"Ref": "Environment"}}]
             else:
                 assert metric["Namespace"] in AWS_NAMESPACES
     for metric in _dashboard_metrics(monitoring):
