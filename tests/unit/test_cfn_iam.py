@@ -240,7 +240,7 @@ def _dynamodb_access(statements: list[dict[str, Any]]) -> tuple[set[str], set[st
         ),
         pytest.param(
             "ExecutionHandlerRole",
-            {"cache", "status", "target_accounts", "execution_history"},
+            {"cache", "status", "target_accounts", "execution_history", "protection_groups"},
             {"cache", "status"},
             id="execution",
         ),

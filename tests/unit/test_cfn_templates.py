@@ -229,6 +229,7 @@ TABLES_USED = {
         config.ENV_STATUS_TABLE,
         config.ENV_TARGET_ACCOUNTS_TABLE,
         config.ENV_EXECUTION_HISTORY_TABLE,
+        config.ENV_PROTECTION_GROUPS_TABLE,
     },
     "QueryFunction": {
         config.ENV_CACHE_TABLE,
