@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 
 from rich.console import Console
@@ -24,10 +25,22 @@ from syncengine.progress import errors_table, make_progress, report_table
 from syncengine.seed import execution_items, put_items, target_account_items
 from syncengine.tables import create_tables
 
+DEMO_ENVIRONMENT = {
+    # The demo's own fake hub credentials: real ones are never used, not even against loopback.
+    "AWS_ACCESS_KEY_ID": "AKIADEMOHUBACCESSKEY",
+    "AWS_SECRET_ACCESS_KEY": "demo-secret-access-key",
+    # Any client without an explicit endpoint fails fast on a closed loopback port.
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
 
 def run_demo(args: argparse.Namespace) -> int:
     from syncengine.simulator import EstateConfig, SimulatorThread
 
+    os.environ.update(DEMO_ENVIRONMENT)
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(name, None)
     configure_logging(level="WARNING")
     console = Console()
     regions = tuple(r.strip() for r in args.regions.split(",") if r.strip())

@@ -1,0 +1,193 @@
+"""CPU fast paths for the three calls that carry every instance of the estate.
+
+Profiling a cold sync (benchmarks/RESULTS.md) showed the engine's CPU going to three places that
+scale with the estate, none of them our own code:
+
+1. botocore's shape-driven XML parser on EC2 DescribeInstances (~1 ms per instance: it walks all
+   ~60 members of the ``Instance`` shape for every instance, and parses every timestamp with
+   dateutil);
+2. botocore's shape-driven JSON parser on DRS DescribeRecoveryInstances / DescribeSourceServers
+   (DRS dates are strings, so the walk converts nothing);
+3. aiobotocore loading the CA bundle into a new SSL context for every client's connector
+   (~35 ms each; a sync opens two clients per account/region);
+4. botocore building a new client class for every client (one method object per operation:
+   ~700 for EC2), although the class depends only on the service.
+
+So: one SSL context per process, shared by every connector; client classes cached per service
+for sessions built by ``syncengine.aws.new_session``; and, for exactly those three
+operations, a parser that decodes the body once (ElementTree's C parser, ``json.loads``) and
+keeps the fields the engine reads. Every other operation, and every error response, goes through
+botocore's own parsers unchanged. ``tests/unit/test_fastpath.py`` checks the fast output against
+botocore's on the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import ssl
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from aiobotocore.client import AioClientCreator
+from aiobotocore.httpsession import AIOHTTPSession
+from aiobotocore.parsers import AioEC2QueryParser, AioResponseParserFactory, AioRestJSONParser
+from botocore.httpsession import get_cert_path
+
+FAST_JSON_SHAPES = frozenset(
+    {"DescribeRecoveryInstancesResponse", "DescribeSourceServersResponse", "DescribeJobsResponse"}
+)
+FAST_EC2_SHAPES = frozenset({"DescribeInstancesResult"})
+
+
+# -- one SSL context per process --------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_ssl_context(ca_bundle: str | None, cert_file: str | None, key_file: str | None) -> ssl.SSLContext:
+    from botocore.httpsession import create_urllib3_context
+
+    context = create_urllib3_context()
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    if ca_bundle:
+        context.load_verify_locations(ca_bundle, None, None)
+    return context
+
+
+class SharedSSLSession(AIOHTTPSession):
+    """aiobotocore's HTTP session, but connectors share one verified SSL context instead of
+    loading the CA bundle again for every client."""
+
+    def _create_connector(self, proxy_url: str | None) -> Any:
+        if not self._verify or proxy_url:
+            return super()._create_connector(proxy_url)
+        import aiohttp
+
+        context = _shared_ssl_context(get_cert_path(self._verify), self._cert_file, self._key_file)
+        return aiohttp.TCPConnector(limit=self._max_pool_connections, ssl=context, **self._connector_args)
+
+
+# -- client classes, once per service --------------------------------------------------------------
+
+CLASS_CACHE_ATTRIBUTE = "_syncengine_client_classes"
+_original_create_client_class = AioClientCreator._create_client_class
+
+
+async def _cached_create_client_class(self: AioClientCreator, service_name: str, service_model: Any) -> Any:
+    """The class depends only on the service model and the session's class-creation hooks, so a
+    session that opted in (its event emitter carries a cache) builds it once per service."""
+    cache = getattr(self._event_emitter, CLASS_CACHE_ATTRIBUTE, None)
+    if cache is None:
+        return await _original_create_client_class(self, service_name, service_model)
+    key = (service_name, service_model.api_version)
+    if key not in cache:
+        cache[key] = await _original_create_client_class(self, service_name, service_model)
+    return cache[key]
+
+
+def enable_client_class_cache(botocore_session: Any) -> None:
+    """Opt ``botocore_session`` in to the per-service client class cache."""
+    AioClientCreator._create_client_class = _cached_create_client_class  # type: ignore[method-assign]
+    setattr(botocore_session.get_component("event_emitter"), CLASS_CACHE_ATTRIBUTE, {})
+
+
+# -- EC2 DescribeInstances ----------------------------------------------------------------------
+
+
+def _text(element: ET.Element | None, tag: str, ns: str) -> str | None:
+    if element is None:
+        return None
+    child = element.find(ns + tag)
+    return child.text if child is not None and child.text is not None else None
+
+
+def _instance(item: ET.Element, ns: str) -> dict[str, Any]:
+    instance: dict[str, Any] = {}
+    for tag in ("instanceId", "instanceType", "privateIpAddress", "ipAddress", "launchTime", "vpcId", "subnetId"):
+        value = _text(item, tag, ns)
+        if value is not None:
+            # botocore's names: ipAddress is PublicIpAddress; the rest capitalise.
+            key = "PublicIpAddress" if tag == "ipAddress" else tag[0].upper() + tag[1:]
+            instance[key] = value
+    state = item.find(ns + "instanceState")
+    if state is not None:
+        code = _text(state, "code", ns)
+        instance["State"] = {"Code": int(code) if code is not None else 0, "Name": _text(state, "name", ns)}
+    placement = item.find(ns + "placement")
+    if placement is not None and _text(placement, "availabilityZone", ns):
+        instance["Placement"] = {"AvailabilityZone": _text(placement, "availabilityZone", ns)}
+    profile = item.find(ns + "iamInstanceProfile")
+    if profile is not None:
+        instance["IamInstanceProfile"] = {
+            k: v for k, v in (("Arn", _text(profile, "arn", ns)), ("Id", _text(profile, "id", ns))) if v is not None
+        }
+    groups = item.find(ns + "groupSet")
+    if groups is not None:
+        instance["SecurityGroups"] = [
+            {k: v for k, v in (("GroupId", _text(g, "groupId", ns)), ("GroupName", _text(g, "groupName", ns))) if v}
+            for g in groups.findall(ns + "item")
+        ]
+    tags = item.find(ns + "tagSet")
+    if tags is not None:
+        instance["Tags"] = [
+            {"Key": _text(t, "key", ns) or "", "Value": _text(t, "value", ns) or ""} for t in tags.findall(ns + "item")
+        ]
+    return instance
+
+
+def parse_describe_instances(body: bytes) -> dict[str, Any]:
+    """DescribeInstances XML -> botocore's structure, restricted to the fields the engine reads
+    (LaunchTime stays the ISO string EC2 sent)."""
+    # Same trust as botocore, which parses these responses with xml.etree too: EC2 over TLS.
+    root = ET.fromstring(body)  # noqa: S314
+    # The namespace is EC2's API version URI; take it from the document rather than assume it.
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    reservations = []
+    reservation_set = root.find(ns + "reservationSet")
+    for reservation in reservation_set.findall(ns + "item") if reservation_set is not None else []:
+        instances_set = reservation.find(ns + "instancesSet")
+        entry: dict[str, Any] = {
+            "Instances": [_instance(i, ns) for i in instances_set.findall(ns + "item")]
+            if instances_set is not None
+            else []
+        }
+        for tag, key in (("reservationId", "ReservationId"), ("ownerId", "OwnerId")):
+            value = _text(reservation, tag, ns)
+            if value is not None:
+                entry[key] = value
+        reservations.append(entry)
+    parsed: dict[str, Any] = {"Reservations": reservations}
+    token = _text(root, "nextToken", ns)
+    if token:
+        parsed["NextToken"] = token
+    return parsed
+
+
+class FastEC2QueryParser(AioEC2QueryParser):
+    def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
+        if shape is not None and shape.name in FAST_EC2_SHAPES:
+            parsed = parse_describe_instances(response["body"])
+            parsed["ResponseMetadata"] = {}
+            return parsed
+        return super()._do_parse(response, shape)
+
+
+class FastRestJSONParser(AioRestJSONParser):
+    def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
+        if shape is not None and shape.name in FAST_JSON_SHAPES:
+            body = json.loads(response["body"] or b"{}")
+            members = shape.members
+            return {key: value for key, value in body.items() if key in members}
+        return super()._do_parse(response, shape)
+
+
+class FastResponseParserFactory(AioResponseParserFactory):
+    """botocore's parsers, with the fast paths above for the estate-sized operations."""
+
+    def create_parser(self, protocol_name: str) -> Any:
+        if protocol_name == "ec2":
+            return FastEC2QueryParser()
+        if protocol_name == "rest-json":
+            return FastRestJSONParser()
+        return super().create_parser(protocol_name)

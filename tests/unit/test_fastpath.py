@@ -1,0 +1,134 @@
+"""The parser fast paths return what botocore's own parsers return, for the fields the engine reads."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from aiobotocore.parsers import AioResponseParserFactory
+from botocore.loaders import Loader
+from botocore.model import ServiceModel
+
+from syncengine.fastpath import FastResponseParserFactory, _shared_ssl_context, parse_describe_instances
+
+EC2_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
+<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>r-1</requestId>
+  <reservationSet><item>
+    <reservationId>r-0123</reservationId><ownerId>111122223333</ownerId>
+    <instancesSet><item>
+      <instanceId>i-0123456789abcdef0</instanceId><imageId>ami-1</imageId>
+      <instanceState><code>16</code><name>running</name></instanceState>
+      <privateIpAddress>10.0.0.5</privateIpAddress><ipAddress>54.1.2.3</ipAddress>
+      <instanceType>m5.large</instanceType><launchTime>2026-11-25T10:05:00.000Z</launchTime>
+      <placement><availabilityZone>us-east-1a</availabilityZone></placement>
+      <subnetId>subnet-1</subnetId><vpcId>vpc-1</vpcId>
+      <iamInstanceProfile><arn>arn:aws:iam::1:instance-profile/p</arn><id>AIPA1</id></iamInstanceProfile>
+      <groupSet><item><groupId>sg-1</groupId><groupName>web</groupName></item></groupSet>
+      <tagSet><item><key>Name</key><value>web-01</value></item></tagSet>
+    </item></instancesSet>
+  </item></reservationSet>
+  <nextToken>tok</nextToken>
+</DescribeInstancesResponse>"""
+
+
+def _model(service: str, version: str) -> ServiceModel:
+    return ServiceModel(Loader().load_service_model(service, "service-2", version), service_name=service)
+
+
+def _response(body: bytes) -> dict:
+    return {"status_code": 200, "headers": {}, "body": body, "context": {"operation_name": "x"}}
+
+
+async def _parse(factory, protocol: str, shape, body: bytes) -> dict:
+    parsed = await factory.create_parser(protocol).parse(_response(body), shape)
+    parsed.pop("ResponseMetadata", None)
+    return parsed
+
+
+async def test_fast_ec2_describe_instances_matches_botocore() -> None:
+    """Every field the fast EC2 parser keeps equals botocore's value (LaunchTime as ISO text)."""
+    shape = _model("ec2", "2016-11-15").operation_model("DescribeInstances").output_shape
+    fast = await _parse(FastResponseParserFactory(), "ec2", shape, EC2_XML)
+    slow = await _parse(AioResponseParserFactory(), "ec2", shape, EC2_XML)
+    assert fast["NextToken"] == slow["NextToken"]
+    fast_instance = fast["Reservations"][0]["Instances"][0]
+    slow_instance = slow["Reservations"][0]["Instances"][0]
+    for key, value in fast_instance.items():
+        expected = slow_instance[key]
+        if key == "LaunchTime":
+            assert datetime.fromisoformat(value.replace("Z", "+00:00")) == expected.astimezone(UTC)
+        else:
+            assert value == expected, key
+    assert set(fast_instance) >= {"InstanceId", "State", "PrivateIpAddress", "PublicIpAddress", "InstanceType",
+                                  "LaunchTime", "Tags", "VpcId", "SubnetId", "SecurityGroups", "IamInstanceProfile"}
+
+
+async def test_fast_drs_describe_matches_botocore() -> None:
+    """DRS describe responses decode to exactly botocore's structure."""
+    body = json.dumps(
+        {
+            "items": [
+                {
+                    "recoveryInstanceID": "i-0123456789abcdef0",
+                    "sourceServerID": "s-0123456789abcdef0",
+                    "ec2InstanceState": "RUNNING",
+                    "isDrill": True,
+                    "pointInTimeSnapshotDateTime": "2026-11-25T10:00:00Z",
+                    "tags": {"Name": "x"},
+                }
+            ],
+            "nextToken": "abc",
+        }
+    ).encode()
+    shape = _model("drs", "2020-02-26").operation_model("DescribeRecoveryInstances").output_shape
+    assert await _parse(FastResponseParserFactory(), "rest-json", shape, body) == await _parse(
+        AioResponseParserFactory(), "rest-json", shape, body
+    )
+
+
+async def test_fast_parsers_leave_errors_to_botocore() -> None:
+    """An error response is parsed by botocore's code path, code and message intact."""
+    shape = _model("drs", "2020-02-26").operation_model("DescribeRecoveryInstances").output_shape
+    response = {
+        "status_code": 429,
+        "headers": {"x-amzn-errortype": "ThrottlingException"},
+        "body": b'{"message": "slow down"}',
+        "context": {"operation_name": "DescribeRecoveryInstances"},
+    }
+    fast = await FastResponseParserFactory().create_parser("rest-json").parse(dict(response), shape)
+    slow = await AioResponseParserFactory().create_parser("rest-json").parse(dict(response), shape)
+    assert fast["Error"] == slow["Error"]
+    assert fast["Error"]["Code"] == "ThrottlingException"
+
+
+def test_parse_describe_instances_without_reservations() -> None:
+    """An empty result has no reservations and no token."""
+    body = b'<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"></DescribeInstancesResponse>'
+    assert parse_describe_instances(body) == {"Reservations": []}
+
+
+@pytest.mark.parametrize("repeat", [1, 2])
+def test_shared_ssl_context_is_built_once(repeat: int) -> None:
+    """Every connector gets the same verified context instead of reloading the CA bundle."""
+    first = _shared_ssl_context(None, None, None)
+    assert all(_shared_ssl_context(None, None, None) is first for _ in range(repeat))
+
+
+async def test_client_classes_are_built_once_per_service() -> None:
+    """Two clients of one service from the engine's session share their class; other sessions don't."""
+    from aiobotocore.session import AioSession
+
+    from syncengine.aws import new_session
+
+    session = new_session()
+    kwargs = {"region_name": "us-east-1", "aws_access_key_id": "a", "aws_secret_access_key": "b"}
+    async with session.client("ec2", **kwargs) as first, session.client("ec2", region_name="eu-west-1",
+                                                                          aws_access_key_id="a",
+                                                                          aws_secret_access_key="b") as second:
+        assert type(first) is type(second)
+        assert first.meta.region_name != second.meta.region_name
+    plain = AioSession()
+    async with plain.create_client("ec2", **kwargs) as one, plain.create_client("ec2", **kwargs) as two:
+        assert type(one) is not type(two)
