@@ -2,14 +2,15 @@
 injects the failures DynamoDB produces under load, so tests can prove the engine loses nothing.
 
 Faults (``FaultKind``), chosen per request by rules (``FaultRule``: kind, rate, operations,
-tables, a limit on how often):
+tables, a text the request must contain, a limit on how often):
 
 * ``UNPROCESSED``: a BatchWriteItem forwards only part of its writes and returns the rest as
   ``UnprocessedItems``; a BatchGetItem reads only part of its keys and returns the rest as
   ``UnprocessedKeys``. Never the whole batch (DynamoDB throws instead), so one-item batches pass.
 * ``THROUGHPUT``: HTTP 400 ``ProvisionedThroughputExceededException``, nothing forwarded.
 * ``SERVER_ERROR``: HTTP 500 ``InternalServerError``, nothing forwarded.
-* ``LATENCY``: the answer waits ``FaultRule.seconds`` (added to any other fault).
+* ``LATENCY``: the answer waits ``FaultRule.seconds`` (added to any other fault); with
+  ``after_forward=True`` the backend applies the request at once and only the answer is late.
 * ``DROP``: the connection closes without a response, before forwarding (the request is lost)
   or, with ``after_forward=True``, after it (the write happened but the caller cannot know).
 
@@ -67,16 +68,18 @@ class FaultKind(StrEnum):
 class FaultRule:
     """Inject ``kind`` into a matching request with probability ``rate``.
 
-    ``operations`` / ``tables`` narrow the match (empty = any); ``limit`` caps how many times this
-    rule fires (None = no cap); ``fraction`` is the share of a batch left unprocessed;
-    ``seconds`` is the latency added; ``after_forward`` makes a drop happen after the backend
-    applied the request.
+    ``operations`` / ``tables`` narrow the match (empty = any), ``contains`` to requests whose
+    body holds that text (a scope key, an account id); ``limit`` caps how many times this rule
+    fires (None = no cap); ``fraction`` is the share of a batch left unprocessed; ``seconds`` is
+    the latency added; ``after_forward`` makes a drop or a delay happen after the backend applied
+    the request.
     """
 
     kind: FaultKind
     rate: float = 1.0
     operations: frozenset[str] = frozenset()
     tables: frozenset[str] = frozenset()
+    contains: str = ""
     limit: int | None = None
     fraction: float = 0.5
     seconds: float = 0.0
@@ -97,10 +100,12 @@ class FaultRule:
         if self.kind is FaultKind.UNPROCESSED and self.operations - BATCH_OPERATIONS:
             raise ValueError("unprocessed faults apply to BatchWriteItem and BatchGetItem only")
 
-    def matches(self, operation: str, tables: frozenset[str]) -> bool:
+    def matches(self, operation: str, tables: frozenset[str], raw: str) -> bool:
         if self.operations and operation not in self.operations:
             return False
         if self.tables and not (self.tables & tables):
+            return False
+        if self.contains and self.contains not in raw:
             return False
         return not (self.kind is FaultKind.UNPROCESSED and operation not in BATCH_OPERATIONS)
 
@@ -119,6 +124,7 @@ class RecordedRequest:
 class _Decision:
     operation: str
     delay: float = 0.0
+    delay_after: float = 0.0
     fault: FaultRule | None = None
     fault_index: int = -1
 
@@ -246,7 +252,8 @@ class DynamoFaultProxy:
     async def start(self) -> str:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_route("POST", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A short shutdown: handlers still sleeping on an injected delay must not hold up a test.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -278,13 +285,13 @@ class DynamoFaultProxy:
 
     # -- request handling -------------------------------------------------------------------------
 
-    def _decide(self, operation: str, tables: frozenset[str]) -> _Decision:
+    def _decide(self, operation: str, tables: frozenset[str], raw: str) -> _Decision:
         decision = _Decision(operation)
         with self._lock:
             self._requests[operation] += 1
             state = self._state
             for index, rule in enumerate(state.rules):
-                if not rule.matches(operation, tables):
+                if not rule.matches(operation, tables, raw):
                     continue
                 if rule.limit is not None and state.fired[index] >= rule.limit:
                     continue
@@ -293,7 +300,10 @@ class DynamoFaultProxy:
                 if self._rng.random() >= rule.rate:
                     continue
                 if rule.kind is FaultKind.LATENCY:
-                    decision.delay += rule.seconds
+                    if rule.after_forward:
+                        decision.delay_after += rule.seconds
+                    else:
+                        decision.delay += rule.seconds
                     state.fired[index] += 1
                     self._injected[(rule.kind.value, operation)] += 1
                 else:
@@ -322,12 +332,15 @@ class DynamoFaultProxy:
         if self.record:
             with self._lock:
                 self._recorded.append(RecordedRequest(operation, body))
-        decision = self._decide(operation, _request_tables(body))
+        decision = self._decide(operation, _request_tables(body), raw.decode("utf-8", "replace"))
         if decision.delay:
             await asyncio.sleep(decision.delay)
         fault = decision.fault
         if fault is None:
-            return await self._forward(request, raw)
+            response = await self._forward(request, raw)
+            if decision.delay_after:
+                await asyncio.sleep(decision.delay_after)
+            return response
         if fault.kind is FaultKind.THROUGHPUT:
             self._count(decision)
             return error_response(
