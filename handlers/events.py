@@ -83,8 +83,8 @@ class ScheduledEvent(EventBridgeEvent):
 
     @property
     def rule_arn(self) -> str | None:
-        resources = self.resources
-        return resources[0] if resources else None
+        resources = self.get("resources")
+        return str(resources[0]) if isinstance(resources, list) and resources else None
 
 
 def operation_name(event: DirectInvocationEvent) -> str:

@@ -60,6 +60,14 @@ def test_data_management_schedule_runs_full_sync(engine: FakeEngine, name: str) 
     assert "statusCode" not in result
 
 
+def test_data_management_scheduled_event_without_resources_still_syncs(engine: FakeEngine) -> None:
+    """A hand-made schedule event (no ``resources``) is still a schedule, not a crash."""
+    result = invoke({"source": "aws.events", "detail-type": "Scheduled Event"})
+
+    assert result["status"] == "SUCCESS"
+    assert len(engine.called("sync_all")) == 1
+
+
 def test_data_management_scheduled_sync_skips_when_lease_held(engine: FakeEngine) -> None:
     """A full sync still running makes the scheduled run a clear skip, not a crash."""
     engine.errors["sync_all"] = SyncInProgressError("A full sync is already running.")
