@@ -19,7 +19,8 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, 
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from handlers.events import EventKind
-from handlers.operations import INTERNAL_ERROR, INTERNAL_MESSAGE, Outcome, error_outcome
+from handlers.operations import INTERNAL_ERROR, INTERNAL_MESSAGE, Outcome, error_outcome, failure
+from syncengine.errors import SyncEngineError
 from syncengine.logging import get_logger
 
 log = get_logger(__name__)
@@ -66,6 +67,11 @@ def install_error_handlers(app: ApiGatewayResolver) -> None:
     @app.not_found
     def route_not_found(_exc: NotFoundError) -> Response:
         return json_response(error_outcome(404, "NOT_FOUND", f"No route matches {_describe_request(app)}."))
+
+    @app.exception_handler(SyncEngineError)
+    def engine_error(exc: SyncEngineError) -> Response:
+        # Routes map their own errors (with their ids); this keeps any other one in the contract.
+        return json_response(failure(exc, code=INTERNAL_ERROR, action="The request"))
 
     @app.exception_handler(Exception)
     def unexpected(exc: Exception) -> Response:
