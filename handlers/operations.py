@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ INVALID_REQUEST = "INVALID_REQUEST"
 SYNC_IN_PROGRESS = "SYNC_IN_PROGRESS"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 INTERNAL_MESSAGE = "An unexpected error occurred; the details are in the function's logs."
+ASCII_ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ def parse_sync_request(data: Any) -> SyncRequest:
         raise InvalidRequestError("accountId must be a string of 12 digits.")
     if region is not None and not isinstance(region, str):
         raise InvalidRequestError("region must be a string naming a region where AWS DRS is available.")
+    if account_id is not None and not ASCII_ACCOUNT_ID.fullmatch(account_id):
+        # The engine's check lets a trailing newline and non-ASCII digits through; be strict here.
+        raise InvalidRequestError(f"accountId must be a 12-digit AWS account id, got {account_id[:40]!r}.")
     return SyncRequest(
         account_id=None if account_id is None else validate_account_id(account_id),
         region=None if region is None else validate_region(region),

@@ -111,6 +111,8 @@ def test_data_management_direct_scoped_sync_returns_report_unwrapped(engine: Fak
     [
         pytest.param({"accountId": "12345"}, id="short-account"),
         pytest.param({"accountId": 123456789012}, id="numeric-account"),
+        pytest.param({"accountId": "123456789012\n"}, id="trailing-newline"),
+        pytest.param({"accountId": "".join(chr(0x0660 + int(d)) for d in "123456789012")}, id="arabic-digits"),
         pytest.param({"region": "mars-north-1"}, id="unknown-region"),
         pytest.param({"region": ["us-east-1"]}, id="list-region"),
     ],
