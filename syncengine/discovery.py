@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 
 from syncengine.aws import AwsClients
+from syncengine.concurrency import leaf_exceptions
 from syncengine.config import DRS_FILTER_MAX_IDS
 from syncengine.dynamo import chunked
 from syncengine.enrich import describe_ec2_instances
@@ -34,13 +35,6 @@ class ScopeDiscovery:
     recovery_instances: list[dict[str, Any]] = field(default_factory=list)
     source_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
     ec2_instances: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def leaf_exceptions(exc: BaseException) -> list[BaseException]:
-    """The exceptions inside (nested) exception groups, in order."""
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in leaf_exceptions(inner)]
-    return [exc]
 
 
 def is_uninitialized(exc: BaseException) -> bool:

@@ -120,14 +120,15 @@ async def _sync_one_scope(
         error = ScopeError(scope.account_id, scope.region, error_type, message)
         return ScopeResult(scope, outcome, duration_ms=elapsed_ms(), error=error)
 
-    if not await rt.status.acquire_scope_lease(scope, run_id, wait=rt.settings.scope_lease_wait):
-        result = failed(ScopeOutcome.SKIPPED, "ScopeBusy", "another sync of this scope did not finish in time")
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
-            await rt.status.finish_scope(result, owner=None)
-        return result
-
     result = failed(ScopeOutcome.SKIPPED, "DeadlineExceeded", "the run's deadline passed before this scope finished")
+    # Whether the lease is someone else's. While acquiring it is unknown (a cancelled acquisition
+    # may still have been granted), so the cleanup below releases it conditionally either way.
+    lease_busy = False
     try:
+        if not await rt.status.acquire_scope_lease(scope, run_id, wait=rt.settings.scope_lease_wait):
+            lease_busy = True
+            result = failed(ScopeOutcome.SKIPPED, "ScopeBusy", "another sync of this scope did not finish in time")
+            return result
         observed_at = int(time.time() * 1000)
         discovery = await discover_scope(
             rt.aws, scope, account, limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
@@ -180,7 +181,10 @@ async def _sync_one_scope(
         # Shielded: a run cut short by its deadline still records the scope and frees its lease.
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
             try:
-                await rt.status.finish_scope(result, owner=run_id)
+                released = not lease_busy and await rt.status.finish_scope(result, owner=run_id)
+                if not released:
+                    # Not our lease (busy, or never granted): record the attempt, leave the lease.
+                    await rt.status.finish_scope(result, owner=None)
             except AwsError as exc:
                 log.warning("scope_status_write_failed", error=str(exc))
     return result

@@ -84,10 +84,11 @@ class StatusStore:
                         "ttl": int(expires_at) + 86400,
                     }
                 ),
-                # Only one full sync at a time; a lease whose holder died expires on its own.
-                ConditionExpression="attribute_not_exists(#pk) OR #exp < :now",
-                ExpressionAttributeNames={"#pk": "pk", "#exp": "expiresAt"},
-                ExpressionAttributeValues={":now": {"N": str(int(now))}},
+                # Only one full sync at a time; a lease whose holder died expires on its own; and
+                # our own lease again, when a retry follows an attempt whose answer was lost.
+                ConditionExpression="attribute_not_exists(#pk) OR #exp < :now OR #owner = :owner",
+                ExpressionAttributeNames={"#pk": "pk", "#exp": "expiresAt", "#owner": "owner"},
+                ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
             )
         except AwsError as exc:
             if not _condition_failed(exc):
@@ -166,8 +167,9 @@ class StatusStore:
             await anyio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def finish_scope(self, result: ScopeResult, owner: str | None) -> None:
-        """Record the scope's outcome and release its lease (if ``owner`` holds it)."""
+    async def finish_scope(self, result: ScopeResult, owner: str | None) -> bool:
+        """Record the scope's outcome and release its lease. With ``owner``, only if that run holds
+        the lease (returns False, writing nothing, when it does not)."""
         now = utc_now_iso()
         names = {"#status": "status", "#attempt": "lastAttemptTime", "#acct": "accountId", "#region": "region"}
         values: dict[str, Any] = {
@@ -210,7 +212,8 @@ class StatusStore:
         except AwsError as exc:
             if not _condition_failed(exc):
                 raise
-            log.warning("scope_lease_lost", scope=result.scope.key, owner=owner)
+            return False
+        return True
 
     async def scope_statuses(self) -> list[ScopeStatus]:
         statuses: list[ScopeStatus] = []

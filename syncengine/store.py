@@ -8,6 +8,7 @@ nothing here scans the cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from syncengine.concurrency import run_concurrently
 from syncengine.dynamo import BATCH_GET_MAX, BATCH_WRITE_MAX, Dynamo, chunked, from_item, to_item
 from syncengine.models import RecoveryInstanceRecord, Scope
 
@@ -184,9 +186,7 @@ class CacheStore:
             found = await self.dynamo.batch_get(self.table, keys, ConsistentRead=consistent)
             results.extend(public_record(item) for item in found)
 
-        async with anyio.create_task_group() as tg:
-            for batch in chunked(unique, BATCH_GET_MAX):
-                tg.start_soon(fetch, batch)
+        await run_concurrently(functools.partial(fetch, batch) for batch in chunked(unique, BATCH_GET_MAX))
         order = {sid: i for i, sid in enumerate(unique)}
         results.sort(key=lambda r: order.get(r["sourceServerId"], 0))
         return results
@@ -253,9 +253,7 @@ class CacheStore:
             async with limiter:
                 await self.dynamo.batch_write(self.table, batch)
 
-        async with anyio.create_task_group() as tg:
-            for batch in chunked(requests, BATCH_WRITE_MAX):
-                tg.start_soon(send, batch)
+        await run_concurrently(functools.partial(send, batch) for batch in chunked(requests, BATCH_WRITE_MAX))
 
 
 def _newer(candidate: RecoveryInstanceRecord, current: RecoveryInstanceRecord) -> bool:
