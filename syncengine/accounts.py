@@ -15,12 +15,13 @@ from syncengine.models import AccountTarget, Scope
 
 log = get_logger(__name__)
 
-ACCOUNT_ID_PATTERN = re.compile(r"^\d{12}$")
+# [0-9], not \d (which admits other scripts' digits), and fullmatch, not $ (which admits a trailing newline).
+ACCOUNT_ID_PATTERN = re.compile(r"[0-9]{12}")
 ACTIVE = "active"
 
 
 def validate_account_id(account_id: Any) -> str:
-    if not isinstance(account_id, str) or not ACCOUNT_ID_PATTERN.match(account_id):
+    if not isinstance(account_id, str) or not ACCOUNT_ID_PATTERN.fullmatch(account_id):
         raise InvalidRequestError(f"accountId must be a 12-digit AWS account id, got {account_id!r}.")
     return account_id
 
@@ -61,7 +62,7 @@ def targets_from_items(
     targets: dict[str, AccountTarget] = {}
     for item in items:
         account_id = str(item.get("accountId", ""))
-        if not ACCOUNT_ID_PATTERN.match(account_id):
+        if not ACCOUNT_ID_PATTERN.fullmatch(account_id):
             log.warning("target_account_skipped", account_id=account_id, reason="not a 12-digit account id")
             continue
         if str(item.get("status", ACTIVE)).lower() != ACTIVE:
