@@ -26,7 +26,7 @@ from syncengine.config import SyncSettings
 from syncengine.discovery import discover_scope
 from syncengine.dynamo import Dynamo
 from syncengine.enrich import build_record
-from syncengine.errors import AwsError, SyncEngineError
+from syncengine.errors import AwsError, InvalidRequestError, SyncEngineError
 from syncengine.executions import ExecutionIndex, load_execution_index
 from syncengine.logging import get_logger
 from syncengine.models import (
@@ -310,6 +310,18 @@ async def _finish_run(rt: Runtime, report: SyncReport, *, full: bool) -> None:
     )
 
 
+async def _require_configured_scope(rt: Runtime, account_id: str | None, region: str | None) -> None:
+    """A scoped sync must name an account and region that a full sync would cover: otherwise the
+    caller made a mistake, and an empty "SUCCESS" would hide it."""
+    targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+    if plan_scopes(targets, rt.settings, account_id=account_id, region=region):
+        return
+    if account_id and not any(t.account_id == account_id for t in targets):
+        raise InvalidRequestError(f"Account {account_id} is not an active target account.")
+    where = f"account {account_id}" if account_id else "any target account"
+    raise InvalidRequestError(f"Region {region} is not configured for {where}.")
+
+
 # -- public API ----------------------------------------------------------------------------------
 
 
@@ -332,6 +344,8 @@ async def sync_all(
         validate_region(region)
     full = account_id is None and region is None
     async with open_runtime(settings, session=session) as rt:
+        if not full:
+            await _require_configured_scope(rt, account_id, region)
         return await _run(rt, full=full, account_id=account_id, region=region, progress=progress)
 
 
@@ -349,6 +363,7 @@ async def sync_scope(
     validate_region(region)
     ids = None if server_ids is None else list(dict.fromkeys(server_ids))
     async with open_runtime(settings, session=session) as rt:
+        await _require_configured_scope(rt, account_id, region)
         return await _run(rt, full=False, account_id=account_id, region=region, server_ids=ids)
 
 

@@ -372,3 +372,17 @@ async def test_sync_scope_rejects_bad_input(ddb_moto, bad) -> None:
 
     with pytest.raises(InvalidRequestError):
         await sync_scope(ddb_moto.settings(), *bad)
+
+
+async def test_sync_scope_rejects_an_account_that_is_not_a_target(ddb_moto, make_simulator) -> None:
+    """A scoped sync of an unregistered account is a caller error, not an empty success."""
+    from syncengine.errors import InvalidRequestError
+
+    sim = make_simulator(accounts=2, regions=("us-east-1",), instances_per_scope=2, seed=19)
+    settings = engine_settings(ddb_moto, sim)
+    await seed(settings, sim.estate)
+
+    with pytest.raises(InvalidRequestError, match="not an active target account"):
+        await sync_scope(settings, "999999999999", "us-east-1")
+    with pytest.raises(InvalidRequestError, match="not configured"):
+        await sync_all(settings, account_id=sim.estate.hub_account_id, region="ap-south-1")
