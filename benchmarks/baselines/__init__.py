@@ -1,0 +1,1 @@
+"""Baselines measured beside the engine in the same run (STYLE.md rule 9)."""

@@ -1,0 +1,112 @@
+"""large and steady_state: a cold full sync of the large estate, the unchanged estate synced again,
+and beside them the thread-pool peer's cold sync of the same estate (same simulator, same faults,
+its own fresh tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks import harness as h
+from benchmarks.lower_bound import estate_lower_bound
+from benchmarks.sizes import BenchContext
+from benchmarks.variants import engine_sync, threadpool_sync
+
+
+class ScenarioBroken(RuntimeError):
+    """A scenario did not do what it measures (wrong counts, failed scopes): its numbers are void."""
+
+
+def sync_pair(
+    ctx: BenchContext, spec: h.EstateSpec, faults: h.Faults, *, steady_state: bool, label: str
+) -> dict[str, Any]:
+    """Engine (cold, optionally steady) and thread-pool peer on one estate; raw measurements."""
+    out: dict[str, Any] = {}
+    with h.SimulatorProcess(spec) as sim:
+        estate = sim.estate()
+        accounts = estate["accounts"]
+        expected = int(estate["recoveryInstances"])
+        history = h.seeded_execution_history(sim.endpoint_url, accounts)
+        for variant in ("engine", "threadpool_boto3"):
+            settings = h.seeded_settings(ctx.dynamodb_url, sim, accounts, history, f"{label}-{variant[:6]}")
+            sim.set_faults(faults)
+            sim.reset_calls()
+            ctx.log(f"{label}: {variant} on {expected:,} instances ({spec.scopes} scopes)")
+            load_before = h.load_average()
+            with h.external_cpu(sim.pid, ctx.dynamodb_pid) as others:
+                if variant == "engine":
+                    result = h.in_fresh_process(engine_sync, settings, steady_state=steady_state)
+                else:
+                    result = h.in_fresh_process(threadpool_sync, settings)
+            result["external_cpu"] = others
+            result["calls"] = sim.calls().get("byOperation", {})
+            result["load_average"] = [load_before, h.load_average()]
+            h.run_async(h.drop_tables(ctx.dynamodb_url, settings.tables))
+            out[variant] = result
+        out["expected_instances"] = expected
+    _check(out, steady_state=steady_state)
+    return out
+
+
+def _check(out: dict[str, Any], *, steady_state: bool) -> None:
+    expected = out["expected_instances"]
+    engine = out["engine"]
+    cold = engine["cold_report"]
+    if cold["status"] != "SUCCESS" or cold["instances_found"] != expected or cold["instances_updated"] != expected:
+        raise ScenarioBroken(f"engine cold sync: {cold}")
+    if steady_state and (engine["steady_report"]["status"] != "SUCCESS"):
+        raise ScenarioBroken(f"engine steady sync: {engine['steady_report']}")
+    peer = out["threadpool_boto3"]["report"]
+    if peer["scopes_failed"] or peer["instances_found"] != expected:
+        raise ScenarioBroken(f"thread-pool peer: {peer}")
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    spec, faults = ctx.sizes.large, ctx.sizes.large_faults
+    raw = sync_pair(ctx, spec, faults, steady_state=True, label="large")
+    engine, peer = raw["engine"], raw["threadpool_boto3"]
+    instances = raw["expected_instances"]
+    cold = engine["cold"]
+    bound = estate_lower_bound(
+        accounts=spec.accounts,
+        instances_per_scope=spec.instances_per_scope,
+        latency_s=faults.latency_ms / 1000,
+        tps=faults.tps_per_scope,
+        burst=faults.burst_per_scope,
+    )
+    steady = engine["steady"]
+    steady_report = engine["steady_report"]
+    large = {
+        "instances": instances,
+        "accounts": spec.accounts,
+        "regions_per_account": len(spec.regions),
+        "scopes": spec.scopes,
+        "latency_ms": faults.latency_ms,
+        "tps_per_scope": faults.tps_per_scope,
+        "engine_s": round(cold["wall_s"], 2),
+        "threadpool_boto3_s": round(peer["run"]["wall_s"], 2),
+        "cpu_s": round(cold["cpu_s"], 2),
+        "cpu_us_per_instance": round(cold["cpu_s"] / instances * 1e6, 1),
+        "peak_rss_mb": round(cold["peak_rss_mb"], 1),
+        "rss_before_sync_mb": round(cold["rss_before_mb"], 1),
+        "threadpool_boto3_cpu_s": round(peer["run"]["cpu_s"], 2),
+        "threadpool_boto3_peak_rss_mb": round(peer["run"]["peak_rss_mb"], 1),
+        "lower_bound_s": round(bound.seconds, 3),
+        "dynamodb": ctx.dynamodb_backend,
+        "engine_aws_calls": engine["calls"],
+        "threadpool_boto3_aws_calls": peer["calls"],
+        "engine_external_cpu": engine["external_cpu"],
+        "threadpool_boto3_external_cpu": peer["external_cpu"],
+        "load_average": {"engine": engine["load_average"], "threadpool_boto3": peer["load_average"]},
+    }
+    steady_state = {
+        "instances": instances,
+        "engine_s": round(steady["wall_s"], 2),
+        "cpu_s": round(steady["cpu_s"], 2),
+        "items_written": steady_report["instances_updated"] + steady_report["instances_deleted"],
+        "instances_unchanged": steady_report["instances_unchanged"],
+    }
+    ctx.log(
+        f"large: engine {large['engine_s']} s (cpu {large['cpu_s']} s), peer {large['threadpool_boto3_s']} s; "
+        f"steady {steady_state['engine_s']} s, {steady_state['items_written']} written"
+    )
+    return {"large": large, "steady_state": steady_state}

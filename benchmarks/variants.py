@@ -1,0 +1,168 @@
+"""The measured variants, each a module-level function run in a fresh worker process
+(``harness.in_fresh_process``), returning plain dicts the orchestrator records."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import isolate_from_aws, measured, run_async
+from syncengine.config import SyncSettings
+
+
+def _quiet() -> None:
+    isolate_from_aws()
+    from syncengine.logging import configure_logging
+
+    configure_logging(level="ERROR")
+
+
+def _warm_session() -> None:
+    """Build the process's shared aioboto3 Session before timing (a warm Lambda container has it)."""
+    from syncengine.aws import shared_session
+
+    shared_session()
+
+
+def engine_sync(settings: SyncSettings, *, steady_state: bool = False, profile_to: str | None = None) -> dict[str, Any]:
+    """A full engine sync (cold for a fresh cache); with ``steady_state`` a second full sync of
+    the unchanged estate right after, measured separately."""
+    _quiet()
+    _warm_session()
+    from syncengine.engine import sync_all
+
+    profiler = None
+    if profile_to:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001, async_mode="enabled")
+        profiler.start()
+    with measured() as cold:
+        report = run_async(sync_all(settings))
+    result: dict[str, Any] = {
+        "cold": asdict(cold),
+        "cold_report": _report(report),
+    }
+    if profiler is not None and profile_to:
+        from benchmarks.profiling import summarise
+
+        profiler.stop()
+        Path(profile_to).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+        result["profile"] = summarise(profiler.last_session.root_frame() if profiler.last_session else None)
+    if steady_state:
+        with measured() as steady:
+            again = run_async(sync_all(settings))
+        result["steady"] = asdict(steady)
+        result["steady_report"] = _report(again)
+    return result
+
+
+def _report(report: Any) -> dict[str, Any]:
+    return {
+        "status": report.status.value,
+        "instances_found": report.instances_found,
+        "instances_updated": report.instances_updated,
+        "instances_unchanged": report.instances_unchanged,
+        "instances_deleted": report.instances_deleted,
+        "scopes_synced": report.scopes_synced,
+        "scopes_failed": report.scopes_failed,
+        "duration_ms": report.duration_ms,
+        "errors": [e.to_dict() for e in report.errors[:5]],
+    }
+
+
+def threadpool_sync(settings: SyncSettings, workers: int = 32) -> dict[str, Any]:
+    """The boto3 + ThreadPoolExecutor peer, one cold full sync."""
+    _quiet()
+    from benchmarks.baselines.threadpool_boto3 import sync_threadpool
+
+    with measured() as run:
+        report = sync_threadpool(settings, workers=workers)
+    return {"run": asdict(run), "report": asdict(report)}
+
+
+def sequential_sync(settings: SyncSettings) -> dict[str, Any]:
+    """The original sequential N+1 sync."""
+    _quiet()
+    from benchmarks.baselines.original_sequential import sync_sequential
+
+    with measured() as run:
+        report = sync_sequential(settings)
+    return {"run": asdict(run), "report": asdict(report)}
+
+
+def _handler(settings: SyncSettings) -> Any:
+    """The data-management handler, configured with ``settings`` through its dependency seam."""
+    from handlers import data_management, dependencies
+
+    dependencies.configure(settings=settings)
+    return data_management.lambda_handler
+
+
+def handler_check_existing(settings: SyncSettings, plan_id: str, repetitions: int, warmup: int = 3) -> dict[str, Any]:
+    """``GET /recovery-plans/{planId}/check-existing-instances`` through the handler, timed per
+    invocation (a warm container: the first ``warmup`` invocations are not counted)."""
+    import json
+    import time
+
+    from benchmarks.events import LambdaContext, check_existing_event
+
+    _quiet()
+    _warm_session()
+    handler = _handler(settings)
+    timings_ms: list[float] = []
+    body: dict[str, Any] = {}
+    with measured() as run:
+        for index in range(warmup + repetitions):
+            started = time.perf_counter()
+            response = handler(check_existing_event(plan_id), LambdaContext())
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.get("statusCode") != 200:
+                raise RuntimeError(f"check-existing answered {response.get('statusCode')}: {response.get('body')}")
+            if index >= warmup:
+                timings_ms.append(elapsed)
+            body = json.loads(response["body"])
+    return {"timings_ms": timings_ms, "instance_count": body.get("instanceCount"), "run": asdict(run)}
+
+
+def live_check_existing(
+    settings: SyncSettings, accounts: dict[str, dict[str, Any]], plan_id: str, repetitions: int
+) -> dict[str, Any]:
+    """The original live algorithm for the same plan, timed per check."""
+    import time
+
+    from benchmarks.baselines.live_check import LiveChecker
+
+    _quiet()
+    checker = LiveChecker(settings, accounts)
+    timings_ms: list[float] = []
+    body: dict[str, Any] = {}
+    for _ in range(repetitions):
+        started = time.perf_counter()
+        body = checker.check(plan_id)
+        timings_ms.append((time.perf_counter() - started) * 1000)
+    return {"timings_ms": timings_ms, "instance_count": body.get("instanceCount"), "aws_calls": checker.calls}
+
+
+def handler_terminate(settings: SyncSettings, execution_id: str) -> dict[str, Any]:
+    """``POST /executions/{executionId}/terminate-instances`` through the handler, once."""
+    import json
+
+    from benchmarks.events import LambdaContext, terminate_event
+
+    _quiet()
+    _warm_session()
+    handler = _handler(settings)
+    with measured() as run:
+        response = handler(terminate_event(execution_id), LambdaContext())
+    if response.get("statusCode") != 200:
+        raise RuntimeError(f"terminate answered {response.get('statusCode')}: {response.get('body')}")
+    body = json.loads(response["body"])
+    return {
+        "run": asdict(run),
+        "total_found": body.get("totalFound"),
+        "total_terminated": body.get("totalTerminated"),
+        "total_failed": body.get("totalFailed"),
+        "jobs": len(body.get("jobs") or []),
+    }

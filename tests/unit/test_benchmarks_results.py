@@ -1,0 +1,87 @@
+"""The benchmark results document: the keys issue 6 requires, goal evaluation, the RESULTS.md
+block. No timing is asserted anywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import BEGIN, END, render, update_results_md
+from benchmarks.results import REQUIRED_KEYS, evaluate_goals, missing_keys, write_results
+
+
+def complete_document() -> dict[str, Any]:
+    return {
+        "large": {
+            "instances": 50_000,
+            "accounts": 100,
+            "regions_per_account": 4,
+            "engine_s": 40.0,
+            "threadpool_boto3_s": 90.0,
+            "cpu_s": 35.0,
+            "peak_rss_mb": 300.0,
+            "dynamodb": "dynalite",
+        },
+        "steady_state": {"engine_s": 20.0, "items_written": 0, "instances": 50_000},
+        "latency_bound": {"scopes": 200, "engine_s": 24.0, "lower_bound_s": 20.4, "threadpool_boto3_s": 150.0},
+        "read": {"servers": 100, "cache_p50_ms": 40.0, "cache_p99_ms": 90.0, "live_p50_ms": 10_000.0},
+        "terminate": {"instances": 100, "engine_s": 0.6, "drs_describe_calls": 0},
+        "origin": {"instances": 150, "engine_s": 1.0, "original_s": 20.0},
+        "machine": {"cpus": 2, "dynamodb": "dynalite"},
+    }
+
+
+def test_write_results_has_every_required_key(tmp_path: Path) -> None:
+    path = tmp_path / "latest.json"
+    write_results(complete_document(), path)
+    written = json.loads(path.read_text())
+    assert missing_keys(written) == []
+    for scenario, keys in REQUIRED_KEYS.items():
+        assert set(keys) <= set(written[scenario])
+
+
+def test_missing_keys_names_absent_key_and_broken_scenario() -> None:
+    document = complete_document()
+    del document["large"]["peak_rss_mb"]
+    document["read"] = {"broken": "RuntimeError: boom"}
+    missing = missing_keys(document)
+    assert "large.peak_rss_mb" in missing
+    assert "read.cache_p50_ms" in missing
+
+
+def test_write_results_merges_over_previous_run(tmp_path: Path) -> None:
+    """``--only`` refreshes one scenario and keeps the others."""
+    path = tmp_path / "latest.json"
+    write_results(complete_document(), path)
+    write_results({"terminate": {"instances": 100, "engine_s": 0.7, "drs_describe_calls": 0}}, path)
+    written = json.loads(path.read_text())
+    assert written["terminate"]["engine_s"] == 0.7
+    assert written["large"]["instances"] == 50_000
+
+
+def test_evaluate_goals_reports_pass_and_miss() -> None:
+    document = complete_document()
+    document["latency_bound"]["engine_s"] = 30.0  # 1.47x the bound
+    outcomes = {(g["scenario"], g["goal"]): g["pass"] for g in evaluate_goals(document)}
+    assert outcomes[("large", "cold full sync")] is True
+    assert outcomes[("latency_bound", "within 1.25x of the bound")] is False
+    assert outcomes[("terminate", "DRS describe calls")] is True
+
+
+def test_evaluate_goals_skips_broken_scenarios() -> None:
+    document = complete_document()
+    document["read"] = {"broken": "RuntimeError: boom"}
+    assert not [g for g in evaluate_goals(document) if g["scenario"] == "read"]
+
+
+def test_update_results_md_replaces_only_the_generated_block(tmp_path: Path) -> None:
+    path = tmp_path / "RESULTS.md"
+    path.write_text(f"# Results\n\nanalysis before\n\n{BEGIN}\nold numbers\n{END}\n\nanalysis after\n")
+    document = complete_document()
+    document["goals"] = evaluate_goals(document)
+    update_results_md(path, document)
+    text = path.read_text()
+    assert "old numbers" not in text
+    assert "analysis before" in text and "analysis after" in text
+    assert render(document) in text
