@@ -13,33 +13,15 @@ from typing import Any
 
 import yaml
 
+from syncengine.tables import CloudFormationLoader
+
 ROOT = Path(__file__).resolve().parent.parent
 CFN_DIR = ROOT / "cfn"
 
 
-class CloudFormationYamlLoader(yaml.SafeLoader):
-    """SafeLoader plus CloudFormation's ``!Tag`` short forms."""
-
-
-def _construct_intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        resource, _, attribute = value.partition(".")
-        return {"Fn::GetAtt": [resource, attribute]}
-    return {f"Fn::{tag_suffix}": value}
-
-
-CloudFormationYamlLoader.add_multi_constructor("!", _construct_intrinsic)
+# The same loader `syncengine tables create` reads the database stack with: one parser of the
+# templates for production code and tests.
+CloudFormationYamlLoader = CloudFormationLoader
 
 
 def load_template(path: str | Path) -> dict[str, Any]:

@@ -10,28 +10,15 @@ from typing import Any
 from syncengine.config import RetrySettings, SyncSettings
 from syncengine.engine import open_runtime
 from syncengine.seed import put_items
+from tests.integration.engine_support import engine_settings
 
 __test__ = False  # helpers only: keep pytest from collecting this module
 
 FAST_RETRY = RetrySettings(max_attempts=6, base_delay=0.01, max_delay=0.2)
 
-
 def estate_settings(ddb: Any, sim: Any, **overrides: Any) -> SyncSettings:
     """Settings for the tables of ``ddb`` and the simulator's DRS/EC2/STS."""
-    regions = tuple(sorted({r for a in sim.estate.accounts for r in a.regions}))
-    values: dict[str, Any] = {
-        "regions": regions,
-        "endpoint_urls": (
-            ("drs", sim.endpoint_url),
-            ("dynamodb", ddb.endpoint_url),
-            ("ec2", sim.endpoint_url),
-            ("sts", sim.endpoint_url),
-        ),
-        "retry": FAST_RETRY,
-        "scope_lease_wait": 5.0,
-    }
-    values.update(overrides)
-    return ddb.settings(**values)
+    return engine_settings(ddb, sim, **{"retry": FAST_RETRY, **overrides})
 
 
 def endpoint_env(ddb: Any, sim: Any) -> dict[str, str]:
