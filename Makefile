@@ -40,7 +40,7 @@ demo: install
 	$(PY) -m syncengine demo
 
 lint: install
-	$(VENV)/bin/ruff check syncengine handlers tests benchmarks
+	$(VENV)/bin/ruff check $(wildcard syncengine handlers tests benchmarks)
 
 lint-cfn: install
 	bash scripts/lint-cfn.sh
