@@ -5,6 +5,7 @@ deadlock: every test runs inside ``anyio.fail_after`` so a hang fails instead of
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -12,11 +13,22 @@ import pytest
 
 from syncengine.engine import get_sync_status, open_runtime, sync_all, sync_scope
 from syncengine.errors import SyncInProgressError
+from syncengine.localdb import dynalite_available
 from syncengine.models import RunStatus, Scope, ScopeOutcome, SyncReport
+from tests.fixtures.dynamodb import DynamoDBTables, fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed
 
 DEADLOCK_BOUND = 60
 ESTATE: dict[str, Any] = {"accounts": 2, "regions": ("us-east-1", "eu-west-1"), "instances_per_scope": 12}
+
+
+@pytest.fixture
+async def ddb_fast(request: pytest.FixtureRequest) -> AsyncIterator[DynamoDBTables]:
+    """dynalite when installed (always on CI), else moto. The lease races run on both backends
+    (``ddb``): they depend on the server applying conditional writes atomically."""
+    backend = "dynalite" if dynalite_available() else "moto"
+    async with fresh_tables(request.getfixturevalue(f"{backend}_endpoint"), backend) as tables:
+        yield tables
 
 
 def truth(estate: Any) -> dict[str, tuple[str, str | None, str | None]]:
@@ -83,11 +95,11 @@ async def test_overlapping_full_syncs_run_exactly_one(ddb, make_simulator) -> No
     await assert_converged(settings, sim.estate)
 
 
-async def test_wave_sync_during_a_full_sync_lands_and_loses_nothing(ddb, make_simulator) -> None:
+async def test_wave_sync_during_a_full_sync_lands_and_loses_nothing(ddb_fast, make_simulator) -> None:
     """A wave completes while the scheduled full sync is running: the wave's sync waits for its scope,
     writes the wave's new instances and IPs, and the full sync's older view never overwrites them."""
     sim = make_simulator(seed=42, **ESTATE)
-    settings = engine_settings(ddb, sim, scope_lease_wait=30.0)
+    settings = engine_settings(ddb_fast, sim, scope_lease_wait=30.0)
     await seed(settings, sim.estate)
     await sync_all(settings)
     hub = sim.estate.hub_account_id
@@ -118,10 +130,10 @@ async def test_wave_sync_during_a_full_sync_lands_and_loses_nothing(ddb, make_si
     await assert_converged(settings, sim.estate)
 
 
-async def test_parallel_scoped_syncs_of_different_scopes_each_sync_their_own(ddb, make_simulator) -> None:
+async def test_parallel_scoped_syncs_of_different_scopes_each_sync_their_own(ddb_fast, make_simulator) -> None:
     """One scoped sync per scope, all at once: each succeeds and touches only its scope."""
     sim = make_simulator(seed=43, **ESTATE)
-    settings = engine_settings(ddb, sim)
+    settings = engine_settings(ddb_fast, sim)
     await seed(settings, sim.estate)
     await sync_all(settings)
     for scope in scopes_of(sim.estate):
@@ -182,11 +194,11 @@ async def test_parallel_syncs_of_one_scope_serialise_without_lost_update(ddb, ma
     await assert_converged(settings, sim.estate)
 
 
-async def test_busy_scope_is_skipped_not_clobbered(ddb_moto, make_simulator) -> None:
+async def test_busy_scope_is_skipped_not_clobbered(ddb_fast, make_simulator) -> None:
     """With almost no patience for a busy scope lease, concurrent syncs of one scope are SKIPPED
     (ScopeBusy) rather than run in parallel; skipped syncs delete nothing and the cache converges."""
     sim = make_simulator(seed=45, **ESTATE)
-    settings = engine_settings(ddb_moto, sim, scope_lease_wait=0.05)
+    settings = engine_settings(ddb_fast, sim, scope_lease_wait=0.05)
     await seed(settings, sim.estate)
     await sync_all(settings)
     hub = sim.estate.hub_account_id
@@ -213,11 +225,11 @@ async def test_busy_scope_is_skipped_not_clobbered(ddb_moto, make_simulator) -> 
 
 
 @pytest.mark.parametrize("backend_latency_ms", [pytest.param(0, id="fast"), pytest.param(120, id="slow")])
-async def test_everything_at_once_finishes_and_converges(ddb_moto, make_simulator, backend_latency_ms) -> None:
+async def test_everything_at_once_finishes_and_converges(ddb_fast, make_simulator, backend_latency_ms) -> None:
     """A full sync, a scoped sync per scope, wave syncs and status reads all at once, with estate
     changes in between: everything finishes within the bound and the cache equals the truth."""
     sim = make_simulator(seed=46, **ESTATE)
-    settings = engine_settings(ddb_moto, sim, scope_lease_wait=30.0)
+    settings = engine_settings(ddb_fast, sim, scope_lease_wait=30.0)
     await seed(settings, sim.estate)
     await sync_all(settings)
     sim.set_faults(latencyMs=backend_latency_ms)

@@ -19,7 +19,9 @@ from syncengine.config import RetrySettings, SyncSettings
 from syncengine.engine import get_cached_records, get_sync_status, open_runtime, sync_all
 from syncengine.errors import AwsError
 from syncengine.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
+from syncengine.localdb import dynalite_available
 from syncengine.models import RunStatus, ScopeOutcome
+from tests.fixtures.dynamodb import DynamoDBTables, fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed
 
 ESTATE: dict[str, Any] = {"accounts": 2, "regions": ("us-east-1", "eu-west-1"), "instances_per_scope": 30}
@@ -47,14 +49,23 @@ def through(proxy: DynamoFaultProxy, settings: SyncSettings) -> SyncSettings:
 
 
 @pytest.fixture
-async def proxy(ddb) -> AsyncIterator[DynamoFaultProxy]:
-    async with DynamoFaultProxy(ddb.endpoint_url, seed=31) as running:
+async def ddb_fast(request: pytest.FixtureRequest) -> AsyncIterator[DynamoDBTables]:
+    """One backend for faults whose handling does not depend on it: dynalite when installed
+    (faster; always on CI), else moto. Backend-sensitive faults run on both (``ddb``)."""
+    backend = "dynalite" if dynalite_available() else "moto"
+    async with fresh_tables(request.getfixturevalue(f"{backend}_endpoint"), backend) as tables:
+        yield tables
+
+
+@pytest.fixture
+async def proxy_fast(ddb_fast) -> AsyncIterator[DynamoFaultProxy]:
+    async with DynamoFaultProxy(ddb_fast.endpoint_url, seed=30) as running:
         yield running
 
 
 @pytest.fixture
-async def proxy_moto(ddb_moto) -> AsyncIterator[DynamoFaultProxy]:
-    async with DynamoFaultProxy(ddb_moto.endpoint_url, seed=32) as running:
+async def proxy(ddb) -> AsyncIterator[DynamoFaultProxy]:
+    async with DynamoFaultProxy(ddb.endpoint_url, seed=31) as running:
         yield running
 
 
@@ -65,20 +76,8 @@ async def settings_for(ddb: Any, sim: Any, proxy: DynamoFaultProxy, **overrides:
     return through(proxy, direct)
 
 
-CACHE_WRITE_FAULTS = [
-    pytest.param(FaultRule(FaultKind.UNPROCESSED, rate=0.6, fraction=0.5), id="unprocessed-items"),
-    pytest.param(FaultRule(FaultKind.THROUGHPUT, rate=0.3), id="throughput"),
-    pytest.param(FaultRule(FaultKind.SERVER_ERROR, rate=0.3), id="5xx"),
-    pytest.param(FaultRule(FaultKind.DROP, rate=0.25), id="dropped-before-write"),
-    pytest.param(FaultRule(FaultKind.DROP, rate=0.25, after_forward=True), id="dropped-after-write"),
-]
-
-
-@pytest.mark.parametrize("rule", CACHE_WRITE_FAULTS)
-async def test_sync_all_with_dynamodb_faults_on_the_cache_loses_no_record(ddb, make_simulator, proxy,
-                                                                          rule) -> None:
-    """Every call on the cache table (scope queries, batch writes, deletes) faulted at random: the
-    retries absorb it and a cold sync still caches every instance, then a changed one."""
+async def cache_faults_lose_no_record(ddb: Any, make_simulator: Any, proxy: DynamoFaultProxy,
+                                      rule: FaultRule) -> None:
     sim = make_simulator(seed=33, **ESTATE)
     settings = await settings_for(ddb, sim, proxy)
     proxy.set_rules(dataclasses.replace(rule, tables=frozenset({settings.tables.cache})))
@@ -96,6 +95,31 @@ async def test_sync_all_with_dynamodb_faults_on_the_cache_loses_no_record(ddb, m
     assert view(await cache_items(settings)) == truth(sim.estate)
 
 
+UNPROCESSED_ITEMS = FaultRule(FaultKind.UNPROCESSED, rate=0.6, fraction=0.5)
+
+
+async def test_sync_all_with_unprocessed_items_loses_no_record(ddb, make_simulator, proxy) -> None:
+    """Half of most batch writes come back unprocessed (on both backends: dynalite checks the re-sent
+    batches against DynamoDB's limits): every instance is still cached, then a change and a deletion."""
+    await cache_faults_lose_no_record(ddb, make_simulator, proxy, UNPROCESSED_ITEMS)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        pytest.param(FaultRule(FaultKind.THROUGHPUT, rate=0.3), id="throughput"),
+        pytest.param(FaultRule(FaultKind.SERVER_ERROR, rate=0.3), id="5xx"),
+        pytest.param(FaultRule(FaultKind.DROP, rate=0.25), id="dropped-before-write"),
+        pytest.param(FaultRule(FaultKind.DROP, rate=0.25, after_forward=True), id="dropped-after-write"),
+    ],
+)
+async def test_sync_all_with_dynamodb_faults_on_the_cache_loses_no_record(ddb_fast, make_simulator, proxy_fast,
+                                                                          rule) -> None:
+    """Every call on the cache table (scope queries, batch writes, deletes) faulted at random: the
+    retries absorb it; a cold sync caches every instance, the next one a change and a deletion."""
+    await cache_faults_lose_no_record(ddb_fast, make_simulator, proxy_fast, rule)
+
+
 @pytest.mark.parametrize(
     "rule",
     [
@@ -104,17 +128,17 @@ async def test_sync_all_with_dynamodb_faults_on_the_cache_loses_no_record(ddb, m
         pytest.param(FaultRule(FaultKind.DROP, rate=0.15), id="dropped"),
     ],
 )
-async def test_sync_all_with_dynamodb_faults_on_every_table_completes(ddb_moto, make_simulator, proxy_moto,
+async def test_sync_all_with_dynamodb_faults_on_every_table_completes(ddb_fast, make_simulator, proxy_fast,
                                                                       rule) -> None:
     """Faults on every table (target accounts, execution history, status, leases, cache): the run
     still completes, writes its status and leaves no lease behind."""
     sim = make_simulator(seed=34, **ESTATE)
-    settings = await settings_for(ddb_moto, sim, proxy_moto)
-    proxy_moto.set_rules(rule)
+    settings = await settings_for(ddb_fast, sim, proxy_fast)
+    proxy_fast.set_rules(rule)
 
     with anyio.fail_after(TEST_TIMEOUT):
         report = await sync_all(settings)
-        proxy_moto.clear()
+        proxy_fast.clear()
         status = await get_sync_status(settings)
         again = await sync_all(settings)
 
@@ -124,13 +148,13 @@ async def test_sync_all_with_dynamodb_faults_on_every_table_completes(ddb_moto, 
     assert view(await cache_items(settings)) == truth(sim.estate)
 
 
-async def test_sync_all_write_failure_beyond_retries_fails_only_that_scope(ddb_moto, make_simulator,
-                                                                           proxy_moto) -> None:
+async def test_sync_all_write_failure_beyond_retries_fails_only_that_scope(ddb_fast, make_simulator,
+                                                                           proxy_fast) -> None:
     """Batch writes of one scope keep failing past the retry budget: that scope is FAILED in the report
     (no exception escapes the run), deletes nothing, keeps the records already written; the other
     scopes sync; the next healthy sync repairs."""
     sim = make_simulator(seed=35, **ESTATE)
-    settings = await settings_for(ddb_moto, sim, proxy_moto,
+    settings = await settings_for(ddb_fast, sim, proxy_fast,
                                   retry=RetrySettings(max_attempts=3, base_delay=0.001, max_delay=0.01))
     with anyio.fail_after(TEST_TIMEOUT):
         await sync_all(settings)
@@ -142,7 +166,7 @@ async def test_sync_all_write_failure_beyond_retries_fails_only_that_scope(ddb_m
     for ri in sim.estate.recovery_instances(hub, "us-east-1")[:5]:
         sim.estate.update_ec2(ri["ec2InstanceID"], private_ip="10.66.0.1")
     # Writes carrying the victim scope's key fail every time; everything else passes.
-    proxy_moto.set_rules(FaultRule(FaultKind.SERVER_ERROR, operations={"BatchWriteItem"}, contains=victim_key))
+    proxy_fast.set_rules(FaultRule(FaultKind.SERVER_ERROR, operations={"BatchWriteItem"}, contains=victim_key))
 
     with anyio.fail_after(TEST_TIMEOUT):
         report = await sync_all(settings)
@@ -154,31 +178,31 @@ async def test_sync_all_write_failure_beyond_retries_fails_only_that_scope(ddb_m
     cached = await cache_items(settings)
     victims = {sid for sid, item in before.items() if item["scopeKey"] == victim_key}
     assert victims <= set(cached), "a scope whose writes failed must delete nothing"
-    proxy_moto.clear()
+    proxy_fast.clear()
     with anyio.fail_after(TEST_TIMEOUT):
         assert (await sync_all(settings)).status is RunStatus.SUCCESS
     assert view(await cache_items(settings)) == truth(sim.estate)
 
 
-async def test_sync_all_delete_failure_beyond_retries_fails_only_that_scope(ddb_moto, make_simulator,
-                                                                            proxy_moto) -> None:
+async def test_sync_all_delete_failure_beyond_retries_fails_only_that_scope(ddb_fast, make_simulator,
+                                                                            proxy_fast) -> None:
     """Reconciliation's deletes keep failing: the scope is reported FAILED (not a crash), its records
     stay, and the next healthy sync deletes them."""
     sim = make_simulator(seed=36, **ESTATE)
-    settings = await settings_for(ddb_moto, sim, proxy_moto,
+    settings = await settings_for(ddb_fast, sim, proxy_fast,
                                   retry=RetrySettings(max_attempts=2, base_delay=0.001, max_delay=0.01))
     with anyio.fail_after(TEST_TIMEOUT):
         await sync_all(settings)
     gone = sim.estate.recovery_instances()[0]
     sim.estate.terminate(gone["recoveryInstanceID"])
-    proxy_moto.set_rules(FaultRule(FaultKind.SERVER_ERROR, operations={"BatchWriteItem"}, contains="DeleteRequest"))
+    proxy_fast.set_rules(FaultRule(FaultKind.SERVER_ERROR, operations={"BatchWriteItem"}, contains="DeleteRequest"))
 
     with anyio.fail_after(TEST_TIMEOUT):
         report = await sync_all(settings)
 
     assert report.scopes_failed == 1 and report.status is RunStatus.PARTIAL
     assert gone["sourceServerID"] in await cache_items(settings)
-    proxy_moto.clear()
+    proxy_fast.clear()
     with anyio.fail_after(TEST_TIMEOUT):
         await sync_all(settings)
     assert view(await cache_items(settings)) == truth(sim.estate)
@@ -203,12 +227,12 @@ async def test_get_cached_records_with_unprocessed_keys_returns_every_record(ddb
     assert set(ids) == set(truth(sim.estate))
 
 
-async def test_sync_all_survives_slow_dynamodb_answers(ddb_moto, make_simulator, proxy_moto) -> None:
+async def test_sync_all_survives_slow_dynamodb_answers(ddb_fast, make_simulator, proxy_fast) -> None:
     """Slow answers (some past the client's read timeout on reads, which are retried) neither fail
     the run nor lose a record."""
     sim = make_simulator(seed=38, **ESTATE)
-    settings = await settings_for(ddb_moto, sim, proxy_moto, read_timeout=0.5)
-    proxy_moto.set_rules(
+    settings = await settings_for(ddb_fast, sim, proxy_fast, read_timeout=0.5)
+    proxy_fast.set_rules(
         FaultRule(FaultKind.LATENCY, rate=0.3, seconds=0.15),
         FaultRule(FaultKind.LATENCY, rate=0.3, seconds=1.0, operations={"Query"}, limit=3),
     )
@@ -216,18 +240,18 @@ async def test_sync_all_survives_slow_dynamodb_answers(ddb_moto, make_simulator,
     with anyio.fail_after(TEST_TIMEOUT):
         report = await sync_all(settings)
 
-    assert proxy_moto.injected(FaultKind.LATENCY) > 0
+    assert proxy_fast.injected(FaultKind.LATENCY) > 0
     assert report.status is RunStatus.SUCCESS
     assert view(await cache_items(settings)) == truth(sim.estate)
 
 
-async def test_full_sync_lease_survives_a_lost_acquisition_answer(ddb_moto, make_simulator, proxy_moto) -> None:
+async def test_full_sync_lease_survives_a_lost_acquisition_answer(ddb_fast, make_simulator, proxy_fast) -> None:
     """DynamoDB takes the full-sync lease but the answer is lost (connection dropped after the write):
     the retry must not mistake the run's own lease for another run's, and no lease may be left
     behind to block every full sync for the lease's lifetime."""
     sim = make_simulator(seed=39, **ESTATE)
-    settings = await settings_for(ddb_moto, sim, proxy_moto)
-    proxy_moto.set_rules(FaultRule(FaultKind.DROP, after_forward=True, operations={"PutItem"},
+    settings = await settings_for(ddb_fast, sim, proxy_fast)
+    proxy_fast.set_rules(FaultRule(FaultKind.DROP, after_forward=True, operations={"PutItem"},
                                    tables={settings.tables.status}, contains="FULL_SYNC", limit=1))
 
     with anyio.fail_after(TEST_TIMEOUT):
@@ -237,19 +261,19 @@ async def test_full_sync_lease_survives_a_lost_acquisition_answer(ddb_moto, make
             first = exc
         second = await sync_all(settings)
 
-    assert proxy_moto.injected(FaultKind.DROP) == 1
+    assert proxy_fast.injected(FaultKind.DROP) == 1
     assert getattr(first, "status", None) is RunStatus.SUCCESS, f"first full sync: {first!r}"
     assert second.status is RunStatus.SUCCESS
 
 
-async def test_dynamodb_call_attempts_are_bounded_by_the_one_retry_layer(ddb_moto, proxy_moto) -> None:
+async def test_dynamodb_call_attempts_are_bounded_by_the_one_retry_layer(ddb_fast, proxy_fast) -> None:
     """botocore's own retries are off: a DynamoDB call that always fails reaches the server exactly
     max_attempts times (a second, hidden retry layer would multiply attempts and backoff)."""
-    settings = through(proxy_moto, ddb_moto.settings(
-        endpoint_urls=(("dynamodb", ddb_moto.endpoint_url),),
+    settings = through(proxy_fast, ddb_fast.settings(
+        endpoint_urls=(("dynamodb", ddb_fast.endpoint_url),),
         retry=RetrySettings(max_attempts=3, base_delay=0.001, max_delay=0.01),
     ))
-    proxy_moto.set_rules(FaultRule(FaultKind.SERVER_ERROR, operations={"GetItem"}))
+    proxy_fast.set_rules(FaultRule(FaultKind.SERVER_ERROR, operations={"GetItem"}))
 
     with anyio.fail_after(TEST_TIMEOUT):
         async with open_runtime(settings) as rt:
@@ -257,4 +281,4 @@ async def test_dynamodb_call_attempts_are_bounded_by_the_one_retry_layer(ddb_mot
                 await rt.dynamo.call("get_item", TableName=settings.tables.status,
                                      Key={"pk": {"S": "RUN"}, "sk": {"S": "LATEST"}})
 
-    assert proxy_moto.requests("GetItem") == 3
+    assert proxy_fast.requests("GetItem") == 3
