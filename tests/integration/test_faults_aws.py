@@ -78,7 +78,8 @@ async def test_sync_all_under_20pct_throttling_covers_first_keeps_second_converg
 ) -> None:
     """Acceptance: 20% of DRS and EC2 calls throttled. First sync >= 90% cached, the second loses no
     live record, and once throttling stops the cache equals the truth exactly."""
-    sim = make_simulator(accounts=3, regions=("us-east-1", "eu-west-1"), instances_per_scope=40, seed=21)
+    sim = make_simulator(accounts=4, regions=("us-east-1", "eu-west-1", "ap-southeast-2"), instances_per_scope=30,
+                         seed=21)
     settings = engine_settings(ddb_fast, sim, retry=THROTTLE_RETRY)
     await seed(settings, sim.estate)
     sim.set_faults(throttleRate=0.2, retryAfterSeconds=0, seed=21)
