@@ -227,13 +227,13 @@ async def test_sync_all_deadline_mid_run_writes_status_and_deletes_nothing_unfin
         before = await cache_items(settings)
         for ri in sim.estate.recovery_instances():
             sim.estate.terminate(ri["recoveryInstanceID"])
-        # The slow account's two scope leases are granted at once but answered 4 s late: its scopes
+        # The slow account's two scope leases are granted at once but answered 6 s late: its scopes
         # are still starting when the deadline comes, the others are long done.
-        proxy.set_rules(FaultRule(FaultKind.LATENCY, seconds=4.0, after_forward=True,
+        proxy.set_rules(FaultRule(FaultKind.LATENCY, seconds=6.0, after_forward=True,
                                   operations={"UpdateItem"}, contains=slow, limit=2))
 
         with anyio.fail_after(60):
-            report = await sync_all(settings.with_changes(deadline_seconds=1.5))
+            report = await sync_all(settings.with_changes(deadline_seconds=2.5))
 
         outcomes = {r.scope: r.outcome for r in report.scopes}
         finished = {scope for scope, outcome in outcomes.items() if outcome is ScopeOutcome.SUCCESS}
