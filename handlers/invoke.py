@@ -33,7 +33,7 @@ async def invoke_self_async(function_name: str, payload: Mapping[str, Any], sett
     """Invoke ``function_name`` with ``InvocationType=Event`` (Lambda queues it and answers 202)."""
     region = region_of(function_name, settings.home_region)
     config = AioConfig(
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
     )

@@ -20,7 +20,13 @@ import anyio
 import structlog
 
 from syncengine import metrics as m
-from syncengine.accounts import load_targets, plan_scopes, validate_account_id, validate_region
+from syncengine.accounts import (
+    load_targets,
+    plan_scopes,
+    validate_account_id,
+    validate_region,
+    validate_source_server_id,
+)
 from syncengine.aws import AwsClients, CallStats
 from syncengine.config import SyncSettings
 from syncengine.discovery import discover_scope
@@ -361,7 +367,7 @@ async def sync_scope(
     reconciliation then touches only those servers' records."""
     validate_account_id(account_id)
     validate_region(region)
-    ids = None if server_ids is None else list(dict.fromkeys(server_ids))
+    ids = None if server_ids is None else [validate_source_server_id(sid) for sid in dict.fromkeys(server_ids)]
     async with open_runtime(settings, session=session) as rt:
         await _require_configured_scope(rt, account_id, region)
         return await _run(rt, full=False, account_id=account_id, region=region, server_ids=ids)

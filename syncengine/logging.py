@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -28,12 +30,29 @@ _SECRET_KEYS = frozenset(
 _configured = False
 
 
+REDACTED = "[REDACTED]"
+# A SigV4 signature inside free text (an error message quoting a header, say).
+_SIGNATURE = re.compile(r"(Signature=)[0-9a-fA-F]{16,}")
+_MAX_DEPTH = 12
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED if str(k).lower() in _SECRET_KEYS else _redact(v, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(v, depth + 1) for v in value]
+    if isinstance(value, str) and "Signature=" in value:
+        return _SIGNATURE.sub(r"\1" + REDACTED, value)
+    return value
+
+
 def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """Never let a credential, session token or signature reach a log line."""
-    for key in list(event_dict):
-        if key.lower() in _SECRET_KEYS:
-            event_dict[key] = "[REDACTED]"
-    return event_dict
+    """Never let a credential, session token or signature reach a log line, at any depth."""
+    return _redact(event_dict)
 
 
 def configure_logging(*, json: bool | None = None, level: str | None = None, force: bool = False) -> None:

@@ -32,6 +32,7 @@ import aioboto3
 import anyio
 
 from syncengine import metrics as m
+from syncengine.accounts import SOURCE_SERVER_ID_PATTERN
 from syncengine.config import SyncSettings
 from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_item
 from syncengine.engine import Runtime, open_runtime, sync_scope
@@ -453,12 +454,19 @@ async def sync_wave(
         number, targets = await resolve_wave_targets(rt, execution_id, plan_id, wave, wave_number)
     reports = []
     for target in targets:
+        server_ids = target.server_ids
+        if server_ids is not None:
+            # The ids come from the orchestration's tables: skip a malformed one (with a warning)
+            # rather than fail the whole wave's sync on it.
+            valid = tuple(sid for sid in server_ids if SOURCE_SERVER_ID_PATTERN.fullmatch(str(sid)))
+            if len(valid) != len(server_ids):
+                log.warning("wave_server_ids_skipped", execution_id=execution_id,
+                            skipped=sorted(set(server_ids) - set(valid))[:20])
+            server_ids = valid
         # Sequential: a wave touches one scope in practice, and scopes of one account share
         # its rate limits.
         reports.append(
-            await sync_scope(
-                settings, target.scope.account_id, target.scope.region, target.server_ids, session=session
-            )
+            await sync_scope(settings, target.scope.account_id, target.scope.region, server_ids, session=session)
         )
     return WaveSyncResult(execution_id, plan_id, number, tuple(targets), tuple(reports))
 

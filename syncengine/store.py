@@ -214,8 +214,9 @@ class CacheStore:
     ) -> WriteOutcome:
         """Write the records whose content changed; skip those equal to the cache.
 
-        A record older than the cached observation is skipped too: the per-scope lease makes that
-        impossible within one deployment, and this keeps it true even without the lease.
+        A record older than the cached observation is skipped too. This is a second line only:
+        between reading ``cached`` and the unconditional batch puts another writer could slip in,
+        which is why syncs of one scope are serialised by the scope lease (``syncengine.status``).
         """
         newest: dict[str, RecoveryInstanceRecord] = {}
         for record in records:
