@@ -28,8 +28,9 @@ from syncengine.accounts import (
     validate_source_server_id,
 )
 from syncengine.aws import AwsClients, CallStats
+from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
-from syncengine.discovery import discover_scope
+from syncengine.discovery import ScopeDiscovery, discover_scope
 from syncengine.dynamo import Dynamo
 from syncengine.enrich import build_record
 from syncengine.errors import AwsError, InvalidRequestError, SyncEngineError
@@ -46,7 +47,7 @@ from syncengine.models import (
     utc_now_iso,
 )
 from syncengine.status import StatusStore
-from syncengine.store import CacheStore
+from syncengine.store import CachedEntry, CacheStore
 
 log = get_logger(__name__)
 
@@ -108,6 +109,24 @@ def _deadline_scope(settings: SyncSettings) -> anyio.CancelScope:
     return anyio.move_on_after(settings.deadline_seconds)
 
 
+async def _discover_and_read_cache(
+    rt: Runtime, scope: Scope, account: AccountTarget, server_ids: list[str] | None
+) -> tuple[ScopeDiscovery, dict[str, CachedEntry]]:
+    found: dict[str, Any] = {}
+
+    async def discover() -> None:
+        found["discovery"] = await discover_scope(
+            rt.aws, scope, account, limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
+            server_ids=server_ids,
+        )
+
+    async def read_cache() -> None:
+        found["cached"] = await rt.store.scope_entries(scope)
+
+    await run_concurrently((discover, read_cache))
+    return found["discovery"], found["cached"]
+
+
 async def _sync_one_scope(
     rt: Runtime,
     scope: Scope,
@@ -136,10 +155,9 @@ async def _sync_one_scope(
             result = failed(ScopeOutcome.SKIPPED, "ScopeBusy", "another sync of this scope did not finish in time")
             return result
         observed_at = int(time.time() * 1000)
-        discovery = await discover_scope(
-            rt.aws, scope, account, limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
-            server_ids=server_ids,
-        )
+        # The cache's view of the scope is read while DRS is asked, not after: the scope lease
+        # keeps other writers out, and the read then costs no time on the scope's critical path.
+        discovery, cached = await _discover_and_read_cache(rt, scope, account, server_ids)
         records = [
             record
             for ri in discovery.recovery_instances
@@ -155,7 +173,6 @@ async def _sync_one_scope(
             )
             is not None
         ]
-        cached = await rt.store.scope_entries(scope)
         if server_ids is not None:
             wanted = set(server_ids)
             cached = {sid: entry for sid, entry in cached.items() if sid in wanted}
