@@ -15,6 +15,12 @@ def _row(*cells: Any) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _verdict(goal: Mapping[str, Any]) -> str:
+    if goal.get("broken"):
+        return "**broken**"
+    return "pass" if goal["pass"] else "**miss**"
+
+
 def render(document: Mapping[str, Any]) -> str:
     lines = [BEGIN, ""]
     machine = document.get("machine") or {}

@@ -124,11 +124,24 @@ GOALS: tuple[Goal, ...] = (
 
 
 def evaluate_goals(document: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every goal whose scenario ran: target, measured value, and pass/miss."""
+    """Every goal whose scenario ran: target, measured value, and pass/miss; a broken scenario's
+    goals are listed as broken (not passed), whatever its numbers say."""
     outcomes = []
     for goal in GOALS:
         section = document.get(goal.scenario)
-        if not isinstance(section, Mapping) or section.get("broken"):
+        if not isinstance(section, Mapping):
+            continue
+        if section.get("broken"):
+            outcomes.append(
+                {
+                    "scenario": goal.scenario,
+                    "goal": goal.name,
+                    "target": goal.target,
+                    "measured": "broken",
+                    "pass": False,
+                    "broken": True,
+                }
+            )
             continue
         try:
             passed = bool(goal.check(section))
@@ -188,6 +201,21 @@ def _git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def _engine_tree_dirty() -> bool:
+    """True when syncengine/ or handlers/ differ from the commit (others work in this checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "syncengine", "handlers"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    except OSError:
+        return False
+    return bool(out.stdout.strip())
+
+
 def _node_version() -> str | None:
     try:
         out = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
@@ -207,6 +235,7 @@ def machine_info(dynamodb_backend: str, mode: str) -> dict[str, Any]:
         "dynamodb": dynamodb_backend,
         "packages": {name: _version(name) for name in ("aioboto3", "aiobotocore", "boto3", "botocore", "anyio")},
         "git_commit": _git_commit(),
+        "engine_tree_dirty": _engine_tree_dirty(),
         "mode": mode,
         "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],

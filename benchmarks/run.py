@@ -75,7 +75,9 @@ def run_scenarios(sizes: Sizes, names: Sequence[str]) -> tuple[dict[str, Any], l
                 broken.append(name)
                 traceback.print_exc()
                 for section in SECTIONS.get(name, (name,)):
-                    document[section] = {"broken": f"{type(exc).__name__}: {exc}"[:500]}
+                    document[section] = {"broken": f"{type(exc).__name__}: {exc}"[:1000]}
+                # What was measured before it broke stays, marked broken, as evidence.
+                document.update(getattr(exc, "sections", {}) or {})
             else:
                 document.update(produced)
         document["machine"]["load_average_end"] = harness.load_average()
@@ -135,8 +137,8 @@ def _print_goals(path: Path) -> None:
 
     document = json.loads(path.read_text())
     for goal in document.get("goals", []):
-        mark = "pass" if goal["pass"] else "MISS"
-        print(f"  {mark:4}  {goal['scenario']:>13}  {goal['goal']:<34} {goal['target']:<20} {goal['measured']}")
+        mark = "BROKEN" if goal.get("broken") else "pass" if goal["pass"] else "MISS"
+        print(f"  {mark:6}  {goal['scenario']:>13}  {goal['goal']:<34} {goal['target']:<20} {goal['measured']}")
 
 
 if __name__ == "__main__":

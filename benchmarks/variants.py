@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ def engine_sync(settings: SyncSettings, *, steady_state: bool = False, profile_t
     _warm_session()
     from syncengine.engine import sync_all
 
+    timeline = ScopeTimeline()
     profiler = None
     if profile_to:
         from pyinstrument import Profiler
@@ -39,10 +41,12 @@ def engine_sync(settings: SyncSettings, *, steady_state: bool = False, profile_t
         profiler = Profiler(interval=0.001, async_mode="enabled")
         profiler.start()
     with measured() as cold:
-        report = run_async(sync_all(settings))
+        timeline.begin()
+        report = run_async(sync_all(settings, progress=timeline))
     result: dict[str, Any] = {
         "cold": asdict(cold),
         "cold_report": _report(report),
+        "cold_timeline": timeline.summary(),
     }
     if profiler is not None and profile_to:
         from benchmarks.profiling import summarise
@@ -56,6 +60,39 @@ def engine_sync(settings: SyncSettings, *, steady_state: bool = False, profile_t
         result["steady"] = asdict(steady)
         result["steady_report"] = _report(again)
     return result
+
+
+class ScopeTimeline:
+    """A ``SyncProgress`` that notes when each scope started and finished, relative to the run's
+    start: shows whether a run is bound by its slowest scope or by a CPU tail after the waits."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._finished: list[tuple[float, float]] = []
+
+    def begin(self) -> None:
+        self._started = time.perf_counter()
+
+    def start(self, total_scopes: int) -> None:
+        self._planned_at = time.perf_counter() - self._started
+
+    def advance(self, result: Any) -> None:
+        now = time.perf_counter() - self._started
+        self._finished.append((now - result.duration_ms / 1000, now))
+
+    def summary(self) -> dict[str, Any]:
+        if not self._finished:
+            return {}
+        starts = sorted(start for start, _ in self._finished)
+        ends = sorted(end for _, end in self._finished)
+        return {
+            "scopes_planned_at_s": round(getattr(self, "_planned_at", 0.0), 2),
+            "first_scope_start_s": round(starts[0], 2),
+            "last_scope_start_s": round(starts[-1], 2),
+            "first_scope_done_s": round(ends[0], 2),
+            "median_scope_done_s": round(ends[len(ends) // 2], 2),
+            "last_scope_done_s": round(ends[-1], 2),
+        }
 
 
 def _report(report: Any) -> dict[str, Any]:

@@ -13,7 +13,12 @@ from benchmarks.variants import engine_sync, threadpool_sync
 
 
 class ScenarioBroken(RuntimeError):
-    """A scenario did not do what it measures (wrong counts, failed scopes): its numbers are void."""
+    """A scenario did not do what it measures (wrong counts, failed scopes). ``sections`` keeps
+    what was measured anyway, marked broken, as evidence for whoever fixes it."""
+
+    def __init__(self, message: str, sections: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.sections = sections or {}
 
 
 def sync_pair(
@@ -43,21 +48,23 @@ def sync_pair(
             h.run_async(h.drop_tables(ctx.dynamodb_url, settings.tables))
             out[variant] = result
         out["expected_instances"] = expected
-    _check(out, steady_state=steady_state)
     return out
 
 
-def _check(out: dict[str, Any], *, steady_state: bool) -> None:
+def problems(out: dict[str, Any], *, steady_state: bool) -> dict[str, str]:
+    """Section name -> why its numbers are void (empty when the runs did what they measure)."""
+    found: dict[str, str] = {}
     expected = out["expected_instances"]
     engine = out["engine"]
     cold = engine["cold_report"]
     if cold["status"] != "SUCCESS" or cold["instances_found"] != expected or cold["instances_updated"] != expected:
-        raise ScenarioBroken(f"engine cold sync: {cold}")
-    if steady_state and (engine["steady_report"]["status"] != "SUCCESS"):
-        raise ScenarioBroken(f"engine steady sync: {engine['steady_report']}")
+        found["large"] = f"engine cold sync: {cold}"
     peer = out["threadpool_boto3"]["report"]
     if peer["scopes_failed"] or peer["instances_found"] != expected:
-        raise ScenarioBroken(f"thread-pool peer: {peer}")
+        found["large"] = f"thread-pool peer: {peer}"
+    if steady_state and engine["steady_report"]["status"] != "SUCCESS":
+        found["steady_state"] = f"engine steady sync: {engine['steady_report']}"
+    return found
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
@@ -91,6 +98,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "threadpool_boto3_cpu_s": round(peer["run"]["cpu_s"], 2),
         "threadpool_boto3_peak_rss_mb": round(peer["run"]["peak_rss_mb"], 1),
         "lower_bound_s": round(bound.seconds, 3),
+        "engine_timeline": engine["cold_timeline"],
         "dynamodb": ctx.dynamodb_backend,
         "engine_aws_calls": engine["calls"],
         "threadpool_boto3_aws_calls": peer["calls"],
@@ -105,8 +113,15 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "items_written": steady_report["instances_updated"] + steady_report["instances_deleted"],
         "instances_unchanged": steady_report["instances_unchanged"],
     }
+    steady_state["report"] = steady_report
+    sections = {"large": large, "steady_state": steady_state}
+    broken = problems(raw, steady_state=True)
+    if broken:
+        for name, reason in broken.items():
+            sections[name]["broken"] = reason[:1000]
+        raise ScenarioBroken("; ".join(broken.values())[:1000], sections)
     ctx.log(
         f"large: engine {large['engine_s']} s (cpu {large['cpu_s']} s), peer {large['threadpool_boto3_s']} s; "
         f"steady {steady_state['engine_s']} s, {steady_state['items_written']} written"
     )
-    return {"large": large, "steady_state": steady_state}
+    return sections

@@ -23,6 +23,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         burst=faults.burst_per_scope,
     )
     measured: dict[str, Any] = {}
+    timeline: dict[str, Any] = {}
+    cpu = 0.0
     with h.SimulatorProcess(spec) as sim:
         estate = sim.estate()
         accounts = estate["accounts"]
@@ -37,6 +39,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                 result = h.in_fresh_process(engine_sync, settings)
                 report, wall = result["cold_report"], result["cold"]["wall_s"]
                 found, failed = report["instances_found"], report["scopes_failed"]
+                timeline, cpu = result["cold_timeline"], result["cold"]["cpu_s"]
             else:
                 result = h.in_fresh_process(threadpool_sync, settings)
                 report, wall = result["report"], result["run"]["wall_s"]
@@ -63,6 +66,8 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "burst_per_scope": faults.burst_per_scope,
         "retry_after_s": faults.retry_after_seconds,
         "engine_s": round(engine["wall_s"], 2),
+        "engine_cpu_s": round(cpu, 2),
+        "engine_timeline": timeline,
         "lower_bound_s": round(bound.seconds, 3),
         "lower_bound": bound.to_json(),
         "threadpool_boto3_s": round(peer["wall_s"], 2),

@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmarks.harness import EstateSpec, Faults
 from benchmarks.lower_bound import estate_lower_bound
-from benchmarks.scenarios.large import sync_pair
+from benchmarks.scenarios.large import ScenarioBroken, problems, sync_pair
 from benchmarks.sizes import BenchContext
 
 
@@ -20,6 +20,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     for accounts in sizes.scaling_accounts:
         spec = replace(sizes.large, accounts=accounts)
         raw = sync_pair(ctx, spec, faults, steady_state=False, label=f"scale{accounts}")
+        broken = problems(raw, steady_state=False)
+        if broken:
+            raise ScenarioBroken(f"scaling at {accounts} accounts: " + "; ".join(broken.values()))
         points.append(_point(spec, raw, faults))
     large = ctx.document.get("large")
     if isinstance(large, dict) and not large.get("broken"):

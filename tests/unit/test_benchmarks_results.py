@@ -69,10 +69,12 @@ def test_evaluate_goals_reports_pass_and_miss() -> None:
     assert outcomes[("terminate", "DRS describe calls")] is True
 
 
-def test_evaluate_goals_skips_broken_scenarios() -> None:
+def test_evaluate_goals_never_passes_a_broken_scenario() -> None:
     document = complete_document()
-    document["read"] = {"broken": "RuntimeError: boom"}
-    assert not [g for g in evaluate_goals(document) if g["scenario"] == "read"]
+    document["read"]["broken"] = "RuntimeError: boom"
+    read_goals = [g for g in evaluate_goals(document) if g["scenario"] == "read"]
+    assert read_goals
+    assert all(g["broken"] and not g["pass"] for g in read_goals)
 
 
 def test_update_results_md_replaces_only_the_generated_block(tmp_path: Path) -> None:
