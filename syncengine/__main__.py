@@ -2,4 +2,6 @@ import sys
 
 from syncengine.cli import main
 
-sys.exit(main())
+# Guarded: worker processes (syncengine.shards, "spawn") import the main module again.
+if __name__ == "__main__":
+    sys.exit(main())

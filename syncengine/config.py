@@ -33,6 +33,7 @@ ENV_PER_SCOPE_CONCURRENCY = "SYNC_PER_SCOPE_CONCURRENCY"
 ENV_MAX_ATTEMPTS = "SYNC_MAX_ATTEMPTS"
 ENV_DEADLINE_SECONDS = "SYNC_DEADLINE_SECONDS"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
+ENV_WORKERS = "SYNC_WORKERS"
 ENV_HOME_REGION = "AWS_REGION"
 ENV_HOME_REGION_FALLBACK = "AWS_DEFAULT_REGION"
 
@@ -53,6 +54,7 @@ ALL_ENV_VARS = (
     ENV_MAX_ATTEMPTS,
     ENV_DEADLINE_SECONDS,
     ENV_METRICS_NAMESPACE,
+    ENV_WORKERS,
 )
 """The variables the code reads (besides AWS SDK ones); CloudFormation must set the table ones."""
 
@@ -158,6 +160,8 @@ class SyncSettings:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     # Emit CloudWatch embedded-metric-format lines (on in Lambda; off for the CLI by default).
     emit_metrics: bool = False
+    # Worker processes for large syncs (syncengine.shards); 1 = everything in this event loop.
+    workers: int = 1
     # Explicit per-service endpoints ((service, url), ...) for tests and the demo. Empty in
     # production: botocore then resolves AWS_ENDPOINT_URL_<SERVICE> / AWS_ENDPOINT_URL itself.
     endpoint_urls: tuple[tuple[str, str], ...] = ()
@@ -169,7 +173,8 @@ class SyncSettings:
         return None
 
     def __post_init__(self) -> None:
-        for name in ("max_concurrency", "max_pool_connections", "per_scope_concurrency", "write_concurrency"):
+        positive = ("max_concurrency", "max_pool_connections", "per_scope_concurrency", "write_concurrency", "workers")
+        for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_concurrency > self.max_pool_connections:
@@ -208,6 +213,8 @@ class SyncSettings:
         values["max_concurrency"] = max_concurrency
         values["max_pool_connections"] = max(max_concurrency, DEFAULT_MAX_POOL_CONNECTIONS)
         values["per_scope_concurrency"] = _parse_int(env, ENV_PER_SCOPE_CONCURRENCY, DEFAULT_PER_SCOPE_CONCURRENCY)
+        raw_workers = (env.get(ENV_WORKERS) or "1").strip().lower()
+        values["workers"] = (os.cpu_count() or 1) if raw_workers == "auto" else _parse_int(env, ENV_WORKERS, 1)
         values["retry"] = RetrySettings(max_attempts=_parse_int(env, ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS))
         deadline = env.get(ENV_DEADLINE_SECONDS)
         if deadline:

@@ -37,6 +37,35 @@ class ScopeDiscovery:
     ec2_instances: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+# What record building reads of DRS's (large) items. Keeping only this while a scope waits for
+# its writes keeps memory proportional to the scopes in flight, not to their full DRS payloads.
+_RECOVERY_INSTANCE_FIELDS = (
+    "recoveryInstanceID",
+    "sourceServerID",
+    "ec2InstanceID",
+    "ec2InstanceState",
+    "jobID",
+    "isDrill",
+    "pointInTimeSnapshotDateTime",
+    "originEnvironment",
+)
+
+
+def slim_recovery_instance(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: item[key] for key in _RECOVERY_INSTANCE_FIELDS if key in item}
+
+
+def slim_source_server(item: dict[str, Any]) -> dict[str, Any]:
+    hints = (item.get("sourceProperties") or {}).get("identificationHints") or {}
+    staging = item.get("stagingArea") or {}
+    return {
+        "sourceServerID": item.get("sourceServerID"),
+        "tags": item.get("tags") or {},
+        "sourceProperties": {"identificationHints": {k: hints[k] for k in ("hostname", "fqdn") if k in hints}},
+        "stagingArea": {k: staging[k] for k in ("stagingAccountID",) if k in staging},
+    }
+
+
 def is_uninitialized(exc: BaseException) -> bool:
     return isinstance(exc, AwsError) and exc.code == UNINITIALIZED_CODE
 
@@ -111,7 +140,8 @@ async def discover_scope(
         ec2_batch = [ri["ec2InstanceID"] for ri in page if ri.get("ec2InstanceID")]
 
         async def servers() -> None:
-            result.source_servers.update(await describe_source_servers(aws, drs, scope, limiter, server_batch))
+            servers = await describe_source_servers(aws, drs, scope, limiter, server_batch)
+            result.source_servers.update((sid, slim_source_server(server)) for sid, server in servers.items())
 
         async def instances() -> None:
             result.ec2_instances.update(await describe_ec2_instances(aws, ec2, scope, limiter, ec2_batch))
@@ -127,7 +157,7 @@ async def discover_scope(
         async with anyio.create_task_group() as tg:
             async for page in _drs_pages(aws, drs, scope, limiter, server_ids):
                 if page:
-                    result.recovery_instances.extend(page)
+                    result.recovery_instances.extend(slim_recovery_instance(ri) for ri in page)
                     tg.start_soon(enrich, page)
     except* AwsError as group:
         failures = [exc for exc in leaf_exceptions(group) if not is_uninitialized(exc)]

@@ -46,6 +46,7 @@ from syncengine.models import (
     SyncStatus,
     utc_now_iso,
 )
+from syncengine.shards import run_in_processes, shard_by_account, worker_count
 from syncengine.status import StatusStore
 from syncengine.store import CachedEntry, CacheStore
 
@@ -93,7 +94,13 @@ async def open_runtime(settings: SyncSettings, *, session: aioboto3.Session | No
             aws=aws,
             dynamo=dynamo,
             store=CacheStore(dynamo, settings.tables.cache, write_concurrency=settings.write_concurrency),
-            status=StatusStore(dynamo, settings.tables.status, lease_seconds=settings.lease_seconds),
+            # Status and lease calls get their own limiter: behind a cold sync's record batches they
+            # would queue past the cleanup budget and leave scope leases held.
+            status=StatusStore(
+                Dynamo(client, retry=settings.retry, stats=stats, concurrency=8, region=settings.home_region),
+                settings.tables.status,
+                lease_seconds=settings.lease_seconds,
+            ),
             stats=stats,
             metrics=m.MetricsEmitter(
                 enabled=settings.emit_metrics,
@@ -103,7 +110,7 @@ async def open_runtime(settings: SyncSettings, *, session: aioboto3.Session | No
         )
 
 
-def _deadline_scope(settings: SyncSettings) -> anyio.CancelScope:
+def deadline_scope(settings: SyncSettings) -> anyio.CancelScope:
     if settings.deadline_seconds is None:
         return anyio.CancelScope()
     return anyio.move_on_after(settings.deadline_seconds)
@@ -173,6 +180,8 @@ async def _sync_one_scope(
             )
             is not None
         ]
+        initialized = discovery.initialized
+        del discovery  # the raw DRS/EC2 data is not needed while the writes wait
         if server_ids is not None:
             wanted = set(server_ids)
             cached = {sid: entry for sid, entry in cached.items() if sid in wanted}
@@ -192,7 +201,7 @@ async def _sync_one_scope(
         )
         log.debug(
             "scope_synced",
-            initialized=discovery.initialized,
+            initialized=initialized,
             found=len(seen),
             updated=outcome.updated,
             deleted=deleted,
@@ -201,8 +210,11 @@ async def _sync_one_scope(
         result = failed(ScopeOutcome.FAILED, exc.error_type, str(exc))
         log.warning("scope_failed", error_type=exc.error_type, error=str(exc), operation=exc.operation)
     finally:
+        await rt.aws.release(("drs", "ec2"), scope.region, account)
         # Shielded: a run cut short by its deadline still records the scope and frees its lease.
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+        # Bounded only when there is a deadline to honour; otherwise a busy loop must not turn a
+        # slow status write into a lease left held for its whole lifetime.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_cleanup_budget(rt.settings)) as cleanup:
             try:
                 released = not lease_busy and await rt.status.finish_scope(result, owner=run_id)
                 if not released:
@@ -210,7 +222,38 @@ async def _sync_one_scope(
                     await rt.status.finish_scope(result, owner=None)
             except AwsError as exc:
                 log.warning("scope_status_write_failed", error=str(exc))
+        if cleanup.cancelled_caught:
+            log.warning("scope_status_write_timed_out", lease_seconds=rt.settings.lease_seconds)
     return result
+
+
+def _cleanup_budget(settings: SyncSettings) -> float | None:
+    return CLEANUP_SECONDS if settings.deadline_seconds is not None else None
+
+
+async def sync_scopes_in_runtime(
+    rt: Runtime,
+    planned: list[tuple[Scope, AccountTarget]],
+    executions: ExecutionIndex,
+    *,
+    run_id: str,
+    server_ids: list[str] | None = None,
+    progress: SyncProgress | None = None,
+    results: dict[Scope, ScopeResult],
+) -> None:
+    """Every planned scope concurrently in this event loop, each result put in ``results`` as it
+    finishes (so a deadline that cuts the rest short loses none of the finished ones)."""
+
+    async def run_scope(scope: Scope, account: AccountTarget) -> None:
+        with structlog.contextvars.bound_contextvars(account_id=scope.account_id, region=scope.region):
+            result = await _sync_one_scope(rt, scope, account, executions, run_id=run_id, server_ids=server_ids)
+        results[scope] = result
+        if progress is not None:
+            progress.advance(result)
+
+    async with anyio.create_task_group() as tg:
+        for scope, account in planned:
+            tg.start_soon(run_scope, scope, account)
 
 
 async def _run(
@@ -233,7 +276,7 @@ async def _run(
     run_errors: list[ScopeError] = []
     setup_done = False
     try:
-        with _deadline_scope(rt.settings) as deadline:
+        with deadline_scope(rt.settings) as deadline:
             try:
                 targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
                 planned = plan_scopes(targets, rt.settings, account_id=account_id, region=region)
@@ -246,25 +289,22 @@ async def _run(
                 log.error("sync_setup_failed", error_type=exc.error_type, error=str(exc))
             else:
 
-                async def run_scope(scope: Scope, account: AccountTarget) -> None:
-                    with structlog.contextvars.bound_contextvars(account_id=scope.account_id, region=scope.region):
-                        result = await _sync_one_scope(
-                            rt, scope, account, executions, run_id=run_id, server_ids=server_ids
-                        )
-                    results[scope] = result
-                    if progress is not None:
-                        progress.advance(result)
-
-                async with anyio.create_task_group() as tg:
-                    for scope, account in planned:
-                        tg.start_soon(run_scope, scope, account)
+                workers = worker_count(rt.settings, len(planned)) if server_ids is None else 1
+                if workers > 1:
+                    shards = shard_by_account(planned, workers)
+                    await run_in_processes(rt, shards, executions, run_id=run_id, progress=progress, results=results)
+                else:
+                    await sync_scopes_in_runtime(
+                        rt, planned, executions, run_id=run_id, server_ids=server_ids, progress=progress,
+                        results=results,
+                    )
         if deadline.cancelled_caught and not setup_done:
             run_errors.append(
                 ScopeError(account_id or "", region or "", "DeadlineExceeded",
                            "the run's deadline passed while loading accounts and execution history")
             )
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_cleanup_budget(rt.settings)):
             for scope, _account in planned:
                 if scope not in results:
                     results[scope] = ScopeResult(
