@@ -9,13 +9,17 @@ from typing import Any
 
 WAITING = "waiting (await / idle event loop)"
 _IDLE_FILES = ("selectors.py",)
+_BY_MODULE = frozenset({"botocore", "aiobotocore", "aiohttp"})
 
 
 def group_of(file_path: str | None, function: str | None) -> str:
     path = file_path or ""
     if "site-packages/" in path:
-        package = path.split("site-packages/", 1)[1].split("/", 1)[0]
-        return package.removesuffix(".py")
+        parts = path.split("site-packages/", 1)[1].removesuffix(".py").split("/")
+        # The SDK layers are where the time is: name their modules (botocore.serialize, ...).
+        if parts[0] in _BY_MODULE and len(parts) > 1:
+            return f"{parts[0]}.{parts[1]}"
+        return parts[0]
     if "/syncengine/" in path:
         module = path.split("/syncengine/", 1)[1].removesuffix(".py").replace("/", ".")
         return f"syncengine.{module}"

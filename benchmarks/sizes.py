@@ -24,6 +24,8 @@ class Sizes:
     # latency_bound: many scopes under a tight per-scope rate limit.
     latency: EstateSpec
     latency_faults: Faults
+    # The issue's example rate (2 requests/s, bucket of 2) on the same estate, for comparison.
+    latency_issue_example: Faults | None
     # read and terminate: a small estate; the plan reads 100 servers, the execution holds 100.
     small: EstateSpec
     small_faults: Faults
@@ -51,6 +53,7 @@ FULL = Sizes(
     latency_faults=Faults(
         latency_ms=200, tps_per_scope=LATENCY_BOUND_TPS, burst_per_scope=1, retry_after_seconds=1 / LATENCY_BOUND_TPS
     ),
+    latency_issue_example=Faults(latency_ms=200, tps_per_scope=2),
     small=EstateSpec(accounts=3, regions=TWO_REGIONS, instances_per_scope=60),
     small_faults=Faults(latency_ms=50),
     read_repetitions=200,
@@ -67,6 +70,7 @@ QUICK = Sizes(
     scaling_accounts=(),
     latency=EstateSpec(accounts=5, regions=FOUR_REGIONS, instances_per_scope=10),
     latency_faults=Faults(latency_ms=200, tps_per_scope=0.2, burst_per_scope=1, retry_after_seconds=5),
+    latency_issue_example=None,
     small=EstateSpec(accounts=3, regions=TWO_REGIONS, instances_per_scope=60),
     small_faults=Faults(latency_ms=50),
     read_repetitions=30,

@@ -26,9 +26,9 @@ def _warm_session() -> None:
     shared_session()
 
 
-def engine_sync(settings: SyncSettings, *, steady_state: bool = False, profile_to: str | None = None) -> dict[str, Any]:
-    """A full engine sync (cold for a fresh cache); with ``steady_state`` a second full sync of
-    the unchanged estate right after, measured separately."""
+def engine_sync(settings: SyncSettings, *, profile_to: str | None = None) -> dict[str, Any]:
+    """One full engine sync (cold when the cache is fresh, steady-state when it is not); with
+    ``profile_to``, under pyinstrument, its text summary written there."""
     _quiet()
     _warm_session()
     from syncengine.engine import sync_all
@@ -44,9 +44,9 @@ def engine_sync(settings: SyncSettings, *, steady_state: bool = False, profile_t
         timeline.begin()
         report = run_async(sync_all(settings, progress=timeline))
     result: dict[str, Any] = {
-        "cold": asdict(cold),
-        "cold_report": _report(report),
-        "cold_timeline": timeline.summary(),
+        "run": asdict(cold),
+        "report": _report(report),
+        "timeline": timeline.summary(),
     }
     if profiler is not None and profile_to:
         from benchmarks.profiling import summarise
@@ -54,11 +54,6 @@ def engine_sync(settings: SyncSettings, *, steady_state: bool = False, profile_t
         profiler.stop()
         Path(profile_to).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
         result["profile"] = summarise(profiler.last_session.root_frame() if profiler.last_session else None)
-    if steady_state:
-        with measured() as steady:
-            again = run_async(sync_all(settings))
-        result["steady"] = asdict(steady)
-        result["steady_report"] = _report(again)
     return result
 
 

@@ -25,7 +25,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
             ctx.log(f"origin: {variant} on {expected} instances")
             if variant == "engine":
                 result = h.in_fresh_process(engine_sync, settings)
-                wall, found = result["cold"]["wall_s"], result["cold_report"]["instances_found"]
+                wall, found = result["run"]["wall_s"], result["report"]["instances_found"]
             else:
                 result = h.in_fresh_process(sequential_sync, settings)
                 wall, found = result["run"]["wall_s"], result["report"]["instances_found"]

@@ -27,9 +27,9 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     summary = result.get("profile", {})
     return {
         "profile": {
-            "instances": result["cold_report"]["instances_found"],
-            "profiled_wall_s": round(result["cold"]["wall_s"], 2),
-            "profiled_cpu_s": round(result["cold"]["cpu_s"], 2),
+            "instances": result["report"]["instances_found"],
+            "profiled_wall_s": round(result["run"]["wall_s"], 2),
+            "profiled_cpu_s": round(result["run"]["cpu_s"], 2),
             "text": f"benchmarks/results/{PROFILE_TEXT}",
             **summary,
         }

@@ -47,6 +47,6 @@ def accounts_by_id(accounts: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
 def sync_cache(settings: SyncSettings, expected: int) -> None:
     """One engine sync (not measured) so the cache holds the estate."""
     result = h.in_fresh_process(engine_sync, settings)
-    report = result["cold_report"]
+    report = result["report"]
     if report["status"] != "SUCCESS" or report["instances_found"] != expected:
         raise ScenarioBroken(f"cache sync before the scenario: {report}")
