@@ -340,14 +340,27 @@ def seeded_execution_history(simulator_url: str, accounts: Sequence[Mapping[str,
 
 
 def cpu_seconds_self() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU of this process plus its finished, waited-for children (the engine's shard workers)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def _maxrss_mb(who: int) -> float:
+    # Linux reports ru_maxrss in kilobytes (macOS in bytes).
+    scale = 1.0 if sys.platform == "darwin" else 1024.0
+    return resource.getrusage(who).ru_maxrss * scale / (1024 * 1024)
 
 
 def peak_rss_mb_self() -> float:
-    # Linux reports ru_maxrss in kilobytes (macOS in bytes).
-    scale = 1.0 if sys.platform == "darwin" else 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / (1024 * 1024)
+    return _maxrss_mb(resource.RUSAGE_SELF)
+
+
+def peak_rss_mb_children() -> float:
+    """The largest peak RSS among this process's finished children (0 when it had none)."""
+    return _maxrss_mb(resource.RUSAGE_CHILDREN)
 
 
 def rss_mb_self() -> float:
@@ -359,9 +372,12 @@ class Measurement:
     """One measured run of one variant, in its own process."""
 
     wall_s: float = 0.0
+    # This process and its children (the engine's shard workers, when it starts any).
     cpu_s: float = 0.0
     rss_before_mb: float = 0.0
     peak_rss_mb: float = 0.0
+    # The largest child's peak: a sharded sync's total is at most peak + workers x this.
+    peak_rss_children_mb: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -375,6 +391,7 @@ def measured() -> Iterator[Measurement]:
     result.wall_s = time.perf_counter() - started
     result.cpu_s = cpu_seconds_self() - cpu
     result.peak_rss_mb = peak_rss_mb_self()
+    result.peak_rss_children_mb = peak_rss_mb_children()
 
 
 def in_fresh_process(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

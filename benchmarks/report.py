@@ -58,6 +58,8 @@ _NUMBERS: tuple[tuple[str, str, str, str], ...] = (
     ("large", "engine_s", "engine cold full sync", "s"),
     ("large", "threadpool_boto3_s", "thread-pool peer cold full sync", "s"),
     ("large", "lower_bound_s", "lower bound", "s"),
+    ("large", "engine_workers_s", "engine cold full sync, SYNC_WORKERS=auto", "s"),
+    ("large", "engine_workers_cpu_s", "engine CPU, SYNC_WORKERS=auto (all processes)", "s"),
     ("large", "cpu_s", "engine CPU", "s"),
     ("large", "cpu_us_per_instance", "engine CPU per instance", "µs"),
     ("large", "peak_rss_mb", "engine peak RSS", "MB"),
