@@ -7,7 +7,8 @@ scale with the estate, none of them our own code:
    ~60 members of the ``Instance`` shape for every instance, and parses every timestamp with
    dateutil);
 2. botocore's shape-driven JSON parser on DRS DescribeRecoveryInstances / DescribeSourceServers
-   (DRS dates are strings, so the walk converts nothing);
+   (DRS dates are strings, so the walk converts nothing) and on DynamoDB's Query/Scan/Get reads
+   (attribute values are JSON already);
 3. aiobotocore loading the CA bundle into a new SSL context for every client's connector
    (~35 ms each; a sync opens two clients per account/region);
 4. botocore building a new client class for every client (one method object per operation:
@@ -31,13 +32,16 @@ from typing import Any
 
 from aiobotocore.client import AioClientCreator
 from aiobotocore.httpsession import AIOHTTPSession
-from aiobotocore.parsers import AioEC2QueryParser, AioResponseParserFactory, AioRestJSONParser
+from aiobotocore.parsers import AioEC2QueryParser, AioJSONParser, AioResponseParserFactory, AioRestJSONParser
 from botocore.httpsession import get_cert_path
 
 FAST_JSON_SHAPES = frozenset(
     {"DescribeRecoveryInstancesResponse", "DescribeSourceServersResponse", "DescribeJobsResponse"}
 )
 FAST_EC2_SHAPES = frozenset({"DescribeInstancesResult"})
+# DynamoDB reads: items are attribute-value JSON already; botocore's walk only re-types them
+# (and turns B values into bytes: the engine's tables hold no binary attributes).
+FAST_DYNAMODB_SHAPES = frozenset({"QueryOutput", "ScanOutput", "BatchGetItemOutput", "GetItemOutput"})
 
 
 # -- one SSL context per process --------------------------------------------------------------
@@ -182,6 +186,17 @@ class FastRestJSONParser(AioRestJSONParser):
         return super()._do_parse(response, shape)
 
 
+class FastJSONParser(AioJSONParser):
+    async def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
+        if shape is not None and shape.name in FAST_DYNAMODB_SHAPES and not shape.event_stream_name:
+            body = json.loads(response["body"] or b"{}")
+            members = shape.members
+            parsed = {key: value for key, value in body.items() if key in members}
+            self._inject_response_metadata(parsed, response["headers"])
+            return parsed
+        return await super()._do_parse(response, shape)
+
+
 class FastResponseParserFactory(AioResponseParserFactory):
     """botocore's parsers, with the fast paths above for the estate-sized operations."""
 
@@ -190,4 +205,6 @@ class FastResponseParserFactory(AioResponseParserFactory):
             return FastEC2QueryParser()
         if protocol_name == "rest-json":
             return FastRestJSONParser()
+        if protocol_name == "json":
+            return FastJSONParser()
         return super().create_parser(protocol_name)

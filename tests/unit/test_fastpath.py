@@ -132,3 +132,20 @@ async def test_client_classes_are_built_once_per_service() -> None:
     plain = AioSession()
     async with plain.create_client("ec2", **kwargs) as one, plain.create_client("ec2", **kwargs) as two:
         assert type(one) is not type(two)
+
+
+async def test_fast_dynamodb_query_matches_botocore() -> None:
+    """A DynamoDB Query answer decodes to exactly botocore's structure."""
+    body = json.dumps(
+        {
+            "Items": [{"sourceServerId": {"S": "s-1"}, "observedAt": {"N": "5"}, "tags": {"M": {"a": {"S": "b"}}},
+                       "list": {"L": [{"BOOL": True}, {"NULL": True}]}}],
+            "Count": 1,
+            "ScannedCount": 1,
+            "LastEvaluatedKey": {"sourceServerId": {"S": "s-1"}},
+        }
+    ).encode()
+    shape = _model("dynamodb", "2012-08-10").operation_model("Query").output_shape
+    assert await _parse(FastResponseParserFactory(), "json", shape, body) == await _parse(
+        AioResponseParserFactory(), "json", shape, body
+    )
