@@ -15,6 +15,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -201,7 +202,9 @@ def process_cpu_seconds(pid: int | None) -> float:
 
 
 def fresh_table_names(label: str) -> TableNames:
-    return TableNames.for_project(f"bench-{label}-{uuid.uuid4().hex[:6]}", "bench")
+    # DynamoDB table names allow [a-zA-Z0-9_.-] only.
+    safe = re.sub(r"[^a-zA-Z0-9_.-]+", "-", label).strip("-")[:40]
+    return TableNames.for_project(f"bench-{safe}-{uuid.uuid4().hex[:6]}", "bench")
 
 
 async def create_fresh_tables(endpoint_url: str, label: str) -> TableNames:

@@ -99,7 +99,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         main = measure(ctx, sim, accounts, history, faults, "latency_bound")
         example = None
         if sizes.latency_issue_example is not None:
-            example = measure(ctx, sim, accounts, history, sizes.latency_issue_example, "latency_bound (issue example)")
+            example = measure(ctx, sim, accounts, history, sizes.latency_issue_example, "latency_bound-example")
     section = summary(spec, faults, main)
     section["dynamodb"] = ctx.dynamodb_backend
     if example is not None:
