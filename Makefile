@@ -37,6 +37,7 @@ $(NODE_STAMP): package.json
 	else echo "npm not found: DynamoDB integration tests will use moto only"; fi
 
 demo: install
+	-@command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory dynalite
 	$(PY) -m syncengine demo
 
 lint: install

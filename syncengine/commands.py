@@ -37,7 +37,13 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--instances-per-scope", type=int, default=100)
     demo.add_argument("--latency-ms", type=float, default=20.0)
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--dynamodb", choices=("moto", "dynalite"), default="moto")
+    demo.add_argument(
+        "--dynamodb",
+        choices=("auto", "moto", "dynalite"),
+        default="auto",
+        help="embedded DynamoDB: dynalite when installed (closest to DynamoDB's per-request cost; moto "
+        "answers index queries by scanning the table), else moto",
+    )
     demo.set_defaults(func=run_demo_command)
 
 
