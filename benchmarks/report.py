@@ -72,6 +72,7 @@ _NUMBERS: tuple[tuple[str, str, str, str], ...] = (
     ("latency_bound", "tps_per_scope", "requests/s per scope and service", ""),
     ("latency_bound", "latency_ms", "latency", "ms"),
     ("latency_bound", "engine_s", "engine", "s"),
+    ("latency_bound", "engine_workers_s", "engine, SYNC_WORKERS=auto", "s"),
     ("latency_bound", "lower_bound_s", "lower bound", "s"),
     ("latency_bound", "threadpool_boto3_s", "thread-pool peer", "s"),
     ("latency_bound", "threadpool_boto3_failed_scopes", "thread-pool peer failed scopes", ""),
