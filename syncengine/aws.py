@@ -31,7 +31,7 @@ from syncengine.models import AccountTarget
 from syncengine.retry import CallContext, call_with_retry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
 
 log = get_logger(__name__)
 
@@ -243,6 +243,29 @@ class AwsClients:
             response = await self.call(sts, "get_caller_identity", CallContext("GetCallerIdentity"))
             self._current_account_id = str(response["Account"])
         return self._current_account_id
+
+    async def pages(
+        self,
+        client: Any,
+        method: str,
+        context: CallContext,
+        *,
+        cursor: str,
+        scope_limiter: anyio.CapacityLimiter | None = None,
+        **params: Any,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every page of a paginated call, each page its own retried call (a throttle on page 7
+        retries page 7, not the whole listing). ``cursor`` names the pagination token in the service's spelling
+        (``nextToken`` for DRS, ``NextToken`` for EC2)."""
+        token: str | None = None
+        while True:
+            page = await self.call(
+                client, method, context, scope_limiter=scope_limiter, **params, **({cursor: token} if token else {})
+            )
+            yield page
+            token = page.get(cursor)
+            if not token:
+                return
 
     async def call(
         self,

@@ -85,16 +85,12 @@ async def _drs_pages(
         else ({"sourceServerIDs": batch} for batch in chunked(server_ids, DRS_FILTER_MAX_IDS))
     )
     for filters in filter_sets:
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"filters": filters, "maxResults": DRS_PAGE_SIZE}
-            if token:
-                params["nextToken"] = token
-            page = await aws.call(drs, "describe_recovery_instances", context, scope_limiter=limiter, **params)
+        pages = aws.pages(
+            drs, "describe_recovery_instances", context, cursor="nextToken", scope_limiter=limiter,
+            filters=filters, maxResults=DRS_PAGE_SIZE,
+        )
+        async for page in pages:
             yield list(page.get("items") or [])
-            token = page.get("nextToken")
-            if not token:
-                break
 
 
 async def describe_source_servers(
@@ -104,17 +100,13 @@ async def describe_source_servers(
     context = CallContext("drs:DescribeSourceServers", scope.account_id, scope.region)
     found: dict[str, dict[str, Any]] = {}
     for batch in chunked(dict.fromkeys(server_ids), DRS_FILTER_MAX_IDS):
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"filters": {"sourceServerIDs": batch}, "maxResults": DRS_PAGE_SIZE}
-            if token:
-                params["nextToken"] = token
-            page = await aws.call(drs, "describe_source_servers", context, scope_limiter=limiter, **params)
+        pages = aws.pages(
+            drs, "describe_source_servers", context, cursor="nextToken", scope_limiter=limiter,
+            filters={"sourceServerIDs": batch}, maxResults=DRS_PAGE_SIZE,
+        )
+        async for page in pages:
             for server in page.get("items") or []:
                 found[server["sourceServerID"]] = server
-            token = page.get("nextToken")
-            if not token:
-                break
     return found
 
 

@@ -30,21 +30,14 @@ async def describe_ec2_instances(
     context = CallContext("ec2:DescribeInstances", scope.account_id, scope.region)
     found: dict[str, dict[str, Any]] = {}
     for batch in chunked(dict.fromkeys(instance_ids), EC2_FILTER_MAX_IDS):
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {
-                "Filters": [{"Name": "instance-id", "Values": batch}],
-                "MaxResults": EC2_PAGE_SIZE,
-            }
-            if token:
-                params["NextToken"] = token
-            page = await aws.call(ec2, "describe_instances", context, scope_limiter=limiter, **params)
+        pages = aws.pages(
+            ec2, "describe_instances", context, cursor="NextToken", scope_limiter=limiter,
+            Filters=[{"Name": "instance-id", "Values": batch}], MaxResults=EC2_PAGE_SIZE,
+        )
+        async for page in pages:
             for reservation in page.get("Reservations") or []:
                 for instance in reservation.get("Instances") or []:
                     found[instance["InstanceId"]] = instance
-            token = page.get("NextToken")
-            if not token:
-                break
     return found
 
 
