@@ -79,6 +79,10 @@ def run_scenarios(sizes: Sizes, names: Sequence[str]) -> tuple[dict[str, Any], l
                 # What was measured before it broke stays, marked broken, as evidence.
                 document.update(getattr(exc, "sections", {}) or {})
             else:
+                # Which code and when: a later ``--only`` run merges into the same file.
+                stamp = {key: document["machine"][key] for key in ("git_commit", "engine_tree_dirty", "started_at")}
+                for section in produced.values():
+                    section["measured"] = stamp
                 document.update(produced)
         document["machine"]["load_average_end"] = harness.load_average()
         document["machine"]["duration_s"] = round(time.monotonic() - started, 1)
