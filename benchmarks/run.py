@@ -140,6 +140,8 @@ def _print_goals(path: Path) -> None:
     import json
 
     document = json.loads(path.read_text())
+    if (document.get("machine") or {}).get("mode") == "quick":
+        print("  (quick run: CI-sized estates; the goals are judged on --full runs)")
     for goal in document.get("goals", []):
         mark = "BROKEN" if goal.get("broken") else "pass" if goal["pass"] else "MISS"
         print(f"  {mark:6}  {goal['scenario']:>13}  {goal['goal']:<34} {goal['target']:<20} {goal['measured']}")
