@@ -7,7 +7,7 @@ assumed once) and runs each shard as an ordinary engine pass in its own process.
 the full-sync lease, the execution index, the report and the status; workers take the per-scope
 leases as any sync does.
 
-Each worker is a fresh interpreter (``python -m syncengine.shards``) fed its shard on stdin and
+Each worker is a fresh interpreter (``WORKER_COMMAND``) fed its shard on stdin and
 answering on stdout, both pickled (parent and child are the same code). Not ``multiprocessing``:
 its Queue and Pool need /dev/shm, which AWS Lambda lacks, and its "spawn" start method re-imports
 the parent's ``__main__`` (in Lambda, the runtime's own bootstrap). Nothing of the parent (event
@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = get_logger(__name__)
 
+# Imported by module name (not ``-m``), so pickled results name ``syncengine.shards`` and Python
+# does not warn about running a module that is already imported.
+WORKER_COMMAND = "import sys; from syncengine.shards import worker_main; sys.exit(worker_main())"
 # Below this many scopes a second process costs more (interpreter start, imports) than it saves.
 MIN_SCOPES_PER_WORKER = 16
 Planned = list[tuple[Scope, AccountTarget]]
@@ -132,7 +135,7 @@ async def run_in_processes(
 
     async def run_one(shard: Planned) -> None:
         process = await anyio.open_process(
-            [sys.executable, "-m", "syncengine.shards"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None
+            [sys.executable, "-c", WORKER_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None
         )
         try:
             assert process.stdin is not None and process.stdout is not None
