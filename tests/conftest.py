@@ -3,7 +3,16 @@ estate in tests/fixtures/simulator.py; both are plain pytest plugins registered 
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from syncengine import logging as engine_logging
+
+NOISY_LOGGERS = ("botocore", "aiobotocore", "aiohttp", "urllib3")
 
 # No test may ever reach real AWS: fake credentials and a fixed home region for every client.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIATESTHUBACCESSKEY")
@@ -22,3 +31,17 @@ pytest_plugins = [
     "tests.fixtures.dynamodb",
     "tests.fixtures.simulator",
 ]
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Let a test configure the engine's logging for real, then put structlog and the stdlib
+    levels of the chatty libraries back."""
+    saved = structlog.get_config()
+    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
+    configured = engine_logging._configured
+    yield
+    structlog.configure(**saved)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    engine_logging._configured = configured

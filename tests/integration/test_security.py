@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import boto3
 import pytest
-import structlog
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
-from syncengine import logging as engine_logging
 from syncengine.engine import (
     get_cached_records,
     get_records_by_execution,
@@ -122,17 +120,6 @@ class IssuedSecrets:
         store.issue = recording_issue
 
 
-@pytest.fixture
-def restored_logging() -> Iterator[None]:
-    """Lets a test configure the engine's logging for real; puts everything back afterwards."""
-    saved = structlog.get_config()
-    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
-    configured = engine_logging._configured
-    yield
-    structlog.configure(**saved)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
-    engine_logging._configured = configured
 
 
 def assert_no_secret(text: str, secrets: list[str]) -> None:

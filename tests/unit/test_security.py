@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from syncengine import logging as engine_logging
 from syncengine.accounts import validate_account_id, validate_region
 from syncengine.aws import Credentials
 from syncengine.errors import InvalidRequestError
@@ -26,17 +24,6 @@ SIGNATURE = "Signature=fe5f80f77d5fa3beca038a248ff027d0445342fe2855ddc9631766303
 NOISY_LOGGERS = ("botocore", "aiobotocore", "aiohttp", "urllib3")
 
 
-@pytest.fixture
-def restored_logging() -> Iterator[None]:
-    """Let a test configure logging for real, then put structlog and the stdlib levels back."""
-    saved = structlog.get_config()
-    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
-    configured = engine_logging._configured
-    yield
-    structlog.configure(**saved)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
-    engine_logging._configured = configured
 
 
 @pytest.mark.parametrize("account_id", ["123456789012", "000000000000", "999999999999"])
