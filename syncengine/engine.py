@@ -264,7 +264,9 @@ async def _run(
     region: str | None = None,
     server_ids: list[str] | None = None,
     progress: SyncProgress | None = None,
+    targets: list[AccountTarget] | None = None,
 ) -> SyncReport:
+    """One run. ``targets``, when the caller already read them, saves reading them again."""
     run_id = uuid.uuid4().hex[:16]
     started_iso = utc_now_iso()
     started = time.monotonic()
@@ -278,7 +280,8 @@ async def _run(
     try:
         with deadline_scope(rt.settings) as deadline:
             try:
-                targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+                if targets is None:
+                    targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
                 planned = plan_scopes(targets, rt.settings, account_id=account_id, region=region)
                 if progress is not None:
                     progress.start(len(planned))
@@ -373,12 +376,14 @@ async def _finish_run(rt: Runtime, report: SyncReport, *, full: bool) -> None:
     )
 
 
-async def _require_configured_scope(rt: Runtime, account_id: str | None, region: str | None) -> None:
+async def _require_configured_scope(
+    rt: Runtime, account_id: str | None, region: str | None
+) -> list[AccountTarget]:
     """A scoped sync must name an account and region that a full sync would cover: otherwise the
     caller made a mistake, and an empty "SUCCESS" would hide it."""
     targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
     if plan_scopes(targets, rt.settings, account_id=account_id, region=region):
-        return
+        return targets
     if account_id and not any(t.account_id == account_id for t in targets):
         raise InvalidRequestError(f"Account {account_id} is not an active target account.")
     where = f"account {account_id}" if account_id else "any target account"
@@ -407,9 +412,8 @@ async def sync_all(
         validate_region(region)
     full = account_id is None and region is None
     async with open_runtime(settings, session=session) as rt:
-        if not full:
-            await _require_configured_scope(rt, account_id, region)
-        return await _run(rt, full=full, account_id=account_id, region=region, progress=progress)
+        targets = None if full else await _require_configured_scope(rt, account_id, region)
+        return await _run(rt, full=full, account_id=account_id, region=region, progress=progress, targets=targets)
 
 
 async def sync_scope(
@@ -426,8 +430,10 @@ async def sync_scope(
     validate_region(region)
     ids = None if server_ids is None else [validate_source_server_id(sid) for sid in dict.fromkeys(server_ids)]
     async with open_runtime(settings, session=session) as rt:
-        await _require_configured_scope(rt, account_id, region)
-        return await _run(rt, full=False, account_id=account_id, region=region, server_ids=ids)
+        targets = await _require_configured_scope(rt, account_id, region)
+        return await _run(
+            rt, full=False, account_id=account_id, region=region, server_ids=ids, targets=targets
+        )
 
 
 async def get_sync_status(settings: SyncSettings, *, session: aioboto3.Session | None = None) -> SyncStatus:
