@@ -25,7 +25,12 @@ from aiobotocore.session import AioSession
 
 from syncengine.config import SyncSettings
 from syncengine.errors import AccessDeniedError, AwsError, ThrottledError
-from syncengine.fastpath import FastResponseParserFactory, SharedSSLSession, enable_client_class_cache
+from syncengine.fastpath import (
+    FastResponseParserFactory,
+    SharedSSLSession,
+    enable_client_class_cache,
+    install_fast_serializer,
+)
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget
 from syncengine.retry import CallContext, call_with_retry
@@ -180,7 +185,7 @@ class AwsClients:
                     aws_session_token=credentials.session_token,
                 )
             context = self.session.client(service, **kwargs)
-            client = await context.__aenter__()
+            client = install_fast_serializer(await context.__aenter__())
             self._clients[key] = (client, credentials, context)
             return client
 

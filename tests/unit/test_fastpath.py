@@ -10,7 +10,15 @@ from aiobotocore.parsers import AioResponseParserFactory
 from botocore.loaders import Loader
 from botocore.model import ServiceModel
 
-from syncengine.fastpath import FastResponseParserFactory, _shared_ssl_context, parse_describe_instances
+from botocore.serialize import create_serializer
+
+from syncengine.fastpath import (
+    FastJSONSerializer,
+    FastResponseParserFactory,
+    _shared_ssl_context,
+    install_fast_serializer,
+    parse_describe_instances,
+)
 
 EC2_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
 <DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
@@ -149,3 +157,61 @@ async def test_fast_dynamodb_query_matches_botocore() -> None:
     assert await _parse(FastResponseParserFactory(), "json", shape, body) == await _parse(
         AioResponseParserFactory(), "json", shape, body
     )
+
+
+CACHE_ITEM = {
+    "sourceServerId": {"S": "s-0123456789abcdef0"},
+    "recoveryInstanceId": {"S": "i-0123456789abcdef0"},
+    "observedAt": {"N": "1750000000000"},
+    "isDrill": {"BOOL": True},
+    "sourceServerTags": {"M": {"Name": {"S": "web-01"}, "Owner": {"S": "team \u00e9"}}},
+    "sourceSecurityGroupIds": {"L": [{"S": "sg-1"}, {"S": "sg-2"}]},
+}
+
+
+def _serialize_both(operation: str, params: dict) -> tuple[dict, dict]:
+    model = _model("dynamodb", "2012-08-10").operation_model(operation)
+    inner = create_serializer("json", include_validation=False)
+    return FastJSONSerializer(inner).serialize_to_request(params, model), inner.serialize_to_request(params, model)
+
+
+@pytest.mark.parametrize(
+    ("operation", "params"),
+    [
+        ("BatchWriteItem", {"RequestItems": {"cache": [{"PutRequest": {"Item": CACHE_ITEM}}] * 2 + [
+            {"DeleteRequest": {"Key": {"sourceServerId": {"S": "s-1"}}}}]}}),
+        ("BatchGetItem", {"RequestItems": {"cache": {"Keys": [{"sourceServerId": {"S": "s-1"}}],
+                                                     "ProjectionExpression": "#a", "ExpressionAttributeNames": {"#a": "x"},
+                                                     "ConsistentRead": True}}, "ReturnConsumedCapacity": "NONE"}),
+    ],
+)
+def test_fast_dynamodb_serializer_matches_botocore(operation: str, params: dict) -> None:
+    """The fast batch request is botocore's request: same method, path, headers and JSON body."""
+    fast, slow = _serialize_both(operation, params)
+    assert json.loads(fast.pop("body")) == json.loads(slow.pop("body"))
+    assert fast == slow
+
+
+def test_fast_dynamodb_serializer_leaves_binary_and_other_operations_to_botocore() -> None:
+    """Bytes need botocore's base64 encoding; PutItem is not a batch: both take botocore's path."""
+    binary = {"RequestItems": {"t": [{"PutRequest": {"Item": {"k": {"B": b"\x00\x01"}}}}]}}
+    fast, slow = _serialize_both("BatchWriteItem", binary)
+    assert fast == slow
+    assert json.loads(fast["body"])["RequestItems"]["t"][0]["PutRequest"]["Item"]["k"]["B"] == "AAE="
+    put = {"TableName": "t", "Item": CACHE_ITEM}
+    fast, slow = _serialize_both("PutItem", put)
+    assert fast == slow
+
+
+async def test_engine_dynamodb_clients_get_the_fast_serializer() -> None:
+    """Clients opened through AwsClients serialize batches fast; EC2 keeps botocore's serializer."""
+    from syncengine.aws import AwsClients
+    from syncengine.config import SyncSettings
+
+    settings = SyncSettings(regions=("us-east-1",), endpoint_urls=(("dynamodb", "http://127.0.0.1:9"),))
+    async with AwsClients(settings) as aws:
+        dynamodb = await aws.client("dynamodb", "us-east-1")
+        ec2 = await aws.client("ec2", "us-east-1")
+        assert isinstance(dynamodb._serializer, FastJSONSerializer)
+        assert not isinstance(ec2._serializer, FastJSONSerializer)
+        assert not isinstance(install_fast_serializer(dynamodb)._serializer._inner, FastJSONSerializer)  # no double wrap
