@@ -29,6 +29,21 @@ UNPROCESSED_MAX_ROUNDS = 10
 
 def to_attr(value: Any) -> dict[str, Any] | None:
     """Python value -> attribute value; None (and empty strings/collections) -> None = omit."""
+    # Exact-type checks first: a cold sync encodes every attribute of every record, and the
+    # abstract-class ``isinstance`` checks below cost more than the encoding itself.
+    kind = type(value)
+    if kind is str:
+        return {"S": value} if value else None
+    if kind is dict:
+        members = {str(k): a for k, v in value.items() if (a := to_attr(v)) is not None}
+        return {"M": members} if members else None
+    if kind is list or kind is tuple:
+        items = [a for v in value if (a := to_attr(v)) is not None]
+        return {"L": items} if items else None
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is int:
+        return {"N": str(value)}
     if value is None:
         return None
     if isinstance(value, bool):
