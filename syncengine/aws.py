@@ -1,7 +1,14 @@
 """All AWS I/O goes through here: one shared aioboto3 Session, per-account credentials from
-STS AssumeRole (with ExternalId, cached until near expiry), clients per (service, region,
-account) opened inside the run and closed with it, and one ``call`` that applies the limiters
-and the retry policy.
+STS AssumeRole (with ExternalId, cached until near expiry), clients opened inside the run and
+closed with it, and one ``call`` that applies the limiters and the retry policy.
+
+DRS and EC2 clients are shared by every account of a region: a client is bound to a region and
+an endpoint, not to an account, except through the credentials its signer holds. Building one
+costs ~5 ms of CPU (botocore copies the session's whole event-handler tree for each) and a
+connection pool; a large estate would build two per account and region. So each (service,
+region) gets one client whose signer reads the credentials of the account the *calling task*
+acts for (``CallScopedCredentials``, set per call by ``AccountClient``), and every account's
+requests to a regional endpoint share its connections, as they share its host in AWS.
 
 Clients are never kept at module scope: every ``asyncio.run`` is a new event loop, and a client
 bound to a dead loop fails in confusing ways. Only the Session (cheap to share, ~20 MB and
@@ -13,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,7 +29,9 @@ import aioboto3
 import anyio
 import botocore.session
 from aiobotocore.config import AioConfig
+from aiobotocore.credentials import AioCredentials
 from aiobotocore.session import AioSession
+from botocore.credentials import ReadOnlyCredentials
 
 from syncengine.config import SyncSettings
 from syncengine.errors import AccessDeniedError, AwsError, ThrottledError
@@ -45,6 +55,11 @@ ASSUME_ROLE_DURATION_SECONDS = 3600
 # Refresh assumed-role credentials this long before they expire, so no call signs with a
 # credential that lapses in flight.
 CREDENTIAL_REFRESH_MARGIN = timedelta(minutes=5)
+
+# Services whose clients every account of a region shares. Only services whose endpoint rules
+# do not depend on the caller's account (no ``AccountId`` parameter, unlike DynamoDB's):
+# tests/unit/test_aws_shared_clients.py checks botocore's rules still say so.
+SHARED_CLIENT_SERVICES = frozenset({"drs", "ec2"})
 
 _shared_session: aioboto3.Session | None = None
 
@@ -84,6 +99,52 @@ class Credentials:
 
     def fresh(self, now: datetime | None = None) -> bool:
         return (now or datetime.now(UTC)) + CREDENTIAL_REFRESH_MARGIN < self.expiration
+
+
+# The credentials of the account the current task's AWS call acts for (see AccountClient).
+_CALL_CREDENTIALS: ContextVar[Credentials | None] = ContextVar("syncengine_call_credentials", default=None)
+
+
+class CallScopedCredentials(AioCredentials):
+    """A shared client's credentials: whichever account's ``AccountClient`` made the call being
+    signed. With none bound it refuses to sign, so a request can never go out signed for an
+    account other than the one its caller named."""
+
+    def __init__(self) -> None:
+        super().__init__(access_key="", secret_key="")
+
+    async def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        current = _CALL_CREDENTIALS.get()
+        if current is None:
+            raise RuntimeError("a shared client was called without an account (use AwsClients.client)")
+        return ReadOnlyCredentials(current.access_key_id, current.secret_access_key, current.session_token, None)
+
+
+class AccountClient:
+    """One account's handle on a client shared by every account of a (service, region): its API
+    methods bind the account's credentials for the duration of the call (a ContextVar, so only
+    the calling task sees them); every other attribute is the shared client's."""
+
+    __slots__ = ("_client", "_credentials")
+
+    def __init__(self, client: Any, credentials: Credentials):
+        self._client = client
+        self._credentials = credentials
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name not in self._client.meta.method_to_api_mapping:
+            return attribute
+        credentials = self._credentials
+
+        async def call_as_account(*args: Any, **kwargs: Any) -> Any:
+            token = _CALL_CREDENTIALS.set(credentials)
+            try:
+                return await attribute(*args, **kwargs)
+            finally:
+                _CALL_CREDENTIALS.reset(token)
+
+        return call_as_account
 
 
 @dataclass
@@ -130,9 +191,13 @@ class AwsClients:
             # from typed code and the services validate them anyway.
             parameter_validation=False,
         )
-        # key -> (client, its credentials, its context manager to close it with)
+        # key -> (client, its credentials, its context manager to close it with: None for an
+        # AccountClient, whose shared client is closed with the run)
         self._clients: dict[tuple[str, str, str], tuple[Any, Credentials | None, Any]] = {}
         self._client_locks: dict[tuple[str, str, str], anyio.Lock] = {}
+        # (service, region) -> (shared client, its context manager)
+        self._shared: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._shared_locks: dict[tuple[str, str], anyio.Lock] = {}
         self._credentials: dict[str, Credentials] = {}
         self._credential_failures: dict[str, AwsError] = {}
         self._account_locks: dict[str, anyio.Lock] = {}
@@ -146,17 +211,21 @@ class AwsClients:
         with anyio.CancelScope(shield=True):
             for key in list(self._clients):
                 await self._close(key)
+            for shared_key in list(self._shared):
+                _, context = self._shared.pop(shared_key)
+                with contextlib.suppress(Exception):
+                    await context.__aexit__(None, None, None)
 
     async def _close(self, key: tuple[str, str, str]) -> None:
         entry = self._clients.pop(key, None)
-        if entry is not None:
+        if entry is not None and entry[2] is not None:
             with contextlib.suppress(Exception):
                 await entry[2].__aexit__(None, None, None)
 
     async def release(self, services: tuple[str, ...], region: str, account: AccountTarget | None = None) -> None:
-        """Close the clients a finished scope used: each holds a connection pool and ~0.4 MB, and a
-        large estate has two per account/region, so keeping them all would grow memory with the
-        estate."""
+        """Drop the clients a finished scope used. An account's DRS/EC2 handle is only a reference
+        to its region's shared client; a client of our own account holds a connection pool and
+        ~0.4 MB, and is closed."""
         account_key = account.account_id if account and account.role_arn else ""
         with anyio.CancelScope(shield=True):
             for service in services:
@@ -174,6 +243,10 @@ class AwsClients:
                 return cached[0]
             if cached is not None:
                 await self._close(key)
+            if credentials is not None and service in SHARED_CLIENT_SERVICES:
+                handle = AccountClient(await self._shared_client(service, region), credentials)
+                self._clients[key] = (handle, credentials, None)
+                return handle
             kwargs: dict[str, Any] = {"region_name": region, "config": self._config}
             endpoint = self.settings.endpoint_url(service)
             if endpoint:
@@ -188,6 +261,24 @@ class AwsClients:
             client = install_fast_serializer(await context.__aenter__())
             self._clients[key] = (client, credentials, context)
             return client
+
+    async def _shared_client(self, service: str, region: str) -> Any:
+        """The one ``service`` client of ``region`` that every assumed-role account signs through."""
+        key = (service, region)
+        async with self._shared_locks.setdefault(key, anyio.Lock()):
+            entry = self._shared.get(key)
+            if entry is None:
+                kwargs: dict[str, Any] = {"region_name": region, "config": self._config}
+                endpoint = self.settings.endpoint_url(service)
+                if endpoint:
+                    kwargs["endpoint_url"] = endpoint
+                # Placeholder keys so botocore does not search for credentials; the signer's
+                # credentials are replaced below and never sign with these.
+                context = self.session.client(service, aws_access_key_id="-", aws_secret_access_key="-", **kwargs)
+                client = await context.__aenter__()
+                client._request_signer._credentials = CallScopedCredentials()
+                entry = self._shared[key] = (client, context)
+            return entry[0]
 
     async def credentials_for(self, account: AccountTarget) -> Credentials | None:
         """Assumed-role credentials of ``account``: one AssumeRole per account per run, refreshed
