@@ -274,7 +274,8 @@ class AwsClients:
                     kwargs["endpoint_url"] = endpoint
                 # Placeholder keys so botocore does not search for credentials; the signer's
                 # credentials are replaced below and never sign with these.
-                context = self.session.client(service, aws_access_key_id="-", aws_secret_access_key="-", **kwargs)
+                placeholder = {"aws_access_key_id": "-", "aws_secret_access_key": "-"}  # not a secret
+                context = self.session.client(service, **placeholder, **kwargs)
                 client = await context.__aenter__()
                 client._request_signer._credentials = CallScopedCredentials()
                 entry = self._shared[key] = (client, context)
@@ -387,9 +388,7 @@ class AwsClients:
             async with scope_limiter, self.limiter:
                 return await operation(**params)
 
-        return await call_with_retry(
-            attempt, context, settings=self.settings.retry, on_retry=self.stats.record_retry
-        )
+        return await call_with_retry(attempt, context, settings=self.settings.retry, on_retry=self.stats.record_retry)
 
 
 def endpoint_overrides(urls: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -9,7 +9,6 @@ import pytest
 from aiobotocore.parsers import AioResponseParserFactory
 from botocore.loaders import Loader
 from botocore.model import ServiceModel
-
 from botocore.serialize import create_serializer
 
 from syncengine.fastpath import (
@@ -69,8 +68,19 @@ async def test_fast_ec2_describe_instances_matches_botocore() -> None:
             assert datetime.fromisoformat(value.replace("Z", "+00:00")) == expected.astimezone(UTC)
         else:
             assert value == expected, key
-    assert set(fast_instance) >= {"InstanceId", "State", "PrivateIpAddress", "PublicIpAddress", "InstanceType",
-                                  "LaunchTime", "Tags", "VpcId", "SubnetId", "SecurityGroups", "IamInstanceProfile"}
+    assert set(fast_instance) >= {
+        "InstanceId",
+        "State",
+        "PrivateIpAddress",
+        "PublicIpAddress",
+        "InstanceType",
+        "LaunchTime",
+        "Tags",
+        "VpcId",
+        "SubnetId",
+        "SecurityGroups",
+        "IamInstanceProfile",
+    }
 
 
 async def test_fast_drs_describe_matches_botocore() -> None:
@@ -132,9 +142,10 @@ async def test_client_classes_are_built_once_per_service() -> None:
 
     session = new_session()
     kwargs = {"region_name": "us-east-1", "aws_access_key_id": "a", "aws_secret_access_key": "b"}
-    async with session.client("ec2", **kwargs) as first, session.client("ec2", region_name="eu-west-1",
-                                                                          aws_access_key_id="a",
-                                                                          aws_secret_access_key="b") as second:
+    async with (
+        session.client("ec2", **kwargs) as first,
+        session.client("ec2", region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b") as second,
+    ):
         assert type(first) is type(second)
         assert first.meta.region_name != second.meta.region_name
     plain = AioSession()
@@ -146,8 +157,14 @@ async def test_fast_dynamodb_query_matches_botocore() -> None:
     """A DynamoDB Query answer decodes to exactly botocore's structure."""
     body = json.dumps(
         {
-            "Items": [{"sourceServerId": {"S": "s-1"}, "observedAt": {"N": "5"}, "tags": {"M": {"a": {"S": "b"}}},
-                       "list": {"L": [{"BOOL": True}, {"NULL": True}]}}],
+            "Items": [
+                {
+                    "sourceServerId": {"S": "s-1"},
+                    "observedAt": {"N": "5"},
+                    "tags": {"M": {"a": {"S": "b"}}},
+                    "list": {"L": [{"BOOL": True}, {"NULL": True}]},
+                }
+            ],
             "Count": 1,
             "ScannedCount": 1,
             "LastEvaluatedKey": {"sourceServerId": {"S": "s-1"}},
@@ -178,11 +195,29 @@ def _serialize_both(operation: str, params: dict) -> tuple[dict, dict]:
 @pytest.mark.parametrize(
     ("operation", "params"),
     [
-        ("BatchWriteItem", {"RequestItems": {"cache": [{"PutRequest": {"Item": CACHE_ITEM}}] * 2 + [
-            {"DeleteRequest": {"Key": {"sourceServerId": {"S": "s-1"}}}}]}}),
-        ("BatchGetItem", {"RequestItems": {"cache": {"Keys": [{"sourceServerId": {"S": "s-1"}}],
-                                                     "ProjectionExpression": "#a", "ExpressionAttributeNames": {"#a": "x"},
-                                                     "ConsistentRead": True}}, "ReturnConsumedCapacity": "NONE"}),
+        (
+            "BatchWriteItem",
+            {
+                "RequestItems": {
+                    "cache": [{"PutRequest": {"Item": CACHE_ITEM}}] * 2
+                    + [{"DeleteRequest": {"Key": {"sourceServerId": {"S": "s-1"}}}}]
+                }
+            },
+        ),
+        (
+            "BatchGetItem",
+            {
+                "RequestItems": {
+                    "cache": {
+                        "Keys": [{"sourceServerId": {"S": "s-1"}}],
+                        "ProjectionExpression": "#a",
+                        "ExpressionAttributeNames": {"#a": "x"},
+                        "ConsistentRead": True,
+                    }
+                },
+                "ReturnConsumedCapacity": "NONE",
+            },
+        ),
     ],
 )
 def test_fast_dynamodb_serializer_matches_botocore(operation: str, params: dict) -> None:
@@ -214,4 +249,6 @@ async def test_engine_dynamodb_clients_get_the_fast_serializer() -> None:
         ec2 = await aws.client("ec2", "us-east-1")
         assert isinstance(dynamodb._serializer, FastJSONSerializer)
         assert not isinstance(ec2._serializer, FastJSONSerializer)
-        assert not isinstance(install_fast_serializer(dynamodb)._serializer._inner, FastJSONSerializer)  # no double wrap
+        assert not isinstance(
+            install_fast_serializer(dynamodb)._serializer._inner, FastJSONSerializer
+        )  # no double wrap
