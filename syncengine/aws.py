@@ -38,6 +38,7 @@ from syncengine.errors import AccessDeniedError, AwsError, ThrottledError
 from syncengine.fastpath import (
     FastResponseParserFactory,
     SharedSSLSession,
+    cache_user_agent,
     enable_client_class_cache,
     install_fast_serializer,
 )
@@ -258,7 +259,7 @@ class AwsClients:
                     aws_session_token=credentials.session_token,
                 )
             context = self.session.client(service, **kwargs)
-            client = install_fast_serializer(await context.__aenter__())
+            client = cache_user_agent(install_fast_serializer(await context.__aenter__()))
             self._clients[key] = (client, credentials, context)
             return client
 
@@ -276,7 +277,7 @@ class AwsClients:
                 # credentials are replaced below and never sign with these.
                 placeholder = {"aws_access_key_id": "-", "aws_secret_access_key": "-"}  # not a secret
                 context = self.session.client(service, **placeholder, **kwargs)
-                client = await context.__aenter__()
+                client = cache_user_agent(await context.__aenter__())
                 client._request_signer._credentials = CallScopedCredentials()
                 entry = self._shared[key] = (client, context)
             return entry[0]
@@ -349,16 +350,25 @@ class AwsClients:
         *,
         cursor: str,
         scope_limiter: anyio.CapacityLimiter | None = None,
+        answered: anyio.Event | None = None,
         **params: Any,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every page of a paginated call, each page its own retried call (a throttle on page 7
         retries page 7, not the whole listing). ``cursor`` names the pagination token in the service's spelling
-        (``nextToken`` for DRS, ``NextToken`` for EC2)."""
+        (``nextToken`` for DRS, ``NextToken`` for EC2). ``answered`` is set once the first page's
+        first attempt has an answer (see ``call``)."""
         token: str | None = None
         while True:
             page = await self.call(
-                client, method, context, scope_limiter=scope_limiter, **params, **({cursor: token} if token else {})
+                client,
+                method,
+                context,
+                scope_limiter=scope_limiter,
+                answered=answered,
+                **params,
+                **({cursor: token} if token else {}),
             )
+            answered = None
             yield page
             token = page.get(cursor)
             if not token:
@@ -371,22 +381,29 @@ class AwsClients:
         context: CallContext,
         *,
         scope_limiter: anyio.CapacityLimiter | None = None,
+        answered: anyio.Event | None = None,
         **params: Any,
     ) -> Any:
         """Call ``client.<method>(**params)`` under the limiters, retried by the one retry layer.
 
         The limiters are held per attempt, never across a backoff sleep, so a throttled scope does
-        not starve the others of connection slots.
+        not starve the others of connection slots. ``answered``, when given, is set as soon as the
+        first attempt has an answer (a result, a throttle, an error): callers use it to hold back
+        work that would only compete for CPU while this call is still being decided.
         """
         operation = getattr(client, method)
 
         async def attempt() -> Any:
             self.stats.calls[context.operation] += 1
-            if scope_limiter is None:
-                async with self.limiter:
+            try:
+                if scope_limiter is None:
+                    async with self.limiter:
+                        return await operation(**params)
+                async with scope_limiter, self.limiter:
                     return await operation(**params)
-            async with scope_limiter, self.limiter:
-                return await operation(**params)
+            finally:
+                if answered is not None:
+                    answered.set()
 
         return await call_with_retry(attempt, context, settings=self.settings.retry, on_retry=self.stats.record_retry)
 

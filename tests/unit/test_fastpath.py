@@ -252,3 +252,30 @@ async def test_engine_dynamodb_clients_get_the_fast_serializer() -> None:
         assert not isinstance(
             install_fast_serializer(dynamodb)._serializer._inner, FastJSONSerializer
         )  # no double wrap
+
+
+async def test_cached_user_agent_is_the_header_botocore_builds() -> None:
+    """Per feature set, the cached User-Agent equals botocore's freshly built one."""
+    from botocore.context import start_as_current_context
+    from botocore.useragent import UserAgentString, register_feature_id
+
+    from syncengine.aws import new_session
+    from syncengine.fastpath import cache_user_agent
+
+    kwargs = {"region_name": "us-east-1", "aws_access_key_id": "a", "aws_secret_access_key": "b"}
+    async with new_session().client("drs", **kwargs) as client:
+        creator = client._user_agent_creator
+
+        def fresh() -> str:
+            return UserAgentString.to_string(creator)
+
+        cache_user_agent(client)
+        assert cache_user_agent(client) is client  # idempotent
+        plain = creator.to_string()
+        assert plain == fresh() and creator.to_string() is plain
+        with start_as_current_context():
+            register_feature_id("PAGINATOR")
+            with_feature = creator.to_string()
+            assert with_feature == fresh()
+        assert with_feature != plain
+        assert creator.to_string() == plain
