@@ -120,6 +120,63 @@ async def describe_source_servers(
     return found
 
 
+# How long a scope's follow-up work (EC2 lookups, its cache read) waits for the rest of the run's
+# scopes to hear from DRS, after hearing itself. Bounded so that one slow scope (a busy lease, a
+# slow role) delays the others' follow-ups by at most this much.
+DRS_FIRST_MAX_WAIT = 2.0
+
+
+class DrsFirst:
+    """Run-wide ordering: every scope's first DRS answer before anyone's follow-up work.
+
+    DRS is each account's scarce quota (a few requests a second) and, when it throttles, a scope
+    learns how long to back off only from DRS's answer. The event loop runs ready work in arrival
+    order, so EC2 parsing and cache reads of scopes that already heard from DRS would delay other
+    scopes' DRS requests, and with them the start of their back-off clocks. Follow-ups therefore
+    wait until every scope of the run has had its first DRS answer, or ``max_wait`` after their
+    own scope's, whichever comes first. Unthrottled, this only reorders the same CPU work."""
+
+    def __init__(self, scopes: int, *, max_wait: float = DRS_FIRST_MAX_WAIT):
+        self._pending = scopes
+        self._all_answered = anyio.Event()
+        self.max_wait = max_wait
+        if scopes <= 0:
+            self._all_answered.set()
+
+    def scope(self) -> FirstAnswer:
+        return FirstAnswer(self)
+
+    def _answered(self) -> None:
+        self._pending -= 1
+        if self._pending <= 0:
+            self._all_answered.set()
+
+
+class FirstAnswer:
+    """One scope's side of ``DrsFirst``: ``set()`` once DRS has answered the scope's first call
+    (or the scope will make none: it must be set on every path), ``follow()`` before follow-up
+    work."""
+
+    def __init__(self, gate: DrsFirst | None = None):
+        self._gate = gate
+        self._event = anyio.Event()
+        self._follow_after = 0.0
+
+    def set(self) -> None:
+        if self._event.is_set():
+            return
+        self._event.set()
+        if self._gate is not None:
+            self._follow_after = anyio.current_time() + self._gate.max_wait
+            self._gate._answered()
+
+    async def follow(self) -> None:
+        await self._event.wait()
+        if self._gate is not None:
+            with anyio.move_on_after(self._follow_after - anyio.current_time()):
+                await self._gate._all_answered.wait()
+
+
 async def discover_scope(
     aws: AwsClients,
     scope: Scope,
@@ -127,13 +184,18 @@ async def discover_scope(
     *,
     limiter: anyio.CapacityLimiter,
     server_ids: list[str] | None = None,
+    first_answer: FirstAnswer | None = None,
 ) -> ScopeDiscovery:
     """Recovery instances of ``scope`` with their source servers and EC2 instances.
+
+    ``first_answer`` is set once DRS has answered the scope's first source-server call (or
+    discovery ended without one); EC2 lookups follow it (see ``DrsFirst``).
 
     Raises the engine's ``AwsError`` on failure (the whole scope fails: partial discovery must
     never drive reconciliation). An uninitialised region is an empty, successful scope.
     """
     result = ScopeDiscovery()
+    first_answer = first_answer or FirstAnswer()
     drs = await aws.client("drs", scope.region, account)
     ec2 = await aws.client("ec2", scope.region, account)
 
@@ -153,12 +215,11 @@ async def discover_scope(
         async with anyio.create_task_group() as inner:
             if server_batch:
                 inner.start_soon(servers)
-                # DRS is the scope's scarce quota (a few requests a second per account), so its
-                # request goes out first; the EC2 lookup, which would only add CPU to the event
-                # loop while DRS decides, follows once DRS has answered or said when to return.
-                # Under throttling this gets every scope's DRS verdict (and its Retry-After clock)
-                # started as early as possible; unthrottled it costs one round trip per page.
+                # DRS first (see DrsFirst): the EC2 lookup follows DRS's answer to this page's
+                # source servers; unthrottled that costs one round trip per page.
                 await drs_answered.wait()
+            first_answer.set()
+            await first_answer.follow()
             if ec2_batch:
                 inner.start_soon(instances)
 
@@ -169,6 +230,8 @@ async def discover_scope(
                 if page:
                     result.recovery_instances.extend(slim_recovery_instance(ri) for ri in page)
                     tg.start_soon(enrich, page)
+            if not result.recovery_instances:
+                first_answer.set()
     except* AwsError as group:
         failures = [exc for exc in leaf_exceptions(group) if not is_uninitialized(exc)]
         if failures:

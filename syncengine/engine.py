@@ -30,7 +30,7 @@ from syncengine.accounts import (
 from syncengine.aws import AwsClients, CallStats
 from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
-from syncengine.discovery import ScopeDiscovery, discover_scope
+from syncengine.discovery import DrsFirst, FirstAnswer, ScopeDiscovery, discover_scope
 from syncengine.dynamo import Dynamo
 from syncengine.enrich import build_record
 from syncengine.errors import AwsError, InvalidRequestError, SyncEngineError
@@ -117,17 +117,28 @@ def deadline_scope(settings: SyncSettings) -> anyio.CancelScope:
 
 
 async def _discover_and_read_cache(
-    rt: Runtime, scope: Scope, account: AccountTarget, server_ids: list[str] | None
+    rt: Runtime, scope: Scope, account: AccountTarget, server_ids: list[str] | None, first_answer: FirstAnswer
 ) -> tuple[ScopeDiscovery, dict[str, CachedEntry]]:
+    """DRS/EC2 discovery and the cache's view of the scope (the scope lease keeps other writers
+    out meanwhile). The cache read is follow-up work (see ``DrsFirst``): it starts once DRS has
+    answered, and then overlaps the rest of discovery, off the scope's critical path."""
     found: dict[str, Any] = {}
 
     async def discover() -> None:
-        found["discovery"] = await discover_scope(
-            rt.aws, scope, account, limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
-            server_ids=server_ids,
-        )
+        try:
+            found["discovery"] = await discover_scope(
+                rt.aws,
+                scope,
+                account,
+                limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
+                server_ids=server_ids,
+                first_answer=first_answer,
+            )
+        finally:
+            first_answer.set()
 
     async def read_cache() -> None:
+        await first_answer.follow()
         found["cached"] = await rt.store.scope_entries(scope)
 
     await run_concurrently((discover, read_cache))
@@ -142,8 +153,10 @@ async def _sync_one_scope(
     *,
     run_id: str,
     server_ids: list[str] | None,
+    first_answer: FirstAnswer | None = None,
 ) -> ScopeResult:
     started = time.monotonic()
+    first_answer = first_answer or FirstAnswer()
 
     def elapsed_ms() -> int:
         return int((time.monotonic() - started) * 1000)
@@ -162,9 +175,7 @@ async def _sync_one_scope(
             result = failed(ScopeOutcome.SKIPPED, "ScopeBusy", "another sync of this scope did not finish in time")
             return result
         observed_at = int(time.time() * 1000)
-        # The cache's view of the scope is read while DRS is asked, not after: the scope lease
-        # keeps other writers out, and the read then costs no time on the scope's critical path.
-        discovery, cached = await _discover_and_read_cache(rt, scope, account, server_ids)
+        discovery, cached = await _discover_and_read_cache(rt, scope, account, server_ids, first_answer)
         records = [
             record
             for ri in discovery.recovery_instances
@@ -210,6 +221,7 @@ async def _sync_one_scope(
         result = failed(ScopeOutcome.FAILED, exc.error_type, str(exc))
         log.warning("scope_failed", error_type=exc.error_type, error=str(exc), operation=exc.operation)
     finally:
+        first_answer.set()  # a skipped or failed scope must not hold the others' follow-ups
         await rt.aws.release(("drs", "ec2"), scope.region, account)
         # Shielded: a run cut short by its deadline still records the scope and frees its lease.
         # Bounded only when there is a deadline to honour; otherwise a busy loop must not turn a
@@ -244,9 +256,13 @@ async def sync_scopes_in_runtime(
     """Every planned scope concurrently in this event loop, each result put in ``results`` as it
     finishes (so a deadline that cuts the rest short loses none of the finished ones)."""
 
+    drs_first = DrsFirst(len(planned))
+
     async def run_scope(scope: Scope, account: AccountTarget) -> None:
         with structlog.contextvars.bound_contextvars(account_id=scope.account_id, region=scope.region):
-            result = await _sync_one_scope(rt, scope, account, executions, run_id=run_id, server_ids=server_ids)
+            result = await _sync_one_scope(
+                rt, scope, account, executions, run_id=run_id, server_ids=server_ids, first_answer=drs_first.scope()
+            )
         results[scope] = result
         if progress is not None:
             progress.advance(result)

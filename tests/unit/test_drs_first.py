@@ -1,0 +1,61 @@
+"""DrsFirst: a scope's follow-up work waits for every scope's first DRS answer, but never more
+than ``max_wait`` after its own, and a scope that never asks DRS cannot hold the others."""
+
+from __future__ import annotations
+
+import anyio
+
+from syncengine.discovery import DrsFirst, FirstAnswer
+
+
+async def test_follow_ups_wait_until_every_scope_has_heard_from_drs() -> None:
+    gate = DrsFirst(3, max_wait=5.0)
+    first, second, third = gate.scope(), gate.scope(), gate.scope()
+    followed: list[str] = []
+
+    async def follow(name: str, answer: FirstAnswer) -> None:
+        await answer.follow()
+        followed.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(follow, "first", first)
+        first.set()
+        first.set()  # idempotent: one scope counts once
+        await anyio.sleep(0.05)
+        assert followed == []
+        second.set()
+        await anyio.sleep(0.05)
+        assert followed == []
+        third.set()  # e.g. a skipped scope, released in its cleanup
+    assert followed == ["first"]
+
+
+async def test_a_follow_up_waits_at_most_max_wait_after_its_own_answer() -> None:
+    gate = DrsFirst(2, max_wait=0.2)
+    mine, slow = gate.scope(), gate.scope()
+    mine.set()
+    started = anyio.current_time()
+    with anyio.fail_after(2):
+        await mine.follow()
+    assert 0.15 <= anyio.current_time() - started < 1.5
+    assert not slow._event.is_set()
+
+
+async def test_a_follow_up_never_runs_before_its_own_scope_heard_from_drs() -> None:
+    gate = DrsFirst(1, max_wait=0.0)
+    answer = gate.scope()
+    with anyio.move_on_after(0.1) as waited:
+        await answer.follow()
+    assert waited.cancelled_caught
+    answer.set()
+    with anyio.fail_after(1):
+        await answer.follow()
+
+
+async def test_without_a_gate_and_with_no_scopes_nothing_waits() -> None:
+    alone = FirstAnswer()
+    alone.set()
+    empty = DrsFirst(0)
+    with anyio.fail_after(1):
+        await alone.follow()
+        await empty._all_answered.wait()
