@@ -35,6 +35,7 @@ from syncengine.dynamo import Dynamo
 from syncengine.enrich import build_record
 from syncengine.errors import AwsError, InvalidRequestError, SyncEngineError
 from syncengine.executions import ExecutionIndex, load_execution_index
+from syncengine.gctune import relaxed_gc
 from syncengine.logging import get_logger
 from syncengine.models import (
     AccountTarget,
@@ -80,34 +81,35 @@ class Runtime:
 @contextlib.asynccontextmanager
 async def open_runtime(settings: SyncSettings, *, session: aioboto3.Session | None = None) -> AsyncIterator[Runtime]:
     stats = CallStats()
-    async with AwsClients(settings, session=session, stats=stats) as aws:
-        client = await aws.client("dynamodb", settings.home_region)
-        dynamo = Dynamo(
-            client,
-            retry=settings.retry,
-            stats=stats,
-            concurrency=max(settings.write_concurrency, 4),
-            region=settings.home_region,
-        )
-        yield Runtime(
-            settings=settings,
-            aws=aws,
-            dynamo=dynamo,
-            store=CacheStore(dynamo, settings.tables.cache, write_concurrency=settings.write_concurrency),
-            # Status and lease calls get their own limiter: behind a cold sync's record batches they
-            # would queue past the cleanup budget and leave scope leases held.
-            status=StatusStore(
-                Dynamo(client, retry=settings.retry, stats=stats, concurrency=8, region=settings.home_region),
-                settings.tables.status,
-                lease_seconds=settings.lease_seconds,
-            ),
-            stats=stats,
-            metrics=m.MetricsEmitter(
-                enabled=settings.emit_metrics,
-                namespace=settings.metrics_namespace,
-                environment=settings.environment,
-            ),
-        )
+    with relaxed_gc():
+        async with AwsClients(settings, session=session, stats=stats) as aws:
+            client = await aws.client("dynamodb", settings.home_region)
+            dynamo = Dynamo(
+                client,
+                retry=settings.retry,
+                stats=stats,
+                concurrency=max(settings.write_concurrency, 4),
+                region=settings.home_region,
+            )
+            yield Runtime(
+                settings=settings,
+                aws=aws,
+                dynamo=dynamo,
+                store=CacheStore(dynamo, settings.tables.cache, write_concurrency=settings.write_concurrency),
+                # Status and lease calls get their own limiter: behind a cold sync's record batches they
+                # would queue past the cleanup budget and leave scope leases held.
+                status=StatusStore(
+                    Dynamo(client, retry=settings.retry, stats=stats, concurrency=8, region=settings.home_region),
+                    settings.tables.status,
+                    lease_seconds=settings.lease_seconds,
+                ),
+                stats=stats,
+                metrics=m.MetricsEmitter(
+                    enabled=settings.emit_metrics,
+                    namespace=settings.metrics_namespace,
+                    environment=settings.environment,
+                ),
+            )
 
 
 def deadline_scope(settings: SyncSettings) -> anyio.CancelScope:
