@@ -285,7 +285,7 @@ def test_cfn_optional_deadline_is_left_unset_when_empty(lambda_stack: dict[str, 
 @pytest.mark.parametrize(
     ("function", "handler", "memory", "timeout"),
     [
-        pytest.param("DataManagementFunction", "handlers.data_management.lambda_handler", 1024, 900, id="data"),
+        pytest.param("DataManagementFunction", "handlers.data_management.lambda_handler", 1769, 900, id="data"),
         pytest.param("ExecutionFunction", "handlers.execution.lambda_handler", 512, 120, id="execution"),
         pytest.param("QueryFunction", "handlers.query.lambda_handler", 512, 30, id="query"),
     ],
