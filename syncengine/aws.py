@@ -59,7 +59,7 @@ CREDENTIAL_REFRESH_MARGIN = timedelta(minutes=5)
 
 # Services whose clients every account of a region shares. Only services whose endpoint rules
 # do not depend on the caller's account (no ``AccountId`` parameter, unlike DynamoDB's):
-# tests/unit/test_aws_shared_clients.py checks botocore's rules still say so.
+# tests/integration/test_shared_clients.py checks botocore's rules still say so.
 SHARED_CLIENT_SERVICES = frozenset({"drs", "ec2"})
 
 _shared_session: aioboto3.Session | None = None
