@@ -1,9 +1,10 @@
 """DRS discovery of one scope: recovery instances (paginated) and their source servers (filtered
 by up to 200 ids a call). No call per instance.
 
-Pages are pipelined: as soon as a page of recovery instances arrives, its source servers and EC2
-instances are requested while the next page is fetched, so a scope costs about one round trip
-per page plus one, not three.
+Pages are pipelined: as soon as a page of recovery instances arrives, its source servers are
+requested while the next page is fetched, and its EC2 instances once DRS has answered that
+request (``DrsFirst``: DRS is the scarce quota, so its requests go out before EC2 parsing takes the
+event loop), so a scope costs about one round trip per page plus two.
 """
 
 from __future__ import annotations
