@@ -248,20 +248,27 @@ class AwsClients:
                 handle = AccountClient(await self._shared_client(service, region), credentials)
                 self._clients[key] = (handle, credentials, None)
                 return handle
-            kwargs: dict[str, Any] = {"region_name": region, "config": self._config}
-            endpoint = self.settings.endpoint_url(service)
-            if endpoint:
-                kwargs["endpoint_url"] = endpoint
+            keys: dict[str, Any] = {}
             if credentials is not None:
-                kwargs.update(
-                    aws_access_key_id=credentials.access_key_id,
-                    aws_secret_access_key=credentials.secret_access_key,
-                    aws_session_token=credentials.session_token,
-                )
-            context = self.session.client(service, **kwargs)
-            client = cache_user_agent(install_fast_serializer(await context.__aenter__()))
+                keys = {
+                    "aws_access_key_id": credentials.access_key_id,
+                    "aws_secret_access_key": credentials.secret_access_key,
+                    "aws_session_token": credentials.session_token,
+                }
+            client, context = await self._open(service, region, **keys)
             self._clients[key] = (client, credentials, context)
             return client
+
+    async def _open(self, service: str, region: str, **keys: Any) -> tuple[Any, Any]:
+        """A new client (and the context manager that closes it) with the engine's config, endpoint
+        override and fast paths; ``keys`` are explicit credentials, none: the session's own."""
+        kwargs: dict[str, Any] = {"region_name": region, "config": self._config, **keys}
+        endpoint = self.settings.endpoint_url(service)
+        if endpoint:
+            kwargs["endpoint_url"] = endpoint
+        context = self.session.client(service, **kwargs)
+        client = cache_user_agent(install_fast_serializer(await context.__aenter__()))
+        return client, context
 
     async def _shared_client(self, service: str, region: str) -> Any:
         """The one ``service`` client of ``region`` that every assumed-role account signs through."""
@@ -269,15 +276,10 @@ class AwsClients:
         async with self._shared_locks.setdefault(key, anyio.Lock()):
             entry = self._shared.get(key)
             if entry is None:
-                kwargs: dict[str, Any] = {"region_name": region, "config": self._config}
-                endpoint = self.settings.endpoint_url(service)
-                if endpoint:
-                    kwargs["endpoint_url"] = endpoint
                 # Placeholder keys so botocore does not search for credentials; the signer's
                 # credentials are replaced below and never sign with these.
                 placeholder = {"aws_access_key_id": "-", "aws_secret_access_key": "-"}  # not a secret
-                context = self.session.client(service, **placeholder, **kwargs)
-                client = cache_user_agent(await context.__aenter__())
+                client, context = await self._open(service, region, **placeholder)
                 client._request_signer._credentials = CallScopedCredentials()
                 entry = self._shared[key] = (client, context)
             return entry[0]
