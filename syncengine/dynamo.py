@@ -29,33 +29,21 @@ UNPROCESSED_MAX_ROUNDS = 10
 
 def to_attr(value: Any) -> dict[str, Any] | None:
     """Python value -> attribute value; None (and empty strings/collections) -> None = omit."""
-    # Exact-type checks first: a cold sync encodes every attribute of every record, and the
-    # abstract-class ``isinstance`` checks below cost more than the encoding itself.
-    kind = type(value)
-    if kind is str:
-        return {"S": value} if value else None
-    if kind is dict:
-        members = {str(k): a for k, v in value.items() if (a := to_attr(v)) is not None}
-        return {"M": members} if members else None
-    if kind is list or kind is tuple:
-        items = [a for v in value if (a := to_attr(v)) is not None]
-        return {"L": items} if items else None
-    if kind is bool:
-        return {"BOOL": value}
-    if kind is int:
-        return {"N": str(value)}
     if value is None:
         return None
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, str):
+    # The exact-type test first in each branch: a cold sync encodes every attribute of every
+    # record, and the abstract-class ``isinstance`` checks cost more than the encoding itself.
+    kind = type(value)
+    if kind is str or isinstance(value, str):
         return {"S": value} if value else None
-    if isinstance(value, int | float | Decimal):
+    if kind is bool or isinstance(value, bool):
+        return {"BOOL": value}
+    if kind is int or isinstance(value, int | float | Decimal):
         return {"N": str(value)}
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         members = {str(k): a for k, v in value.items() if (a := to_attr(v)) is not None}
         return {"M": members} if members else None
-    if isinstance(value, list | tuple | set | frozenset):
+    if kind is list or kind is tuple or isinstance(value, list | tuple | set | frozenset):
         items = [a for v in value if (a := to_attr(v)) is not None]
         return {"L": items} if items else None
     raise TypeError(f"cannot store {type(value).__name__} in DynamoDB")
