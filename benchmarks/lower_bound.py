@@ -34,7 +34,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from benchmarks.harness import EstateSpec, Faults
 
 PAGE_SIZE = 200
 FILTER_MAX_IDS = 200
@@ -100,3 +103,14 @@ def estate_lower_bound(
     """The slowest scope of a uniform estate: a target account's (it needs AssumeRole) when there
     is one besides the hub."""
     return scope_lower_bound(instances_per_scope, latency_s=latency_s, tps=tps, burst=burst, assume_role=accounts > 1)
+
+
+def bound_for(spec: EstateSpec, faults: Faults) -> ScopeBound:
+    """``estate_lower_bound`` of a benchmark estate under its simulator faults."""
+    return estate_lower_bound(
+        accounts=spec.accounts,
+        instances_per_scope=spec.instances_per_scope,
+        latency_s=faults.latency_ms / 1000,
+        tps=faults.tps_per_scope,
+        burst=faults.burst_per_scope,
+    )

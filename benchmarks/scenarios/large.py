@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from benchmarks import harness as h
-from benchmarks.lower_bound import estate_lower_bound
+from benchmarks.lower_bound import bound_for
 from benchmarks.sizes import BenchContext
 from benchmarks.variants import engine_sync, threadpool_sync
 
@@ -92,13 +92,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     workers_run = raw["engine_workers"]["run"]
     instances = raw["expected_instances"]
     cold = engine["run"]
-    bound = estate_lower_bound(
-        accounts=spec.accounts,
-        instances_per_scope=spec.instances_per_scope,
-        latency_s=faults.latency_ms / 1000,
-        tps=faults.tps_per_scope,
-        burst=faults.burst_per_scope,
-    )
+    bound = bound_for(spec, faults)
     steady = engine["steady"]
     steady_report = engine["steady_report"]
     large = {

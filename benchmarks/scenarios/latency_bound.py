@@ -12,20 +12,10 @@ import os
 from typing import Any
 
 from benchmarks import harness as h
-from benchmarks.lower_bound import ScopeBound, estate_lower_bound
+from benchmarks.lower_bound import bound_for
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.sizes import BenchContext
 from benchmarks.variants import engine_sync, threadpool_sync
-
-
-def bound_for(spec: h.EstateSpec, faults: h.Faults) -> ScopeBound:
-    return estate_lower_bound(
-        accounts=spec.accounts,
-        instances_per_scope=spec.instances_per_scope,
-        latency_s=faults.latency_ms / 1000,
-        tps=faults.tps_per_scope,
-        burst=faults.burst_per_scope,
-    )
 
 
 def measure(

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from benchmarks.harness import EstateSpec, Faults
-from benchmarks.lower_bound import estate_lower_bound
+from benchmarks.lower_bound import bound_for
 from benchmarks.scenarios.large import ScenarioBroken, problems, sync_pair
 from benchmarks.sizes import BenchContext
 
@@ -42,13 +42,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 
 
 def _point(spec: EstateSpec, raw: dict[str, Any], faults: Faults) -> dict[str, Any]:
-    bound = estate_lower_bound(
-        accounts=spec.accounts,
-        instances_per_scope=spec.instances_per_scope,
-        latency_s=faults.latency_ms / 1000,
-        tps=faults.tps_per_scope,
-        burst=faults.burst_per_scope,
-    )
+    bound = bound_for(spec, faults)
     return {
         "instances": raw["expected_instances"],
         "accounts": spec.accounts,
