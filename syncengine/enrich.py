@@ -113,6 +113,7 @@ def build_record(
         origin_environment=recovery_instance.get("originEnvironment") or None,
         source_execution_id=resolved.execution_id if resolved else None,
         source_plan_name=resolved.plan_name if resolved else None,
+        attribution=resolved.attribution.value if resolved else None,
         replication_staging_account_id=staging,
         source_vpc_id=ec2.get("VpcId") or None,
         source_subnet_id=ec2.get("SubnetId") or None,

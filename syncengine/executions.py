@@ -1,9 +1,13 @@
 """Index of the orchestration's execution history, read once per sync.
 
-Answers "which execution launched this recovery instance?" by three rules, in order:
-1. the recovery instance's ``jobID`` equals a wave's ``jobId``;
-2. a wave's ``serverStatuses[].recoveryInstanceId`` names the recovery instance;
-3. the most recent execution (by ``startTime``) with a wave in the same region listing the server.
+Answers "which execution launched this recovery instance?" by three rules, in order, and says
+which rule answered (the ``Attribution``):
+1. the recovery instance's ``jobID`` equals a wave's ``jobId`` (``job``);
+2. a wave's ``serverStatuses[].recoveryInstanceId`` names the recovery instance
+   (``recoveryInstance``);
+3. the most recent execution (by ``startTime``) with a wave in the same region listing the server
+   (``inferred``: the execution planned the server, which proves nothing about who launched this
+   instance; terminate never acts on it).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncengine.dynamo import Dynamo
+from syncengine.models import Attribution
 
 # Only what the index needs: execution history items can carry large per-server payloads.
 _PROJECTION = "#eid, #plan, #start, #waves"
@@ -24,6 +29,22 @@ class ExecutionRef:
     execution_id: str
     plan_name: str | None
     start_time: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExecutionMatch:
+    """The execution of a recovery instance and how it was found."""
+
+    ref: ExecutionRef
+    attribution: Attribution
+
+    @property
+    def execution_id(self) -> str:
+        return self.ref.execution_id
+
+    @property
+    def plan_name(self) -> str | None:
+        return self.ref.plan_name
 
 
 @dataclass
@@ -69,15 +90,17 @@ class ExecutionIndex:
 
     def resolve(
         self, *, job_id: str | None, recovery_instance_id: str, source_server_id: str, region: str
-    ) -> ExecutionRef | None:
+    ) -> ExecutionMatch | None:
         if job_id and job_id in self.by_job:
-            return self.by_job[job_id]
+            return ExecutionMatch(self.by_job[job_id], Attribution.JOB)
         if recovery_instance_id in self.by_recovery_instance:
-            return self.by_recovery_instance[recovery_instance_id]
-        return self.by_server_region.get((source_server_id, region))
+            return ExecutionMatch(self.by_recovery_instance[recovery_instance_id], Attribution.RECOVERY_INSTANCE)
+        ref = self.by_server_region.get((source_server_id, region))
+        return None if ref is None else ExecutionMatch(ref, Attribution.INFERRED)
 
     def __len__(self) -> int:
-        return len({r.execution_id for r in (*self.by_job.values(), *self.by_server_region.values())})
+        refs = (*self.by_job.values(), *self.by_recovery_instance.values(), *self.by_server_region.values())
+        return len({r.execution_id for r in refs})
 
 
 def _number(value: Any) -> float:

@@ -36,6 +36,17 @@ class Scope:
         return cls(account_id, region)
 
 
+class Attribution(StrEnum):
+    """How the cache knows which execution launched a recovery instance (API-CONTRACT.md)."""
+
+    # The recovery instance's DRS jobID is the jobId of one of the execution's waves.
+    JOB = "job"
+    # Its id is in a wave's serverStatuses[].recoveryInstanceId.
+    RECOVERY_INSTANCE = "recoveryInstance"
+    # Only that a wave of the execution planned the server: for display, never a reason to terminate.
+    INFERRED = "inferred"
+
+
 @dataclass(frozen=True)
 class RecoveryInstanceRecord:
     """One cached recovery instance: the newest one of its source server.
@@ -62,6 +73,8 @@ class RecoveryInstanceRecord:
     origin_environment: str | None = None
     source_execution_id: str | None = None
     source_plan_name: str | None = None
+    # How source_execution_id was found (an ``Attribution`` value); None when it was not.
+    attribution: str | None = None
     replication_staging_account_id: str | None = None
     source_vpc_id: str | None = None
     source_subnet_id: str | None = None

@@ -50,6 +50,9 @@ _CONTENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("source_security_group_ids", "sourceSecurityGroupIds"),
     ("source_instance_profile", "sourceInstanceProfile"),
     ("source_server_tags", "sourceServerTags"),
+    # Added last: a record without an execution hashes as before; one with an execution changes
+    # its hash once (the next sync writes it with its attribution), and never again.
+    ("attribution", "attribution"),
 )
 REQUIRED_FIELDS = (
     "sourceServerId",
