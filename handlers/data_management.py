@@ -1,4 +1,4 @@
-"""The data-management function: the 5-minute schedule, every direct operation, and the four
+"""The data-management function: the 5-minute schedule, every direct operation, and the five
 API Gateway routes (REST v1 and HTTP v2 events).
 
 | event                                              | action                                    |
@@ -8,10 +8,12 @@ API Gateway routes (REST v1 and HTTP v2 events).
 | native ``aws.events`` "Scheduled Event"            | full sync                                 |
 | ``{"operation": "get_recovery_instance_sync_status"}`` | status                                |
 | ``{"operation": "check_existing_recovery_instances", "planId"}`` | the route's body            |
-| ``{"operation": "terminate_recovery_instances", "executionId"}`` | the route's body            |
+| ``{"operation": "terminate_recovery_instances", "executionId", "includeNonDrill"?}`` | the route's body |
+| ``{"operation": "get_execution_recovery_instances", "executionId"}`` | the preview route's body  |
 | ``POST /drs/recovery-instance-sync``               | scoped: 200 report; full: 202, async      |
 | ``GET /drs/recovery-instance-sync/status``         | status                                    |
 | ``GET /recovery-plans/{planId}/check-existing-instances`` | cache query                        |
+| ``GET /executions/{executionId}/recovery-instances`` | terminate preview (cache only)          |
 | ``POST /executions/{executionId}/terminate-instances`` | terminate via the cache               |
 """
 
@@ -50,8 +52,23 @@ def check_existing(event: DirectInvocationEvent, _context: Any) -> Outcome:
     return operations.check_existing(dependencies.current(), event.plan_id)
 
 
-def terminate(event: DirectInvocationEvent, _context: Any) -> Outcome:
-    return operations.terminate_instances(dependencies.current(), event.execution_id)
+def execution_recovery_instances(event: DirectInvocationEvent, _context: Any) -> Outcome:
+    return operations.execution_recovery_instances(dependencies.current(), event.execution_id)
+
+
+# The direct event's own keys; any other key must be a terminate option.
+DIRECT_TERMINATE_KEYS = frozenset({"operation", "executionId"})
+
+
+def terminate(event: DirectInvocationEvent, context: Any) -> Outcome:
+    deps = dependencies.current()
+    try:
+        options = operations.terminate_options(
+            deps, event.raw_event, context, requested_by=None, api=False, ignored=DIRECT_TERMINATE_KEYS
+        )
+    except InvalidRequestError as exc:
+        return error_outcome(400, INVALID_REQUEST, str(exc))
+    return operations.terminate_instances(deps, event.execution_id, options)
 
 
 def scheduled_sync(event: ScheduledEvent, context: Any) -> Outcome:
@@ -63,6 +80,7 @@ OPERATIONS: dict[str, DirectOperation] = {
     operations.SYNC_OPERATION: sync_now,
     "get_recovery_instance_sync_status": sync_status,
     "check_existing_recovery_instances": check_existing,
+    "get_execution_recovery_instances": execution_recovery_instances,
     "terminate_recovery_instances": terminate,
 }
 

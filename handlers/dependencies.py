@@ -29,6 +29,9 @@ class EngineFunctions:
         terminate.terminate_execution_instances
     )
     sync_wave: Callable[..., Awaitable[plans.WaveSyncResult]] = plans.sync_wave
+    get_execution_recovery_instances: Callable[..., Awaitable[dict[str, Any]]] = (
+        terminate.execution_recovery_instances
+    )
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,11 @@ from typing import Any
 
 from handlers.dependencies import Dependencies
 from syncengine.accounts import validate_account_id, validate_region
+from syncengine.config import SyncSettings
 from syncengine.engine import deadline_from_lambda, run_blocking
 from syncengine.errors import (
     AwsError,
+    ExecutionInProgressError,
     InvalidRequestError,
     NotFoundError,
     SyncEngineError,
@@ -31,6 +33,7 @@ from syncengine.errors import (
 from syncengine.logging import get_logger
 from syncengine.models import HealthStatus
 from syncengine.plans import validate_identifier
+from syncengine.terminate_rules import TerminateOptions, parse_terminate_body
 
 log = get_logger(__name__)
 
@@ -38,6 +41,9 @@ SYNC_OPERATION = "sync_recovery_instances"
 STATUS_PATH = "/drs/recovery-instance-sync/status"
 INVALID_REQUEST = "INVALID_REQUEST"
 SYNC_IN_PROGRESS = "SYNC_IN_PROGRESS"
+EXECUTION_IN_PROGRESS = "EXECUTION_IN_PROGRESS"
+# API Gateway gives a route 29 s; synchronous API work stops starting new calls after this.
+API_BUDGET_SECONDS = 25.0
 INTERNAL_ERROR = "INTERNAL_ERROR"
 INTERNAL_MESSAGE = "An unexpected error occurred; the details are in the function's logs."
 ASCII_ACCOUNT_ID = re.compile(r"[0-9]{12}")
@@ -59,6 +65,9 @@ def failure(exc: Exception, *, code: str, action: str, **extra: Any) -> Outcome:
         return error_outcome(400, INVALID_REQUEST, str(exc), **extra)
     if isinstance(exc, NotFoundError):
         return error_outcome(404, exc.error_code, str(exc), **extra)
+    if isinstance(exc, ExecutionInProgressError):
+        extra = {**extra, "executionId": exc.execution_id, "executionStatus": exc.execution_status}
+        return error_outcome(409, EXECUTION_IN_PROGRESS, str(exc), **extra)
     if isinstance(exc, SyncInProgressError):
         return error_outcome(409, SYNC_IN_PROGRESS, str(exc), **extra)
     if isinstance(exc, AwsError):
@@ -128,13 +137,24 @@ def parse_json_body(body: Any, *, base64_encoded: bool = False) -> Any:
 # -- sync -----------------------------------------------------------------------------------------
 
 
-def run_sync(deps: Dependencies, request: SyncRequest, context: Any) -> Outcome:
+def within_budget(settings: SyncSettings, budget_seconds: float | None) -> SyncSettings:
+    """Settings whose deadline is at most ``budget_seconds`` (None: unchanged)."""
+    if budget_seconds is None:
+        return settings
+    current = settings.deadline_seconds
+    return settings.with_changes(deadline_seconds=min(current, budget_seconds) if current else budget_seconds)
+
+
+def run_sync(
+    deps: Dependencies, request: SyncRequest, context: Any, *, budget_seconds: float | None = None
+) -> Outcome:
     """Sync now (the schedule, a direct invocation, a scoped API request): 200 with the report.
 
     A full sync that finds the lease held is skipped, not failed: the schedule fires every five
-    minutes and a long run may still hold it.
+    minutes and a long run may still hold it. ``budget_seconds`` bounds an API request's run
+    (unfinished scopes are reported ``DeadlineExceeded``, the report ``PARTIAL``).
     """
-    settings = deadline_from_lambda(deps.settings, context)
+    settings = within_budget(deadline_from_lambda(deps.settings, context), budget_seconds)
     try:
         report = run_blocking(
             deps.engine.sync_all, settings, account_id=request.account_id, region=request.region
@@ -151,7 +171,7 @@ def start_sync(deps: Dependencies, request: SyncRequest, context: Any) -> Outcom
     """The API's on-demand sync: scoped runs now; full starts asynchronously (202), because API
     Gateway gives up after 29 seconds and a full sync may take minutes."""
     if not request.full:
-        return run_sync(deps, request, context)
+        return run_sync(deps, request, context, budget_seconds=API_BUDGET_SECONDS)
     try:
         status = run_blocking(deps.engine.get_sync_status, deps.settings)
     except Exception as exc:
@@ -207,12 +227,46 @@ def check_existing(deps: Dependencies, plan_id: Any) -> Outcome:
     return Outcome(200, body)
 
 
-def terminate_instances(deps: Dependencies, execution_id: Any) -> Outcome:
+def execution_recovery_instances(deps: Dependencies, execution_id: Any) -> Outcome:
+    """The terminate preview (cache only)."""
+    try:
+        body = run_blocking(
+            deps.engine.get_execution_recovery_instances,
+            deps.settings,
+            validate_identifier("executionId", execution_id),
+        )
+    except Exception as exc:
+        return failure(
+            exc, code="PREVIEW_FAILED", action="Listing the execution's instances", executionId=_echo(execution_id)
+        )
+    return Outcome(200, body)
+
+
+def terminate_options(
+    deps: Dependencies,
+    data: Any,
+    context: Any,
+    *,
+    requested_by: str | None,
+    api: bool,
+    ignored: frozenset[str] = frozenset(),
+) -> TerminateOptions:
+    """The terminate request's options: its body (validated), who asked, and the time budget
+    (API: 25 s; a direct invocation: the Lambda's remaining time). Raises ``InvalidRequestError``."""
+    include_non_drill = parse_terminate_body(data, ignored=ignored)
+    budget = deadline_from_lambda(deps.settings, context).deadline_seconds
+    if api:
+        budget = min(budget, API_BUDGET_SECONDS) if budget is not None else API_BUDGET_SECONDS
+    return TerminateOptions(include_non_drill=include_non_drill, requested_by=requested_by, budget_seconds=budget)
+
+
+def terminate_instances(deps: Dependencies, execution_id: Any, options: TerminateOptions | None = None) -> Outcome:
     try:
         body = run_blocking(
             deps.engine.terminate_execution_instances,
             deps.settings,
             validate_identifier("executionId", execution_id),
+            options or TerminateOptions(),
         )
     except Exception as exc:
         return failure(

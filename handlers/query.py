@@ -1,4 +1,5 @@
-"""The read-only query function: check existing instances and the sync status, as API routes
+"""The read-only query function: check existing instances, the terminate preview and the sync
+status, as API routes
 (REST v1 and HTTP v2) and as direct operations. Its IAM role has no write action on any table,
 so it serves only ``read_router`` and never syncs or terminates."""
 
@@ -27,9 +28,14 @@ def check_existing(event: DirectInvocationEvent, _context: Any) -> Outcome:
     return operations.check_existing(dependencies.current(), event.plan_id)
 
 
+def execution_recovery_instances(event: DirectInvocationEvent, _context: Any) -> Outcome:
+    return operations.execution_recovery_instances(dependencies.current(), event.execution_id)
+
+
 OPERATIONS: dict[str, DirectOperation] = {
     "get_recovery_instance_sync_status": sync_status,
     "check_existing_recovery_instances": check_existing,
+    "get_execution_recovery_instances": execution_recovery_instances,
 }
 
 

@@ -9,6 +9,7 @@
     │   ├── RecoveryPlanNotFoundError
     │   └── ExecutionNotFoundError
     ├── SyncInProgressError           a full sync holds the lease (HTTP 409)
+    ├── ExecutionInProgressError      terminate asked of an execution still running (HTTP 409)
     ├── DeadlineExceededError         the run's deadline passed before the work finished
     └── AwsError                      an AWS call failed; carries account, region, operation, code
         ├── TransientAwsError         worth retrying: throttling, 5xx, connection resets, timeouts
@@ -58,6 +59,15 @@ class SyncInProgressError(SyncEngineError):
         super().__init__(message)
         self.holder = holder
         self.expires_at = expires_at
+
+
+class ExecutionInProgressError(SyncEngineError):
+    error_code = "EXECUTION_IN_PROGRESS"
+
+    def __init__(self, message: str, *, execution_id: str, execution_status: str):
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.execution_status = execution_status
 
 
 class DeadlineExceededError(SyncEngineError):
@@ -121,6 +131,7 @@ __all__ = [
     "AwsError",
     "ConfigurationError",
     "DeadlineExceededError",
+    "ExecutionInProgressError",
     "ExecutionNotFoundError",
     "InvalidRequestError",
     "NotFoundError",

@@ -191,9 +191,13 @@ async def call_with_retry(
     *,
     settings: RetrySettings = DEFAULT_RETRY,
     on_retry: Callable[[AwsError], None] | None = None,
+    retry_on: type[AwsError] = TransientAwsError,
 ) -> T:
     """Run ``call`` until it succeeds, a permanent error occurs, attempts run out or the deadline
-    nears. Raises the engine's ``AwsError`` subclasses (chained to the original)."""
+    nears. Raises the engine's ``AwsError`` subclasses (chained to the original).
+
+    ``retry_on`` narrows what is retried: a call that is not idempotent passes ``ThrottledError``
+    (only errors that prove the service did not act), see ``syncengine.terminate``."""
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -201,7 +205,7 @@ async def call_with_retry(
             on_retry(exc)
 
     retrying = AsyncRetrying(
-        retry=retry_if_exception_type(TransientAwsError),
+        retry=retry_if_exception_type(retry_on),
         stop=stop_after_attempt(settings.max_attempts) | _stop_at_deadline,
         wait=full_jitter_wait(settings),
         before_sleep=before_sleep,

@@ -1,14 +1,14 @@
 """Terminate the recovery instances an execution launched, found through the cache.
 
 The execution's instances come from the cache's ``sourceExecutionId`` index (no DRS describe
-call), grouped by (account, region). Each group calls DRS TerminateRecoveryInstances with at most
-100 ids, acting in the account through the same role sync uses (the target-accounts item; the
-current account uses its own credentials). The cache records of accepted ids are deleted and the
-jobs are recorded on the execution item.
+call). ``syncengine.terminate_rules`` decides which of them may be touched (proven attribution,
+drills unless ``includeNonDrill``, never while the execution runs); the rest are ``skipped``.
+The terminable ones are grouped by (account, region) and terminated by
+``syncengine.terminate_drs`` (100 ids a call, the account's sync role, no blind retry of the
+non-idempotent call). As each call is accepted its job is appended to the execution item (once
+per job id) and the cache records of its ids are deleted, so a cut-off invocation loses nothing.
 
-DRS rejects a whole TerminateRecoveryInstances call with ``ConflictException`` when any id in it
-is unknown or already terminating. The ids of such a batch are then sent one by one (at most 100
-calls for the batch), so the others still terminate and the conflicting ones are reported.
+``execution_recovery_instances`` is the read-only preview of the same decision, from the cache.
 """
 
 from __future__ import annotations
@@ -24,20 +24,25 @@ import anyio
 
 from syncengine import metrics as m
 from syncengine.accounts import target_from_item
-from syncengine.config import TERMINATE_MAX_IDS, SyncSettings
+from syncengine.config import SyncSettings
 from syncengine.dynamo import BATCH_GET_MAX, chunked, to_attr, to_item
 from syncengine.engine import Runtime, open_runtime
 from syncengine.errors import AwsError, InvalidRequestError
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope, utc_now_iso
 from syncengine.plans import load_execution_items, validate_identifier
-from syncengine.retry import CallContext
+from syncengine.terminate_drs import CONFLICT, Budget, GroupReport, Job, ScopeTerminator
+from syncengine.terminate_rules import (
+    Candidate,
+    TerminateOptions,
+    candidates,
+    preview_body,
+    refuse_if_active,
+)
 
 log = get_logger(__name__)
 
-CONFLICT = "ConflictException"
 CONDITION_FAILED = "ConditionalCheckFailedException"
-OPERATION = "drs:TerminateRecoveryInstances"
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class Terminated:
     recovery_instance_id: str
     source_server_id: str
     scope: Scope
-    job_id: str
+    job_id: str | None  # None: DRS was found terminating it after an ambiguous answer, job unknown
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,21 +82,17 @@ class Failed:
 
 
 @dataclass(frozen=True)
-class Job:
-    job_id: str
+class Skipped:
+    recovery_instance_id: str
     scope: Scope
-    type: str
-    status: str
-    instance_count: int
+    reason: str
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "jobId": self.job_id,
+            "recoveryInstanceId": self.recovery_instance_id,
             "region": self.scope.region,
-            "type": self.type,
-            "status": self.status,
+            "reason": self.reason,
             "accountId": self.scope.account_id,
-            "instanceCount": self.instance_count,
         }
 
 
@@ -103,6 +104,9 @@ class TerminationOutcome:
     terminated: list[Terminated] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    # Terminable instances left alone because the budget ran out (a second request finishes them).
+    not_attempted: int = 0
 
     @property
     def already_terminated(self) -> bool:
@@ -114,16 +118,24 @@ class TerminationOutcome:
 
 
 def _message(outcome: TerminationOutcome) -> str:
+    text = _done_message(outcome)
+    if outcome.skipped:
+        text += f" {len(outcome.skipped)} skipped (see 'skipped')."
+    if outcome.not_attempted:
+        text += f" {outcome.not_attempted} not attempted within the time budget: send the request again."
+    return text
+
+
+def _done_message(outcome: TerminationOutcome) -> str:
     done, failed, found = len(outcome.terminated), len(outcome.failed), outcome.found
+    if not done and not failed:
+        return "Nothing was terminated."
     if outcome.already_terminated and not done:
         return f"All {failed} recovery instances of this execution are already being terminated."
     if not failed:
         return f"Termination started for {done} recovery instances."
     if outcome.already_terminated:
-        return (
-            f"Termination started for {done} of {found} recovery instances; "
-            f"{failed} were already terminating."
-        )
+        return f"Termination started for {done} of {found} recovery instances; {failed} were already terminating."
     return f"Termination started for {done} of {found} recovery instances; {failed} failed."
 
 
@@ -138,9 +150,14 @@ def termination_body(execution_id: str, outcome: TerminationOutcome) -> dict[str
         "totalFound": outcome.found,
         "totalTerminated": len(outcome.terminated),
         "totalFailed": len(outcome.failed),
+        "skipped": [s.to_dict() for s in outcome.skipped],
+        "totalSkipped": len(outcome.skipped),
     }
     if outcome.already_terminated:
         body["alreadyTerminated"] = True
+    if outcome.not_attempted:
+        body["incomplete"] = True
+        body["totalNotAttempted"] = outcome.not_attempted
     return body
 
 
@@ -154,6 +171,8 @@ def no_instances_body(execution_id: str) -> dict[str, Any]:
         "totalFound": 0,
         "totalTerminated": 0,
         "totalFailed": 0,
+        "skipped": [],
+        "totalSkipped": 0,
         "noInstancesFound": True,
         "reason": (
             "The cache holds no recovery instance launched by this execution: they were terminated "
@@ -186,80 +205,6 @@ async def account_targets(rt: Runtime, account_ids: Sequence[str]) -> dict[str, 
     return targets
 
 
-# -- DRS ------------------------------------------------------------------------------------------
-
-
-async def _terminate_batch(
-    rt: Runtime, drs: Any, scope: Scope, records: Sequence[Mapping[str, Any]], limiter: anyio.CapacityLimiter
-) -> Job:
-    ids = [str(r["recoveryInstanceId"]) for r in records]
-    context = CallContext(OPERATION, scope.account_id, scope.region)
-    response = await rt.aws.call(
-        drs, "terminate_recovery_instances", context, scope_limiter=limiter, recoveryInstanceIDs=ids
-    )
-    job = response.get("job") or {}
-    return Job(
-        job_id=str(job.get("jobID", "")),
-        scope=scope,
-        type=str(job.get("type", "TERMINATE")),
-        status=str(job.get("status", "PENDING")),
-        instance_count=len(ids),
-    )
-
-
-async def terminate_group(
-    rt: Runtime,
-    scope: Scope,
-    target: AccountTarget,
-    records: Sequence[Mapping[str, Any]],
-    outcome: TerminationOutcome,
-) -> None:
-    """Terminate one (account, region)'s instances, 100 ids a call, reporting into ``outcome``."""
-
-    def accepted(batch: Sequence[Mapping[str, Any]], job: Job) -> None:
-        outcome.jobs.append(job)
-        outcome.terminated.extend(
-            Terminated(str(r["recoveryInstanceId"]), str(r["sourceServerId"]), scope, job.job_id)
-            for r in batch
-        )
-
-    def rejected(batch: Sequence[Mapping[str, Any]], exc: AwsError) -> None:
-        outcome.failed.extend(
-            Failed(str(r["recoveryInstanceId"]), str(r["sourceServerId"]), scope, str(exc), exc.error_type)
-            for r in batch
-        )
-
-    try:
-        drs = await rt.aws.client("drs", scope.region, target)
-    except AwsError as exc:
-        log.warning("terminate_scope_unreachable", error_type=exc.error_type, error=str(exc))
-        rejected(records, exc)
-        return
-    limiter = anyio.CapacityLimiter(rt.settings.per_scope_concurrency)
-
-    async def one(record: Mapping[str, Any]) -> None:
-        try:
-            accepted([record], await _terminate_batch(rt, drs, scope, [record], limiter))
-        except AwsError as exc:
-            rejected([record], exc)
-
-    for batch in chunked(records, TERMINATE_MAX_IDS):
-        try:
-            accepted(batch, await _terminate_batch(rt, drs, scope, batch, limiter))
-        except AwsError as exc:
-            if exc.code != CONFLICT or len(batch) == 1:
-                log.warning(
-                    "terminate_batch_failed", error_type=exc.error_type, error=str(exc), ids=len(batch)
-                )
-                rejected(batch, exc)
-                continue
-            # One conflicting id fails the whole call: find which, and terminate the rest.
-            log.info("terminate_batch_conflict", ids=len(batch))
-            async with anyio.create_task_group() as tg:
-                for record in batch:
-                    tg.start_soon(one, record)
-
-
 # -- the cache and the execution item --------------------------------------------------------------
 
 
@@ -285,9 +230,7 @@ async def forget_terminated(rt: Runtime, terminated: Sequence[Terminated]) -> in
             deleted += 1
         except AwsError as exc:
             if exc.code != CONDITION_FAILED:
-                log.warning(
-                    "terminate_cache_delete_failed", source_server_id=entry.source_server_id, error=str(exc)
-                )
+                log.warning("terminate_cache_delete_failed", source_server_id=entry.source_server_id, error=str(exc))
 
     async with anyio.create_task_group() as tg:
         for entry in terminated:
@@ -295,15 +238,11 @@ async def forget_terminated(rt: Runtime, terminated: Sequence[Terminated]) -> in
     return deleted
 
 
-async def record_jobs(rt: Runtime, executions: Sequence[Mapping[str, Any]], jobs: Sequence[Job]) -> bool:
-    """Append ``terminateJobs`` and set ``terminationInitiatedAt`` on the execution's items."""
-    if not jobs:
-        return True
-    values = {
-        ":jobs": to_attr([j.to_dict() for j in jobs]),
-        ":empty": {"L": []},
-        ":at": to_attr(utc_now_iso()),
-    }
+async def record_job(rt: Runtime, executions: Sequence[Mapping[str, Any]], job: Job, requested_by: str | None) -> bool:
+    """Append one accepted job to ``terminateJobs`` of the execution's items, at most once."""
+    entry = {**job.to_dict(), "recordedAt": utc_now_iso()}
+    if requested_by:
+        entry["requestedBy"] = requested_by
     ok = True
     for item in executions:
         try:
@@ -311,57 +250,166 @@ async def record_jobs(rt: Runtime, executions: Sequence[Mapping[str, Any]], jobs
                 "update_item",
                 TableName=rt.settings.tables.execution_history,
                 Key=to_item({"executionId": item["executionId"], "planId": item["planId"]}),
-                # Appended, not replaced: a retried termination keeps the earlier jobs.
-                UpdateExpression="SET #jobs = list_append(if_not_exists(#jobs, :empty), :jobs), #at = :at",
-                # Never create a phantom execution item if it was deleted meanwhile.
-                ConditionExpression="attribute_exists(#eid)",
+                # Appended, not replaced: earlier jobs stay. ``terminateJobIds`` (a string set)
+                # mirrors the list so the condition below can test membership by job id.
+                UpdateExpression=(
+                    "SET #jobs = list_append(if_not_exists(#jobs, :empty), :job), #at = :at ADD #ids :idset"
+                ),
+                # attribute_exists: never create a phantom execution item if it was deleted
+                # meanwhile. NOT contains: a job already recorded (a retried call, a second POST,
+                # a job found again after an ambiguous answer) is never appended twice.
+                ConditionExpression="attribute_exists(#eid) AND NOT contains(#ids, :id)",
                 ExpressionAttributeNames={
                     "#jobs": "terminateJobs",
+                    "#ids": "terminateJobIds",
                     "#at": "terminationInitiatedAt",
                     "#eid": "executionId",
                 },
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues={
+                    ":job": to_attr([entry]),
+                    ":empty": {"L": []},
+                    ":at": to_attr(entry["recordedAt"]),
+                    ":idset": {"SS": [job.job_id]},
+                    ":id": {"S": job.job_id},
+                },
             )
         except AwsError as exc:
+            if exc.code == CONDITION_FAILED:
+                continue  # recorded already (or the item is gone): nothing to add
             ok = False
             log.error("terminate_execution_update_failed", error_type=exc.error_type, error=str(exc))
     return ok
 
 
+# -- one execution's termination --------------------------------------------------------------------
+
+
+class Termination:
+    """The bookkeeping of one request: outcome, cache deletes and job records as calls return."""
+
+    def __init__(
+        self, rt: Runtime, execution_id: str, executions: Sequence[Mapping[str, Any]], options: TerminateOptions
+    ):
+        self.rt = rt
+        self.execution_id = execution_id
+        self.executions = executions
+        self.options = options
+        self.outcome = TerminationOutcome()
+        self.execution_updated = True
+        self.cache_deleted = 0
+
+    def report_for(self, scope: Scope) -> GroupReport:
+        async def accepted(records: Sequence[Mapping[str, Any]], job: Job | None) -> None:
+            entries = [
+                Terminated(str(r["recoveryInstanceId"]), str(r["sourceServerId"]), scope, job.job_id if job else None)
+                for r in records
+            ]
+            self.outcome.terminated.extend(entries)
+            if job is not None and job.job_id:
+                self.outcome.jobs.append(job)
+                if not await record_job(self.rt, self.executions, job, self.options.requested_by):
+                    self.execution_updated = False
+            self.cache_deleted += await forget_terminated(self.rt, entries)
+
+        def rejected(records: Sequence[Mapping[str, Any]], exc: AwsError) -> None:
+            self.outcome.failed.extend(
+                Failed(str(r["recoveryInstanceId"]), str(r["sourceServerId"]), scope, str(exc), exc.error_type)
+                for r in records
+            )
+
+        def not_attempted(records: Sequence[Mapping[str, Any]]) -> None:
+            self.outcome.not_attempted += len(records)
+
+        return GroupReport(accepted=accepted, rejected=rejected, not_attempted=not_attempted)
+
+    async def group(
+        self, scope: Scope, target: AccountTarget, records: Sequence[Mapping[str, Any]], budget: Budget
+    ) -> None:
+        report = self.report_for(scope)
+        try:
+            drs = await self.rt.aws.client("drs", scope.region, target)
+        except AwsError as exc:
+            log.warning("terminate_scope_unreachable", error_type=exc.error_type, error=str(exc))
+            report.rejected(records, exc)
+            return
+        await ScopeTerminator(self.rt, drs, scope, report, budget).run(records)
+
+    async def run(self, chosen: Sequence[Candidate]) -> TerminationOutcome:
+        self.outcome.found = len(chosen)
+        groups: dict[Scope, list[Mapping[str, Any]]] = defaultdict(list)
+        for candidate in chosen:
+            record = candidate.record
+            scope = Scope(str(record["accountId"]), str(record["region"]))
+            if candidate.terminable:
+                groups[scope].append(record)
+            else:
+                self.outcome.skipped.append(Skipped(str(record["recoveryInstanceId"]), scope, str(candidate.reason)))
+        if groups:
+            budget = Budget.of(self.options.budget_seconds)
+            targets = await account_targets(self.rt, sorted({scope.account_id for scope in groups}))
+            async with anyio.create_task_group() as tg:
+                for scope, records in sorted(groups.items()):
+                    tg.start_soon(self.group, scope, targets[scope.account_id], records, budget)
+        return self.outcome
+
+
 # -- public API -----------------------------------------------------------------------------------
 
 
-async def terminate_execution_instances(
+async def _load(rt: Runtime, execution_id: str) -> list[dict[str, Any]]:
+    executions = await load_execution_items(rt.dynamo, rt.settings.tables.execution_history, execution_id)
+    return executions
+
+
+async def execution_recovery_instances(
     settings: SyncSettings, execution_id: str, *, session: aioboto3.Session | None = None
 ) -> dict[str, Any]:
-    """Terminate the recovery instances an execution launched; the contract's 200 body.
+    """The preview of a terminate (cache and execution item only: no DRS, EC2 or STS call)."""
+    execution_id = validate_identifier("executionId", execution_id)
+    async with open_runtime(settings, session=session) as rt:
+        executions = await _load(rt, execution_id)
+        records = await rt.store.records_by_execution(execution_id)
+    chosen = candidates(execution_id, executions, records, include_non_drill=False)
+    return preview_body(execution_id, executions, chosen)
+
+
+async def terminate_execution_instances(
+    settings: SyncSettings,
+    execution_id: str,
+    options: TerminateOptions | None = None,
+    *,
+    session: aioboto3.Session | None = None,
+) -> dict[str, Any]:
+    """Terminate the recovery instances an execution provably launched; the contract's 200 body.
 
     Raises ``InvalidRequestError`` (malformed id, or an execution without waves),
-    ``ExecutionNotFoundError``, and the engine's ``AwsError`` when DynamoDB fails before any
-    termination was attempted. DRS failures are reported per instance in ``failed``.
+    ``ExecutionNotFoundError``, ``ExecutionInProgressError`` (nothing is touched), and the
+    engine's ``AwsError`` when DynamoDB fails before any termination was attempted. DRS failures
+    are reported per instance in ``failed``.
     """
+    options = options or TerminateOptions()
     execution_id = validate_identifier("executionId", execution_id)
     started = time.monotonic()
+    log.info(
+        "terminate_requested",
+        execution_id=execution_id,
+        requested_by=options.requested_by,
+        include_non_drill=options.include_non_drill,
+    )
     async with open_runtime(settings, session=session) as rt:
-        executions = await load_execution_items(rt.dynamo, settings.tables.execution_history, execution_id)
+        executions = await _load(rt, execution_id)
+        refuse_if_active(execution_id, executions)
         if not any(item.get("waves") for item in executions):
-            raise InvalidRequestError(
-                f"Execution {execution_id!r} has no waves: it launched nothing to terminate."
-            )
+            raise InvalidRequestError(f"Execution {execution_id!r} has no waves: it launched nothing to terminate.")
         records = await rt.store.records_by_execution(execution_id)
         if not records:
-            log.info("terminate_execution_instances", execution_id=execution_id, found=0)
+            log.info(
+                "terminate_execution_instances", execution_id=execution_id, found=0, requested_by=options.requested_by
+            )
             return no_instances_body(execution_id)
-        groups: dict[Scope, list[dict[str, Any]]] = defaultdict(list)
-        for record in records:
-            groups[Scope(str(record["accountId"]), str(record["region"]))].append(record)
-        targets = await account_targets(rt, sorted({scope.account_id for scope in groups}))
-        outcome = TerminationOutcome(found=len(records))
-        async with anyio.create_task_group() as tg:
-            for scope, scope_records in sorted(groups.items()):
-                tg.start_soon(terminate_group, rt, scope, targets[scope.account_id], scope_records, outcome)
-        deleted = await forget_terminated(rt, outcome.terminated)
-        updated = await record_jobs(rt, executions, outcome.jobs)
+        termination = Termination(rt, execution_id, executions, options)
+        chosen = candidates(execution_id, executions, records, include_non_drill=options.include_non_drill)
+        outcome = await termination.run(chosen)
         rt.metrics.emit(
             {m.INSTANCES_TERMINATED: len(outcome.terminated), m.TERMINATE_FAILURES: len(outcome.failed)},
             executionId=execution_id,
@@ -369,25 +417,29 @@ async def terminate_execution_instances(
         log.info(
             "terminate_execution_instances",
             execution_id=execution_id,
+            requested_by=options.requested_by,
             found=outcome.found,
             terminated=len(outcome.terminated),
             failed=len(outcome.failed),
+            skipped=len(outcome.skipped),
+            not_attempted=outcome.not_attempted,
             jobs=len(outcome.jobs),
-            cache_records_deleted=deleted,
-            execution_updated=updated,
+            cache_records_deleted=termination.cache_deleted,
+            execution_updated=termination.execution_updated,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
     body = termination_body(execution_id, outcome)
-    if not updated:
+    if not termination.execution_updated:
         body["executionUpdated"] = False
     return body
 
 
 __all__ = [
+    "TerminateOptions",
     "TerminationOutcome",
     "account_targets",
+    "execution_recovery_instances",
     "no_instances_body",
     "terminate_execution_instances",
-    "terminate_group",
     "termination_body",
 ]

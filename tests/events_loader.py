@@ -95,6 +95,7 @@ class FakeEngine:
     status: Any = None
     check_body: dict[str, Any] | None = None
     terminate_body: dict[str, Any] | None = None
+    preview_body: dict[str, Any] | None = None
     wave_result: Any = None
     errors: dict[str, BaseException] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -122,9 +123,23 @@ class FakeEngine:
             return self.check_body
         return {"hasExistingInstances": False, "existingInstances": [], "instanceCount": 0, "planId": plan_id}
 
-    async def terminate_execution_instances(self, settings: Any, execution_id: Any) -> dict[str, Any]:
-        self._called("terminate_execution_instances", settings=settings, execution_id=execution_id)
+    async def terminate_execution_instances(
+        self, settings: Any, execution_id: Any, options: Any = None
+    ) -> dict[str, Any]:
+        self._called("terminate_execution_instances", settings=settings, execution_id=execution_id, options=options)
         return self.terminate_body if self.terminate_body is not None else no_instances_body(execution_id)
+
+    async def get_execution_recovery_instances(self, settings: Any, execution_id: Any) -> dict[str, Any]:
+        self._called("get_execution_recovery_instances", settings=settings, execution_id=execution_id)
+        if self.preview_body is not None:
+            return self.preview_body
+        return {
+            "executionId": execution_id,
+            "executionStatus": "COMPLETED",
+            "instances": [],
+            "totalFound": 0,
+            "totalTerminable": 0,
+        }
 
     async def sync_wave(self, settings: Any, execution_id: Any, plan_id: Any = None, **kwargs: Any) -> Any:
         self._called("sync_wave", settings=settings, execution_id=execution_id, plan_id=plan_id, **kwargs)
@@ -147,6 +162,7 @@ class FakeEngine:
                 check_existing_instances=self.check_existing_instances,
                 terminate_execution_instances=self.terminate_execution_instances,
                 sync_wave=self.sync_wave,
+                get_execution_recovery_instances=self.get_execution_recovery_instances,
             ),
             invoke_self=self.invoke_self,
         )

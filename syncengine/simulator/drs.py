@@ -16,6 +16,7 @@ from typing import Any
 from .context import Call, Reply
 from .errors import AwsError, drs_validation
 from .estate import ScopeData, UnknownRecoveryInstancesError
+from .faults import server_error
 from .ids import ACCOUNT_ID, JOB_ID, RECOVERY_INSTANCE_ID, SOURCE_SERVER_ID, parse_iso
 from .model import to_json_bytes
 from .pagination import page
@@ -188,6 +189,10 @@ def terminate_recovery_instances(call: Call, scope: ScopeData, params: dict[str,
         raise drs_validation("recoveryInstanceIDs must hold 1 to 200 IDs", "recoveryInstanceIDs")
     checked = _id_filter(params, "recoveryInstanceIDs", RECOVERY_INSTANCE_ID, MAX_FILTER_IDS, "")
     assert checked is not None
+    faults = call.backend.faults
+    rejection = faults.terminate_rejection(checked)
+    if rejection is not None:
+        raise rejection
     try:
         job = call.backend.estate.terminate_many(scope.account_id, scope.region, checked)
     except UnknownRecoveryInstancesError as exc:
@@ -198,6 +203,9 @@ def terminate_recovery_instances(call: Call, scope: ScopeData, params: dict[str,
             409,
             fields={"resourceId": exc.missing[0], "resourceType": "RECOVERY_INSTANCE"},
         ) from exc
+    if faults.take_apply_then_fail():
+        # Applied, then the answer is lost: only DescribeRecoveryInstances / DescribeJobs tell.
+        raise server_error("drs")
     # The real job is asynchronous: the caller sees it PENDING; DescribeJobs later shows it done.
     return _ok(to_json_bytes({"job": job.to_wire(status="PENDING")}), call)
 

@@ -16,6 +16,10 @@ from typing import Any
 from .errors import AwsError
 
 FAULTABLE_SERVICES = ("drs", "ec2", "sts")
+# Errors DRS answers TerminateRecoveryInstances with for the request's ids, and their statuses
+# (API reference, TerminateRecoveryInstances, "Errors").
+CONFLICT = "ConflictException"
+REJECTION_STATUS = {CONFLICT: 409, "ValidationException": 400}
 
 
 def _camel(name: str) -> str:
@@ -53,10 +57,23 @@ class FaultConfig:
     signature_ttl_seconds: float = 300.0
     # Services the random/rate faults apply to (STS is left alone unless listed).
     fault_services: tuple[str, ...] = ("drs", "ec2")
+    # The next N TerminateRecoveryInstances calls are applied (the job exists, the instances are
+    # gone) and then answered with a 500: the ambiguous outcome a client must never retry blindly.
+    terminate_apply_then_fail: int = 0
+    # A TerminateRecoveryInstances call naming any of these ids is refused as a whole with
+    # ``terminate_rejection_code`` (real DRS validates the whole request: one bad id fails all).
+    terminate_rejected_ids: tuple[str, ...] = ()
+    terminate_rejection_code: str = "ConflictException"
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("failing_scopes", "access_denied_accounts", "uninitialized_scopes", "fault_services"):
+        for name in (
+            "failing_scopes",
+            "access_denied_accounts",
+            "uninitialized_scopes",
+            "fault_services",
+            "terminate_rejected_ids",
+        ):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{_camel(name)} must be a list of strings")
@@ -77,6 +94,10 @@ class FaultConfig:
                 raise ValueError(f"{_camel(name)} must not be negative")
         if self.fail_after_pages is not None and self.fail_after_pages < 0:
             raise ValueError("failAfterPages must not be negative")
+        if self.terminate_apply_then_fail < 0:
+            raise ValueError("terminateApplyThenFail must not be negative")
+        if self.terminate_rejection_code not in REJECTION_STATUS:
+            raise ValueError(f"terminateRejectionCode must be one of {sorted(REJECTION_STATUS)}")
         unknown = set(self.fault_services) - set(FAULTABLE_SERVICES)
         if unknown:
             raise ValueError(f"faultServices: unknown services {sorted(unknown)}")
@@ -145,6 +166,7 @@ class _State:
     rng: random.Random
     buckets: dict[tuple[str, str, str], _Bucket] = field(default_factory=dict)
     pages: dict[str, int] = field(default_factory=dict)
+    ambiguous_left: int = 0
 
 
 class FaultInjector:
@@ -161,6 +183,7 @@ class FaultInjector:
             denied=frozenset(config.access_denied_accounts),
             services=frozenset(config.fault_services),
             rng=random.Random(config.seed),
+            ambiguous_left=config.terminate_apply_then_fail,
         )
 
     @property
@@ -184,6 +207,28 @@ class FaultInjector:
 
     def is_denied(self, account_id: str) -> bool:
         return account_id in self._state.denied
+
+    def terminate_rejection(self, ids: list[str]) -> AwsError | None:
+        """The error a TerminateRecoveryInstances call naming ``ids`` is refused with, if any."""
+        config = self._state.config
+        rejected = [i for i in ids if i in config.terminate_rejected_ids]
+        if not rejected:
+            return None
+        code = config.terminate_rejection_code
+        return AwsError(
+            code,
+            f"Recovery instance {rejected[0]} cannot be terminated now (simulated)",
+            REJECTION_STATUS[code],
+            fields={"resourceId": rejected[0], "resourceType": "RECOVERY_INSTANCE"} if code == CONFLICT else {},
+        )
+
+    def take_apply_then_fail(self) -> bool:
+        """True for each of the next ``terminate_apply_then_fail`` terminate calls."""
+        with self._lock:
+            if self._state.ambiguous_left <= 0:
+                return False
+            self._state.ambiguous_left -= 1
+            return True
 
     def hidden_scopes(self) -> frozenset[str]:
         return self._state.uninitialized
