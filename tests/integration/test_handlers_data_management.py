@@ -76,7 +76,13 @@ def invoke(event: Any) -> dict[str, Any]:
 
 def build_world(ddb: Any, make_simulator: Any) -> Iterator[World]:
     sim = make_simulator(
-        accounts=2, regions=(REGION,), instances_per_scope=20, idle_servers_per_scope=2, seed=31, max_servers_per_job=5
+        accounts=2,
+        regions=(REGION,),
+        instances_per_scope=20,
+        idle_servers_per_scope=2,
+        seed=31,
+        max_servers_per_job=5,
+        drill_fraction=1.0,
     )
     estate_config = estate_settings(ddb, sim)
     hub = sim.estate.hub_account_id

@@ -7,9 +7,13 @@ import re
 
 import pytest
 
-from syncengine.engine import sync_all
-from syncengine.errors import ExecutionNotFoundError, InvalidRequestError
-from syncengine.terminate import terminate_execution_instances
+from syncengine.engine import open_runtime, sync_all
+from syncengine.errors import ExecutionInProgressError, ExecutionNotFoundError, InvalidRequestError
+from syncengine.models import Scope
+from syncengine.store import content_hash, public_record
+from syncengine.terminate import execution_recovery_instances, record_job, terminate_execution_instances
+from syncengine.terminate_drs import Job
+from syncengine.terminate_rules import TerminateOptions
 from tests.integration.test_handlers_support import (
     REGION,
     cache,
@@ -52,7 +56,9 @@ async def execution_record(settings, execution_id: str) -> dict:
 
 
 async def test_terminate_ends_exactly_the_executions_instances_across_accounts(ddb, make_simulator) -> None:
-    sim = make_simulator(accounts=2, regions=(REGION,), instances_per_scope=30, seed=21, max_servers_per_job=6)
+    sim = make_simulator(
+        accounts=2, regions=(REGION,), instances_per_scope=30, seed=21, drill_fraction=1.0, max_servers_per_job=6
+    )
     execution, expected = cross_account_execution(sim.estate)
     settings = await prepared(ddb, sim, [execution])
     before = await cache(settings)
@@ -73,7 +79,9 @@ async def test_terminate_ends_exactly_the_executions_instances_across_accounts(d
 
 
 async def test_terminate_records_jobs_on_the_execution_item(ddb_moto, make_simulator) -> None:
-    sim = make_simulator(accounts=2, regions=(REGION,), instances_per_scope=12, seed=22, max_servers_per_job=4)
+    sim = make_simulator(
+        accounts=2, regions=(REGION,), instances_per_scope=12, seed=22, drill_fraction=1.0, max_servers_per_job=4
+    )
     execution, _ = cross_account_execution(sim.estate)
     settings = await prepared(ddb_moto, sim, [execution])
 
@@ -87,7 +95,9 @@ async def test_terminate_records_jobs_on_the_execution_item(ddb_moto, make_simul
 
 
 async def test_terminate_sends_at_most_100_ids_per_call(ddb, make_simulator) -> None:
-    sim = make_simulator(accounts=1, regions=(REGION,), instances_per_scope=230, seed=23, max_servers_per_job=20)
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=230, seed=23, drill_fraction=1.0, max_servers_per_job=20
+    )
     jobs = launch_jobs(sim.estate)
     settings = await prepared(ddb, sim, [execution_item("exec-big", "plan-big", jobs)])
 
@@ -101,7 +111,9 @@ async def test_terminate_sends_at_most_100_ids_per_call(ddb, make_simulator) -> 
 async def test_terminate_isolates_an_instance_already_terminating(ddb, make_simulator) -> None:
     """DRS rejects the whole call for one such id: the rest still terminate, that one is
     reported as a conflict and its cache record stays."""
-    sim = make_simulator(accounts=1, regions=(REGION,), instances_per_scope=8, seed=24, max_servers_per_job=8)
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=8, seed=24, drill_fraction=1.0, max_servers_per_job=8
+    )
     jobs = launch_jobs(sim.estate)
     expected = launched_by(jobs)
     settings = await prepared(ddb, sim, [execution_item("exec-conflict", "plan-c", jobs)])
@@ -120,7 +132,9 @@ async def test_terminate_isolates_an_instance_already_terminating(ddb, make_simu
 
 
 async def test_terminate_everything_already_terminating(ddb_moto, make_simulator) -> None:
-    sim = make_simulator(accounts=1, regions=(REGION,), instances_per_scope=3, seed=25, max_servers_per_job=3)
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=3, seed=25, drill_fraction=1.0, max_servers_per_job=3
+    )
     jobs = launch_jobs(sim.estate)
     settings = await prepared(ddb_moto, sim, [execution_item("exec-done", "plan-d", jobs)])
     for ri in launched_by(jobs):
@@ -134,7 +148,9 @@ async def test_terminate_everything_already_terminating(ddb_moto, make_simulator
 
 async def test_terminate_reports_an_account_whose_role_is_denied(ddb_moto, make_simulator) -> None:
     """The denied account's instances fail (and stay cached); the hub's still terminate."""
-    sim = make_simulator(accounts=2, regions=(REGION,), instances_per_scope=10, seed=26, max_servers_per_job=5)
+    sim = make_simulator(
+        accounts=2, regions=(REGION,), instances_per_scope=10, seed=26, drill_fraction=1.0, max_servers_per_job=5
+    )
     execution, expected = cross_account_execution(sim.estate)
     settings = await prepared(ddb_moto, sim, [execution])
     target = next(a.account_id for a in sim.estate.accounts if not a.is_hub)
@@ -153,7 +169,7 @@ async def test_terminate_reports_an_account_whose_role_is_denied(ddb_moto, make_
 
 
 async def test_terminate_execution_without_cached_instances(ddb_moto, make_simulator) -> None:
-    sim = make_simulator(accounts=1, regions=(REGION,), instances_per_scope=2, seed=27)
+    sim = make_simulator(accounts=1, regions=(REGION,), instances_per_scope=2, seed=27, drill_fraction=1.0)
     empty = execution_item("exec-empty", "plan-e", [])
     empty["waves"] = [{"waveNumber": 1, "region": REGION, "serverStatuses": []}]
     settings = await prepared(ddb_moto, sim, [empty])
@@ -177,3 +193,214 @@ async def test_terminate_unknown_execution_is_not_found(ddb_moto) -> None:
 
     with pytest.raises(ExecutionNotFoundError):
         await terminate_execution_instances(settings, "exec-unknown")
+
+
+# -- safety rules ------------------------------------------------------------------------------------
+
+
+def outside_launch_scenario(estate) -> tuple[dict, str, set[str]]:
+    """A drill execution, then an operator relaunches one of its servers by hand: the new
+    instance's server is planned by the execution, but neither its job nor its id is on it."""
+    job = launch_jobs(estate)[0]
+    execution = execution_item("exec-drill", "plan-drill", [job])
+    servers = [p["sourceServerID"] for p in job["participatingServers"]]
+    manual = estate.relaunch(servers[0])
+    launched = launched_by([job]) - {p["recoveryInstanceID"] for p in job["participatingServers"][:1]}
+    return execution, manual, launched
+
+
+async def test_sync_records_how_each_instance_was_attributed(ddb, make_simulator) -> None:
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=6, seed=40, drill_fraction=1.0, max_servers_per_job=3
+    )
+    execution, manual, launched = outside_launch_scenario(sim.estate)
+    settings = await prepared(ddb, sim, [execution])
+
+    records = {r["recoveryInstanceId"]: r for r in (await cache(settings)).values()}
+
+    assert records[manual]["attribution"] == "inferred"
+    assert records[manual]["sourceExecutionId"] == "exec-drill"
+    assert {records[ri]["attribution"] for ri in launched} == {"job"}
+    assert all("attribution" not in r for r in records.values() if "sourceExecutionId" not in r)
+
+
+async def test_sync_attributes_by_recovery_instance_when_the_wave_has_no_job(ddb_moto, make_simulator) -> None:
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=3, seed=41, drill_fraction=1.0, max_servers_per_job=3
+    )
+    jobs = launch_jobs(sim.estate)
+    execution = execution_item("exec-ri", "plan-ri", jobs)
+    for wave in execution["waves"]:
+        del wave["jobId"]
+    settings = await prepared(ddb_moto, sim, [execution])
+
+    records = (await cache(settings)).values()
+
+    assert {r["attribution"] for r in records} == {"recoveryInstance"}
+
+
+async def test_sync_gives_existing_records_their_attribution_once(ddb, make_simulator) -> None:
+    """Records written before the field existed are rewritten by the next sync (their hash
+    changes once), and the sync after that writes nothing."""
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=8, seed=42, drill_fraction=1.0, max_servers_per_job=4
+    )
+    jobs = launch_jobs(sim.estate)
+    settings = await prepared(ddb, sim, [execution_item("exec-old", "plan-old", jobs[:1])])
+    attributed = [item for item in (await cache(settings)).values() if "attribution" in item]
+    old_items = []
+    for item in attributed:
+        old = {k: v for k, v in item.items() if k != "attribution"}
+        content = {k: v for k, v in public_record(old).items() if k != "lastSyncTime"}
+        old_items.append({**old, "contentHash": content_hash(content)})
+    await put(settings, settings.tables.cache, old_items)
+
+    first = await sync_all(settings)
+    second = await sync_all(settings)
+
+    assert first.instances_updated == len(attributed) > 0
+    assert second.instances_updated == 0
+    assert all("attribution" in item for item in (await cache(settings)).values() if "sourceExecutionId" in item)
+
+
+async def test_terminate_never_touches_an_instance_launched_outside_the_execution(ddb, make_simulator) -> None:
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=6, seed=43, drill_fraction=1.0, max_servers_per_job=3
+    )
+    execution, manual, launched = outside_launch_scenario(sim.estate)
+    settings = await prepared(ddb, sim, [execution])
+
+    body = await terminate_execution_instances(settings, "exec-drill")
+
+    assert {t["recoveryInstanceId"] for t in body["terminated"]} == launched
+    assert [s["recoveryInstanceId"] for s in body["skipped"]] == [manual]
+    assert "inference" in body["skipped"][0]["reason"]
+    assert sim.estate.recovery_instance(manual) is not None
+    assert manual in {r["recoveryInstanceId"] for r in (await cache(settings)).values()}
+
+
+async def test_terminate_active_execution_is_refused_before_any_drs_call(ddb, make_simulator) -> None:
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=4, seed=44, drill_fraction=1.0, max_servers_per_job=4
+    )
+    jobs = launch_jobs(sim.estate)
+    settings = await prepared(ddb, sim, [{**execution_item("exec-run", "plan-run", jobs), "status": "PAUSED"}])
+    before = await cache(settings)
+
+    with pytest.raises(ExecutionInProgressError) as caught:
+        await terminate_execution_instances(settings, "exec-run")
+
+    assert caught.value.execution_status == "PAUSED"
+    assert sim.calls.count(service="drs") == 0
+    assert await cache(settings) == before
+
+
+async def test_terminate_skips_real_recoveries_unless_included(ddb, make_simulator) -> None:
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=4, seed=45, drill_fraction=0.0, max_servers_per_job=4
+    )
+    jobs = launch_jobs(sim.estate)
+    expected = launched_by(jobs)
+    settings = await prepared(ddb, sim, [execution_item("exec-dr", "plan-dr", jobs)])
+
+    skipped = await terminate_execution_instances(settings, "exec-dr")
+    assert sim.calls.count(service="drs", operation="TerminateRecoveryInstances") == 0
+    included = await terminate_execution_instances(settings, "exec-dr", TerminateOptions(include_non_drill=True))
+
+    assert {s["recoveryInstanceId"] for s in skipped["skipped"]} == expected
+    assert skipped["totalTerminated"] == 0
+    assert {t["recoveryInstanceId"] for t in included["terminated"]} == expected
+
+
+async def test_terminate_applied_then_500_reports_terminated_and_never_calls_twice(ddb, make_simulator) -> None:
+    """DRS applies the termination and answers 500: the engine looks (DescribeRecoveryInstances,
+    DescribeJobs), reports every instance terminated with the job, and calls terminate once."""
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=5, seed=46, drill_fraction=1.0, max_servers_per_job=5
+    )
+    jobs = launch_jobs(sim.estate)
+    expected = launched_by(jobs)
+    settings = await prepared(ddb, sim, [execution_item("exec-amb", "plan-amb", jobs)])
+    sim.set_faults(terminate_apply_then_fail=1)
+
+    body = await terminate_execution_instances(settings, "exec-amb")
+
+    assert {t["recoveryInstanceId"] for t in body["terminated"]} == expected
+    assert body["failed"] == []
+    job_ids = {t["jobId"] for t in body["terminated"]}
+    assert len(job_ids) == 1 and None not in job_ids
+    assert sim.calls.count(service="drs", operation="TerminateRecoveryInstances") == 1
+    assert sim.calls.count(service="drs", operation="DescribeJobs") == 1
+    assert await cache(settings) == {}
+    item = await execution_record(settings, "exec-amb")
+    assert [j["jobId"] for j in item["terminateJobs"]] == list(job_ids)
+
+
+async def test_terminate_splits_a_per_id_validation_rejection(ddb_moto, make_simulator) -> None:
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=6, seed=47, drill_fraction=1.0, max_servers_per_job=6
+    )
+    jobs = launch_jobs(sim.estate)
+    expected = launched_by(jobs)
+    bad = sorted(expected)[0]
+    settings = await prepared(ddb_moto, sim, [execution_item("exec-val", "plan-val", jobs)])
+    sim.set_faults(terminate_rejected_ids=(bad,), terminate_rejection_code="ValidationException")
+
+    body = await terminate_execution_instances(settings, "exec-val")
+
+    assert [(f["recoveryInstanceId"], f["errorType"]) for f in body["failed"]] == [(bad, "ValidationException")]
+    assert {t["recoveryInstanceId"] for t in body["terminated"]} == expected - {bad}
+    assert "alreadyTerminated" not in body
+    assert {r["recoveryInstanceId"] for r in (await cache(settings)).values()} == {bad}
+
+
+async def test_terminate_past_its_budget_starts_nothing_and_says_incomplete(ddb_moto, make_simulator) -> None:
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=3, seed=48, drill_fraction=1.0, max_servers_per_job=3
+    )
+    jobs = launch_jobs(sim.estate)
+    settings = await prepared(ddb_moto, sim, [execution_item("exec-late", "plan-late", jobs)])
+    before = await cache(settings)
+
+    body = await terminate_execution_instances(settings, "exec-late", TerminateOptions(budget_seconds=0.0))
+
+    assert body["incomplete"] is True and body["totalNotAttempted"] == 3
+    assert sim.calls.count(service="drs", operation="TerminateRecoveryInstances") == 0
+    assert await cache(settings) == before
+
+
+async def test_record_job_never_appends_the_same_job_twice(ddb, make_simulator) -> None:
+    sim = make_simulator(accounts=1, regions=(REGION,), instances_per_scope=2, seed=49, drill_fraction=1.0)
+    jobs = launch_jobs(sim.estate)
+    settings = await prepared(ddb, sim, [execution_item("exec-job", "plan-job", jobs)])
+    job = Job("drsjob-0123456789abcdef0", Scope(sim.estate.hub_account_id, REGION), "TERMINATE", "PENDING", 2)
+    async with open_runtime(settings) as rt:
+        executions = [await execution_record(settings, "exec-job")]
+        first = await record_job(rt, executions, job, "arn:aws:iam::111122223333:role/Operator")
+        second = await record_job(rt, executions, job, "arn:aws:iam::111122223333:role/Operator")
+
+    item = await execution_record(settings, "exec-job")
+    assert first and second
+    assert [j["jobId"] for j in item["terminateJobs"]] == [job.job_id]
+    assert item["terminateJobs"][0]["requestedBy"] == "arn:aws:iam::111122223333:role/Operator"
+
+
+async def test_preview_lists_the_decision_with_zero_aws_calls(ddb, make_simulator) -> None:
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=6, seed=50, drill_fraction=1.0, max_servers_per_job=3
+    )
+    execution, manual, launched = outside_launch_scenario(sim.estate)
+    settings = await prepared(ddb, sim, [execution])
+
+    body = await execution_recovery_instances(settings, "exec-drill")
+
+    assert sim.calls.count() == 0
+    by_ri = {i["recoveryInstanceId"]: i for i in body["instances"]}
+    assert set(by_ri) == launched | {manual}
+    assert by_ri[manual]["terminable"] is False and by_ri[manual]["attribution"] == "inferred"
+    assert {by_ri[ri]["attribution"] for ri in launched} == {"job"}
+    assert (body["totalFound"], body["totalTerminable"], body["executionStatus"]) == (
+        len(launched) + 1,
+        len(launched),
+        "COMPLETED",
+    )
