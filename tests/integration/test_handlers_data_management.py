@@ -35,6 +35,7 @@ from tests.integration.test_handlers_support import (
     launch_jobs,
     live_instances,
     plan_scenario,
+    scan,
     seed_estate,
     seed_plan,
 )
@@ -301,6 +302,50 @@ def test_handler_direct_terminate_returns_the_route_body(world: World) -> None:
 
     assert result["totalTerminated"] == len(world.terminate_expected)
     assert "statusCode" not in result
+
+
+def test_handler_terminate_stores_the_caller_on_each_job(world_any_backend: World) -> None:
+    """The Cognito sub API Gateway passed is on every job entry of the execution item."""
+    world = world_any_backend
+    full_sync(world)
+
+    body = response_json(invoke(with_path_parameter(load_event("apigw_rest_terminate"), "executionId", "exec-cross")))
+
+    items = asyncio.run(scan(world.settings, world.settings.tables.execution_history))
+    item = next(i for i in items if i["executionId"] == "exec-cross")
+    assert {j["jobId"] for j in item["terminateJobs"]} == {j["jobId"] for j in body["jobs"]}
+    assert {j["requestedBy"] for j in item["terminateJobs"]} == {"7d5c9a8e-0000-4000-8000-000000000001"}
+
+
+@pytest.mark.parametrize("name", ["apigw_rest_execution_recovery_instances", "apigw_http_execution_recovery_instances"])
+def test_handler_preview_lists_the_executions_instances_without_aws_calls(world_any_backend: World, name: str) -> None:
+    world = world_any_backend
+    full_sync(world)
+    world.sim.calls.reset()
+
+    response = invoke(with_path_parameter(load_event(name), "executionId", "exec-cross"))
+
+    body = response_json(response)
+    assert response["statusCode"] == 200
+    assert {i["recoveryInstanceId"] for i in body["instances"]} == world.terminate_expected
+    assert body["totalTerminable"] == len(world.terminate_expected)
+    assert world.sim.calls.count() == 0
+
+
+def test_handler_terminate_running_execution_is_409(world: World) -> None:
+    full_sync(world)
+    asyncio.run(
+        seed_estate(
+            world.settings, world.sim.estate, [{**execution_item("exec-live", "plan-live", []), "status": "RUNNING"}]
+        )
+    )
+    world.sim.calls.reset()
+
+    response = invoke(with_path_parameter(load_event("apigw_http_terminate"), "executionId", "exec-live"))
+
+    assert response["statusCode"] == 409
+    assert response_json(response)["error"] == "EXECUTION_IN_PROGRESS"
+    assert world.sim.calls.count(service="drs") == 0
 
 
 # -- configuration from the environment ----------------------------------------------------------

@@ -12,6 +12,7 @@ from handlers import dependencies
 from handlers.data_management import lambda_handler
 from syncengine.errors import (
     AwsError,
+    ExecutionInProgressError,
     ExecutionNotFoundError,
     InvalidRequestError,
     RecoveryPlanNotFoundError,
@@ -467,3 +468,123 @@ def test_api_event_a_resolver_cannot_read_is_500_json(engine: FakeEngine) -> Non
     assert response["statusCode"] == 500
     assert response_headers(response)["content-type"] == "application/json"
     assert response_json(response)["error"] == "INTERNAL_ERROR"
+
+
+# -- terminate options, 409, caller identity, budget, preview -----------------------------------------
+
+
+def test_api_terminate_active_execution_is_409_with_its_status(engine: FakeEngine) -> None:
+    engine.errors["terminate_execution_instances"] = ExecutionInProgressError(
+        "Execution 'exec-00001' is still RUNNING.", execution_id="exec-00001", execution_status="RUNNING"
+    )
+
+    response = invoke(load_event("apigw_rest_terminate"))
+
+    body = response_json(response)
+    assert response["statusCode"] == 409
+    assert (body["error"], body["executionId"], body["executionStatus"]) == (
+        "EXECUTION_IN_PROGRESS",
+        "exec-00001",
+        "RUNNING",
+    )
+    assert body["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"includeNonDrill": "yes"}, id="string-flag"),
+        pytest.param({"force": True}, id="unknown-key"),
+        pytest.param([True], id="not-an-object"),
+        pytest.param("{not json", id="malformed"),
+    ],
+)
+def test_api_terminate_bad_body_is_400_and_touches_nothing(engine: FakeEngine, body: object) -> None:
+    response = invoke(with_body(load_event("apigw_rest_terminate"), body))
+
+    assert response["statusCode"] == 400
+    assert response_json(response)["error"] == "INVALID_REQUEST"
+    assert response_json(response)["message"].endswith(".")
+    assert engine.called("terminate_execution_instances") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "caller", "include_non_drill"),
+    [
+        pytest.param("apigw_rest_terminate", "7d5c9a8e-0000-4000-8000-000000000001", False, id="rest-cognito"),
+        pytest.param(
+            "apigw_http_terminate_include_non_drill",
+            "arn:aws:sts::111122223333:assumed-role/DrOperator/operator",
+            True,
+            id="http-iam",
+        ),
+        pytest.param("apigw_http_terminate", None, False, id="http-no-authorizer"),
+    ],
+)
+def test_api_terminate_passes_options_caller_and_the_25s_budget(
+    engine: FakeEngine, name: str, caller: str | None, include_non_drill: bool
+) -> None:
+    invoke(load_event(name))
+
+    (call,) = engine.called("terminate_execution_instances")
+    options = call["options"]
+    assert options.requested_by == caller
+    assert options.include_non_drill is include_non_drill
+    assert options.budget_seconds == 25.0
+
+
+def test_direct_terminate_passes_the_flag_and_keeps_the_lambdas_remaining_time(engine: FakeEngine) -> None:
+    invoke(load_event("direct_terminate_include_non_drill"), FakeLambdaContext(remaining_ms=600_000))
+
+    (call,) = engine.called("terminate_execution_instances")
+    assert call["options"].include_non_drill is True
+    assert call["options"].requested_by is None
+    assert call["options"].budget_seconds > 25.0
+
+
+def test_direct_terminate_refuses_an_unknown_key(engine: FakeEngine) -> None:
+    result = invoke({**load_event("direct_terminate"), "includeNonDril": True})
+
+    assert result["error"] == "INVALID_REQUEST"
+    assert engine.called("terminate_execution_instances") == []
+
+
+def test_api_scoped_sync_runs_within_the_25s_budget(engine: FakeEngine) -> None:
+    invoke(load_event("apigw_rest_sync_scoped"), FakeLambdaContext(remaining_ms=900_000))
+
+    (call,) = engine.called("sync_all")
+    assert call["settings"].deadline_seconds == 25.0
+
+
+def test_direct_scoped_sync_keeps_the_lambdas_remaining_time(engine: FakeEngine) -> None:
+    invoke(load_event("direct_sync_scoped"), FakeLambdaContext(remaining_ms=900_000))
+
+    (call,) = engine.called("sync_all")
+    assert call["settings"].deadline_seconds > 25.0
+
+
+@pytest.mark.parametrize(
+    "name", ["apigw_rest_execution_recovery_instances", "apigw_http_execution_recovery_instances"]
+)
+def test_api_preview_returns_the_engines_body(engine: FakeEngine, name: str) -> None:
+    response = invoke(load_event(name))
+
+    assert response["statusCode"] == 200
+    assert response_json(response)["executionId"] == "exec-00001"
+    assert [c["execution_id"] for c in engine.called("get_execution_recovery_instances")] == ["exec-00001"]
+    assert engine.called("terminate_execution_instances") == []
+
+
+def test_api_preview_unknown_execution_is_404(engine: FakeEngine) -> None:
+    engine.errors["get_execution_recovery_instances"] = ExecutionNotFoundError("Execution 'x' was not found.")
+
+    response = invoke(load_event("apigw_rest_execution_recovery_instances"))
+
+    assert response["statusCode"] == 404
+    assert response_json(response)["error"] == "EXECUTION_NOT_FOUND"
+
+
+def test_direct_preview_returns_the_route_body(engine: FakeEngine) -> None:
+    result = invoke(load_event("direct_get_execution_recovery_instances"))
+
+    assert result["executionId"] == "exec-00001" and result["totalTerminable"] == 0

@@ -21,7 +21,14 @@ def engine() -> Iterator[FakeEngine]:
 
 @pytest.mark.parametrize(
     "name",
-    ["apigw_rest_status", "apigw_http_status", "apigw_rest_check_existing", "apigw_http_check_existing"],
+    [
+        "apigw_rest_status",
+        "apigw_http_status",
+        "apigw_rest_check_existing",
+        "apigw_http_check_existing",
+        "apigw_rest_execution_recovery_instances",
+        "apigw_http_execution_recovery_instances",
+    ],
 )
 def test_query_serves_read_routes(engine: FakeEngine, name: str) -> None:
     response = lambda_handler(load_event(name), FakeLambdaContext())
@@ -53,6 +60,13 @@ def test_query_direct_check_existing_returns_route_body(engine: FakeEngine) -> N
 
     assert result["planId"] == "plan-001"
     assert result["hasExistingInstances"] is False
+
+
+def test_query_direct_preview_returns_route_body(engine: FakeEngine) -> None:
+    result = lambda_handler(load_event("direct_get_execution_recovery_instances"), FakeLambdaContext())
+
+    assert result["executionId"] == "exec-00001"
+    assert engine.called("get_execution_recovery_instances") != []
 
 
 @pytest.mark.parametrize("name", ["direct_sync_scoped", "direct_terminate", "eventbridge_rule_input"])
