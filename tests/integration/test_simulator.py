@@ -185,6 +185,52 @@ def test_terminate_cannot_reach_another_accounts_instance(simulator) -> None:
     assert simulator.estate.recovery_instance(victim["recoveryInstanceID"]) is not None
 
 
+def test_terminate_apply_then_fail_applies_the_termination_and_answers_500(simulator) -> None:
+    """The ambiguous-outcome fault: the instances are gone and a TERMINATE job names them, yet
+    the caller got a 500; the fault counts down, so the next call is answered normally."""
+    drs = drs_client(simulator)
+    first, second = (ri["recoveryInstanceID"] for ri in all_recovery_instances(drs)[:2])
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+    simulator.set_faults(terminate_apply_then_fail=1)
+
+    with pytest.raises(ClientError) as exc_info:
+        drs.terminate_recovery_instances(recoveryInstanceIDs=[first])
+
+    assert error_of(exc_info) == ("InternalServerException", 500)
+    assert drs.describe_recovery_instances(filters={"recoveryInstanceIDs": [first]})["items"] == []
+    jobs = drs.describe_jobs(filters={"fromDate": since})["items"]
+    assert [j["type"] for j in jobs if first in {p.get("recoveryInstanceID") for p in j["participatingServers"]}] == [
+        "TERMINATE"
+    ]
+    assert drs.terminate_recovery_instances(recoveryInstanceIDs=[second])["job"]["type"] == "TERMINATE"
+
+
+def test_terminate_rejected_id_fails_the_whole_call_with_the_configured_code(simulator) -> None:
+    drs = drs_client(simulator)
+    bad, good = (ri["recoveryInstanceID"] for ri in all_recovery_instances(drs)[:2])
+    simulator.set_faults(terminate_rejected_ids=[bad], terminate_rejection_code="ValidationException")
+
+    with pytest.raises(ClientError) as exc_info:
+        drs.terminate_recovery_instances(recoveryInstanceIDs=[good, bad])
+
+    assert error_of(exc_info) == ("ValidationException", 400)
+    assert {good, bad} <= {ri["recoveryInstanceID"] for ri in all_recovery_instances(drs)}
+    assert drs.terminate_recovery_instances(recoveryInstanceIDs=[good])["job"]["type"] == "TERMINATE"
+
+
+def test_describe_jobs_from_date_leaves_out_older_jobs(simulator) -> None:
+    """DescribeJobs filters by fromDate/toDate/jobIDs only (DescribeJobsRequestFilters)."""
+    drs = drs_client(simulator)
+    victim = all_recovery_instances(drs)[0]["recoveryInstanceID"]
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    job_id = drs.terminate_recovery_instances(recoveryInstanceIDs=[victim])["job"]["jobID"]
+
+    recent = drs.describe_jobs(filters={"fromDate": since})["items"]
+
+    assert [j["jobID"] for j in recent] == [job_id]
+    assert len(drs.describe_jobs()["items"]) > 1
+
+
 # ------------------------------------------------------------------------------ EC2
 
 

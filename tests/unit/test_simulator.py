@@ -174,6 +174,25 @@ def test_fault_config_merges_camel_and_snake_keys_and_rejects_unknown() -> None:
         FaultConfig(throttle_rate=1.5)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"terminateApplyThenFail": -1}, id="negative-count"),
+        pytest.param({"terminateRejectionCode": "AccessDeniedException"}, id="not-a-per-id-code"),
+        pytest.param({"terminateRejectedIds": "i-0123456789abcdef0"}, id="ids-not-a-list"),
+    ],
+)
+def test_fault_config_refuses_bad_terminate_faults(changes: dict) -> None:
+    with pytest.raises(ValueError):
+        FaultConfig().merged(changes)
+
+
+def test_fault_injector_apply_then_fail_counts_down() -> None:
+    injector = FaultInjector(FaultConfig(terminate_apply_then_fail=2))
+
+    assert [injector.take_apply_then_fail() for _ in range(3)] == [True, True, False]
+
+
 def test_fault_injector_token_bucket_refills_over_time() -> None:
     """tpsPerScope allows a burst of one second's worth, then one call per 1/tps seconds."""
     injector = FaultInjector(FaultConfig(tps_per_scope=2))
