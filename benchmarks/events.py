@@ -48,7 +48,13 @@ def check_existing_event(plan_id: str) -> dict[str, Any]:
 
 
 def terminate_event(execution_id: str) -> dict[str, Any]:
-    return rest_event("POST", "/executions/{executionId}/terminate-instances", {"executionId": execution_id})
+    # The simulated estate mixes drills and real recoveries; the benchmark terminates all 100.
+    return rest_event(
+        "POST",
+        "/executions/{executionId}/terminate-instances",
+        {"executionId": execution_id},
+        body='{"includeNonDrill": true}',
+    )
 
 
 @dataclass
