@@ -356,18 +356,13 @@ class Termination:
 # -- public API -----------------------------------------------------------------------------------
 
 
-async def _load(rt: Runtime, execution_id: str) -> list[dict[str, Any]]:
-    executions = await load_execution_items(rt.dynamo, rt.settings.tables.execution_history, execution_id)
-    return executions
-
-
 async def execution_recovery_instances(
     settings: SyncSettings, execution_id: str, *, session: aioboto3.Session | None = None
 ) -> dict[str, Any]:
     """The preview of a terminate (cache and execution item only: no DRS, EC2 or STS call)."""
     execution_id = validate_identifier("executionId", execution_id)
     async with open_runtime(settings, session=session) as rt:
-        executions = await _load(rt, execution_id)
+        executions = await load_execution_items(rt.dynamo, settings.tables.execution_history, execution_id)
         records = await rt.store.records_by_execution(execution_id)
     chosen = candidates(execution_id, executions, records, include_non_drill=False)
     return preview_body(execution_id, executions, chosen)
@@ -397,7 +392,7 @@ async def terminate_execution_instances(
         include_non_drill=options.include_non_drill,
     )
     async with open_runtime(settings, session=session) as rt:
-        executions = await _load(rt, execution_id)
+        executions = await load_execution_items(rt.dynamo, settings.tables.execution_history, execution_id)
         refuse_if_active(execution_id, executions)
         if not any(item.get("waves") for item in executions):
             raise InvalidRequestError(f"Execution {execution_id!r} has no waves: it launched nothing to terminate.")

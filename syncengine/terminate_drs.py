@@ -22,7 +22,7 @@ API reference: TerminateRecoveryInstances (errors: ConflictException 409, Valida
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +46,9 @@ MAX_AMBIGUOUS_ROUNDS = 3
 # DescribeJobs looks from this long before the ambiguous call (clock skew between us and DRS).
 JOB_LOOKBACK_SECONDS = 300
 DESCRIBE_PAGE_SIZE = 200
+# DRS's own EC2InstanceState values that mean the instance is going or gone (DRS keeps listing a
+# recovery instance while its TERMINATE job runs; RecoveryInstance.ec2InstanceState).
+GONE_EC2_STATES = frozenset({"SHUTTING-DOWN", "TERMINATED", "NOT_FOUND"})
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ class ScopeTerminator:
         """Look before any second call: what is terminating is done, only the rest is sent again."""
         log.warning("terminate_outcome_ambiguous", error_type=exc.error_type, ids=len(batch), round=round_)
         try:
-            terminating = await self.look(_ids(batch), started - JOB_LOOKBACK_SECONDS)
+            terminating = await self.look(batch, started - JOB_LOOKBACK_SECONDS)
         except AwsError as look_exc:
             log.error("terminate_look_failed", error_type=look_exc.error_type, error=str(look_exc))
             self.report.rejected(batch, exc)
@@ -207,39 +210,42 @@ class ScopeTerminator:
             return
         await self.batch(rest, round_=round_ + 1)
 
-    async def look(self, ids: list[str], since: float) -> dict[str, str | None]:
-        """recoveryInstanceId -> terminate job id (None: DRS no longer knows the instance) for the
-        ids DRS is terminating or has terminated; ids it still holds untouched are absent."""
-        known: set[str] = set()
-        pages = self.rt.aws.pages(
-            self.drs,
-            "describe_recovery_instances",
-            self._context("drs:DescribeRecoveryInstances"),
-            cursor="nextToken",
-            scope_limiter=self.limiter,
-            filters={"recoveryInstanceIDs": ids},
-            maxResults=DESCRIBE_PAGE_SIZE,
-        )
-        async for page in pages:
-            known.update(str(i.get("recoveryInstanceID")) for i in page.get("items") or [])
-        wanted = set(ids)
-        found: dict[str, str | None] = {rid: None for rid in wanted - known}
+    async def look(self, batch: Sequence[Mapping[str, Any]], since: float) -> dict[str, str | None]:
+        """recoveryInstanceId -> terminate job id (None when no job was found) for the ids DRS is
+        terminating or has terminated; ids it still holds untouched are absent."""
+        wanted = set(_ids(batch))
+        found: dict[str, str | None] = {}
+        listed: set[str] = set()
+        async for item in self._items("describe_recovery_instances", {"recoveryInstanceIDs": sorted(wanted)}):
+            rid = str(item.get("recoveryInstanceID"))
+            listed.add(rid)
+            if str(item.get("ec2InstanceState") or "").upper() in GONE_EC2_STATES:
+                found[rid] = None
+        found.update(dict.fromkeys(wanted - listed))  # ids DRS no longer knows at all
+        by_server = {str(r.get("sourceServerId")): str(r["recoveryInstanceId"]) for r in batch}
         since_iso = utc_now_iso(datetime.fromtimestamp(since, UTC))
+        async for job in self._items("describe_jobs", {"fromDate": since_iso}):
+            if job.get("type") != "TERMINATE":
+                continue
+            for server in job.get("participatingServers") or []:
+                # A terminate job names the recovery instance; the source server (one recovery
+                # instance at a time) stands in when DRS leaves the instance id out.
+                rid = server.get("recoveryInstanceID") or by_server.get(str(server.get("sourceServerID")))
+                if rid in wanted:
+                    found[str(rid)] = str(job.get("jobID"))
+        return found
+
+    async def _items(self, method: str, filters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        operation = "drs:" + "".join(part.title() for part in method.split("_"))
         pages = self.rt.aws.pages(
             self.drs,
-            "describe_jobs",
-            self._context("drs:DescribeJobs"),
+            method,
+            self._context(operation),
             cursor="nextToken",
             scope_limiter=self.limiter,
-            filters={"fromDate": since_iso},
+            filters=filters,
             maxResults=DESCRIBE_PAGE_SIZE,
         )
         async for page in pages:
-            for job in page.get("items") or []:
-                if job.get("type") != "TERMINATE":
-                    continue
-                for server in job.get("participatingServers") or []:
-                    rid = server.get("recoveryInstanceID")
-                    if rid in wanted:
-                        found[str(rid)] = str(job.get("jobID"))
-        return found
+            for item in page.get("items") or []:
+                yield item

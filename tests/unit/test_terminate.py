@@ -54,6 +54,11 @@ class InMemoryDrs:
     script: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
     publish_jobs: bool = True
+    # After a termination DRS keeps listing the instance in this EC2 state (None: gone at once).
+    listed_while_terminating: str | None = None
+    # Terminate jobs name only the source server, not the recovery instance.
+    jobs_name_servers_only: bool = False
+    terminating: set[str] = field(default_factory=set)
     describe_error: AwsError | None = None
     jobs: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, list[str]]] = field(default_factory=list)
@@ -79,11 +84,18 @@ class InMemoryDrs:
         if any(rid not in self.live for rid in wanted):
             raise PermanentAwsError("already terminated", code=CONFLICT, status_code=409)
         self.live -= set(wanted)
+        self.terminating |= set(wanted)
+        servers = [
+            {"sourceServerID": "s-" + rid[2:]}
+            if self.jobs_name_servers_only
+            else {"sourceServerID": "s-" + rid[2:], "recoveryInstanceID": rid}
+            for rid in wanted
+        ]
         job = {
             "jobID": f"drsjob-{len(self.calls):017d}",
             "type": "TERMINATE",
             "status": "PENDING",
-            "participatingServers": [{"sourceServerID": "s", "recoveryInstanceID": rid} for rid in wanted],
+            "participatingServers": servers,
         }
         if self.publish_jobs:
             self.jobs.append(job)
@@ -95,7 +107,19 @@ class InMemoryDrs:
         self.calls.append(("describe_recovery_instances", list(filters["recoveryInstanceIDs"])))
         if self.describe_error is not None:
             raise self.describe_error
-        return {"items": [{"recoveryInstanceID": i} for i in filters["recoveryInstanceIDs"] if i in self.live]}
+        items = [
+            {"recoveryInstanceID": i, "ec2InstanceState": "RUNNING"}
+            for i in filters["recoveryInstanceIDs"]
+            if i in self.live
+        ]
+        if self.listed_while_terminating:
+            state = self.listed_while_terminating
+            items += [
+                {"recoveryInstanceID": i, "ec2InstanceState": state}
+                for i in filters["recoveryInstanceIDs"]
+                if i in self.terminating
+            ]
+        return {"items": items}
 
     async def describe_jobs(self, filters: dict[str, Any], **_: Any) -> dict[str, Any]:
         self.calls.append(("describe_jobs", []))
@@ -228,6 +252,31 @@ async def test_scope_terminator_applied_then_500_without_a_visible_job_reports_t
     assert collected.terminated == dict.fromkeys(ids(batch))
 
 
+async def test_scope_terminator_applied_then_500_still_listed_while_shutting_down_is_terminated() -> None:
+    """DRS keeps listing a recovery instance while its job runs; its EC2 state says it is going."""
+    batch = records(2)
+    drs = InMemoryDrs(
+        live=ids(batch), script=["apply-then-fail"], publish_jobs=False, listed_while_terminating="SHUTTING-DOWN"
+    )
+
+    collected = await run_group(drs, batch)
+
+    assert len(drs.terminate_calls()) == 1
+    assert collected.terminated == dict.fromkeys(ids(batch))
+
+
+async def test_scope_terminator_applied_then_500_finds_a_job_naming_only_the_servers() -> None:
+    batch = records(2)
+    drs = InMemoryDrs(
+        live=ids(batch), script=["apply-then-fail"], jobs_name_servers_only=True, listed_while_terminating="RUNNING"
+    )
+
+    collected = await run_group(drs, batch)
+
+    assert len(drs.terminate_calls()) == 1
+    assert set(collected.terminated.values()) == {drs.jobs[0]["jobID"]}
+
+
 async def test_scope_terminator_not_applied_500_looks_then_calls_again() -> None:
     batch = records(2)
     drs = InMemoryDrs(live=ids(batch), script=["fail"])
@@ -298,12 +347,8 @@ def terminated() -> Terminated:
     ("outcome", "expected"),
     [
         pytest.param(TerminationOutcome(1, failed=[failed(CONFLICT)]), True, id="all-conflict"),
-        pytest.param(
-            TerminationOutcome(2, [terminated()], [failed(CONFLICT)]), True, id="some-done-rest-conflict"
-        ),
-        pytest.param(
-            TerminationOutcome(2, failed=[failed(CONFLICT), failed("AccessDenied")]), False, id="mixed"
-        ),
+        pytest.param(TerminationOutcome(2, [terminated()], [failed(CONFLICT)]), True, id="some-done-rest-conflict"),
+        pytest.param(TerminationOutcome(2, failed=[failed(CONFLICT), failed("AccessDenied")]), False, id="mixed"),
         pytest.param(TerminationOutcome(1, [terminated()]), False, id="no-failure"),
     ],
 )
