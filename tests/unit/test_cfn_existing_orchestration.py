@@ -116,3 +116,118 @@ def test_cfn_existing_tables_master_passes_each_name() -> None:
     for name in EXISTING:
         assert master["Parameters"][name]["Default"] == ""
         assert passed[name] == {"Ref": name}
+
+
+# ---------------------------------------------------------------------------------------------
+# The existing REST API
+
+API_PARAMETERS = {
+    "ProjectName": "drs-orchestration",
+    "Environment": "prod",
+    "DataManagementFunctionArn": "arn:aws:lambda:us-east-1:111111111111:function:dm",
+    "QueryFunctionArn": "arn:aws:lambda:us-east-1:111111111111:function:query",
+    "ProjectKeyArn": "arn:aws:kms:us-east-1:111111111111:key/k",
+}
+EXISTING_API = {
+    "ExistingRestApiId": "a1b2c3d4e5",
+    "ExistingRootResourceId": "root01",
+    "ExistingApiName": "drs-orchestration-api",
+    "ExistingApiStageName": "prod",
+    "ExistingExecutionIdResourceId": "exec01",
+}
+GUARDED_PATH_PARTS = {"terminate-instances": "POST", "recovery-instances": "GET"}
+
+
+def _api(parameters: dict[str, str]) -> dict[str, Any]:
+    return render(load_template("api-stack.yaml"), {**API_PARAMETERS, **parameters}).resources()
+
+
+def _of_type(resources: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    return {k: v["Properties"] for k, v in resources.items() if v["Type"] == resource_type}
+
+
+def test_cfn_existing_api_attaches_routes_without_a_new_api() -> None:
+    resources = _api(EXISTING_API)
+    for resource_type in (
+        "AWS::ApiGateway::RestApi",
+        "AWS::ApiGateway::Stage",
+        "AWS::ApiGateway::Deployment",
+        "AWS::ApiGateway::GatewayResponse",
+        "AWS::ApiGateway::Account",
+    ):
+        assert not _of_type(resources, resource_type), resource_type
+    for properties in _of_type(resources, "AWS::ApiGateway::Method").values():
+        assert properties["RestApiId"] == "a1b2c3d4e5"
+    for permission in _of_type(resources, "AWS::Lambda::Permission").values():
+        assert ":a1b2c3d4e5/*/" in permission["SourceArn"]
+
+
+def test_cfn_existing_api_reuses_the_parents_it_names() -> None:
+    """/executions/{executionId} exists in the orchestration's API: reused by id, not created;
+    /drs and /recovery-plans/{planId} are not named, so they are created under its root."""
+    api_resources = _of_type(_api(EXISTING_API), "AWS::ApiGateway::Resource")
+    assert "ExecutionsResource" not in api_resources and "ExecutionIdResource" not in api_resources
+    assert api_resources["TerminateInstancesResource"]["ParentId"] == "exec01"
+    assert api_resources["RecoveryInstancesResource"]["ParentId"] == "exec01"
+    assert api_resources["DrsResource"]["ParentId"] == "root01"
+    assert api_resources["RecoveryPlansResource"]["ParentId"] == "root01"
+
+
+def test_cfn_own_api_has_its_stage_and_deployment() -> None:
+    resources = _api({})
+    assert _of_type(resources, "AWS::ApiGateway::RestApi")
+    (stage,) = _of_type(resources, "AWS::ApiGateway::Stage").values()
+    (deployment_id,) = _of_type(resources, "AWS::ApiGateway::Deployment")
+    assert stage["DeploymentId"] == f"<Ref {deployment_id}>"
+
+
+@pytest.mark.parametrize("existing", [{}, EXISTING_API], ids=["own-api", "existing-api"])
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"ApiAuthType": "AWS_IAM"},
+        {"ApiAuthType": "COGNITO_USER_POOLS", "CognitoUserPoolArn": "arn:aws:cognito-idp:us-east-1:1:userpool/p"},
+        {"ApiAuthType": "COGNITO_USER_POOLS", "ExistingAuthorizerId": "auth01"},
+    ],
+    ids=["iam", "cognito", "cognito-existing-authorizer"],
+)
+def test_cfn_terminate_and_preview_never_callable_without_auth(
+    existing: dict[str, str], auth: dict[str, str]
+) -> None:
+    resources = _api({**existing, **auth})
+    api_resources = _of_type(resources, "AWS::ApiGateway::Resource")
+    guarded = {
+        f"<Ref {logical_id}>": GUARDED_PATH_PARTS[properties["PathPart"]]
+        for logical_id, properties in api_resources.items()
+        if properties["PathPart"] in GUARDED_PATH_PARTS
+    }
+    assert len(guarded) == 2
+    methods = [
+        properties
+        for properties in _of_type(resources, "AWS::ApiGateway::Method").values()
+        if properties["ResourceId"] in guarded and properties["HttpMethod"] != "OPTIONS"
+    ]
+    assert {(m["ResourceId"], m["HttpMethod"]) for m in methods} == set(guarded.items())
+    for method in methods:
+        assert method["AuthorizationType"] == auth["ApiAuthType"] != "NONE"
+        if auth["ApiAuthType"] == "COGNITO_USER_POOLS":
+            expected = "auth01" if "ExistingAuthorizerId" in auth else "<Ref CognitoAuthorizer>"
+            assert method["AuthorizerId"] == expected
+
+
+def test_cfn_only_preflights_are_open() -> None:
+    """AuthorizationType NONE only on OPTIONS (CORS preflights carry no credentials)."""
+    for auth in ("AWS_IAM", "COGNITO_USER_POOLS"):
+        extra = {"CognitoUserPoolArn": "arn:aws:cognito-idp:us-east-1:1:userpool/p"} if auth != "AWS_IAM" else {}
+        for method in _of_type(_api({"ApiAuthType": auth, **extra}), "AWS::ApiGateway::Method").values():
+            assert (method["AuthorizationType"] == "NONE") == (method["HttpMethod"] == "OPTIONS")
+
+
+def test_cfn_api_functions_get_the_authorization_settings() -> None:
+    from handlers.authorization import DEFAULT_TERMINATE_ALLOWED_GROUP, ENV_API_BASE_PATH, ENV_TERMINATE_ALLOWED_GROUP
+
+    resources = _lambda_stack_for(_database({})[1])
+    for function in ("DataManagementFunction", "QueryFunction"):
+        variables = resources[function]["Properties"]["Environment"]["Variables"]
+        assert variables[ENV_TERMINATE_ALLOWED_GROUP] == DEFAULT_TERMINATE_ALLOWED_GROUP
+        assert variables[ENV_API_BASE_PATH] == ""
