@@ -110,7 +110,8 @@ class Api:
 
 def build_api(*routers: Router) -> Api:
     # A custom domain's base path mapping ("/drs-api") arrives in the path; routes match without it.
-    prefixes: list[str | re.Pattern[str]] | None = [authorization.base_path()] if authorization.base_path() else None
+    base_path = authorization.base_path()
+    prefixes: list[str | re.Pattern[str]] | None = [base_path] if base_path else None
     rest = APIGatewayRestResolver(cors=CORS, strip_prefixes=prefixes)
     http = APIGatewayHttpResolver(cors=CORS, strip_prefixes=prefixes)
     for app in (rest, http):

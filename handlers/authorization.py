@@ -32,8 +32,10 @@ ENV_TERMINATE_ALLOWED_GROUP = "TERMINATE_ALLOWED_GROUP"
 ENV_API_BASE_PATH = "API_BASE_PATH"
 DEFAULT_TERMINATE_ALLOWED_GROUP = "RecoveryInstanceTerminators"
 FORBIDDEN = "FORBIDDEN"
-# The terminate route and its preview, after the base path is stripped.
-TERMINATE_PATHS = re.compile(r"/executions/[^/]+/(?:terminate-instances|recovery-instances)/?")
+# The terminate route and its preview, after the base path is stripped. Matched at the end of
+# the path, so a prefix the resolvers were not told about (a stage in an HTTP API's raw path)
+# cannot take a request around the check.
+TERMINATE_PATHS = re.compile(r"/executions/[^/]+/(?:terminate-instances|recovery-instances)/?$")
 GROUPS_CLAIM = "cognito:groups"
 
 
@@ -55,7 +57,7 @@ def allowed_group(environ: Mapping[str, str] | None = None) -> str:
 
 
 def is_terminate_path(path: str) -> bool:
-    return TERMINATE_PATHS.fullmatch(path) is not None
+    return TERMINATE_PATHS.search(path) is not None
 
 
 def _mapping(node: Any, *keys: str) -> Mapping[str, Any]:

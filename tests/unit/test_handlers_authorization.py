@@ -190,6 +190,7 @@ def test_authorization_parse_groups(value: Any, groups: set[str]) -> None:
         ("/recovery-plans/p-1/check-existing-instances", False),
         ("/drs/recovery-instance-sync", False),
         ("/executions/e-1/terminate-instances/extra", False),
+        ("/prod/executions/e-1/terminate-instances", True),
     ],
 )
 def test_authorization_paths_matched(path: str, protected: bool) -> None:
