@@ -20,13 +20,19 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Re-resolve the lock after changing dependencies in pyproject.toml (pip-tools in a throwaway venv).
+# Re-resolve the locks after changing dependencies in pyproject.toml (pip-tools in a throwaway
+# venv): the dev lock (everything the tests and tools use), then, from the environment installed
+# from it, requirements-lambda.lock: the runtime closure on Lambda with the same versions and
+# hashes (scripts/lambda_lock.py), which deploy.sh installs with --require-hashes as manylinux
+# wheels for the chosen architecture. No test or dev dependency can reach the Lambda package.
 lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet pip-tools
 	.lock-venv/bin/pip-compile --quiet --generate-hashes --extra dev --strip-extras \
 		--no-emit-index-url --no-emit-find-links -o requirements-dev.lock pyproject.toml
 	rm -rf .lock-venv
+	$(MAKE) --no-print-directory install
+	$(PY) scripts/lambda_lock.py
 
 # dynalite (npm) is the second DynamoDB backend of the integration tests; without node the
 # tests run on moto alone and say so.
@@ -41,7 +47,7 @@ demo: install
 	$(PY) -m syncengine demo
 
 lint: install
-	$(VENV)/bin/ruff check $(wildcard syncengine handlers tests benchmarks)
+	$(VENV)/bin/ruff check $(wildcard syncengine handlers tests benchmarks scripts)
 
 lint-cfn: install
 	bash scripts/lint-cfn.sh

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from aws_lambda_powertools.event_handler import (
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
+from handlers import authorization
 from handlers.events import EventKind
 from handlers.operations import INTERNAL_ERROR, INTERNAL_MESSAGE, Outcome, error_outcome, failure
 from syncengine.errors import SyncEngineError
@@ -33,8 +36,9 @@ CORS = CORSConfig(
     max_age=300,
 )
 # Powertools adds CORS headers only when the request carries an Origin header; the contract wants
-# them on every response, so each response starts with these.
-BASE_HEADERS = {"Access-Control-Allow-Origin": ALLOW_ORIGIN}
+# them on every response, so each response starts with these. Inventory and status change with
+# every sync: no browser or proxy may keep a copy (no-store).
+BASE_HEADERS = {"Access-Control-Allow-Origin": ALLOW_ORIGIN, "Cache-Control": "no-store"}
 
 
 def json_response(outcome: Outcome) -> Response:
@@ -80,6 +84,18 @@ def install_error_handlers(app: ApiGatewayResolver) -> None:
         return json_response(error_outcome(500, INTERNAL_ERROR, INTERNAL_MESSAGE))
 
 
+def guard_terminate_routes(app: ApiGatewayResolver, next_middleware: Callable[..., Response]) -> Response:
+    """Resolver middleware: the terminate route and its preview only for the allowed callers
+    (handlers/authorization.py), whichever router serves them."""
+    path = authorization.strip_base_path(app.current_event.path, authorization.base_path())
+    if authorization.is_terminate_path(path):
+        reason = authorization.refusal(app.current_event.raw_event, authorization.allowed_group())
+        if reason is not None:
+            log.warning("terminate_forbidden", path=path[:200])
+            return json_response(error_outcome(403, authorization.FORBIDDEN, reason))
+    return next_middleware(app)
+
+
 @dataclass(frozen=True)
 class Api:
     """One resolver per payload format, sharing the routes."""
@@ -93,10 +109,14 @@ class Api:
 
 
 def build_api(*routers: Router) -> Api:
-    rest = APIGatewayRestResolver(cors=CORS)
-    http = APIGatewayHttpResolver(cors=CORS)
+    # A custom domain's base path mapping ("/drs-api") arrives in the path; routes match without it.
+    base_path = authorization.base_path()
+    prefixes: list[str | re.Pattern[str]] | None = [base_path] if base_path else None
+    rest = APIGatewayRestResolver(cors=CORS, strip_prefixes=prefixes)
+    http = APIGatewayHttpResolver(cors=CORS, strip_prefixes=prefixes)
     for app in (rest, http):
         for router in routers:
             app.include_router(router)
+        app.use(middlewares=[guard_terminate_routes])
         install_error_handlers(app)
     return Api(rest=rest, http=http)

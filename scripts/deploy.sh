@@ -21,6 +21,12 @@
 #                       created, private and encrypted, on first deploy)
 #   LAMBDA_ARCH         arm64 (default) or x86_64: the functions' architecture and the wheels'
 #   BUILD_DIR           where the package is built (default build/)
+#   LAMBDA_PYTHON_VERSION  Python the wheels are chosen for (default 3.12, the functions' runtime;
+#                       tests build for their own interpreter with the same lock and steps)
+#
+# The package's dependencies come from requirements-lambda.lock (hash-locked, `make lock`); the
+# packaged templates are built locally (no `cloudformation package`), so every S3 call names the
+# expected bucket owner. A dry run drops the shell's AWS credentials: it never needs them.
 #   NOTIFICATION_EMAIL, API_AUTH_TYPE, COGNITO_USER_POOL_ARN, CORS_ALLOW_ORIGIN: parameters
 set -euo pipefail
 
@@ -71,7 +77,9 @@ esac
 if [[ -n "$CODE_KEY" && "$CODE_KEY" =~ -(arm64|x86_64)\.zip$ && "${BASH_REMATCH[1]}" != "$LAMBDA_ARCH" ]]; then
     die "--code-key $CODE_KEY was built for ${BASH_REMATCH[1]}, but LAMBDA_ARCH is $LAMBDA_ARCH"
 fi
-LAMBDA_PYTHON_VERSION=3.12
+LAMBDA_PYTHON_VERSION="${LAMBDA_PYTHON_VERSION:-3.12}"
+[[ "$LAMBDA_PYTHON_VERSION" =~ ^3\.[0-9]+$ ]] || die "LAMBDA_PYTHON_VERSION must look like 3.12, got '$LAMBDA_PYTHON_VERSION'"
+LAMBDA_LOCK=requirements-lambda.lock
 BUILD_DIR="${BUILD_DIR:-build}"
 if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY="${PYTHON:-python3}"; fi
 
@@ -89,6 +97,9 @@ aws_cmd() {
 ACCOUNT_ID="ACCOUNT_ID"
 if $DRY_RUN; then
     REGION="${REGION:-us-east-1}"
+    # Whatever the shell holds (nothing, empty variables, real keys or a profile), nothing in a
+    # dry run may use it: tests, lint and the build run without any AWS credential.
+    while IFS= read -r name; do unset "$name"; done < <(compgen -e | grep '^AWS_' || true)
     echo "deploy: dry run: no AWS call is made; AWS commands are printed with a leading +"
 else
     command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is not installed; it is needed for a real deploy (try --dry-run)"
@@ -138,16 +149,10 @@ build_package() {
     rm -rf "$package_dir" "$ZIP_PATH"
     mkdir -p "$package_dir"
 
-    "$PY" - "$requirements" <<'PYEOF'
-import sys
-import tomllib
-
-with open("pyproject.toml", "rb") as stream:
-    project = tomllib.load(stream)["project"]
-with open(sys.argv[1], "w", encoding="utf-8") as out:
-    out.write("\n".join(project["dependencies"]) + "\n")
-PYEOF
-    echo "runtime dependencies: $(tr '\n' ' ' < "$requirements")"
+    # The lock must be the one the tests ran against: regenerated from the dev lock, nothing else.
+    "$PY" scripts/lambda_lock.py --check || die "$LAMBDA_LOCK is stale: run \`make lock\` and commit it"
+    cp "$LAMBDA_LOCK" "$requirements"
+    echo "runtime dependencies: $(grep -c '==' "$requirements") pinned with hashes ($LAMBDA_LOCK)"
 
     # Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): manylinux2014 (glibc 2.17)
     # wheels and manylinux_2_28 ones both load there.
@@ -159,6 +164,7 @@ PYEOF
         --implementation cp \
         --python-version "$LAMBDA_PYTHON_VERSION" \
         --only-binary=:all: \
+        --require-hashes \
         --target "$package_dir" \
         -r "$requirements" 2>"$pip_log"; then
         cat "$pip_log" >&2
@@ -189,6 +195,30 @@ PYEOF
     find "$package_dir" -name '__pycache__' -type d -prune -exec rm -rf {} +
     find "$package_dir" -name '*.pyc' -delete
     rm -rf "$package_dir/bin"
+
+    # Exactly the lock: every distribution in the package is pinned there at the same version.
+    "$PY" - "$package_dir" "$requirements" <<'PYEOF' || die "the package does not match $LAMBDA_LOCK"
+import pathlib
+import re
+import sys
+
+from packaging.utils import canonicalize_name
+
+package, lock = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text(encoding="utf-8")
+pinned = {canonicalize_name(n): v for n, v in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", lock, re.M)}
+installed = {}
+for dist_info in package.glob("*.dist-info"):
+    fields = dict(
+        line.split(": ", 1) for line in (dist_info / "METADATA").read_text(encoding="utf-8").splitlines()
+        if ": " in line and not line.startswith(" ")
+    )
+    installed[canonicalize_name(fields["Name"])] = fields["Version"]
+if installed != pinned:
+    extra = {n: v for n, v in installed.items() if pinned.get(n) != v}
+    missing = {n: v for n, v in pinned.items() if installed.get(n) != v}
+    sys.exit(f"not in the lock: {extra}; lock entries not installed: {missing}")
+print(f"package: {len(installed)} distributions, each at its locked version")
+PYEOF
 
     "$PY" - "$package_dir" "$ZIP_PATH" <<'PYEOF'
 import hashlib
@@ -228,23 +258,66 @@ PYEOF
     CODE_KEY="lambda/${PROJECT_NAME}/${ENVIRONMENT}/${CODE_SHA256}-${LAMBDA_ARCH}.zip"
 }
 
+# The packaged templates: each nested template is uploaded under its own SHA-256 and the master
+# template names it by URL, which is what `aws cloudformation package` does for TemplateURL; built
+# here so that the upload can name the expected bucket owner (package cannot).
+package_templates() {
+    PACKAGED="$BUILD_DIR/packaged/master-template.yaml"
+    step "build: packaged templates in $BUILD_DIR/packaged"
+    rm -rf "$BUILD_DIR/packaged"
+    mkdir -p "$BUILD_DIR/packaged"
+    "$PY" - "$BUILD_DIR/packaged" "$DEPLOY_BUCKET" "$REGION" "templates/${PROJECT_NAME}/${ENVIRONMENT}" <<'PYEOF'
+import hashlib
+import pathlib
+import re
+import shutil
+import sys
+
+out, bucket, region, prefix = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+master = pathlib.Path("cfn/master-template.yaml").read_text(encoding="utf-8")
+uploads = []
+
+
+def packaged(match: re.Match[str]) -> str:
+    name = match.group(2)
+    source = pathlib.Path("cfn") / name
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    key = f"{prefix}/{digest}-{name}"
+    shutil.copyfile(source, out / name)
+    uploads.append(f"{name} {key}")
+    return f"{match.group(1)}https://{bucket}.s3.{region}.{suffix}/{key}"
+
+
+text = re.sub(r"^(\s+TemplateURL: )([A-Za-z0-9._-]+\.yaml)\s*$", packaged, master, flags=re.M)
+if len(text.encode()) > 51200:
+    sys.exit("the packaged master template is over CloudFormation's 51,200-byte inline limit")
+(out / "master-template.yaml").write_text(text, encoding="utf-8")
+(out / "uploads.txt").write_text("\n".join(uploads) + "\n", encoding="utf-8")
+print(f"packaged: {len(uploads)} nested templates, master {len(text.encode())} bytes")
+PYEOF
+}
+
 if [[ -n "$CODE_KEY" ]]; then
     step "build: skipped, deploying the uploaded package s3://$DEPLOY_BUCKET/$CODE_KEY (--code-key)"
     ZIP_PATH=""
 else
     build_package
 fi
+$LAMBDA_ONLY || package_templates
 
 # ------------------------------------------------------------------------------------------
 # 5. AWS: artifact bucket, upload, then either the functions' code or the whole stack.
 ensure_bucket() {
     if $DRY_RUN; then
-        aws_cmd s3api head-bucket --bucket "$DEPLOY_BUCKET"
+        aws_cmd s3api head-bucket --bucket "$DEPLOY_BUCKET" --expected-bucket-owner "$ACCOUNT_ID"
         return 0
     fi
-    if aws s3api head-bucket --bucket "$DEPLOY_BUCKET" >/dev/null 2>&1; then
+    if aws s3api head-bucket --bucket "$DEPLOY_BUCKET" --expected-bucket-owner "$ACCOUNT_ID" >/dev/null 2>&1; then
         return 0
     fi
+    # CreateBucket has no expected-owner parameter: it fails unless the name is free or already
+    # ours (BucketAlreadyOwnedByYou), and every later call checks the owner again.
     echo "deploy: creating artifact bucket $DEPLOY_BUCKET"
     if [[ "$REGION" == "us-east-1" ]]; then
         aws_cmd s3api create-bucket --bucket "$DEPLOY_BUCKET" --region "$REGION"
@@ -252,17 +325,19 @@ ensure_bucket() {
         aws_cmd s3api create-bucket --bucket "$DEPLOY_BUCKET" --region "$REGION" \
             --create-bucket-configuration "LocationConstraint=$REGION"
     fi
-    aws_cmd s3api put-public-access-block --bucket "$DEPLOY_BUCKET" \
+    aws_cmd s3api put-public-access-block --bucket "$DEPLOY_BUCKET" --expected-bucket-owner "$ACCOUNT_ID" \
         --public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true
-    aws_cmd s3api put-bucket-encryption --bucket "$DEPLOY_BUCKET" \
+    aws_cmd s3api put-bucket-encryption --bucket "$DEPLOY_BUCKET" --expected-bucket-owner "$ACCOUNT_ID" \
         --server-side-encryption-configuration '{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"AES256"}}]}'
-    aws_cmd s3api put-bucket-versioning --bucket "$DEPLOY_BUCKET" --versioning-configuration Status=Enabled
+    aws_cmd s3api put-bucket-versioning --bucket "$DEPLOY_BUCKET" --expected-bucket-owner "$ACCOUNT_ID" \
+        --versioning-configuration Status=Enabled
 }
 
 step "aws: artifact bucket s3://$DEPLOY_BUCKET"
 ensure_bucket
 if [[ -n "$ZIP_PATH" ]]; then
-    aws_cmd s3 cp "$ZIP_PATH" "s3://$DEPLOY_BUCKET/$CODE_KEY" --region "$REGION"
+    aws_cmd s3 cp "$ZIP_PATH" "s3://$DEPLOY_BUCKET/$CODE_KEY" --region "$REGION" \
+        --expected-bucket-owner "$ACCOUNT_ID"
 fi
 
 if $LAMBDA_ONLY; then
@@ -291,12 +366,11 @@ if $LAMBDA_ONLY; then
     echo "deploy: function code updated to s3://$DEPLOY_BUCKET/$CODE_KEY."
     echo "deploy: the stack's LambdaCodeS3Key parameter still names the previous package until the next full deploy."
 else
-    PACKAGED="$BUILD_DIR/packaged-master-template.yaml"
-    step "aws: package the nested templates and deploy $STACK_NAME"
-    aws_cmd cloudformation package --region "$REGION" \
-        --template-file cfn/master-template.yaml \
-        --s3-bucket "$DEPLOY_BUCKET" --s3-prefix "templates/${PROJECT_NAME}/${ENVIRONMENT}" \
-        --output-template-file "$PACKAGED"
+    step "aws: upload the nested templates and deploy $STACK_NAME"
+    while read -r template key; do
+        aws_cmd s3 cp "$BUILD_DIR/packaged/$template" "s3://$DEPLOY_BUCKET/$key" --region "$REGION" \
+            --expected-bucket-owner "$ACCOUNT_ID"
+    done < "$BUILD_DIR/packaged/uploads.txt"
 
     params=(
         "ProjectName=$PROJECT_NAME"
@@ -320,6 +394,19 @@ else
         --no-fail-on-empty-changeset \
         --parameter-overrides "${params[@]}" \
         --tags "Project=$PROJECT_NAME" "Environment=$ENVIRONMENT"
+    # Routes attached to an existing REST API go live with a new deployment of its stage (the
+    # API's owner would otherwise publish them with its next deployment).
+    existing_api="" existing_stage=""
+    for param in "${params[@]}"; do
+        case "$param" in
+            ExistingRestApiId=*) existing_api="${param#*=}" ;;
+            ExistingApiStageName=*) existing_stage="${param#*=}" ;;
+        esac
+    done
+    if [[ -n "$existing_api" && -n "$existing_stage" ]]; then
+        aws_cmd apigateway create-deployment --rest-api-id "$existing_api" --stage-name "$existing_stage" \
+            --region "$REGION" --description "recovery instance sync routes ($ENVIRONMENT)"
+    fi
     aws_cmd cloudformation describe-stacks --stack-name "$STACK_NAME" --region "$REGION" \
         --query 'Stacks[0].Outputs' --output table
 fi

@@ -67,7 +67,11 @@ def role_name_of(item: Mapping[str, Any], default: str) -> str:
 
 def target_from_item(item: Mapping[str, Any], settings: SyncSettings, current_account_id: str | None) -> AccountTarget:
     account_id = str(item["accountId"])
-    is_current = bool(item.get("isCurrentAccount")) or account_id == current_account_id
+    # Own credentials (no AssumeRole) only for the caller's own account: an item's
+    # isCurrentAccount flag naming another account must not turn its sync into one of the hub.
+    is_current = account_id == current_account_id
+    if item.get("isCurrentAccount") and not is_current:
+        log.warning("is_current_account_ignored", account_id=account_id, reason="not the caller's account")
     regions = tuple(str(r) for r in item.get("regions") or () if r)
     external_id = item.get("externalId")
     return AccountTarget(

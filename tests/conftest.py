@@ -14,13 +14,17 @@ from syncengine import logging as engine_logging
 
 NOISY_LOGGERS = ("botocore", "aiobotocore", "aiohttp", "urllib3")
 
-# No test may ever reach real AWS: fake credentials and a fixed home region for every client.
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIATESTHUBACCESSKEY")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test-secret-access-key")
-os.environ.pop("AWS_SESSION_TOKEN", None)
-os.environ.pop("AWS_PROFILE", None)
-os.environ["AWS_DEFAULT_REGION"] = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-os.environ["AWS_REGION"] = os.environ.get("AWS_REGION", "us-east-1")
+# No test may ever reach real AWS, whatever the shell holds (no credentials, empty variables, or
+# real ones): every AWS_* variable of the shell is dropped, then fake credentials, no profile and
+# no config file, and a fixed home region are set for every client (and every subprocess).
+for _name in [name for name in os.environ if name.startswith("AWS_")]:
+    del os.environ[_name]
+os.environ["AWS_ACCESS_KEY_ID"] = "AKIATESTHUBACCESSKEY"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "test-secret-access-key"
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ["AWS_REGION"] = "us-east-1"
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 # Safety net: a client built without an explicit endpoint goes to a closed loopback port and
 # fails at once, instead of resolving a real AWS endpoint. Service-specific variables

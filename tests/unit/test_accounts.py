@@ -54,6 +54,21 @@ def test_targets_use_own_credentials_for_the_current_account_item() -> None:
     assert target.role_arn is None
 
 
+def test_targets_ignore_is_current_account_for_another_account() -> None:
+    """isCurrentAccount on an item of another account is not honoured: that account is assumed."""
+    items = [{"accountId": "111122223333", "isCurrentAccount": True, "externalId": "ext-1"}]
+    settings = SyncSettings(include_current_account=False)
+    (target,) = targets_from_items(items, settings, current_account_id="999988887777")
+    assert not target.is_current_account
+    assert target.role_arn == "arn:aws:iam::111122223333:role/DRSOrchestrationRole"
+
+
+def test_targets_ignore_is_current_account_when_the_caller_is_unknown() -> None:
+    items = [{"accountId": "111122223333", "isCurrentAccount": True}]
+    (target,) = targets_from_items(items, SyncSettings(include_current_account=False), current_account_id=None)
+    assert target.role_arn is not None
+
+
 def test_plan_scopes_uses_item_regions_then_configured_then_all() -> None:
     """Regions come from the item, else settings, else every DRS region."""
     items = [

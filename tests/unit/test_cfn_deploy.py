@@ -93,8 +93,15 @@ def test_cfn_deploy_dry_run_without_credentials_builds_the_package(tmp_path: Pat
     assert _aws_calls(aws_stub) == [], "a dry run must not call AWS"
     assert "cfn-lint: no errors or warnings" in output
     assert "checkov: no failed checks" in output
-    assert "+ aws cloudformation package" in output
     assert "+ aws cloudformation deploy" in output
+    assert "cloudformation package" not in output, "package cannot name the expected bucket owner"
+    # Every S3 call names the bucket owner (the account in a real run).
+    s3_calls = [line for line in output.splitlines() if re.match(r"\+ aws s3(api)? ", line)]
+    assert len(s3_calls) >= 7, s3_calls  # head-bucket, the zip, five nested templates
+    assert all("--expected-bucket-owner ACCOUNT_ID" in line for line in s3_calls), s3_calls
+    packaged = (tmp_path / "build" / "packaged" / "master-template.yaml").read_text(encoding="utf-8")
+    urls = re.findall(r"TemplateURL: (\S+)", packaged)
+    assert len(urls) == 5 and all(url.startswith("https://") for url in urls), urls
 
     archive = tmp_path / "build" / "lambda-arm64.zip"
     with zipfile.ZipFile(archive) as package:
@@ -111,6 +118,37 @@ def test_cfn_deploy_dry_run_without_credentials_builds_the_package(tmp_path: Pat
     extensions = [name for name in names if name.endswith(".so")]
     assert extensions and all("aarch64" in name or "abi3" in name for name in extensions), extensions[:5]
     assert not [name for name in names if "__pycache__" in name]
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        pytest.param({}, id="none"),
+        pytest.param({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, id="empty"),
+        pytest.param(
+            {"AWS_ACCESS_KEY_ID": "AKIAREALLOOKINGKEY00", "AWS_SECRET_ACCESS_KEY": "x" * 40, "AWS_PROFILE": "prod"},
+            id="real-looking",
+        ),
+    ],
+)
+def test_cfn_deploy_dry_run_ignores_the_shell_credentials(
+    tmp_path: Path, aws_stub: Path, credentials: dict[str, str]
+) -> None:
+    """Whatever the shell holds, a dry run succeeds, calls no AWS, and its test step sees no AWS
+    variable of the shell (a stand-in `make` first on PATH records the environment it gets)."""
+    make = aws_stub / "make"
+    make.write_text(f'#!/usr/bin/env bash\nenv > "{tmp_path}/make-env.txt"\n', encoding="utf-8")
+    make.chmod(0o755)
+    env = _env_without_credentials(tmp_path, aws_stub, **credentials)
+    result = _run(
+        ["dev", "--dry-run", "--skip-lint", "--lambda-only", "--code-key", "lambda/x/dev/abc.zip"],
+        env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _aws_calls(aws_stub) == []
+    seen = (tmp_path / "make-env.txt").read_text(encoding="utf-8").splitlines()
+    assert not [line for line in seen if line.startswith("AWS_")]
 
 
 def test_cfn_deploy_lambda_only_dry_run_updates_function_code_only(tmp_path: Path, aws_stub: Path) -> None:

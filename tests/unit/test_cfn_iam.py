@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from syncengine import config
 from tests.cfn_yaml import CFN_DIR, load_template, resources_of_type, walk
 
 TEMPLATE_FILES = sorted(path.name for path in CFN_DIR.glob("*.yaml"))
@@ -246,7 +245,7 @@ def _dynamodb_access(statements: list[dict[str, Any]]) -> tuple[set[str], set[st
         ),
         pytest.param(
             "QueryHandlerRole",
-            {"cache", "status", "recovery_plans", "protection_groups"},
+            {"cache", "status", "recovery_plans", "protection_groups", "execution_history"},
             set(),
             id="query",
         ),
@@ -294,6 +293,7 @@ def test_cfn_target_role_allows_only_drs_and_ec2(target_role_template: dict[str,
         "drs:DescribeJobs",
         "drs:TerminateRecoveryInstances",
         "ec2:DescribeInstances",
+        "ec2:DescribeRegions",
         # Dependent actions of TerminateRecoveryInstances (performed by DRS with the caller's
         # forwarded credentials), conditioned below.
         "ec2:DescribeVolumes",
@@ -309,8 +309,11 @@ def test_cfn_target_role_allows_only_drs_and_ec2(target_role_template: dict[str,
 def test_cfn_target_role_name_matches_the_hub_default(
     target_role_template: dict[str, Any], lambda_stack: dict[str, Any]
 ) -> None:
-    assert target_role_template["Parameters"]["RoleName"]["Default"] == config.DEFAULT_ROLE_NAME
-    assert lambda_stack["Parameters"]["CrossAccountRoleName"]["Default"] == config.DEFAULT_ROLE_NAME
+    """Both sides default to one name, which is not the orchestration's own role's."""
+    default = target_role_template["Parameters"]["RoleName"]["Default"]
+    assert lambda_stack["Parameters"]["CrossAccountRoleName"]["Default"] == default
+    assert load_template("master-template.yaml")["Parameters"]["CrossAccountRoleName"]["Default"] == default
+    assert default != "DRSOrchestrationRole"
 
 
 def test_cfn_hub_outputs_the_role_arns_the_target_role_trusts() -> None:

@@ -305,7 +305,10 @@ def test_cfn_function_handler_and_sizing(
 def test_cfn_defaults_match_the_code(master: dict[str, Any], lambda_stack: dict[str, Any]) -> None:
     for template in (master, lambda_stack):
         parameters = template["Parameters"]
-        assert parameters["CrossAccountRoleName"]["Default"] == config.DEFAULT_ROLE_NAME
+        # Deployed stacks name their own role, never the orchestration's (the code's local
+        # default, shared with the simulator); test_cfn_iam checks the target role agrees.
+        assert parameters["CrossAccountRoleName"]["Default"] == "RecoveryInstanceSyncRole"
+        assert parameters["CrossAccountRoleName"]["Default"] != config.DEFAULT_ROLE_NAME
         assert parameters["MetricsNamespace"]["Default"] == config.DEFAULT_METRICS_NAMESPACE == metrics.NAMESPACE
         assert parameters["SyncMaxConcurrency"]["Default"] == config.DEFAULT_MAX_CONCURRENCY
         assert parameters["SyncPerScopeConcurrency"]["Default"] == config.DEFAULT_PER_SCOPE_CONCURRENCY
@@ -362,6 +365,8 @@ def _resource_paths(api: dict[str, Any]) -> dict[str, str]:
         if logical_id not in paths:
             properties = resources[logical_id]["Properties"]
             parent = properties["ParentId"]
+            if "Fn::If" in parent:  # [Create..., own resource, the existing API's resource id]
+                parent = parent["Fn::If"][1]
             prefix = "" if parent == {"Fn::GetAtt": ["RestApi", "RootResourceId"]} else path_of(parent["Ref"])
             paths[logical_id] = f"{prefix}/{properties['PathPart']}"
         return paths[logical_id]
@@ -384,6 +389,7 @@ CONTRACT_ROUTES = {
     ("GET", "/drs/recovery-instance-sync/status"),
     ("GET", "/recovery-plans/{planId}/check-existing-instances"),
     ("POST", "/executions/{executionId}/terminate-instances"),
+    ("GET", "/executions/{executionId}/recovery-instances"),
 }
 
 
@@ -391,7 +397,9 @@ def test_cfn_api_has_the_contract_routes(api: dict[str, Any]) -> None:
     routes = _routes(api)
     assert {route for route in routes if route[0] != "OPTIONS"} == CONTRACT_ROUTES
     paths = set(_resource_paths(api).values())
-    for part in ("recovery-instance-sync", "status", "check-existing-instances", "terminate-instances"):
+    parts = ("recovery-instance-sync", "status", "check-existing-instances", "terminate-instances")
+    parts += ("recovery-instances",)
+    for part in parts:
         assert any(path.endswith(f"/{part}") for path in paths), part
 
 
@@ -405,7 +413,7 @@ def test_cfn_api_routes_are_lambda_proxy_with_parameterised_auth(api: dict[str, 
     allowed = set(api["Parameters"]["ApiAuthType"]["AllowedValues"])
     assert allowed == {"AWS_IAM", "COGNITO_USER_POOLS"}
     authorizer = api["Resources"]["CognitoAuthorizer"]
-    assert authorizer["Condition"] == "UseCognito"
+    assert authorizer["Condition"] == "CreateAuthorizer"
     assert authorizer["Properties"]["ProviderARNs"] == [{"Ref": "CognitoUserPoolArn"}]
 
 
@@ -425,6 +433,7 @@ def test_cfn_api_read_routes_default_to_the_query_function(api: dict[str, Any]) 
     for route in (
         ("GET", "/drs/recovery-instance-sync/status"),
         ("GET", "/recovery-plans/{planId}/check-existing-instances"),
+        ("GET", "/executions/{executionId}/recovery-instances"),
     ):
         condition, on_query, otherwise = routes[route]["Integration"]["Uri"]["Fn::If"]
         assert condition == "ReadsOnQuery"
@@ -448,7 +457,9 @@ def test_cfn_api_invoke_permissions_are_per_route(api: dict[str, Any]) -> None:
     for permission in permissions.values():
         properties = permission["Properties"]
         assert properties["Principal"] == "apigateway.amazonaws.com"
-        source_arns.add(properties["SourceArn"]["Fn::Sub"].split("${RestApi}/*/", 1)[1])
+        template, variables = properties["SourceArn"]["Fn::Sub"]
+        assert variables["ApiId"] == {"Fn::If": ["CreateApi", {"Ref": "RestApi"}, {"Ref": "ExistingRestApiId"}]}
+        source_arns.add(template.split("${ApiId}/*/", 1)[1])
     expected = {f"{method}{path}" for method, path in CONTRACT_ROUTES}
     assert {arn.replace("/*/", "/{}/") for arn in source_arns} == {
         re.sub(r"\{[^}]+\}", "{}", route) for route in expected

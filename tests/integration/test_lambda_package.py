@@ -1,0 +1,181 @@
+"""The Lambda package is proven, not assumed: the zip `deploy.sh --dry-run` builds, extracted into
+an empty folder, runs in an interpreter that sees only that folder and the standard library.
+
+The package is built once for this module, for the Python running the tests (same lock, same
+steps, another ``LAMBDA_PYTHON_VERSION``, the host's architecture), with the shell's AWS
+variables set to junk to show the dry run never needs or uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.utils import canonicalize_name
+
+from tests.cfn_yaml import ROOT
+from tests.fixtures.dynamodb import DynamoDBTables
+from tests.unit.test_cfn_deploy import BASH, NETWORK_FAILURE, STUB_AWS
+
+HANDLERS = ("handlers.data_management", "handlers.execution", "handlers.query")
+# Top-level names no Lambda package may hold: test and dev dependencies, tools, test code.
+FORBIDDEN_TOP_LEVEL = {
+    "pytest",
+    "_pytest",
+    "pytest_asyncio",
+    "hypothesis",
+    "moto",
+    "cfnlint",
+    "ruff",
+    "matplotlib",
+    "pyinstrument",
+    "psutil",
+    "tests",
+    "benchmarks",
+    "bin",
+    "pip",
+    "setuptools",
+}
+ISOLATED_PRELUDE = """
+import sys
+folder = sys.argv[1]
+leaks = [p for p in sys.path if "site-packages" in p or "dist-packages" in p]
+assert not leaks, f"host packages reachable: {leaks}"
+sys.path.insert(0, folder)
+"""
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zip built by `deploy.sh dev --dry-run` for this interpreter."""
+    work = tmp_path_factory.mktemp("lambda-package")
+    bin_dir = work / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "aws"
+    stub.write_text(STUB_AWS.format(log=work / "aws-calls.log"), encoding="utf-8")
+    stub.chmod(0o755)
+    arch = "arm64" if platform.machine() in {"aarch64", "arm64"} else "x86_64"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "BUILD_DIR": str(work / "build"),
+        "LAMBDA_ARCH": arch,
+        "LAMBDA_PYTHON_VERSION": f"{sys.version_info.major}.{sys.version_info.minor}",
+        # Junk the dry run must drop: an empty key, a profile that does not exist.
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_PROFILE": "no-such-profile",
+    }
+    result = subprocess.run(  # noqa: S603 - the project's own script
+        [BASH, str(ROOT / "scripts" / "deploy.sh"), "dev", "--dry-run", "--skip-tests", "--skip-lint"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    if result.returncode != 0 and NETWORK_FAILURE.search(output):
+        pytest.skip("package index unreachable, wheels could not be downloaded: " + output[-400:])
+    assert result.returncode == 0, output[-4000:]
+    assert not (work / "aws-calls.log").exists() or not (work / "aws-calls.log").read_text()
+    assert (work / "build" / "packaged" / "master-template.yaml").is_file()
+    return work / "build" / f"lambda-{arch}.zip"
+
+
+@pytest.fixture(scope="module")
+def extracted(package: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("extracted")
+    assert not any(folder.iterdir())
+    with zipfile.ZipFile(package) as archive:
+        archive.extractall(folder)
+    return folder
+
+
+def _isolated(folder: Path, body: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``body`` in ``python -I -S`` (no site-packages, no PYTHON* variables) from an empty
+    working directory, with only ``folder`` added to sys.path."""
+    cwd = folder.parent / "cwd"
+    cwd.mkdir(exist_ok=True)
+    return subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-I", "-S", "-c", ISOLATED_PRELUDE + body, str(folder)],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("module", HANDLERS)
+def test_lambda_package_imports_each_handler_in_isolation(extracted: Path, module: str) -> None:
+    result = _isolated(
+        extracted,
+        f"""
+import importlib, pathlib, sysconfig
+handler = importlib.import_module({module!r})
+assert callable(handler.lambda_handler)
+allowed = [pathlib.Path(folder)] + [pathlib.Path(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")]
+for name, loaded in list(sys.modules.items()):
+    path = getattr(loaded, "__file__", None)
+    if path:
+        assert any(pathlib.Path(path).is_relative_to(root) for root in allowed), (name, path)
+        assert "site-packages" not in path, (name, path)
+print("ok", len(sys.modules))
+""",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok")
+
+
+async def test_lambda_package_answers_status_from_local_dynamodb(extracted: Path, ddb: DynamoDBTables) -> None:
+    """A direct get_recovery_instance_sync_status through the packaged query handler, against
+    fresh tables: the engine, its AWS SDK and DynamoDB encoding all come from the zip."""
+    result = _isolated(
+        extracted,
+        """
+import json
+from handlers import query
+print(json.dumps(query.lambda_handler({"operation": "get_recovery_instance_sync_status"}, None)))
+""",
+        env=ddb.env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    body = json.loads(result.stdout.strip().splitlines()[-1])
+    assert body["status"] == "no_sync_yet", body
+    assert "error" not in body
+
+
+def test_lambda_package_holds_no_test_or_dev_code(package: Path) -> None:
+    with zipfile.ZipFile(package) as archive:
+        names = archive.namelist()
+    top_level = {name.split("/", 1)[0] for name in names}
+    distributions = {canonicalize_name(n.split("-", 1)[0]) for n in top_level if n.endswith(".dist-info")}
+    assert not top_level & FORBIDDEN_TOP_LEVEL, sorted(top_level & FORBIDDEN_TOP_LEVEL)
+    assert not distributions & {canonicalize_name(n) for n in FORBIDDEN_TOP_LEVEL}
+    assert not [name for name in names if name.startswith("syncengine/simulator/")]
+    assert {"handlers", "syncengine"} <= top_level
+
+
+def test_lambda_package_pins_the_lock_versions(package: Path) -> None:
+    lock = (ROOT / "requirements-lambda.lock").read_text(encoding="utf-8")
+    pinned = {canonicalize_name(n): v for n, v in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", lock, re.M)}
+    with zipfile.ZipFile(package) as archive:
+        installed = {}
+        for name in archive.namelist():
+            if re.fullmatch(r"[^/]+\.dist-info/METADATA", name):
+                fields = dict(
+                    line.split(": ", 1)
+                    for line in archive.read(name).decode("utf-8").splitlines()
+                    if ": " in line and not line.startswith(" ")
+                )
+                installed[canonicalize_name(fields["Name"])] = fields["Version"]
+    assert installed == pinned
