@@ -518,7 +518,7 @@ def test_api_terminate_bad_body_is_400_and_touches_nothing(engine: FakeEngine, b
             True,
             id="http-iam",
         ),
-        pytest.param("apigw_http_terminate", None, False, id="http-no-authorizer"),
+        pytest.param("apigw_http_terminate", "7d5c9a8e-0000-4000-8000-000000000001", False, id="http-cognito"),
     ],
 )
 def test_api_terminate_passes_options_caller_and_the_25s_budget(
