@@ -42,6 +42,9 @@ class FaultConfig:
     fail_after_pages: int | None = None
     # AssumeRole into these accounts is denied.
     access_denied_accounts: tuple[str, ...] = ()
+    # "service:Operation" (e.g. "ec2:DescribeRegions") the assumed roles are not allowed to call:
+    # EC2 answers UnauthorizedOperation, DRS AccessDeniedException (both HTTP 403).
+    unauthorized_operations: tuple[str, ...] = ()
     # "account#region": DRS answers UninitializedAccountException (the data stays, hidden).
     uninitialized_scopes: tuple[str, ...] = ()
     # Value of the Retry-After header on throttles.
@@ -56,7 +59,9 @@ class FaultConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("failing_scopes", "access_denied_accounts", "uninitialized_scopes", "fault_services"):
+        lists = ("failing_scopes", "access_denied_accounts", "uninitialized_scopes", "fault_services",
+                 "unauthorized_operations")
+        for name in lists:
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{_camel(name)} must be a list of strings")
@@ -184,6 +189,14 @@ class FaultInjector:
 
     def is_denied(self, account_id: str) -> bool:
         return account_id in self._state.denied
+
+    def check_permission(self, service: str, operation: str, assumed_role: bool) -> None:
+        """Raise the authorization error of an operation the (assumed) role may not call."""
+        if not assumed_role or f"{service}:{operation}" not in self._state.config.unauthorized_operations:
+            return
+        if service == "ec2":
+            raise AwsError("UnauthorizedOperation", "You are not authorized to perform this operation.", 403)
+        raise AwsError("AccessDeniedException", f"User is not authorized to perform: {service}:{operation}", 403)
 
     def hidden_scopes(self) -> frozenset[str]:
         return self._state.uninitialized

@@ -154,6 +154,7 @@ class Simulator:
             if not self.estate.region_enabled(account_id, scope.region):
                 # AWS does not recognise an account's credentials in a region it has not enabled.
                 raise auth_error(scope.service, "invalid")
+            faults.check_permission(scope.service, operation, identity.session is not None)
             faults.check(scope.service, account_id, scope.region, time.monotonic())
             call = Call(scope.service, operation, identity, scope.region, request_id, now, self.backend)
             reply: Reply = protocol.dispatch(call, params)
