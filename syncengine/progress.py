@@ -42,7 +42,7 @@ class RichProgress:
 
     def advance(self, result: ScopeResult) -> None:
         self.instances += result.instances_found
-        self.failed += 0 if result.ok else 1
+        self.failed += 0 if result.ok or result.not_enabled else 1
         self.progress.update(self.task, advance=1, instances=self.instances, failed=self.failed)
 
 
