@@ -91,6 +91,8 @@ def report_table(report: SyncReport, *, title: str = "Sync summary") -> Table:
         ("status", report.status.value),
         ("scopes synced", str(report.scopes_synced)),
         ("scopes failed / skipped", str(report.scopes_failed)),
+        ("scopes not enabled (opt-in regions)", str(report.scopes_not_enabled)),
+        ("scopes removed from the configuration", str(report.scopes_removed)),
         ("instances found", str(report.instances_found)),
         ("records written", str(report.instances_updated)),
         ("records unchanged", str(report.instances_unchanged)),

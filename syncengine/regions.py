@@ -58,8 +58,9 @@ ALWAYS_ENABLED_REGIONS = frozenset(
     }
 )
 # What DRS (rest-json) and EC2 (query) answer to credentials used in a region the account has not
-# enabled; STS's wording for the same is InvalidClientTokenId.
-DISABLED_REGION_CODES = frozenset({"UnrecognizedClientException", "AuthFailure", "InvalidClientTokenId"})
+# enabled. Not STS's InvalidClientTokenId: STS is only asked in the home region, by the hub, and
+# its failure is the hub's or the role's, never the scope region's.
+DISABLED_REGION_CODES = frozenset({"UnrecognizedClientException", "AuthFailure"})
 # Where DescribeRegions is asked when the home region is itself an opt-in region.
 FALLBACK_QUERY_REGION = "us-east-1"
 
@@ -70,7 +71,7 @@ def is_opt_in_region(region: str) -> bool:
 
 def is_disabled_region_error(exc: AwsError, region: str) -> bool:
     """The answer of a region the account has not enabled (see the module docstring)."""
-    return is_opt_in_region(region) and exc.code in DISABLED_REGION_CODES
+    return is_opt_in_region(region) and exc.code in DISABLED_REGION_CODES and exc.operation != "AssumeRole"
 
 
 class EnabledRegions:

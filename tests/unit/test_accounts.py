@@ -142,7 +142,15 @@ def test_is_disabled_region_error_only_for_auth_failures_in_opt_in_regions(code,
     from syncengine.errors import AccessDeniedError
     from syncengine.regions import is_disabled_region_error
 
-    assert is_disabled_region_error(AccessDeniedError("x", code=code), region) is disabled
+    assert is_disabled_region_error(AccessDeniedError("x", code=code, operation="drs:X"), region) is disabled
+
+
+def test_is_disabled_region_error_never_for_an_assume_role_failure() -> None:
+    from syncengine.errors import AccessDeniedError
+    from syncengine.regions import is_disabled_region_error
+
+    denied = AccessDeniedError("x", code="UnrecognizedClientException", operation="AssumeRole")
+    assert not is_disabled_region_error(denied, "af-south-1")
 
 
 def test_opt_in_regions_are_the_eleven_drs_regions_launched_since_2019() -> None:
