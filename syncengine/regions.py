@@ -104,12 +104,13 @@ class EnabledRegions:
         context = CallContext("ec2:DescribeRegions", account.account_id, self.query_region)
         try:
             response = await self.aws.call(ec2, "describe_regions", context, AllRegions=False)
-        except AwsError as exc:
+            regions = frozenset(str(r["RegionName"]) for r in response.get("Regions") or () if r.get("RegionName"))
+        except Exception as exc:  # an optional hint: any failure (denied, unparsable) falls back
             log.warning(
                 "describe_regions_failed",
                 account_id=account.account_id,
-                error_type=exc.error_type,
+                error_type=exc.error_type if isinstance(exc, AwsError) else type(exc).__name__,
                 fallback="the auth failure of a disabled region decides",
             )
             return None
-        return frozenset(str(r.get("RegionName")) for r in response.get("Regions") or () if r.get("RegionName"))
+        return regions
