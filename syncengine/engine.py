@@ -57,6 +57,10 @@ log = get_logger(__name__)
 
 # Shielded cleanup (status writes, lease release) gets this long even after the deadline.
 CLEANUP_SECONDS = 15.0
+NO_SCOPES_MESSAGE = (
+    "No active target account and no current account are configured: nothing was synced and no "
+    "cached record was removed."
+)
 
 
 class SyncProgress(Protocol):
@@ -368,7 +372,12 @@ async def _run(
                         rt, planned, executions, run_id=run_id, server_ids=server_ids, progress=progress,
                         results=results,
                     )
-                if full:
+                if full and not planned:
+                    # Nothing configured at all is far likelier a wrong or emptied table than the
+                    # intent to drop every account: the run fails and removes nothing.
+                    run_errors.append(ScopeError("", "", "NoScopesConfigured", NO_SCOPES_MESSAGE))
+                    log.error("sync_no_scopes_configured", table=rt.settings.tables.target_accounts)
+                elif full:
                     # Only here: this run read the target-accounts table successfully.
                     await _remove_unconfigured_scopes(rt, planned, targets, removed)
         if deadline.cancelled_caught and not setup_done:

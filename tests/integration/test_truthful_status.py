@@ -359,3 +359,23 @@ async def test_wave_sync_deadline_covers_all_its_targets(ddb, make_simulator) ->
     assert len(result.reports) == 2 and len(skipped) == 1
     assert skipped[0].error_type == "DeadlineExceeded"
     assert sim.calls.count("drs", region=skipped[0].region) == 0
+
+
+async def test_full_sync_with_nothing_configured_fails_and_removes_nothing(ddb, make_simulator) -> None:
+    """An emptied target-accounts table (and no current account): the run fails, status is error,
+    and no record or scope entry is removed."""
+    sim = make_simulator(accounts=2, regions=("us-east-1",), instances_per_scope=3, seed=35)
+    settings = engine_settings(ddb, sim)
+    await seed(settings, sim.estate)
+    await sync_all(settings)
+    before = await cache_items(settings)
+    inactive = [{**item, "status": "inactive"} for item in target_items(sim)]
+    await put_raw(settings, settings.tables.target_accounts, inactive)
+
+    report = await sync_all(settings.with_changes(include_current_account=False))
+
+    assert report.status is RunStatus.FAILED and report.scopes_removed == 0
+    assert [e.error_type for e in report.errors] == ["NoScopesConfigured"]
+    assert await cache_items(settings) == before
+    status = await get_sync_status(settings)
+    assert status.status.value == "error" and len(status.scopes) == 2
