@@ -65,6 +65,25 @@ def role_name_of(item: Mapping[str, Any], default: str) -> str:
     return default
 
 
+def item_regions(raw: Any) -> tuple[tuple[str, ...], str | None]:
+    """An item's ``regions``: (the DRS regions it names, None) when valid, else (the DRS regions
+    it still names, which may be none, and a sentence saying what is wrong)."""
+    if raw is None or raw == [] or raw == ():
+        return (), None
+    if isinstance(raw, str):
+        named = tuple(r for r in re.split(r"[\s,]+", raw) if r in drs_regions())
+        return named, f"regions must be a list of region names, got the string {raw[:60]!r}."
+    if not isinstance(raw, list | tuple | set | frozenset):
+        return (), f"regions must be a list of region names, got {type(raw).__name__}."
+    values = sorted(raw, key=str) if isinstance(raw, set | frozenset) else list(raw)
+    unknown = [v for v in values if not isinstance(v, str) or v not in drs_regions()]
+    named = tuple(dict.fromkeys(v for v in values if isinstance(v, str) and v in drs_regions()))
+    if unknown:
+        shown = ", ".join(repr(v)[:40] for v in unknown[:5])
+        return named, f"regions names what is not a region where AWS DRS is available: {shown}."
+    return named, None
+
+
 def target_from_item(item: Mapping[str, Any], settings: SyncSettings, current_account_id: str | None) -> AccountTarget:
     account_id = str(item["accountId"])
     # Own credentials (no AssumeRole) only for the caller's own account: an item's
@@ -72,7 +91,9 @@ def target_from_item(item: Mapping[str, Any], settings: SyncSettings, current_ac
     is_current = account_id == current_account_id
     if item.get("isCurrentAccount") and not is_current:
         log.warning("is_current_account_ignored", account_id=account_id, reason="not the caller's account")
-    regions = tuple(str(r) for r in item.get("regions") or () if r)
+    regions, config_error = item_regions(item.get("regions"))
+    if config_error:
+        log.warning("target_account_invalid", account_id=account_id, error=config_error)
     external_id = item.get("externalId")
     return AccountTarget(
         account_id=account_id,
@@ -81,6 +102,7 @@ def target_from_item(item: Mapping[str, Any], settings: SyncSettings, current_ac
         external_id=str(external_id) if external_id else None,
         regions=regions,
         is_current_account=is_current,
+        config_error=config_error,
     )
 
 

@@ -34,6 +34,8 @@ ENV_MAX_ATTEMPTS = "SYNC_MAX_ATTEMPTS"
 ENV_DEADLINE_SECONDS = "SYNC_DEADLINE_SECONDS"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_WORKERS = "SYNC_WORKERS"
+# Read, with a default; joins ALL_ENV_VARS once the Lambda stack sets it (cfn, issue 13).
+ENV_STALE_AFTER_SECONDS = "SYNC_STALE_AFTER_SECONDS"
 ENV_HOME_REGION = "AWS_REGION"
 ENV_HOME_REGION_FALLBACK = "AWS_DEFAULT_REGION"
 
@@ -76,7 +78,14 @@ DEFAULT_RETRY_MAX_DELAY = 20.0
 DEFAULT_WRITE_CONCURRENCY = 16
 DEFAULT_LAMBDA_DEADLINE_MARGIN = 20.0
 DEFAULT_SCOPE_LEASE_WAIT = 30.0
+# A lease's lifetime when its holder has no deadline (the CLI); a run with a deadline (Lambda)
+# holds its leases until that deadline plus LEASE_MARGIN_SECONDS, never longer.
 DEFAULT_LEASE_SECONDS = 900.0
+# Past the deadline a holder still runs its shielded cleanup (at most 15 s) and, in Lambda, is
+# killed lambda_deadline_margin (20 s) later: a lease ending this long after the deadline outlives both.
+LEASE_MARGIN_SECONDS = 30.0
+# A configured scope with no successful sync for this long makes the status "degraded".
+DEFAULT_STALE_AFTER_SECONDS = 900.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 # DescribeSourceServers' sourceServerIDs filter and EC2 filter values both cap at 200.
@@ -155,6 +164,7 @@ class SyncSettings:
     lambda_deadline_margin: float = DEFAULT_LAMBDA_DEADLINE_MARGIN
     scope_lease_wait: float = DEFAULT_SCOPE_LEASE_WAIT
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
@@ -184,6 +194,8 @@ class SyncSettings:
             )
         if self.retry.max_attempts < 1:
             raise ConfigurationError("retry.max_attempts must be at least 1")
+        if self.stale_after_seconds <= 0:
+            raise ConfigurationError(f"stale_after_seconds must be positive, got {self.stale_after_seconds}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SyncSettings:
@@ -218,10 +230,10 @@ class SyncSettings:
         values["retry"] = RetrySettings(max_attempts=_parse_int(env, ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS))
         deadline = env.get(ENV_DEADLINE_SECONDS)
         if deadline:
-            try:
-                values["deadline_seconds"] = float(deadline)
-            except ValueError as exc:
-                raise ConfigurationError(f"{ENV_DEADLINE_SECONDS} must be a number, got {deadline!r}") from exc
+            values["deadline_seconds"] = _parse_float(ENV_DEADLINE_SECONDS, deadline)
+        stale_after = env.get(ENV_STALE_AFTER_SECONDS)
+        if stale_after:
+            values["stale_after_seconds"] = _parse_float(ENV_STALE_AFTER_SECONDS, stale_after)
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -245,6 +257,13 @@ def _parse_bool(raw: str | None, default: bool) -> bool:
     if value in {"0", "false", "no", "off"}:
         return False
     raise ConfigurationError(f"expected a boolean, got {raw!r}")
+
+
+def _parse_float(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
 
 
 def _parse_int(env: Mapping[str, str], name: str, default: int) -> int:

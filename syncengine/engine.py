@@ -9,6 +9,7 @@ the status writes after it run shielded, so a run cut short still says what it d
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -29,11 +30,11 @@ from syncengine.accounts import (
 )
 from syncengine.aws import AwsClients, CallStats
 from syncengine.concurrency import run_concurrently
-from syncengine.config import SyncSettings
+from syncengine.config import LEASE_MARGIN_SECONDS, SyncSettings
 from syncengine.discovery import DrsFirst, FirstAnswer, ScopeDiscovery, discover_scope
 from syncengine.dynamo import Dynamo
 from syncengine.enrich import build_record
-from syncengine.errors import AwsError, InvalidRequestError, SyncEngineError
+from syncengine.errors import AwsError, InvalidRequestError, SyncEngineError, SyncInProgressError
 from syncengine.executions import ExecutionIndex, load_execution_index
 from syncengine.gctune import relaxed_gc
 from syncengine.logging import get_logger
@@ -47,6 +48,7 @@ from syncengine.models import (
     SyncStatus,
     utc_now_iso,
 )
+from syncengine.regions import EnabledRegions, is_disabled_region_error
 from syncengine.shards import run_in_processes, shard_by_account, worker_count
 from syncengine.status import StatusStore
 from syncengine.store import CachedEntry, CacheStore
@@ -55,6 +57,10 @@ log = get_logger(__name__)
 
 # Shielded cleanup (status writes, lease release) gets this long even after the deadline.
 CLEANUP_SECONDS = 15.0
+NO_SCOPES_MESSAGE = (
+    "No active target account and no current account are configured: nothing was synced and no "
+    "cached record was removed."
+)
 
 
 class SyncProgress(Protocol):
@@ -76,6 +82,7 @@ class Runtime:
     status: StatusStore
     stats: CallStats
     metrics: m.MetricsEmitter = field(repr=False)
+    regions: EnabledRegions = field(repr=False)
 
 
 @contextlib.asynccontextmanager
@@ -102,6 +109,7 @@ async def open_runtime(settings: SyncSettings, *, session: aioboto3.Session | No
                     Dynamo(client, retry=settings.retry, stats=stats, concurrency=8, region=settings.home_region),
                     settings.tables.status,
                     lease_seconds=settings.lease_seconds,
+                    stale_after_seconds=settings.stale_after_seconds,
                 ),
                 stats=stats,
                 metrics=m.MetricsEmitter(
@@ -109,6 +117,7 @@ async def open_runtime(settings: SyncSettings, *, session: aioboto3.Session | No
                     namespace=settings.metrics_namespace,
                     environment=settings.environment,
                 ),
+                regions=EnabledRegions(aws, settings.home_region),
             )
 
 
@@ -116,6 +125,21 @@ def deadline_scope(settings: SyncSettings) -> anyio.CancelScope:
     if settings.deadline_seconds is None:
         return anyio.CancelScope()
     return anyio.move_on_after(settings.deadline_seconds)
+
+
+def lease_seconds(settings: SyncSettings, remaining: float | None = None) -> float:
+    """How long a lease taken now lives: the holder's remaining time (``remaining``, else the
+    enclosing deadline's) plus a margin that covers its shielded cleanup and, in Lambda, the time
+    until it is killed. A lease never outlives its holder by more, so an invocation killed at its
+    timeout frees its scopes a few seconds later. Without any deadline (the CLI), the configured
+    ``lease_seconds``."""
+    if remaining is None:
+        deadline = anyio.current_effective_deadline()
+        if deadline != float("inf"):
+            remaining = max(deadline - anyio.current_time(), 0.0)
+    if remaining is None:
+        return settings.lease_seconds
+    return remaining + LEASE_MARGIN_SECONDS
 
 
 async def _discover_and_read_cache(
@@ -168,12 +192,23 @@ async def _sync_one_scope(
         return ScopeResult(scope, outcome, duration_ms=elapsed_ms(), error=error)
 
     result = failed(ScopeOutcome.SKIPPED, "DeadlineExceeded", "the run's deadline passed before this scope finished")
-    # Whether the lease is someone else's. While acquiring it is unknown (a cancelled acquisition
-    # may still have been granted), so the cleanup below releases it conditionally either way.
-    lease_busy = False
+    # Whether the cleanup below may hold our lease. While acquiring it is unknown (a cancelled
+    # acquisition may still have been granted), so the cleanup releases it conditionally.
+    lease_ours = False
     try:
-        if not await rt.status.acquire_scope_lease(scope, run_id, wait=rt.settings.scope_lease_wait):
-            lease_busy = True
+        if account.config_error:
+            result = failed(ScopeOutcome.FAILED, "InvalidConfiguration",
+                            f"target-accounts item of {scope.account_id}: {account.config_error}")
+            return result
+        if await rt.regions.is_enabled(account, scope.region) is False:
+            result = _not_enabled(scope, elapsed_ms())
+            return result
+        expires_at = time.time() + lease_seconds(rt.settings)
+        lease_ours = True
+        if not await rt.status.acquire_scope_lease(
+            scope, run_id, wait=rt.settings.scope_lease_wait, expires_at=expires_at
+        ):
+            lease_ours = False
             result = failed(ScopeOutcome.SKIPPED, "ScopeBusy", "another sync of this scope did not finish in time")
             return result
         observed_at = int(time.time() * 1000)
@@ -220,8 +255,12 @@ async def _sync_one_scope(
             deleted=deleted,
         )
     except AwsError as exc:
-        result = failed(ScopeOutcome.FAILED, exc.error_type, str(exc))
-        log.warning("scope_failed", error_type=exc.error_type, error=str(exc), operation=exc.operation)
+        if is_disabled_region_error(exc, scope.region):
+            result = _not_enabled(scope, elapsed_ms())
+            log.info("scope_not_enabled", error_type=exc.error_type, operation=exc.operation)
+        else:
+            result = failed(ScopeOutcome.FAILED, exc.error_type, str(exc))
+            log.warning("scope_failed", error_type=exc.error_type, error=str(exc), operation=exc.operation)
     finally:
         first_answer.set()  # a skipped or failed scope must not hold the others' follow-ups
         await rt.aws.release(("drs", "ec2"), scope.region, account)
@@ -230,7 +269,7 @@ async def _sync_one_scope(
         # slow status write into a lease left held for its whole lifetime.
         with anyio.CancelScope(shield=True), anyio.move_on_after(_cleanup_budget(rt.settings)) as cleanup:
             try:
-                released = not lease_busy and await rt.status.finish_scope(result, owner=run_id)
+                released = lease_ours and await rt.status.finish_scope(result, owner=run_id)
                 if not released:
                     # Not our lease (busy, or never granted): record the attempt, leave the lease.
                     await rt.status.finish_scope(result, owner=None)
@@ -239,6 +278,19 @@ async def _sync_one_scope(
         if cleanup.cancelled_caught:
             log.warning("scope_status_write_timed_out", lease_seconds=rt.settings.lease_seconds)
     return result
+
+
+def deadline_skipped_report(scope: Scope, message: str) -> SyncReport:
+    """The report of a scope a caller's deadline left no time to start (nothing touched)."""
+    error = ScopeError(scope.account_id, scope.region, "DeadlineExceeded", message)
+    now = utc_now_iso()
+    return SyncReport.from_results(
+        [ScopeResult(scope, ScopeOutcome.SKIPPED, error=error)], duration_ms=0, started_at=now, finished_at=now
+    )
+
+
+def _not_enabled(scope: Scope, duration_ms: int) -> ScopeResult:
+    return ScopeResult(scope, ScopeOutcome.NOT_ENABLED, duration_ms=duration_ms)
 
 
 def _cleanup_budget(settings: SyncSettings) -> float | None:
@@ -290,10 +342,11 @@ async def _run(
     started = time.monotonic()
     structlog.contextvars.bind_contextvars(run_id=run_id)
     if full:
-        await rt.status.acquire_full_sync_lease(run_id)
+        await _acquire_full_sync_lease(rt, run_id)
     results: dict[Scope, ScopeResult] = {}
     planned: list[tuple[Scope, AccountTarget]] = []
     run_errors: list[ScopeError] = []
+    removed = RemovedScopes()
     setup_done = False
     try:
         with deadline_scope(rt.settings) as deadline:
@@ -319,6 +372,14 @@ async def _run(
                         rt, planned, executions, run_id=run_id, server_ids=server_ids, progress=progress,
                         results=results,
                     )
+                if full and not planned:
+                    # Nothing configured at all is far likelier a wrong or emptied table than the
+                    # intent to drop every account: the run fails and removes nothing.
+                    run_errors.append(ScopeError("", "", "NoScopesConfigured", NO_SCOPES_MESSAGE))
+                    log.error("sync_no_scopes_configured", table=rt.settings.tables.target_accounts)
+                elif full:
+                    # Only here: this run read the target-accounts table successfully.
+                    await _remove_unconfigured_scopes(rt, planned, targets, removed)
         if deadline.cancelled_caught and not setup_done:
             run_errors.append(
                 ScopeError(account_id or "", region or "", "DeadlineExceeded",
@@ -345,9 +406,58 @@ async def _run(
                 run_id=run_id,
                 extra_errors=tuple(run_errors),
             )
+            report = dataclasses.replace(
+                report,
+                scopes_removed=removed.scopes,
+                instances_deleted=report.instances_deleted + removed.records,
+            )
             await _finish_run(rt, report, full=full)
             structlog.contextvars.unbind_contextvars("run_id")
     return report
+
+
+async def _acquire_full_sync_lease(rt: Runtime, run_id: str) -> None:
+    """The full-sync lease, until this run's deadline plus a margin; a held lease skips the run
+    (counted, so a schedule that keeps being skipped shows)."""
+    try:
+        seconds = lease_seconds(rt.settings, rt.settings.deadline_seconds)
+        await rt.status.acquire_full_sync_lease(run_id, seconds=seconds)
+    except SyncInProgressError as exc:
+        rt.metrics.emit({m.SYNCS_SKIPPED: 1}, reason="FullSyncLeaseHeld", holder=exc.holder)
+        log.info("full_sync_skipped", reason="lease held", holder=exc.holder)
+        raise
+
+
+@dataclass
+class RemovedScopes:
+    """What a full sync deleted of scopes that are no longer configured."""
+
+    scopes: int = 0
+    records: int = 0
+
+
+async def _remove_unconfigured_scopes(
+    rt: Runtime, planned: list[tuple[Scope, AccountTarget]], targets: list[AccountTarget], removed: RemovedScopes
+) -> None:
+    """Delete the records and status of every scope with a status item that the configuration
+    just read no longer names (an inactive or removed account, a removed region). An account
+    whose item is malformed keeps all its scopes until it is fixed. Records go first: a scope
+    whose records could not all be deleted keeps its status item, so the next full sync retries."""
+    configured = {scope for scope, _ in planned}
+    keep = {t.account_id for t in targets if t.config_error}
+    try:
+        known = await rt.status.scope_statuses()
+        for status in known:
+            scope = Scope(status.account_id, status.region)
+            if scope in configured or scope.account_id in keep:
+                continue
+            records = await rt.store.delete_scope_records(scope)
+            removed.records += records
+            if await rt.status.remove_scope(scope):
+                removed.scopes += 1
+                log.info("scope_removed", account_id=scope.account_id, region=scope.region, records=records)
+    except AwsError as exc:
+        log.error("scope_removal_failed", error_type=exc.error_type, error=str(exc))
 
 
 async def _finish_run(rt: Runtime, report: SyncReport, *, full: bool) -> None:
@@ -368,9 +478,13 @@ async def _finish_run(rt: Runtime, report: SyncReport, *, full: bool) -> None:
             m.INSTANCES_DELETED: report.instances_deleted,
             m.SCOPES_SYNCED: report.scopes_synced,
             m.SCOPES_FAILED: report.scopes_failed,
+            m.SCOPES_NOT_ENABLED: report.scopes_not_enabled,
+            m.SCOPES_REMOVED: report.scopes_removed,
+            m.SYNCS_SKIPPED: sum(1 for r in report.scopes if r.error is not None and r.error.error_type == "ScopeBusy"),
             m.SYNC_ERRORS: report.scopes_failed + (1 if report.scopes_synced == 0 and report.errors else 0),
             m.THROTTLE_RETRIES: rt.stats.throttle_retries,
             m.DYNAMODB_THROTTLES: rt.stats.dynamodb_throttles,
+            **({m.FULL_SYNC_HEARTBEAT: 1} if full and _heartbeat(report) else {}),
         },
         runId=report.run_id,
         full=full,
@@ -383,6 +497,8 @@ async def _finish_run(rt: Runtime, report: SyncReport, *, full: bool) -> None:
         scopes=len(report.scopes),
         scopes_synced=report.scopes_synced,
         scopes_failed=report.scopes_failed,
+        scopes_not_enabled=report.scopes_not_enabled,
+        scopes_removed=report.scopes_removed,
         instances_found=report.instances_found,
         instances_updated=report.instances_updated,
         instances_unchanged=report.instances_unchanged,
@@ -392,6 +508,12 @@ async def _finish_run(rt: Runtime, report: SyncReport, *, full: bool) -> None:
         throttle_retries=rt.stats.throttle_retries,
         assume_role_calls=rt.stats.assume_role_calls,
     )
+
+
+def _heartbeat(report: SyncReport) -> bool:
+    """A full sync that finished and synced at least one scope (a scope failing in every run is
+    the sync-error alarm's business; a heartbeat that stops means the syncs stopped)."""
+    return report.scopes_synced > 0
 
 
 async def _require_configured_scope(

@@ -26,6 +26,14 @@ SCOPES_FAILED = "ScopesFailed"  # Count
 SYNC_ERRORS = "SyncErrors"  # Count: scopes failed + runs that failed outright
 THROTTLE_RETRIES = "ThrottleRetries"  # Count: AWS calls retried after throttling
 DYNAMODB_THROTTLES = "DynamoDBThrottles"  # Count: DynamoDB throttles and unprocessed items/keys seen
+SCOPES_NOT_ENABLED = "ScopesNotEnabled"  # Count: scopes in opt-in regions the account has not enabled
+SCOPES_REMOVED = "ScopesRemoved"  # Count: scopes no longer configured, deleted by a full sync
+# 1 per full sync that finished having synced at least one scope; the monitoring stack alarms
+# when none arrives for 15 minutes (the schedule stopped, or every run crashes or fails).
+FULL_SYNC_HEARTBEAT = "FullSyncHeartbeat"  # Count
+# Syncs skipped because a lease was held: a full sync finding another one running (1), or the
+# scopes of a run skipped because another sync of the scope did not finish in time.
+SYNCS_SKIPPED = "SyncsSkipped"  # Count
 # Cache reads (handlers).
 CACHE_QUERY_LATENCY = "CacheQueryLatency"  # Milliseconds
 CACHE_HITS = "CacheHits"  # Count
@@ -47,6 +55,10 @@ UNITS: Mapping[str, str] = {
     SYNC_ERRORS: "Count",
     THROTTLE_RETRIES: "Count",
     DYNAMODB_THROTTLES: "Count",
+    SCOPES_NOT_ENABLED: "Count",
+    SCOPES_REMOVED: "Count",
+    FULL_SYNC_HEARTBEAT: "Count",
+    SYNCS_SKIPPED: "Count",
     CACHE_QUERY_LATENCY: "Milliseconds",
     CACHE_HITS: "Count",
     CACHE_MISSES: "Count",

@@ -100,6 +100,9 @@ class AccountTarget:
     external_id: str | None = None
     regions: tuple[str, ...] = ()
     is_current_account: bool = False
+    # Why the item cannot be synced as written (a malformed ``regions``): its scopes fail with
+    # this message, and none of its scopes is reconciled away while it stands.
+    config_error: str | None = None
 
 
 class ScopeOutcome(StrEnum):
@@ -107,6 +110,8 @@ class ScopeOutcome(StrEnum):
     FAILED = "FAILED"
     # The deadline or a busy scope lease kept the scope from running; its cache is untouched.
     SKIPPED = "SKIPPED"
+    # The region is an opt-in region the account has not enabled: nothing to sync, nothing failed.
+    NOT_ENABLED = "NOT_ENABLED"
 
 
 class RunStatus(StrEnum):
@@ -146,6 +151,10 @@ class ScopeResult:
     def ok(self) -> bool:
         return self.outcome is ScopeOutcome.SUCCESS
 
+    @property
+    def not_enabled(self) -> bool:
+        return self.outcome is ScopeOutcome.NOT_ENABLED
+
 
 @dataclass(frozen=True)
 class SyncReport:
@@ -163,6 +172,9 @@ class SyncReport:
     finished_at: str = ""
     run_id: str = ""
     scopes: tuple[ScopeResult, ...] = field(default=(), repr=False, compare=False)
+    scopes_not_enabled: int = 0
+    # Scopes no longer configured whose records and status a full sync deleted.
+    scopes_removed: int = 0
 
     @classmethod
     def from_results(
@@ -176,7 +188,8 @@ class SyncReport:
         extra_errors: tuple[ScopeError, ...] = (),
     ) -> SyncReport:
         synced = sum(1 for r in results if r.ok)
-        failed = len(results) - synced
+        not_enabled = sum(1 for r in results if r.not_enabled)
+        failed = len(results) - synced - not_enabled
         errors = tuple(r.error for r in results if r.error is not None) + extra_errors
         if failed == 0 and not extra_errors:
             status = RunStatus.SUCCESS
@@ -197,6 +210,7 @@ class SyncReport:
             finished_at=finished_at,
             run_id=run_id,
             scopes=tuple(results),
+            scopes_not_enabled=not_enabled,
         )
 
     @property
@@ -211,6 +225,8 @@ class SyncReport:
             "instancesDeleted": self.instances_deleted,
             "scopesSynced": self.scopes_synced,
             "scopesFailed": self.scopes_failed,
+            "scopesNotEnabled": self.scopes_not_enabled,
+            "scopesRemoved": self.scopes_removed,
             "durationMs": self.duration_ms,
             "errors": [e.to_dict() for e in self.errors],
             "startedAt": self.started_at,
@@ -265,6 +281,10 @@ class SyncStatus:
     errors: tuple[Mapping[str, Any], ...] = ()
     scopes: tuple[ScopeStatus, ...] = ()
     last_run_status: str | None = None
+    # Configured scopes (NOT_ENABLED ones aside) without a success within the stale window.
+    stale_scopes: int = 0
+    # The newest scoped, wave or event-driven run's report (never part of the run fields above).
+    last_scoped_sync: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -278,6 +298,8 @@ class SyncStatus:
             "durationMs": self.duration_ms,
             "errors": [dict(e) for e in self.errors],
             "scopes": [s.to_dict() for s in self.scopes],
+            "staleScopes": self.stale_scopes,
+            "lastScopedSync": dict(self.last_scoped_sync) if self.last_scoped_sync else None,
         }
         if self.last_run_status:
             body["lastRunStatus"] = self.last_run_status

@@ -35,7 +35,7 @@ from syncengine import metrics as m
 from syncengine.accounts import SOURCE_SERVER_ID_PATTERN
 from syncengine.config import SyncSettings
 from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_item
-from syncengine.engine import Runtime, open_runtime, sync_scope
+from syncengine.engine import Runtime, deadline_skipped_report, open_runtime, sync_scope
 from syncengine.errors import ExecutionNotFoundError, InvalidRequestError, RecoveryPlanNotFoundError
 from syncengine.logging import get_logger
 from syncengine.models import Scope, SyncReport
@@ -448,8 +448,11 @@ async def sync_wave(
 
     Raises like ``sync_scope`` (and ``ExecutionNotFoundError`` when the wave has to be read from
     an execution that does not exist); the execution handler turns every failure into a count.
+    ``settings.deadline_seconds`` bounds the whole wave, every target together: each target gets
+    what is left, and targets it leaves no time for are reported skipped (``DeadlineExceeded``).
     """
     execution_id = validate_identifier("executionId", execution_id)
+    ends_at = None if settings.deadline_seconds is None else time.monotonic() + settings.deadline_seconds
     async with open_runtime(settings, session=session) as rt:
         number, targets = await resolve_wave_targets(rt, execution_id, plan_id, wave, wave_number)
     reports = []
@@ -465,8 +468,17 @@ async def sync_wave(
             server_ids = valid
         # Sequential: a wave touches one scope in practice, and scopes of one account share
         # its rate limits.
+        target_settings = settings
+        if ends_at is not None:
+            remaining = ends_at - time.monotonic()
+            if remaining <= 0:
+                reports.append(deadline_skipped_report(target.scope, "the wave sync's deadline passed first"))
+                continue
+            target_settings = settings.with_changes(deadline_seconds=remaining)
         reports.append(
-            await sync_scope(settings, target.scope.account_id, target.scope.region, server_ids, session=session)
+            await sync_scope(
+                target_settings, target.scope.account_id, target.scope.region, server_ids, session=session
+            )
         )
     return WaveSyncResult(execution_id, plan_id, number, tuple(targets), tuple(reports))
 

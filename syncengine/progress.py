@@ -42,7 +42,7 @@ class RichProgress:
 
     def advance(self, result: ScopeResult) -> None:
         self.instances += result.instances_found
-        self.failed += 0 if result.ok else 1
+        self.failed += 0 if result.ok or result.not_enabled else 1
         self.progress.update(self.task, advance=1, instances=self.instances, failed=self.failed)
 
 
@@ -91,6 +91,8 @@ def report_table(report: SyncReport, *, title: str = "Sync summary") -> Table:
         ("status", report.status.value),
         ("scopes synced", str(report.scopes_synced)),
         ("scopes failed / skipped", str(report.scopes_failed)),
+        ("scopes not enabled (opt-in regions)", str(report.scopes_not_enabled)),
+        ("scopes removed from the configuration", str(report.scopes_removed)),
         ("instances found", str(report.instances_found)),
         ("records written", str(report.instances_updated)),
         ("records unchanged", str(report.instances_unchanged)),

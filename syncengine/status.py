@@ -4,11 +4,14 @@ Layout (partition ``pk``, sort ``sk``):
 
 * ``SCOPE`` / ``<account>#<region>``: last success, last attempt, instance count, last error, and
   the scope lease (``leaseOwner``, ``leaseExpiresAt``) that serialises syncs of one scope;
-* ``RUN`` / ``LATEST``: the last run's report; ``RUN`` / ``HISTORY#<finishedAt>#<runId>`` keeps a
-  week of reports (TTL);
+* ``RUN`` / ``LATEST``: the last full run's report; ``RUN`` / ``HISTORY#<finishedAt>#<runId>``
+  keeps a week of full reports (TTL); ``RUN`` / ``LAST_SCOPED``: the newest scoped, wave or
+  event-driven run's report, which never replaces the full run's;
 * ``LEASE`` / ``FULL_SYNC``: held by a full sync so two never overlap.
 
-Reading the status is one Query on ``SCOPE`` and two GetItems: never a scan of the cache.
+Reading the status is one Query on ``SCOPE`` and three GetItems: never a scan of the cache.
+Health comes from the scopes: a configured scope (NOT_ENABLED ones aside) that failed its last
+attempt, or has had no success for ``stale_after`` seconds, makes it ``degraded``.
 """
 
 from __future__ import annotations
@@ -40,13 +43,11 @@ log = get_logger(__name__)
 SCOPE_PK = "SCOPE"
 RUN_PK = "RUN"
 LATEST_SK = "LATEST"
+LAST_SCOPED_SK = "LAST_SCOPED"
 LEASE_PK = "LEASE"
 FULL_SYNC_SK = "FULL_SYNC"
 HISTORY_DAYS = 7
 CONDITION_FAILED = "ConditionalCheckFailedException"
-# A last sync older than this makes an otherwise healthy cache "degraded": the 5-minute schedule
-# has missed several runs.
-STALE_AFTER = timedelta(minutes=30)
 
 
 def _condition_failed(exc: AwsError) -> bool:
@@ -60,10 +61,14 @@ class FullSyncLease:
 
 
 class StatusStore:
-    def __init__(self, dynamo: Dynamo, table: str, *, lease_seconds: float = 900.0):
+    def __init__(
+        self, dynamo: Dynamo, table: str, *, lease_seconds: float = 900.0, stale_after_seconds: float = 900.0
+    ):
         self.dynamo = dynamo
         self.table = table
+        # A lease's lifetime when the caller names none (a holder without a deadline).
         self.lease_seconds = lease_seconds
+        self.stale_after = timedelta(seconds=stale_after_seconds)
 
     # -- the full-sync lease ---------------------------------------------------------------------
 
@@ -128,10 +133,13 @@ class StatusStore:
 
     # -- scope leases and status -----------------------------------------------------------------
 
-    async def acquire_scope_lease(self, scope: Scope, owner: str, *, wait: float) -> bool:
-        """Take the scope's lease, waiting up to ``wait`` seconds for another sync of the same
-        scope to finish. Syncs of one scope are serialised so that observation order equals write
-        order: an older observation can never overwrite a newer one."""
+    async def acquire_scope_lease(
+        self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None
+    ) -> bool:
+        """Take the scope's lease until ``expires_at`` (epoch seconds: its holder's deadline plus
+        a margin; default ``lease_seconds`` from now), waiting up to ``wait`` seconds for another
+        sync of the same scope to finish. Syncs of one scope are serialised so that observation
+        order equals write order: an older observation can never overwrite a newer one."""
         deadline = anyio.current_time() + wait
         delay = 0.05
         while True:
@@ -152,7 +160,7 @@ class StatusStore:
                     },
                     ExpressionAttributeValues={
                         ":owner": {"S": owner},
-                        ":exp": {"N": str(int(now + self.lease_seconds))},
+                        ":exp": {"N": str(int(expires_at or now + self.lease_seconds))},
                         ":now": {"N": str(int(now))},
                         ":acct": {"S": scope.account_id},
                         ":region": {"S": scope.region},
@@ -186,6 +194,10 @@ class StatusStore:
             values.update({":success": to_attr(now), ":count": to_attr(result.instances_found)})
             sets += ["#success = :success", "#count = :count"]
             removes += ["#err", "#errtype"]
+        elif result.not_enabled:
+            # Not an error: the account has not enabled the region.
+            names.update({"#err": "lastError", "#errtype": "lastErrorType"})
+            removes += ["#err", "#errtype"]
         elif result.error is not None:
             names.update({"#err": "lastError", "#errtype": "lastErrorType"})
             values.update({":err": to_attr(result.error.message[:1000] or "unknown error"),
@@ -208,6 +220,25 @@ class StatusStore:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 **params,
+            )
+        except AwsError as exc:
+            if not _condition_failed(exc):
+                raise
+            return False
+        return True
+
+    async def remove_scope(self, scope: Scope) -> bool:
+        """Delete a scope's status item (a scope no longer configured). False when a sync holds
+        its lease: that sync would write the item again, so the next full sync retries."""
+        try:
+            await self.dynamo.call(
+                "delete_item",
+                TableName=self.table,
+                Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
+                # Never under a live lease: its holder is still writing this scope.
+                ConditionExpression="attribute_not_exists(#exp) OR #exp < :now",
+                ExpressionAttributeNames={"#exp": "leaseExpiresAt"},
+                ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
             )
         except AwsError as exc:
             if not _condition_failed(exc):
@@ -244,8 +275,16 @@ class StatusStore:
     # -- runs ------------------------------------------------------------------------------------
 
     async def write_run(self, report: SyncReport, *, full: bool) -> None:
+        """A full run's report is the run summary (and its history); any other run's is kept
+        apart as the last scoped sync, so a wave or event sync never hides a stopped schedule."""
         body = report.to_dict()
         finished = report.finished_at or utc_now_iso()
+        if not full:
+            scoped = {**body, "errors": body["errors"][:100], "lastSyncTime": finished}
+            await self.dynamo.call(
+                "put_item", TableName=self.table, Item=to_item({"pk": RUN_PK, "sk": LAST_SCOPED_SK, **scoped})
+            )
+            return
         record = {
             "status": body["status"],
             "lastSyncTime": finished,
@@ -258,6 +297,8 @@ class StatusStore:
             "instancesFound": report.instances_found,
             "scopesSynced": report.scopes_synced,
             "scopesFailed": report.scopes_failed,
+            "scopesNotEnabled": report.scopes_not_enabled,
+            "scopesRemoved": report.scopes_removed,
             "durationMs": report.duration_ms,
             # Keep the item well under 400 KB however many scopes failed.
             "errors": body["errors"][:100],
@@ -273,18 +314,29 @@ class StatusStore:
         )
 
     async def latest_run(self) -> dict[str, Any] | None:
-        response = await self.dynamo.call(
-            "get_item", TableName=self.table, Key=to_item({"pk": RUN_PK, "sk": LATEST_SK})
-        )
+        """The last full run's summary."""
+        return await self._run_item(LATEST_SK)
+
+    async def last_scoped_run(self) -> dict[str, Any] | None:
+        return await self._run_item(LAST_SCOPED_SK)
+
+    async def _run_item(self, sk: str) -> dict[str, Any] | None:
+        response = await self.dynamo.call("get_item", TableName=self.table, Key=to_item({"pk": RUN_PK, "sk": sk}))
         item = response.get("Item")
-        return from_item(item) if item else None
+        if not item:
+            return None
+        return {k: v for k, v in from_item(item).items() if k not in ("pk", "sk")}
 
     async def sync_status(self) -> SyncStatus:
-        latest, holder, scopes = None, None, []
+        latest, scoped, holder, scopes = None, None, None, []
 
         async def read_latest() -> None:
             nonlocal latest
             latest = await self.latest_run()
+
+        async def read_scoped() -> None:
+            nonlocal scoped
+            scoped = await self.last_scoped_run()
 
         async def read_holder() -> None:
             nonlocal holder
@@ -296,30 +348,40 @@ class StatusStore:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_latest)
+            tg.start_soon(read_scoped)
             tg.start_soon(read_holder)
             tg.start_soon(read_scopes)
-        return summarise_status(latest, holder is not None, scopes)
+        return summarise_status(latest, holder is not None, scopes, stale_after=self.stale_after, last_scoped=scoped)
 
 
-def summarise_status(latest: dict[str, Any] | None, running: bool, scopes: list[ScopeStatus]) -> SyncStatus:
+def summarise_status(
+    latest: dict[str, Any] | None,
+    running: bool,
+    scopes: list[ScopeStatus],
+    *,
+    stale_after: timedelta = timedelta(seconds=900),
+    last_scoped: dict[str, Any] | None = None,
+) -> SyncStatus:
+    """The health (see the module docstring) and the last full run's fields."""
+    watched = [s for s in scopes if s.status != ScopeOutcome.NOT_ENABLED.value]
+    stale = sum(1 for s in watched if _stale(s, stale_after))
+    failed = any(s.status == ScopeOutcome.FAILED.value for s in watched)
     if latest is None:
         health = HealthStatus.RUNNING if running else HealthStatus.NO_SYNC_YET
-        return SyncStatus(status=health, scopes=tuple(scopes))
+        return SyncStatus(status=health, scopes=tuple(scopes), stale_scopes=stale, last_scoped_sync=last_scoped)
     run_status = latest.get("status")
     if running:
         health = HealthStatus.RUNNING
-    elif run_status == RunStatus.FAILED.value:
+    elif run_status == RunStatus.FAILED.value or not watched:
+        # A full run that failed outright, or nothing (enabled) configured to sync at all.
         health = HealthStatus.ERROR
-    elif run_status == RunStatus.PARTIAL.value or any(s.status == ScopeOutcome.FAILED.value for s in scopes):
+    elif failed or stale:
         health = HealthStatus.DEGRADED
     else:
         health = HealthStatus.HEALTHY
-    last_sync = latest.get("lastSyncTime")
-    if health is HealthStatus.HEALTHY and last_sync and _older_than(last_sync, STALE_AFTER):
-        health = HealthStatus.DEGRADED
     return SyncStatus(
         status=health,
-        last_sync_time=last_sync,
+        last_sync_time=latest.get("lastSyncTime"),
         instances_updated=int(latest.get("instancesUpdated", 0)),
         instances_unchanged=int(latest.get("instancesUnchanged", 0)),
         instances_deleted=int(latest.get("instancesDeleted", 0)),
@@ -329,12 +391,19 @@ def summarise_status(latest: dict[str, Any] | None, running: bool, scopes: list[
         errors=tuple(latest.get("errors") or ()),
         scopes=tuple(scopes),
         last_run_status=run_status,
+        stale_scopes=stale,
+        last_scoped_sync=last_scoped,
     )
+
+
+def _stale(scope: ScopeStatus, stale_after: timedelta) -> bool:
+    """No success at all, or none within ``stale_after``."""
+    return not scope.last_success_time or _older_than(scope.last_success_time, stale_after)
 
 
 def _older_than(iso: str, age: timedelta) -> bool:
     try:
         moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
-        return False
+        return True
     return datetime.now(UTC) - moment > age

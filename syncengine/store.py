@@ -19,6 +19,7 @@ import anyio
 
 from syncengine.concurrency import run_concurrently
 from syncengine.dynamo import BATCH_GET_MAX, BATCH_WRITE_MAX, Dynamo, chunked, from_item, to_item
+from syncengine.errors import AwsError
 from syncengine.models import RecoveryInstanceRecord, Scope
 
 EXECUTION_INDEX = "sourceExecutionId-index"
@@ -247,6 +248,36 @@ class CacheStore:
         ]
         await self._batch_write(deletes)
         return len(deletes)
+
+    async def delete_scope_records(self, scope: Scope) -> int:
+        """Delete every record of a scope that is no longer configured (a removed account or
+        region); returns how many were deleted. Each delete is conditional on the item still
+        belonging to that scope: the scope index is eventually consistent, and a key it names may
+        meanwhile hold another scope's record."""
+        server_ids = list(await self.scope_entries(scope))
+        limiter = anyio.CapacityLimiter(self.write_concurrency)
+        deleted = 0
+
+        async def delete(server_id: str) -> None:
+            nonlocal deleted
+            async with limiter:
+                try:
+                    await self.dynamo.call(
+                        "delete_item",
+                        TableName=self.table,
+                        Key={"sourceServerId": {"S": server_id}},
+                        ConditionExpression="#scope = :scope",
+                        ExpressionAttributeNames={"#scope": "scopeKey"},
+                        ExpressionAttributeValues={":scope": {"S": scope.key}},
+                    )
+                except AwsError as exc:
+                    if exc.code != "ConditionalCheckFailedException":
+                        raise
+                    return
+            deleted += 1
+
+        await run_concurrently(functools.partial(delete, sid) for sid in server_ids)
+        return deleted
 
     async def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         if not requests:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .regions import is_opt_in
+
 DEFAULT_ROLE_NAME = "DRSOrchestrationRole"
 DEFAULT_REGIONS = ("us-east-1", "us-west-2")
 # A fixed anchor (not "now") so two runs with one seed produce identical timestamps.
@@ -23,6 +25,9 @@ class EstateConfig:
     # "account#region" entries where DRS was never initialised. The account part is an
     # account id or a small index ("0" = hub, "1" = first target) because ids come from the seed.
     uninitialized_scopes: tuple[str, ...] = ()
+    # "account#region" entries naming an opt-in region the account has NOT enabled (account part
+    # as above): every call there fails as AWS fails it (see simulator/regions.py).
+    disabled_regions: tuple[str, ...] = ()
     # Fraction of the remaining scopes drawn (with the seed) to be uninitialised.
     uninitialized_fraction: float = 0.0
     # Explicit account ids (first = hub); missing ones are drawn from the seed.
@@ -47,6 +52,11 @@ class EstateConfig:
         # Accept lists from callers and the CLI; store tuples so the config stays hashable.
         object.__setattr__(self, "regions", tuple(self.regions))
         object.__setattr__(self, "uninitialized_scopes", tuple(self.uninitialized_scopes))
+        object.__setattr__(self, "disabled_regions", tuple(self.disabled_regions))
+        for spec in self.disabled_regions:
+            region = spec.partition("#")[2]
+            if not is_opt_in(region):
+                raise ValueError(f"only an opt-in region can be disabled, got {spec!r}")
         object.__setattr__(self, "account_ids", tuple(self.account_ids))
         if self.accounts < 1:
             raise ValueError("accounts must be at least 1 (the hub)")

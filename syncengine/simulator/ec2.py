@@ -19,6 +19,7 @@ from .estate import ScopeData
 from .ids import EC2_INSTANCE_ID, iso_z
 from .model import EC2_STATE_CODES, Ec2Instance
 from .pagination import page
+from .regions import ALL_REGIONS, endpoint, opt_in_status
 
 NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
 MAX_FILTER_VALUES = 200
@@ -248,7 +249,42 @@ def describe_instances(call: Call, scope: ScopeData | None, params: dict[str, st
     return Reply(200, b"".join(body), dict(_XML_HEADERS))
 
 
+def describe_regions(call: Call, params: dict[str, str]) -> Reply:
+    """The regions enabled for the caller's account, or all of them with ``AllRegions``; each with
+    its opt-in status (API_DescribeRegions; see simulator/regions.py). ``RegionName.N`` and the
+    ``region-name`` / ``opt-in-status`` filters narrow the list."""
+    estate = call.backend.estate
+    enabled = set(estate.enabled_regions(call.account_id))
+    every = params.get("AllRegions", "false").lower() == "true"
+    candidates = list(dict.fromkeys([*ALL_REGIONS, *enabled]))
+    names = [v for k, v in sorted(params.items()) if k.startswith("RegionName.")]
+    unknown = [n for n in names if n not in candidates]
+    if unknown:
+        raise AwsError("InvalidParameterValue", f"Invalid region names: {', '.join(unknown)}")
+    rows = [(r, opt_in_status(r, r in enabled)) for r in candidates if every or names or r in enabled]
+    if names:
+        rows = [row for row in rows if row[0] in names]
+    _, filters = _indexed({k: v for k, v in params.items() if k.startswith("Filter.")})
+    for name, values in filters:
+        if name not in ("region-name", "opt-in-status", "endpoint"):
+            raise AwsError("InvalidParameterValue", f"The filter '{name}' is invalid")
+        position = {"region-name": 0, "opt-in-status": 1}.get(name)
+        rows = [row for row in rows if (endpoint(row[0]) if position is None else row[position]) in values]
+    items = "".join(
+        f"<item><regionName>{r}</regionName><regionEndpoint>{endpoint(r)}</regionEndpoint>"
+        f"<optInStatus>{status}</optInStatus></item>"
+        for r, status in rows
+    )
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<DescribeRegionsResponse xmlns="{NAMESPACE}">'
+        f"<requestId>{call.request_id}</requestId><regionInfo>{items}</regionInfo></DescribeRegionsResponse>"
+    )
+    return Reply(200, body.encode(), dict(_XML_HEADERS))
+
+
 def dispatch(call: Call, params: dict[str, str]) -> Reply:
+    if call.operation == "DescribeRegions":
+        return describe_regions(call, params)
     if call.operation != "DescribeInstances":
         raise AwsError("InvalidAction", f"The action {call.operation} is not valid for this web service.")
     estate = call.backend.estate

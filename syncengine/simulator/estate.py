@@ -28,6 +28,7 @@ from .model import (
     RecoveryInstance,
     SourceServer,
 )
+from .regions import ALL_REGIONS, is_opt_in
 
 
 class UnknownRecoveryInstancesError(LookupError):
@@ -94,6 +95,8 @@ class Estate:
         self._ri_scope: dict[str, ScopeData] = {}
         self._server_scope: dict[str, ScopeData] = {}
         self._ec2_scope: dict[str, ScopeData] = {}
+        # (account, opt-in region) pairs the account has not enabled although its estate is there.
+        self._disabled: set[tuple[str, str]] = set()
         self._generate()
 
     # ----------------------------------------------------------------- generation
@@ -140,10 +143,12 @@ class Estate:
                 )
             )
         uninitialized = self._resolve_scope_specs(config.uninitialized_scopes, account_ids)
+        self._disabled = self._resolve_scope_specs(config.disabled_regions, account_ids)
         anchor = parse_iso(config.anchor_time)
         for account_id in account_ids:
             for region in config.regions:
-                initialized = (account_id, region) not in uninitialized
+                # A region the account has not enabled holds nothing of it.
+                initialized = (account_id, region) not in uninitialized | self._disabled
                 if initialized and config.uninitialized_fraction > 0:
                     initialized = rng.random() >= config.uninitialized_fraction
                 scope = self._new_scope(account_id, region, initialized)
@@ -252,6 +257,40 @@ class Estate:
     def scopes(self) -> Iterator[ScopeData]:
         return iter(list(self._scopes.values()))
 
+    def region_enabled(self, account_id: str, region: str) -> bool:
+        """Whether the account can use the region (see simulator/regions.py): always for the
+        regions enabled everywhere; for an opt-in region, when the account's estate operates there
+        and it is not disabled for the account."""
+        with self.lock:
+            if not is_opt_in(region):
+                return True
+            if (account_id, region) in self._disabled:
+                return False
+            account = next((a for a in self._accounts if a.account_id == account_id), None)
+            return account is not None and region in account.regions
+
+    def enabled_regions(self, account_id: str) -> list[str]:
+        """Every region the account can use, as DescribeRegions lists them (AllRegions false)."""
+        with self.lock:
+            known = dict.fromkeys([*ALL_REGIONS, *self.config.regions])
+            return [region for region in known if self.region_enabled(account_id, region)]
+
+    def set_region_enabled(self, account_id: str, region: str, enabled: bool) -> None:
+        """Enable or disable an opt-in region for an account (between syncs)."""
+        if not is_opt_in(region):
+            raise ValueError(f"{region} is enabled in every account and cannot be disabled")
+        with self.lock:
+            index = next((i for i, a in enumerate(self._accounts) if a.account_id == account_id), None)
+            if index is None:
+                raise KeyError(account_id)
+            account = self._accounts[index]
+            if enabled:
+                self._disabled.discard((account_id, region))
+                if region not in account.regions:
+                    self._accounts[index] = replace(account, regions=(*account.regions, region))
+            else:
+                self._disabled.add((account_id, region))
+
     def is_initialized(self, account_id: str, region: str) -> bool:
         scope = self._scopes.get((account_id, region))
         return scope is not None and scope.initialized
@@ -328,6 +367,7 @@ class Estate:
                     "accountId": scope.account_id,
                     "region": scope.region,
                     "initialized": scope.initialized and scope.key not in hidden,
+                    "regionEnabled": self.region_enabled(scope.account_id, scope.region),
                     "recoveryInstances": len(scope.ri_ids),
                     "sourceServers": len(scope.server_ids),
                 }

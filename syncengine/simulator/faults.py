@@ -46,6 +46,9 @@ class FaultConfig:
     fail_after_pages: int | None = None
     # AssumeRole into these accounts is denied.
     access_denied_accounts: tuple[str, ...] = ()
+    # "service:Operation" (e.g. "ec2:DescribeRegions") the assumed roles are not allowed to call:
+    # EC2 answers UnauthorizedOperation, DRS AccessDeniedException (both HTTP 403).
+    unauthorized_operations: tuple[str, ...] = ()
     # "account#region": DRS answers UninitializedAccountException (the data stays, hidden).
     uninitialized_scopes: tuple[str, ...] = ()
     # Value of the Retry-After header on throttles.
@@ -73,6 +76,7 @@ class FaultConfig:
             "uninitialized_scopes",
             "fault_services",
             "terminate_rejected_ids",
+            "unauthorized_operations",
         ):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
@@ -229,6 +233,14 @@ class FaultInjector:
                 return False
             self._state.ambiguous_left -= 1
             return True
+
+    def check_permission(self, service: str, operation: str, assumed_role: bool) -> None:
+        """Raise the authorization error of an operation the (assumed) role may not call."""
+        if not assumed_role or f"{service}:{operation}" not in self._state.config.unauthorized_operations:
+            return
+        if service == "ec2":
+            raise AwsError("UnauthorizedOperation", "You are not authorized to perform this operation.", 403)
+        raise AwsError("AccessDeniedException", f"User is not authorized to perform: {service}:{operation}", 403)
 
     def hidden_scopes(self) -> frozenset[str]:
         return self._state.uninitialized

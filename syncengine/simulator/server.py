@@ -29,7 +29,7 @@ from .context import Backend, Call, Reply
 from .errors import AwsError
 from .estate import Estate
 from .faults import FaultConfig, FaultInjector
-from .identity import CredentialStore
+from .identity import CredentialStore, auth_error
 from .sigv4 import parse_authorization
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class Simulator:
             ("POST", "/_simulator/terminate"): self._terminate,
             ("POST", "/_simulator/ec2"): self._update_ec2,
             ("POST", "/_simulator/scopes"): self._set_scope,
+            ("POST", "/_simulator/regions"): self._set_region,
             ("POST", "/_simulator/credentials/expire"): self._expire_credentials,
         }
 
@@ -150,6 +151,10 @@ class Simulator:
                 faults.config.signature_ttl_seconds,
             )
             account_id = identity.account_id
+            if not self.estate.region_enabled(account_id, scope.region):
+                # AWS does not recognise an account's credentials in a region it has not enabled.
+                raise auth_error(scope.service, "invalid")
+            faults.check_permission(scope.service, operation, identity.session is not None)
             faults.check(scope.service, account_id, scope.region, time.monotonic())
             call = Call(scope.service, operation, identity, scope.region, request_id, now, self.backend)
             reply: Reply = protocol.dispatch(call, params)
@@ -237,6 +242,11 @@ class Simulator:
         self.estate.set_scope_initialized(
             data["accountId"], data["region"], bool(data.get("initialized", True))
         )
+        return _json_response({"accountId": data["accountId"], "region": data["region"]})
+
+    async def _set_region(self, request: web.BaseRequest) -> web.Response:
+        data = await self._body(request)
+        self.estate.set_region_enabled(data["accountId"], data["region"], bool(data.get("enabled", True)))
         return _json_response({"accountId": data["accountId"], "region": data["region"]})
 
     async def _expire_credentials(self, request: web.BaseRequest) -> web.Response:

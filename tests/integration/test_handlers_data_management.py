@@ -245,6 +245,24 @@ def test_handler_status_route_and_direct_status_agree(world: World) -> None:
     assert direct == routed
 
 
+def test_handler_status_after_a_scoped_sync_keeps_the_full_run_fields(world_any_backend: World) -> None:
+    """GET status: the run fields stay the full sync's, the scoped run is lastScopedSync, no stale scope."""
+    world = world_any_backend
+    full = full_sync(world)
+    first = response_json(invoke(load_event("apigw_rest_status")))
+    scoped = response_json(invoke(with_body(load_event("apigw_rest_sync_scoped"),
+                                            {"accountId": world.hub, "region": REGION})))
+
+    response = invoke(load_event("apigw_rest_status"))
+
+    body = response_json(response)
+    assert response["statusCode"] == 200 and body["status"] == "healthy"
+    assert body["lastSyncTime"] == first["lastSyncTime"] == full["finishedAt"]
+    assert body["scopesSynced"] == 2 and body["staleScopes"] == 0
+    assert body["lastScopedSync"]["runId"] == scoped["runId"]
+    assert body["lastScopedSync"]["scopesSynced"] == 1
+
+
 def test_handler_unknown_operation_is_invalid_operation(world: World) -> None:
     result = invoke(load_event("direct_unknown_operation"))
 

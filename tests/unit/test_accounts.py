@@ -113,3 +113,64 @@ def test_validate_account_id_accepts_only_ascii_digits(bad: str) -> None:
     """A trailing newline or non-ASCII digits are not an account id."""
     with pytest.raises(InvalidRequestError):
         validate_account_id(bad)
+
+
+@pytest.mark.parametrize(
+    ("raw", "regions", "error_words"),
+    [
+        pytest.param(["us-east-1", "eu-west-1"], ("us-east-1", "eu-west-1"), None, id="valid-list"),
+        pytest.param(None, (), None, id="absent"),
+        pytest.param("us-east-1", ("us-east-1",), "must be a list", id="string"),
+        pytest.param(["us-east-1", "mars-north-1"], ("us-east-1",), "mars-north-1", id="unknown-region"),
+        pytest.param(["us-east-1", 7], ("us-east-1",), "7", id="not-a-string"),
+        pytest.param({"us-east-1": True}, (), "dict", id="map"),
+    ],
+)
+def test_item_regions_validates_the_regions_attribute(raw, regions, error_words) -> None:
+    """A valid list passes; anything else keeps the DRS regions it names and says what is wrong."""
+    from syncengine.accounts import item_regions
+
+    named, error = item_regions(raw)
+    assert named == regions
+    assert (error is None) if error_words is None else (error_words in error)
+
+
+def test_targets_carry_the_configuration_error_of_a_malformed_item() -> None:
+    items = [{"accountId": "111122223333", "regions": "us-east-1"}, {"accountId": "222233334444"}]
+    broken, fine = targets_from_items(items, SETTINGS, current_account_id=None)
+    assert broken.config_error and "must be a list" in broken.config_error
+    assert fine.config_error is None
+
+
+@pytest.mark.parametrize(
+    ("code", "region", "disabled"),
+    [
+        pytest.param("UnrecognizedClientException", "af-south-1", True, id="drs-opt-in"),
+        pytest.param("AuthFailure", "me-south-1", True, id="ec2-opt-in"),
+        pytest.param("UnrecognizedClientException", "us-east-1", False, id="always-enabled-region"),
+        pytest.param("AccessDeniedException", "af-south-1", False, id="access-denied"),
+        pytest.param("AccessDenied", "il-central-1", False, id="assume-role-denied"),
+    ],
+)
+def test_is_disabled_region_error_only_for_auth_failures_in_opt_in_regions(code, region, disabled) -> None:
+    """A disabled region is told apart from a broken role or a missing permission."""
+    from syncengine.errors import AccessDeniedError
+    from syncengine.regions import is_disabled_region_error
+
+    assert is_disabled_region_error(AccessDeniedError("x", code=code, operation="drs:X"), region) is disabled
+
+
+def test_is_disabled_region_error_never_for_an_assume_role_failure() -> None:
+    from syncengine.errors import AccessDeniedError
+    from syncengine.regions import is_disabled_region_error
+
+    denied = AccessDeniedError("x", code="UnrecognizedClientException", operation="AssumeRole")
+    assert not is_disabled_region_error(denied, "af-south-1")
+
+
+def test_opt_in_regions_are_the_eleven_drs_regions_launched_since_2019() -> None:
+    from syncengine.regions import is_opt_in_region
+
+    opt_in = {r for r in drs_regions() if is_opt_in_region(r)}
+    assert len(opt_in) == len(drs_regions()) - 17
+    assert {"af-south-1", "ap-east-1", "me-south-1", "il-central-1"} <= opt_in
