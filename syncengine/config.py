@@ -34,6 +34,8 @@ ENV_MAX_ATTEMPTS = "SYNC_MAX_ATTEMPTS"
 ENV_DEADLINE_SECONDS = "SYNC_DEADLINE_SECONDS"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_WORKERS = "SYNC_WORKERS"
+# Optional, with a default; not in ALL_ENV_VARS until the Lambda stack sets it (issue 13).
+ENV_STALE_AFTER_SECONDS = "SYNC_STALE_AFTER_SECONDS"
 ENV_HOME_REGION = "AWS_REGION"
 ENV_HOME_REGION_FALLBACK = "AWS_DEFAULT_REGION"
 
@@ -79,6 +81,9 @@ DEFAULT_SCOPE_LEASE_WAIT = 30.0
 DEFAULT_LEASE_SECONDS = 900.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
+# A scope with no successful sync for longer than this cannot vouch for its servers (three missed
+# 5-minute schedules).
+DEFAULT_STALE_AFTER_SECONDS = 900.0
 # DescribeSourceServers' sourceServerIDs filter and EC2 filter values both cap at 200.
 DRS_FILTER_MAX_IDS = 200
 EC2_FILTER_MAX_IDS = 200
@@ -158,6 +163,8 @@ class SyncSettings:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    # Seconds after which a scope without a successful sync is stale (SYNC_STALE_AFTER_SECONDS).
+    stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS
     # Emit CloudWatch embedded-metric-format lines (on in Lambda; off for the CLI by default).
     emit_metrics: bool = False
     # Worker processes for large syncs (syncengine.shards); 1 = everything in this event loop.
@@ -222,6 +229,9 @@ class SyncSettings:
                 values["deadline_seconds"] = float(deadline)
             except ValueError as exc:
                 raise ConfigurationError(f"{ENV_DEADLINE_SECONDS} must be a number, got {deadline!r}") from exc
+        stale_after = env.get(ENV_STALE_AFTER_SECONDS)
+        if stale_after:
+            values["stale_after_seconds"] = _parse_seconds(ENV_STALE_AFTER_SECONDS, stale_after)
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -245,6 +255,16 @@ def _parse_bool(raw: str | None, default: bool) -> bool:
     if value in {"0", "false", "no", "off"}:
         return False
     raise ConfigurationError(f"expected a boolean, got {raw!r}")
+
+
+def _parse_seconds(name: str, raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw[:40]!r}") from exc
+    if not seconds > 0:
+        raise ConfigurationError(f"{name} must be positive, got {raw[:40]!r}")
+    return seconds
 
 
 def _parse_int(env: Mapping[str, str], name: str, default: int) -> int:

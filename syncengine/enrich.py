@@ -84,8 +84,9 @@ def build_record(
     if not server_id or not recovery_instance_id:
         return None
     ec2 = ec2_instance or {}
-    # EC2's own state is the fresher truth; DRS's view stands in when EC2 no longer knows it.
-    state = (ec2.get("State") or {}).get("Name") or recovery_instance.get("ec2InstanceState") or "UNKNOWN"
+    # ``ec2InstanceState`` means DRS's value (API-CONTRACT.md, check-existing field meanings);
+    # EC2's lower-case name is kept apart as ``ec2State``, never mixed into it.
+    state = recovery_instance.get("ec2InstanceState") or "UNKNOWN"
     job_id = recovery_instance.get("jobID") or None
     resolved = executions.resolve(
         job_id=job_id, recovery_instance_id=recovery_instance_id, source_server_id=server_id, region=scope.region
@@ -121,5 +122,6 @@ def build_record(
         ),
         source_instance_profile=profile,
         source_server_tags=tuple(sorted(_tag_map(server.get("tags")).items())),
+        ec2_state=(ec2.get("State") or {}).get("Name") or None,
         observed_at=observed_at,
     )

@@ -28,7 +28,11 @@ THROTTLE_RETRIES = "ThrottleRetries"  # Count: AWS calls retried after throttlin
 DYNAMODB_THROTTLES = "DynamoDBThrottles"  # Count: DynamoDB throttles and unprocessed items/keys seen
 # Cache reads (handlers).
 CACHE_QUERY_LATENCY = "CacheQueryLatency"  # Milliseconds
-CACHE_HITS = "CacheHits"  # Count
+# A lookup is one plan server asked about; a miss one the cache cannot vouch for (its scope has no
+# successful sync within SYNC_STALE_AFTER_SECONDS). A server without an instance is a hit. The
+# miss-rate alarm divides the sums (misses / lookups); CacheMissRate is the per-request figure.
+CACHE_LOOKUPS = "CacheLookups"  # Count
+CACHE_HITS = "CacheHits"  # Count: lookups - misses
 CACHE_MISSES = "CacheMisses"  # Count
 CACHE_MISS_RATE = "CacheMissRate"  # Percent
 # Wave-completion syncs (execution handler): never fail the wave, but are counted.
@@ -48,6 +52,7 @@ UNITS: Mapping[str, str] = {
     THROTTLE_RETRIES: "Count",
     DYNAMODB_THROTTLES: "Count",
     CACHE_QUERY_LATENCY: "Milliseconds",
+    CACHE_LOOKUPS: "Count",
     CACHE_HITS: "Count",
     CACHE_MISSES: "Count",
     CACHE_MISS_RATE: "Percent",
