@@ -17,6 +17,7 @@ import anyio
 from syncengine.aws import AwsClients
 from syncengine.config import EC2_FILTER_MAX_IDS
 from syncengine.dynamo import chunked
+from syncengine.errors import MalformedResponseError
 from syncengine.executions import ExecutionIndex
 from syncengine.models import RecoveryInstanceRecord, Scope, utc_now_iso
 from syncengine.retry import CallContext
@@ -35,10 +36,26 @@ async def describe_ec2_instances(
             Filters=[{"Name": "instance-id", "Values": batch}], MaxResults=EC2_PAGE_SIZE,
         )
         async for page in pages:
-            for reservation in page.get("Reservations") or []:
+            for reservation in _reservations(page, context):
                 for instance in reservation.get("Instances") or []:
-                    found[instance["InstanceId"]] = instance
+                    if isinstance(instance, Mapping) and instance.get("InstanceId"):
+                        found[instance["InstanceId"]] = instance
     return found
+
+
+def _reservations(page: Mapping[str, Any], context: CallContext) -> list[Mapping[str, Any]]:
+    """EC2 always sends ``reservationSet`` (empty when nothing matched); a 2xx answer without it
+    is one we cannot read, not "these instances are gone"."""
+    reservations = page.get("Reservations")
+    if not isinstance(reservations, list) or not all(isinstance(r, Mapping) for r in reservations):
+        raise MalformedResponseError(
+            f"{context.operation} answered without a reservation list",
+            code="MissingItems",
+            operation=context.operation,
+            account_id=context.account_id,
+            region=context.region,
+        )
+    return reservations
 
 
 def _iso(value: Any) -> str | None:

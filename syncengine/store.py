@@ -244,13 +244,6 @@ class CacheStore:
         await self._batch_write(puts)
         return WriteOutcome(updated=len(puts), unchanged=unchanged)
 
-    async def delete_records(self, server_ids: Iterable[str]) -> int:
-        deletes = [
-            {"DeleteRequest": {"Key": {"sourceServerId": {"S": sid}}}} for sid in dict.fromkeys(server_ids) if sid
-        ]
-        await self._batch_write(deletes)
-        return len(deletes)
-
     async def delete_stale(self, scope: Scope, entries: Iterable[CachedEntry]) -> int:
         """Reconciliation's deletes: one conditional DeleteItem per record, several in flight.
 

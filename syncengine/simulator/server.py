@@ -152,7 +152,9 @@ class Simulator:
             account_id = identity.account_id
             faults.check(scope.service, account_id, scope.region, time.monotonic())
             call = Call(scope.service, operation, identity, scope.region, request_id, now, self.backend)
-            reply: Reply = protocol.dispatch(call, params)
+            reply: Reply = faults.tamper(
+                scope.service, operation, f"{account_id}#{scope.region}", params, protocol.dispatch(call, params)
+            )
             outcome = SUCCESS
         except AwsError as error:
             reply = protocol.render_error(error, request_id)
