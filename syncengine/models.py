@@ -157,6 +157,9 @@ class SyncReport:
     finished_at: str = ""
     run_id: str = ""
     scopes: tuple[ScopeResult, ...] = field(default=(), repr=False, compare=False)
+    # Errors of the run itself, not of a scope (configuration or execution history unreadable,
+    # deadline before any scope): the run failed as a whole.
+    run_errors: tuple[ScopeError, ...] = field(default=(), compare=False)
 
     @classmethod
     def from_results(
@@ -191,6 +194,7 @@ class SyncReport:
             finished_at=finished_at,
             run_id=run_id,
             scopes=tuple(results),
+            run_errors=tuple(extra_errors),
         )
 
     @property
