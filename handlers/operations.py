@@ -60,7 +60,14 @@ class Outcome:
     body: dict[str, Any]
 
 
+# Messages may quote the caller's input back ("got '...'"): an error body stays small whatever
+# was sent.
+MAX_MESSAGE_LENGTH = 500
+
+
 def error_outcome(status_code: int, code: str, message: str, **extra: Any) -> Outcome:
+    if len(message) > MAX_MESSAGE_LENGTH:
+        message = message[: MAX_MESSAGE_LENGTH - 1] + "…"
     return Outcome(status_code, {"error": code, "message": message, **extra})
 
 

@@ -147,6 +147,14 @@ def test_data_management_direct_full_sync_failure_keeps_the_contract_body(engine
     assert result["status"] == "FAILED" and result["errors"][0]["errorType"] == "ResourceNotFoundException"
 
 
+def test_data_management_echoed_input_is_truncated(engine: FakeEngine) -> None:
+    """A huge region string is refused with a 400 whose message quotes only a bounded piece."""
+    result = invoke({"operation": "sync_recovery_instances", "region": "x" * 100_000})
+
+    assert result["error"] == "INVALID_REQUEST"
+    assert len(result["message"]) <= 500
+
+
 def test_data_management_direct_scoped_sync_returns_report_unwrapped(engine: FakeEngine) -> None:
     result = invoke(load_event("direct_sync_scoped"))
 
