@@ -63,6 +63,11 @@ def _shared_ssl_context(ca_bundle: str | None, cert_file: str | None, key_file: 
     from botocore.httpsession import create_urllib3_context
 
     context = create_urllib3_context()
+    # urllib3 checks host names itself, so botocore's helper turns the SSL module's check off;
+    # aiohttp relies on the context for it. Without this, any certificate the CA bundle trusts
+    # would be accepted for any host.
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
     if cert_file:
         context.load_cert_chain(cert_file, key_file)
     if ca_bundle:

@@ -35,6 +35,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     HTTPClientError,
     ReadTimeoutError,
+    SSLError,
 )
 from botocore.parsers import ResponseParserError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -180,6 +181,10 @@ def classify(exc: BaseException, context: CallContext) -> AwsError | None:
         if code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
             return TransientAwsError(message, code=code or f"HTTP{status}", status_code=status, **where)
         return PermanentAwsError(message, code=code, status_code=status, **where)
+    if isinstance(exc, SSLError):
+        # A certificate that does not verify (wrong host name, unknown CA) will not verify on the
+        # next attempt either; its scope fails with a clear type instead of taking down the run.
+        return PermanentAwsError(str(exc)[:MAX_ECHO], code="SSLError", **where)
     if isinstance(exc, ResponseParserError):
         # A 2xx body botocore could not parse (the fast paths fall back to botocore first).
         return MalformedResponseError(
