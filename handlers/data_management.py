@@ -4,7 +4,7 @@ API Gateway routes (REST v1 and HTTP v2 events).
 | event                                              | action                                    |
 |----------------------------------------------------|-------------------------------------------|
 | ``{"operation": "sync_recovery_instances"}``       | full sync (the schedule rule's Input, the |
-|   (+ ``accountId`` / ``region``)                   |   self-invoke), or scoped; the report     |
+|   (+ ``accountId`` / ``region``, ``trigger``)      |   self-invoke), or scoped; the report     |
 | native ``aws.events`` "Scheduled Event"            | full sync                                 |
 | ``{"operation": "get_recovery_instance_sync_status"}`` | status                                |
 | ``{"operation": "check_existing_recovery_instances", "planId"}`` | the route's body            |
@@ -15,6 +15,10 @@ API Gateway routes (REST v1 and HTTP v2 events).
 | ``GET /recovery-plans/{planId}/check-existing-instances`` | cache query                        |
 | ``GET /executions/{executionId}/recovery-instances`` | terminate preview (cache only)          |
 | ``POST /executions/{executionId}/terminate-instances`` | terminate via the cache               |
+
+A scheduled (native event, or ``"trigger": "schedule"``) or self-invoked (``"trigger":
+"self-invoke"``) full sync that fails as a whole raises: Lambda records an error, so the Errors
+metric, the async retries and the failure destination see it. Every other caller gets its body.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ def sync_now(event: DirectInvocationEvent, context: Any) -> Outcome:
         request = operations.parse_sync_request(event)
     except InvalidRequestError as exc:
         return error_outcome(400, INVALID_REQUEST, str(exc))
+    if request.full and event.trigger in operations.BACKGROUND_TRIGGERS:
+        return operations.run_background_sync(dependencies.current(), context)
     return operations.run_sync(dependencies.current(), request, context)
 
 
@@ -73,7 +79,7 @@ def terminate(event: DirectInvocationEvent, context: Any) -> Outcome:
 
 def scheduled_sync(event: ScheduledEvent, context: Any) -> Outcome:
     log.info("scheduled_sync", rule=event.rule_arn, time=event.get("time"))
-    return operations.run_sync(dependencies.current(), operations.SyncRequest(), context)
+    return operations.run_background_sync(dependencies.current(), context)
 
 
 OPERATIONS: dict[str, DirectOperation] = {

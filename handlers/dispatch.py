@@ -18,7 +18,7 @@ from handlers.events import (
     is_api,
     operation_name,
 )
-from handlers.operations import INTERNAL_ERROR, INTERNAL_MESSAGE, Outcome, error_outcome
+from handlers.operations import INTERNAL_ERROR, INTERNAL_MESSAGE, Outcome, RunFailedError, error_outcome
 from syncengine.logging import get_logger
 
 log = get_logger(__name__)
@@ -81,6 +81,9 @@ def handle(
             )
         log.info("event_handled", kind=kind.value, error=outcome.body.get("error"))
         return outcome.body
+    except RunFailedError:
+        # A background run that failed as a whole: a Lambda error on purpose (see operations).
+        raise
     except Exception as exc:
         # Only a bug gets here; the trace goes to the log.
         log.exception("handler_failed", kind=kind.value, error_type=type(exc).__name__)

@@ -62,6 +62,13 @@ class DirectInvocationEvent(DictWrapper):
         return self.get("planId")
 
     @property
+    def trigger(self) -> Any:
+        """Who sent it when nobody waits for the answer: ``self-invoke`` (the API's background full
+        sync), ``schedule`` (a schedule rule whose Input says so); absent for callers that read
+        the answer."""
+        return self.get("trigger")
+
+    @property
     def execution_id(self) -> Any:
         return self.get("executionId")
 

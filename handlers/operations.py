@@ -49,13 +49,31 @@ INTERNAL_MESSAGE = "An unexpected error occurred; the details are in the functio
 ASCII_ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
+# Invocations nobody reads the answer of: a run of theirs that fails as a whole must be a Lambda
+# error (the Errors metric, the async retries and the failure destination see it).
+SELF_INVOKE_TRIGGER = "self-invoke"
+BACKGROUND_TRIGGERS = frozenset({"schedule", SELF_INVOKE_TRIGGER})
+
+
+class RunFailedError(Exception):
+    """A scheduled or self-invoked sync failed as a whole (a crash, an unreadable configuration).
+    Raised out of the handler on purpose; one failed scope is not this (the report says so)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     status_code: int
     body: dict[str, Any]
 
 
+# Messages may quote the caller's input back ("got '...'"): an error body stays small whatever
+# was sent.
+MAX_MESSAGE_LENGTH = 500
+
+
 def error_outcome(status_code: int, code: str, message: str, **extra: Any) -> Outcome:
+    if len(message) > MAX_MESSAGE_LENGTH:
+        message = message[: MAX_MESSAGE_LENGTH - 1] + "…"
     return Outcome(status_code, {"error": code, "message": message, **extra})
 
 
@@ -167,6 +185,25 @@ def run_sync(
     return Outcome(200, report.to_dict())
 
 
+def run_background_sync(deps: Dependencies, context: Any) -> Outcome:
+    """A full sync for the schedule or the self-invoke. A held lease is a skip, as for
+    ``run_sync``; a run that failed as a whole raises ``RunFailedError``."""
+    settings = deadline_from_lambda(deps.settings, context)
+    try:
+        report = run_blocking(deps.engine.sync_all, settings)
+    except SyncInProgressError as exc:
+        log.info("sync_skipped", reason=SYNC_IN_PROGRESS)
+        return error_outcome(409, SYNC_IN_PROGRESS, str(exc), status="SKIPPED")
+    except Exception as exc:
+        log.exception("background_sync_crashed", error_type=type(exc).__name__)
+        raise RunFailedError(f"The sync crashed: {type(exc).__name__}.") from exc
+    if report.run_errors:
+        first = report.run_errors[0]
+        log.error("background_sync_failed", error_type=first.error_type, error=first.message)
+        raise RunFailedError(f"The sync failed as a whole: {first.error_type}: {first.message[:300]}")
+    return Outcome(200, report.to_dict())
+
+
 def start_sync(deps: Dependencies, request: SyncRequest, context: Any) -> Outcome:
     """The API's on-demand sync: scoped runs now; full starts asynchronously (202), because API
     Gateway gives up after 29 seconds and a full sync may take minutes."""
@@ -187,7 +224,9 @@ def start_sync(deps: Dependencies, request: SyncRequest, context: Any) -> Outcom
             500, "SYNC_START_FAILED", "Starting the sync failed: this function's name is unknown."
         )
     try:
-        run_blocking(deps.invoke_self, function, {"operation": SYNC_OPERATION}, deps.settings)
+        run_blocking(
+            deps.invoke_self, function, {"operation": SYNC_OPERATION, "trigger": SELF_INVOKE_TRIGGER}, deps.settings
+        )
     except Exception as exc:
         return failure(exc, code="SYNC_START_FAILED", action="Starting the sync")
     log.info("sync_started", function=function)

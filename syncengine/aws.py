@@ -34,7 +34,7 @@ from aiobotocore.session import AioSession
 from botocore.credentials import ReadOnlyCredentials
 
 from syncengine.config import SyncSettings
-from syncengine.errors import AccessDeniedError, AwsError, ThrottledError
+from syncengine.errors import AccessDeniedError, AwsError, MalformedResponseError, ThrottledError
 from syncengine.fastpath import (
     FastResponseParserFactory,
     SharedSSLSession,
@@ -360,6 +360,7 @@ class AwsClients:
         (``nextToken`` for DRS, ``NextToken`` for EC2). ``answered`` is set once the first page's
         first attempt has an answer (see ``call``)."""
         token: str | None = None
+        seen: set[str] = set()
         while True:
             page = await self.call(
                 client,
@@ -375,6 +376,18 @@ class AwsClients:
             token = page.get(cursor)
             if not token:
                 return
+            if token in seen:
+                # Following it would loop forever or, worse, end on a listing we take for whole
+                # (botocore's own paginator refuses the same way: "The same next token was
+                # received twice").
+                raise MalformedResponseError(
+                    f"{context.operation} returned the same pagination token twice",
+                    code="RepeatedPaginationToken",
+                    operation=context.operation,
+                    account_id=context.account_id,
+                    region=context.region,
+                )
+            seen.add(token)
 
     async def call(
         self,

@@ -84,7 +84,8 @@ DEFAULT_LEASE_SECONDS = 900.0
 # Past the deadline a holder still runs its shielded cleanup (at most 15 s) and, in Lambda, is
 # killed lambda_deadline_margin (20 s) later: a lease ending this long after the deadline outlives both.
 LEASE_MARGIN_SECONDS = 30.0
-# A configured scope with no successful sync for this long makes the status "degraded".
+# A configured scope with no successful sync for this long makes the status "degraded" and cannot
+# vouch for its servers in check-existing (three missed 5-minute schedules).
 DEFAULT_STALE_AFTER_SECONDS = 900.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
@@ -164,6 +165,7 @@ class SyncSettings:
     lambda_deadline_margin: float = DEFAULT_LAMBDA_DEADLINE_MARGIN
     scope_lease_wait: float = DEFAULT_SCOPE_LEASE_WAIT
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # Seconds after which a scope without a successful sync is stale (SYNC_STALE_AFTER_SECONDS).
     stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
@@ -233,7 +235,7 @@ class SyncSettings:
             values["deadline_seconds"] = _parse_float(ENV_DEADLINE_SECONDS, deadline)
         stale_after = env.get(ENV_STALE_AFTER_SECONDS)
         if stale_after:
-            values["stale_after_seconds"] = _parse_float(ENV_STALE_AFTER_SECONDS, stale_after)
+            values["stale_after_seconds"] = _parse_seconds(ENV_STALE_AFTER_SECONDS, stale_after)
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -264,6 +266,16 @@ def _parse_float(name: str, raw: str) -> float:
         return float(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _parse_seconds(name: str, raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw[:40]!r}") from exc
+    if not seconds > 0:
+        raise ConfigurationError(f"{name} must be positive, got {raw[:40]!r}")
+    return seconds
 
 
 def _parse_int(env: Mapping[str, str], name: str, default: int) -> int:

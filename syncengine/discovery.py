@@ -20,7 +20,7 @@ from syncengine.concurrency import leaf_exceptions
 from syncengine.config import DRS_FILTER_MAX_IDS
 from syncengine.dynamo import chunked
 from syncengine.enrich import describe_ec2_instances
-from syncengine.errors import AwsError
+from syncengine.errors import AwsError, MalformedResponseError
 from syncengine.models import AccountTarget, Scope
 from syncengine.retry import CallContext
 
@@ -71,6 +71,26 @@ def is_uninitialized(exc: BaseException) -> bool:
     return isinstance(exc, AwsError) and exc.code == UNINITIALIZED_CODE
 
 
+def page_items(page: dict[str, Any], context: CallContext, key: str = "items") -> list[dict[str, Any]]:
+    """A page's item list. DRS always sends ``items`` (the service model marks it so, and an empty
+    scope answers ``{"items": []}``): a 2xx body without it, or with something else there, is an
+    answer we cannot read, never "no instances" (that would delete the scope's records)."""
+    items = page.get(key)
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise MalformedResponseError(
+            f"{context.operation} answered without a list of {key}",
+            code="MissingItems",
+            operation=context.operation,
+            account_id=context.account_id,
+            region=context.region,
+        )
+    return items
+
+
+class _Uninitialized(Exception):
+    """DRS answered the scope's first DescribeRecoveryInstances with UninitializedAccountException."""
+
+
 async def _drs_pages(
     aws: AwsClients,
     drs: Any,
@@ -85,13 +105,23 @@ async def _drs_pages(
         if server_ids is None
         else ({"sourceServerIDs": batch} for batch in chunked(server_ids, DRS_FILTER_MAX_IDS))
     )
+    first = True
     for filters in filter_sets:
         pages = aws.pages(
             drs, "describe_recovery_instances", context, cursor="nextToken", scope_limiter=limiter,
             filters=filters, maxResults=DRS_PAGE_SIZE,
         )
-        async for page in pages:
-            yield list(page.get("items") or [])
+        try:
+            async for page in pages:
+                first = False
+                yield page_items(page, context)
+        except AwsError as exc:
+            # Only the scope's very first call may say "DRS is not initialised here" (an empty
+            # scope); said later, the scope was readable a moment ago: a failure, which keeps
+            # the cached records instead of emptying the scope.
+            if first and is_uninitialized(exc):
+                raise _Uninitialized from exc
+            raise
 
 
 async def describe_source_servers(
@@ -114,8 +144,9 @@ async def describe_source_servers(
         )
         answered = None
         async for page in pages:
-            for server in page.get("items") or []:
-                found[server["sourceServerID"]] = server
+            for server in page_items(page, context):
+                if server.get("sourceServerID"):
+                    found[server["sourceServerID"]] = server
     if answered is not None:
         answered.set()
     return found
@@ -233,12 +264,11 @@ async def discover_scope(
                     tg.start_soon(enrich, page)
             if not result.recovery_instances:
                 first_answer.set()
-    except* AwsError as group:
-        failures = [exc for exc in leaf_exceptions(group) if not is_uninitialized(exc)]
-        if failures:
-            # Report the first real failure; the rest are the same scope failing on sibling calls.
-            raise failures[0] from None
+    except* _Uninitialized:
         uninitialized = True
+    except* AwsError as group:
+        # Report the first failure; the rest are the same scope failing on sibling calls.
+        raise leaf_exceptions(group)[0] from None
     if uninitialized:
         return ScopeDiscovery(initialized=False)
     return result

@@ -236,8 +236,8 @@ async def _sync_one_scope(
         outcome = await rt.store.write_records(records, cached, last_sync_time=utc_now_iso())
         # Reconciliation: only now, after discovery and writes succeeded for the whole scope.
         seen = {record.source_server_id for record in records}
-        stale = [sid for sid, entry in cached.items() if sid not in seen and entry.observed_at <= observed_at]
-        deleted = await rt.store.delete_records(stale)
+        stale = [entry for sid, entry in cached.items() if sid not in seen and entry.observed_at <= observed_at]
+        deleted = await rt.store.delete_stale(scope, stale)
         result = ScopeResult(
             scope,
             ScopeOutcome.SUCCESS,
@@ -246,6 +246,7 @@ async def _sync_one_scope(
             unchanged=outcome.unchanged,
             deleted=deleted,
             duration_ms=elapsed_ms(),
+            reconciled=server_ids is None,
         )
         log.debug(
             "scope_synced",

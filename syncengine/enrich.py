@@ -17,6 +17,7 @@ import anyio
 from syncengine.aws import AwsClients
 from syncengine.config import EC2_FILTER_MAX_IDS
 from syncengine.dynamo import chunked
+from syncengine.errors import MalformedResponseError
 from syncengine.executions import ExecutionIndex
 from syncengine.models import RecoveryInstanceRecord, Scope, utc_now_iso
 from syncengine.retry import CallContext
@@ -35,10 +36,26 @@ async def describe_ec2_instances(
             Filters=[{"Name": "instance-id", "Values": batch}], MaxResults=EC2_PAGE_SIZE,
         )
         async for page in pages:
-            for reservation in page.get("Reservations") or []:
+            for reservation in _reservations(page, context):
                 for instance in reservation.get("Instances") or []:
-                    found[instance["InstanceId"]] = instance
+                    if isinstance(instance, Mapping) and instance.get("InstanceId"):
+                        found[instance["InstanceId"]] = instance
     return found
+
+
+def _reservations(page: Mapping[str, Any], context: CallContext) -> list[Mapping[str, Any]]:
+    """EC2 always sends ``reservationSet`` (empty when nothing matched); a 2xx answer without it
+    is one we cannot read, not "these instances are gone"."""
+    reservations = page.get("Reservations")
+    if not isinstance(reservations, list) or not all(isinstance(r, Mapping) for r in reservations):
+        raise MalformedResponseError(
+            f"{context.operation} answered without a reservation list",
+            code="MissingItems",
+            operation=context.operation,
+            account_id=context.account_id,
+            region=context.region,
+        )
+    return reservations
 
 
 def _iso(value: Any) -> str | None:
@@ -84,8 +101,9 @@ def build_record(
     if not server_id or not recovery_instance_id:
         return None
     ec2 = ec2_instance or {}
-    # EC2's own state is the fresher truth; DRS's view stands in when EC2 no longer knows it.
-    state = (ec2.get("State") or {}).get("Name") or recovery_instance.get("ec2InstanceState") or "UNKNOWN"
+    # ``ec2InstanceState`` means DRS's value (API-CONTRACT.md, check-existing field meanings);
+    # EC2's lower-case name is kept apart as ``ec2State``, never mixed into it.
+    state = recovery_instance.get("ec2InstanceState") or "UNKNOWN"
     job_id = recovery_instance.get("jobID") or None
     resolved = executions.resolve(
         job_id=job_id, recovery_instance_id=recovery_instance_id, source_server_id=server_id, region=scope.region
@@ -122,5 +140,6 @@ def build_record(
         ),
         source_instance_profile=profile,
         source_server_tags=tuple(sorted(_tag_map(server.get("tags")).items())),
+        ec2_state=(ec2.get("State") or {}).get("Name") or None,
         observed_at=observed_at,
     )

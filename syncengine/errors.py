@@ -13,10 +13,13 @@
     ├── DeadlineExceededError         the run's deadline passed before the work finished
     └── AwsError                      an AWS call failed; carries account, region, operation, code
         ├── TransientAwsError         worth retrying: throttling, 5xx, connection resets, timeouts
-        │   └── ThrottledError        the service asked us to slow down (may carry Retry-After)
+        │   ├── ThrottledError        the service asked us to slow down (may carry Retry-After)
+        │   └── ClockSkewError        the request's signature was too old or too new: sign afresh
         └── PermanentAwsError         retrying cannot help
             ├── AccessDeniedError     missing permission, or a role that cannot be assumed
-            └── ValidationError       the request itself was rejected
+            ├── ValidationError       the request itself was rejected
+            └── MalformedResponseError  a 2xx answer we cannot trust: unparsable, without its
+                                      items, or repeating a pagination token (fails its scope only)
 
 Only ``TransientAwsError`` is retried (``syncengine.retry``). ``ClientError`` and transport
 exceptions are translated into this tree at one place, ``syncengine.retry.classify``, chained with
@@ -114,6 +117,13 @@ class ThrottledError(TransientAwsError):
         self.retry_after = retry_after
 
 
+class ClockSkewError(TransientAwsError):
+    """Signature expired or not yet valid (a request signed, then queued; or a skewed clock).
+    Every attempt of ``syncengine.retry`` calls the client again, which signs a new request."""
+
+    error_code = "AWS_CLOCK_SKEW"
+
+
 class PermanentAwsError(AwsError):
     error_code = "AWS_PERMANENT_ERROR"
 
@@ -126,14 +136,24 @@ class ValidationError(PermanentAwsError):
     error_code = "AWS_VALIDATION_ERROR"
 
 
+class MalformedResponseError(PermanentAwsError):
+    """A successful (2xx) answer that cannot be trusted. ``code`` says how: ``ResponseParseError``,
+    ``MissingItems``, ``RepeatedPaginationToken``. Treating it as "nothing there" would delete
+    records, so the scope fails instead, and keeps its cache."""
+
+    error_code = "AWS_MALFORMED_RESPONSE"
+
+
 __all__ = [
     "AccessDeniedError",
     "AwsError",
+    "ClockSkewError",
     "ConfigurationError",
     "DeadlineExceededError",
     "ExecutionInProgressError",
     "ExecutionNotFoundError",
     "InvalidRequestError",
+    "MalformedResponseError",
     "NotFoundError",
     "PermanentAwsError",
     "RecoveryPlanNotFoundError",

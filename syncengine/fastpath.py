@@ -42,6 +42,7 @@ from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.parsers import AioEC2QueryParser, AioJSONParser, AioResponseParserFactory, AioRestJSONParser
 from botocore.context import get_context
 from botocore.httpsession import get_cert_path
+from botocore.parsers import ResponseParserError
 
 FAST_JSON_SHAPES = frozenset(
     {"DescribeRecoveryInstancesResponse", "DescribeSourceServersResponse", "DescribeJobsResponse"}
@@ -62,6 +63,11 @@ def _shared_ssl_context(ca_bundle: str | None, cert_file: str | None, key_file: 
     from botocore.httpsession import create_urllib3_context
 
     context = create_urllib3_context()
+    # urllib3 checks host names itself, so botocore's helper turns the SSL module's check off;
+    # aiohttp relies on the context for it. Without this, any certificate the CA bundle trusts
+    # would be accepted for any host.
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
     if cert_file:
         context.load_cert_chain(cert_file, key_file)
     if ca_bundle:
@@ -159,7 +165,10 @@ def parse_describe_instances(body: bytes) -> dict[str, Any]:
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     reservations = []
     reservation_set = root.find(ns + "reservationSet")
-    for reservation in reservation_set.findall(ns + "item") if reservation_set is not None else []:
+    if reservation_set is None:
+        # EC2 always sends the set, empty when nothing matched: this is some other document.
+        raise UnexpectedBody("DescribeInstances response without a reservationSet")
+    for reservation in reservation_set.findall(ns + "item"):
         instances_set = reservation.find(ns + "instancesSet")
         entry: dict[str, Any] = {
             "Instances": [_instance(i, ns) for i in instances_set.findall(ns + "item")]
@@ -178,33 +187,91 @@ def parse_describe_instances(body: bytes) -> dict[str, Any]:
     return parsed
 
 
+# -- falling back to botocore ------------------------------------------------------------------
+
+
+class UnexpectedBody(ValueError):
+    """A body a fast path does not recognise: botocore's own parser gets it instead."""
+
+
+# What a fast path raises on a body it cannot read: bad JSON or XML (ParseError is a
+# SyntaxError), bad UTF-8 (a ValueError), or a document of another shape.
+FAST_PATH_FAILURES: tuple[type[Exception], ...] = (ValueError, SyntaxError, TypeError, AttributeError, KeyError)
+_fallbacks_logged: set[str] = set()
+
+
+def note_fallback(shape_name: str, exc: Exception) -> None:
+    """Say once per shape and process that a fast path handed a body to botocore."""
+    if shape_name in _fallbacks_logged:
+        return
+    _fallbacks_logged.add(shape_name)
+    from syncengine.logging import get_logger
+
+    get_logger(__name__).warning(
+        "fastpath_fallback", shape=shape_name, error_type=type(exc).__name__, error=str(exc)[:200]
+    )
+
+
+def json_members(body: bytes | None, shape: Any) -> dict[str, Any]:
+    """A JSON object body restricted to the shape's members; ``UnexpectedBody`` if it is not one."""
+    decoded = json.loads(body or b"{}")
+    if not isinstance(decoded, dict):
+        raise UnexpectedBody(f"{shape.name}: the body is not a JSON object")
+    members = shape.members
+    return {key: value for key, value in decoded.items() if key in members}
+
+
+def parse_failure(shape: Any, exc: Exception) -> ResponseParserError:
+    """botocore's parsers fail on some bodies with a bare AttributeError or KeyError (a JSON list
+    where an object belongs, say); as ``ResponseParserError`` the retry layer classifies it, and
+    the scope fails instead of the whole run."""
+    name = shape.name if shape is not None else "response"
+    return ResponseParserError(f"{name} could not be parsed: {type(exc).__name__}: {str(exc)[:200]}")
+
+
 class FastEC2QueryParser(AioEC2QueryParser):
     def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
         if shape is not None and shape.name in FAST_EC2_SHAPES:
-            parsed = parse_describe_instances(response["body"])
-            parsed["ResponseMetadata"] = {}
-            return parsed
-        return super()._do_parse(response, shape)
+            try:
+                parsed = parse_describe_instances(response["body"])
+            except FAST_PATH_FAILURES as exc:
+                note_fallback(shape.name, exc)
+            else:
+                parsed["ResponseMetadata"] = {}
+                return parsed
+        try:
+            return super()._do_parse(response, shape)
+        except FAST_PATH_FAILURES as exc:
+            raise parse_failure(shape, exc) from exc
 
 
 class FastRestJSONParser(AioRestJSONParser):
     def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
         if shape is not None and shape.name in FAST_JSON_SHAPES:
-            body = json.loads(response["body"] or b"{}")
-            members = shape.members
-            return {key: value for key, value in body.items() if key in members}
-        return super()._do_parse(response, shape)
+            try:
+                return json_members(response["body"], shape)
+            except FAST_PATH_FAILURES as exc:
+                note_fallback(shape.name, exc)
+        try:
+            return super()._do_parse(response, shape)
+        except FAST_PATH_FAILURES as exc:
+            raise parse_failure(shape, exc) from exc
 
 
 class FastJSONParser(AioJSONParser):
     async def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
         if shape is not None and shape.name in FAST_DYNAMODB_SHAPES and not shape.event_stream_name:
-            body = json.loads(response["body"] or b"{}")
-            members = shape.members
-            parsed = {key: value for key, value in body.items() if key in members}
-            self._inject_response_metadata(parsed, response["headers"])
-            return parsed
-        return await super()._do_parse(response, shape)
+            try:
+                parsed = json_members(response["body"], shape)
+            except FAST_PATH_FAILURES as exc:
+                note_fallback(shape.name, exc)
+            else:
+                self._inject_response_metadata(parsed, response["headers"])
+                return parsed
+        try:
+            return await super()._do_parse(response, shape)
+        except FAST_PATH_FAILURES as exc:
+            raise parse_failure(shape, exc) from exc
 
 
 class FastResponseParserFactory(AioResponseParserFactory):

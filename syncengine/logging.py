@@ -24,6 +24,9 @@ _SECRET_KEYS = frozenset(
         "authorization",
         "x-amz-security-token",
         "signature",
+        # Not a credential, but the shared secret that keeps a confused deputy out of the roles.
+        "externalid",
+        "external_id",
     }
 )
 
@@ -33,6 +36,13 @@ _configured = False
 REDACTED = "[REDACTED]"
 # A SigV4 signature inside free text (an error message quoting a header, say).
 _SIGNATURE = re.compile(r"(Signature=)[0-9a-fA-F]{16,}")
+# A secret named inside free text: a formatted traceback, a repr of request parameters
+# ("'ExternalId': 'x'"), a query string ("ExternalId=x&..."): the value after the name goes.
+_NAMED_SECRET = re.compile(
+    r"((?:ExternalId|external_id|SecretAccessKey|secret_access_key|SessionToken|session_token"
+    r"|X-Amz-Security-Token)['\"]?\s*[:=]\s*['\"]?)([^'\"\s,;&}\)]+)",
+    re.IGNORECASE,
+)
 _MAX_DEPTH = 12
 
 
@@ -45,8 +55,10 @@ def _redact(value: Any, depth: int = 0) -> Any:
         }
     if isinstance(value, list | tuple):
         return [_redact(v, depth + 1) for v in value]
-    if isinstance(value, str) and "Signature=" in value:
-        return _SIGNATURE.sub(r"\1" + REDACTED, value)
+    if isinstance(value, str):
+        if "Signature=" in value:
+            value = _SIGNATURE.sub(r"\1" + REDACTED, value)
+        return _NAMED_SECRET.sub(r"\1" + REDACTED, value)
     return value
 
 
@@ -68,9 +80,10 @@ def configure_logging(*, json: bool | None = None, level: str | None = None, for
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_secrets,
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        # Last before rendering: tracebacks and stacks are text by now, and redacted with the rest.
+        redact_secrets,
     ]
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(

@@ -36,7 +36,11 @@ FULL_SYNC_HEARTBEAT = "FullSyncHeartbeat"  # Count
 SYNCS_SKIPPED = "SyncsSkipped"  # Count
 # Cache reads (handlers).
 CACHE_QUERY_LATENCY = "CacheQueryLatency"  # Milliseconds
-CACHE_HITS = "CacheHits"  # Count
+# A lookup is one plan server asked about; a miss one the cache cannot vouch for (its scope has no
+# successful sync within SYNC_STALE_AFTER_SECONDS). A server without an instance is a hit. The
+# miss-rate alarm divides the sums (misses / lookups); CacheMissRate is the per-request figure.
+CACHE_LOOKUPS = "CacheLookups"  # Count
+CACHE_HITS = "CacheHits"  # Count: lookups - misses
 CACHE_MISSES = "CacheMisses"  # Count
 CACHE_MISS_RATE = "CacheMissRate"  # Percent
 # Wave-completion syncs (execution handler): never fail the wave, but are counted.
@@ -60,6 +64,7 @@ UNITS: Mapping[str, str] = {
     FULL_SYNC_HEARTBEAT: "Count",
     SYNCS_SKIPPED: "Count",
     CACHE_QUERY_LATENCY: "Milliseconds",
+    CACHE_LOOKUPS: "Count",
     CACHE_HITS: "Count",
     CACHE_MISSES: "Count",
     CACHE_MISS_RATE: "Percent",

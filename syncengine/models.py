@@ -60,6 +60,8 @@ class RecoveryInstanceRecord:
     account_id: str
     region: str
     ec2_instance_id: str
+    # DRS's own value for the recovery instance (RUNNING, STOPPED, NOT_FOUND, ...: upper case),
+    # what the original live check returned; EC2's lower-case name is ``ec2_state``.
     ec2_instance_state: str
     source_server_name: str | None = None
     name: str | None = None
@@ -81,6 +83,8 @@ class RecoveryInstanceRecord:
     source_security_group_ids: tuple[str, ...] = ()
     source_instance_profile: str | None = None
     source_server_tags: tuple[tuple[str, str], ...] = ()
+    # EC2's own lower-case state name (``running``); ``ec2_instance_state`` is DRS's value.
+    ec2_state: str | None = None
     # When DRS was asked (epoch milliseconds): orders competing observations of one server.
     observed_at: int = 0
 
@@ -146,6 +150,9 @@ class ScopeResult:
     deleted: int = 0
     duration_ms: int = 0
     error: ScopeError | None = None
+    # True when this success reconciled the whole scope (not a targeted sync of some servers):
+    # every record of the scope still cached afterwards was confirmed by it.
+    reconciled: bool = False
 
     @property
     def ok(self) -> bool:
@@ -175,6 +182,9 @@ class SyncReport:
     scopes_not_enabled: int = 0
     # Scopes no longer configured whose records and status a full sync deleted.
     scopes_removed: int = 0
+    # Errors of the run itself, not of a scope (configuration or execution history unreadable,
+    # deadline before any scope): the run failed as a whole.
+    run_errors: tuple[ScopeError, ...] = field(default=(), compare=False)
 
     @classmethod
     def from_results(
@@ -211,6 +221,7 @@ class SyncReport:
             run_id=run_id,
             scopes=tuple(results),
             scopes_not_enabled=not_enabled,
+            run_errors=tuple(extra_errors),
         )
 
     @property

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aioboto3
@@ -38,7 +39,8 @@ from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_item
 from syncengine.engine import Runtime, deadline_skipped_report, open_runtime, sync_scope
 from syncengine.errors import ExecutionNotFoundError, InvalidRequestError, RecoveryPlanNotFoundError
 from syncengine.logging import get_logger
-from syncengine.models import Scope, SyncReport
+from syncengine.models import Scope, SyncReport, utc_now_iso
+from syncengine.store import confirmed_sync_time
 
 log = get_logger(__name__)
 
@@ -201,13 +203,19 @@ def _first(sources: Sequence[Mapping[str, Any]], key: str) -> str | None:
 
 @dataclass
 class _PlanServers:
-    explicit: list[str] = field(default_factory=list)
+    # server id -> the scope of the group (or wave) that names it
+    explicit: dict[str, Scope] = field(default_factory=dict)
     # scope -> the tag selections to match in it
     tagged: dict[Scope, list[dict[str, str]]] = field(default_factory=dict)
 
+    def add(self, server_ids: Iterable[str], scope: Scope) -> None:
+        for sid in server_ids:
+            self.explicit.setdefault(sid, scope)
 
-async def plan_server_ids(rt: Runtime, plan: Mapping[str, Any]) -> list[str]:
-    """Every source server of a plan, in wave order, without duplicates."""
+
+async def plan_servers(rt: Runtime, plan: Mapping[str, Any]) -> dict[str, Scope]:
+    """Every source server of a plan with its scope (its protection group's account and region),
+    in wave order, without duplicates."""
     waves = [w for w in plan.get("waves") or [] if isinstance(w, Mapping)]
     groups = await load_groups(
         rt.dynamo, rt.settings.tables.protection_groups, (gid for w in waves for gid in group_ids_of(w))
@@ -219,14 +227,14 @@ async def plan_server_ids(rt: Runtime, plan: Mapping[str, Any]) -> list[str]:
     for wave in waves:
         wave_ids = _strings(wave.get("serverIds"))
         group_ids = group_ids_of(wave)
-        if not group_ids:
-            selected.explicit += wave_ids
+        if not group_ids and wave_ids:
+            selected.add(wave_ids, await resolver.scope(wave))
         for gid in group_ids:
             group = groups.get(gid, {})
             explicit = _strings(group.get("sourceServerIds")) or wave_ids
             tags = selection_tags(group.get("serverSelectionTags"))
             if explicit:
-                selected.explicit += explicit
+                selected.add(explicit, await resolver.scope(group, wave))
             elif tags:
                 scope = await resolver.scope(group, wave)
                 selected.tagged.setdefault(scope, []).append(tags)
@@ -241,8 +249,39 @@ async def plan_server_ids(rt: Runtime, plan: Mapping[str, Any]) -> list[str]:
     async with anyio.create_task_group() as tg:
         for scope, selections in selected.tagged.items():
             tg.start_soon(match, scope, selections)
-    tagged = [sid for scope in selected.tagged for sid in matched.get(scope, [])]
-    return list(dict.fromkeys(selected.explicit + tagged))
+    for scope in selected.tagged:
+        selected.add(matched.get(scope, []), scope)
+    return selected.explicit
+
+
+async def plan_server_ids(rt: Runtime, plan: Mapping[str, Any]) -> list[str]:
+    """Every source server of a plan, in wave order, without duplicates."""
+    return list(await plan_servers(rt, plan))
+
+
+def unverified_server_ids(
+    servers: Mapping[str, Scope],
+    records: Sequence[Mapping[str, Any]],
+    reconciled_at: Mapping[Scope, str],
+    *,
+    stale_after_seconds: float,
+    now: datetime | None = None,
+) -> list[str]:
+    """The plan servers the cache cannot vouch for (API-CONTRACT.md: a cache miss).
+
+    A server with a record is vouched for when a successful sync confirmed the record within
+    ``stale_after_seconds`` (its ``lastSyncTime`` after ``confirmed_sync_time``); a server without
+    one when its scope was reconciled by a successful full-scope sync within that time: then it
+    simply has no recovery instance."""
+    threshold = utc_now_iso((now or datetime.now(UTC)) - timedelta(seconds=stale_after_seconds))
+    by_server = {str(r.get("sourceServerId")): r for r in records}
+    unverified = []
+    for server_id, scope in servers.items():
+        record = by_server.get(server_id)
+        confirmed = record.get("lastSyncTime") if record is not None else reconciled_at.get(scope)
+        if not isinstance(confirmed, str) or confirmed < threshold:
+            unverified.append(server_id)
+    return unverified
 
 
 def existing_instance(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -253,20 +292,35 @@ def existing_instance(record: Mapping[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def existing_instances_body(plan_id: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def existing_instances_body(
+    plan_id: str, records: Sequence[Mapping[str, Any]], unverified: Sequence[str] = ()
+) -> dict[str, Any]:
     """The 200 body of ``GET /recovery-plans/{planId}/check-existing-instances``."""
     return {
         "hasExistingInstances": bool(records),
         "instanceCount": len(records),
         "planId": plan_id,
         "existingInstances": [existing_instance(r) for r in records],
+        "unverifiedServerIds": list(unverified),
     }
+
+
+async def confirmed_records(rt: Runtime, records: Sequence[Mapping[str, Any]], scopes: Iterable[Scope]) -> tuple[
+    list[dict[str, Any]], dict[Scope, str]
+]:
+    """The records with ``lastSyncTime`` meaning "last confirmed" (``store.confirmed_sync_time``),
+    and when each scope (of ``scopes`` and of the records) was last reconciled."""
+    record_scopes = [Scope(str(r.get("accountId", "")), str(r.get("region", ""))) for r in records]
+    reconciled = await rt.status.scope_reconciled_times([*scopes, *record_scopes])
+    confirmed = [{**r, "lastSyncTime": confirmed_sync_time(r, reconciled)} for r in records]
+    return confirmed, reconciled
 
 
 async def check_existing_instances(
     settings: SyncSettings, plan_id: str, *, session: aioboto3.Session | None = None
 ) -> dict[str, Any]:
-    """Which of the plan's servers have a recovery instance, from the cache alone.
+    """Which of the plan's servers have a recovery instance, from the cache alone (and which
+    servers the cache cannot vouch for: ``unverifiedServerIds``).
 
     Raises ``InvalidRequestError`` for a malformed id, ``RecoveryPlanNotFoundError`` for an
     unknown plan, and the engine's ``AwsError`` when DynamoDB fails.
@@ -275,32 +329,43 @@ async def check_existing_instances(
     started = time.monotonic()
     async with open_runtime(settings, session=session) as rt:
         plan = await load_plan(rt.dynamo, settings.tables.recovery_plans, plan_id)
-        server_ids = await plan_server_ids(rt, plan)
-        records = await rt.store.get_records(server_ids)
-        latency_ms = int((time.monotonic() - started) * 1000)
-        found = {r["sourceServerId"] for r in records}
-        misses = [sid for sid in server_ids if sid not in found]
-        miss_rate = 100.0 * len(misses) / len(server_ids) if server_ids else 0.0
-        rt.metrics.emit(
-            {
-                m.CACHE_QUERY_LATENCY: latency_ms,
-                m.CACHE_HITS: len(records),
-                m.CACHE_MISSES: len(misses),
-                m.CACHE_MISS_RATE: miss_rate,
-            },
-            planId=plan_id,
+        servers = await plan_servers(rt, plan)
+        records, reconciled = await confirmed_records(
+            rt, await rt.store.get_records(servers), set(servers.values())
         )
-        log.info(
-            "check_existing_instances",
-            plan_id=plan_id,
-            servers=len(server_ids),
-            cache_hits=len(records),
-            cache_misses=len(misses),
-            cache_miss_rate=round(miss_rate, 1),
-            missing_server_ids=misses[:MISS_LOG_SAMPLE],
-            latency_ms=latency_ms,
+        unverified = unverified_server_ids(
+            servers, records, reconciled, stale_after_seconds=settings.stale_after_seconds
         )
-    return existing_instances_body(plan_id, records)
+        _report_lookups(rt, plan_id, len(servers), len(records), unverified, int((time.monotonic() - started) * 1000))
+    return existing_instances_body(plan_id, records, unverified)
+
+
+def _report_lookups(
+    rt: Runtime, plan_id: str, lookups: int, found: int, unverified: Sequence[str], latency_ms: int
+) -> None:
+    """Lookups and misses as metrics (the miss-rate alarm divides their sums), and one log line."""
+    misses = len(unverified)
+    miss_rate = 100.0 * misses / lookups if lookups else 0.0
+    rt.metrics.emit(
+        {
+            m.CACHE_QUERY_LATENCY: latency_ms,
+            m.CACHE_LOOKUPS: lookups,
+            m.CACHE_HITS: lookups - misses,
+            m.CACHE_MISSES: misses,
+            m.CACHE_MISS_RATE: miss_rate,
+        },
+        planId=plan_id,
+    )
+    log.info(
+        "check_existing_instances",
+        plan_id=plan_id,
+        servers=lookups,
+        instances_found=found,
+        cache_misses=misses,
+        cache_miss_rate=round(miss_rate, 1),
+        unverified_server_ids=list(unverified[:MISS_LOG_SAMPLE]),
+        latency_ms=latency_ms,
+    )
 
 
 # -- waves ----------------------------------------------------------------------------------------
@@ -492,10 +557,12 @@ __all__ = [
     "load_groups",
     "load_plan",
     "plan_server_ids",
+    "plan_servers",
     "resolve_wave_targets",
     "selection_tags",
     "sync_wave",
     "tags_match",
+    "unverified_server_ids",
     "validate_identifier",
     "wave_server_ids",
 ]

@@ -9,7 +9,10 @@ DynamoDB call is retried here, once, with one policy:
 * a ``Retry-After`` header is honoured: the next attempt waits at least that long;
 * attempts are bounded by ``RetrySettings.max_attempts`` and by the caller's deadline (the
   nearest anyio cancel-scope deadline): a retry that would sleep past it gives up at once;
-* AccessDenied, validation errors and missing roles are permanent and raised immediately.
+* clock-skew answers (``RequestTimeTooSkewed``, an expired signature) are retried with a freshly
+  signed request;
+* AccessDenied, validation errors, missing roles and malformed 2xx answers are permanent and
+  raised immediately.
 
 ``classify`` is the single place where botocore/aiohttp exceptions become the engine's tree.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,13 +35,17 @@ from botocore.exceptions import (
     EndpointConnectionError,
     HTTPClientError,
     ReadTimeoutError,
+    SSLError,
 )
+from botocore.parsers import ResponseParserError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from syncengine.config import DEFAULT_RETRY, RetrySettings
 from syncengine.errors import (
     AccessDeniedError,
     AwsError,
+    ClockSkewError,
+    MalformedResponseError,
     PermanentAwsError,
     ThrottledError,
     TransientAwsError,
@@ -45,6 +53,9 @@ from syncengine.errors import (
 )
 
 T = TypeVar("T")
+
+# Error texts may quote what a service sent back (a body, a parameter): keep them short.
+MAX_ECHO = 500
 
 THROTTLE_CODES = frozenset(
     {
@@ -61,6 +72,9 @@ THROTTLE_CODES = frozenset(
         "SlowDown",
         "EC2ThrottledException",
         "BandwidthLimitExceeded",
+        # EC2's resource-rate throttle (too many resources named in a window), not a bad request:
+        # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/throttling.html
+        "RequestResourceCountExceeded",
     }
 )
 TRANSIENT_CODES = frozenset(
@@ -94,6 +108,14 @@ ACCESS_DENIED_CODES = frozenset(
         "OptInRequired",
     }
 )
+# Clock-skew answers: the request was signed too long ago (queued behind a full pool, or a host
+# clock gone astray) or in the future. A new attempt signs a new request with the current time
+# (each attempt calls the client again), so they are transient. EC2 says RequestExpired; S3-style
+# services RequestTimeTooSkewed; DRS (InvalidSignatureException) and STS (SignatureDoesNotMatch)
+# use signature codes that also mean a wrong key, so for those the message decides.
+CLOCK_SKEW_CODES = frozenset({"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture"})
+SIGNATURE_CODES = frozenset({"InvalidSignatureException", "SignatureDoesNotMatch", "AuthFailure"})
+_SKEW_MESSAGE = re.compile(r"signature (?:has )?expired|signature not yet current|time.{0,20}skew", re.IGNORECASE)
 VALIDATION_CODES = frozenset(
     {"ValidationException", "ValidationError", "InvalidParameterValue", "InvalidParameterCombination"}
 )
@@ -138,7 +160,7 @@ def classify(exc: BaseException, context: CallContext) -> AwsError | None:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {}) or {}
         code = str(error.get("Code") or "")
-        message = str(error.get("Message") or exc)
+        message = str(error.get("Message") or exc)[:MAX_ECHO]
         metadata = exc.response.get("ResponseMetadata", {}) or {}
         status = metadata.get("HTTPStatusCode")
         headers = {str(k).lower(): str(v) for k, v in (metadata.get("HTTPHeaders") or {}).items()}
@@ -150,6 +172,8 @@ def classify(exc: BaseException, context: CallContext) -> AwsError | None:
                 status_code=status,
                 **where,
             )
+        if code in CLOCK_SKEW_CODES or (code in SIGNATURE_CODES and _SKEW_MESSAGE.search(message)):
+            return ClockSkewError(message, code=code, status_code=status, **where)
         if code in ACCESS_DENIED_CODES:
             return AccessDeniedError(message, code=code, status_code=status, **where)
         if code in VALIDATION_CODES:
@@ -157,6 +181,15 @@ def classify(exc: BaseException, context: CallContext) -> AwsError | None:
         if code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
             return TransientAwsError(message, code=code or f"HTTP{status}", status_code=status, **where)
         return PermanentAwsError(message, code=code, status_code=status, **where)
+    if isinstance(exc, SSLError):
+        # A certificate that does not verify (wrong host name, unknown CA) will not verify on the
+        # next attempt either; its scope fails with a clear type instead of taking down the run.
+        return PermanentAwsError(str(exc)[:MAX_ECHO], code="SSLError", **where)
+    if isinstance(exc, ResponseParserError):
+        # A 2xx body botocore could not parse (the fast paths fall back to botocore first).
+        return MalformedResponseError(
+            f"the response could not be parsed: {str(exc)[:MAX_ECHO]}", code="ResponseParseError", **where
+        )
     if isinstance(exc, _TRANSPORT_ERRORS):
         return TransientAwsError(str(exc) or type(exc).__name__, code=type(exc).__name__, **where)
     return None
@@ -230,6 +263,7 @@ def is_throttle(exc: BaseException) -> bool:
 
 __all__ = [
     "ACCESS_DENIED_CODES",
+    "CLOCK_SKEW_CODES",
     "THROTTLE_CODES",
     "TRANSIENT_CODES",
     "CallContext",

@@ -17,13 +17,14 @@ attempt, or has had no success for ``stale_after`` seconds, makes it ``degraded`
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 
-from syncengine.dynamo import Dynamo, from_item, to_attr, to_item
+from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_attr, to_item
 from syncengine.errors import AwsError, SyncInProgressError
 from syncengine.logging import get_logger
 from syncengine.models import (
@@ -48,6 +49,8 @@ LEASE_PK = "LEASE"
 FULL_SYNC_SK = "FULL_SYNC"
 HISTORY_DAYS = 7
 CONDITION_FAILED = "ConditionalCheckFailedException"
+# When a successful sync last reconciled the whole scope (a full-scope sync, not a targeted one).
+RECONCILED_ATTRIBUTE = "lastReconciledTime"
 
 
 def _condition_failed(exc: AwsError) -> bool:
@@ -194,6 +197,11 @@ class StatusStore:
             values.update({":success": to_attr(now), ":count": to_attr(result.instances_found)})
             sets += ["#success = :success", "#count = :count"]
             removes += ["#err", "#errtype"]
+            if result.reconciled:
+                # What confirms a cached record (see store.confirmed_sync_time): targeted syncs
+                # succeed too, but they confirm only the servers they were asked about.
+                names["#reconciled"] = RECONCILED_ATTRIBUTE
+                sets.append("#reconciled = :success")
         elif result.not_enabled:
             # Not an error: the account has not enabled the region.
             names.update({"#err": "lastError", "#errtype": "lastErrorType"})
@@ -271,6 +279,25 @@ class StatusStore:
             )
         statuses.sort(key=lambda s: (s.account_id, s.region))
         return statuses
+
+    async def scope_reconciled_times(self, scopes: Iterable[Scope]) -> dict[Scope, str]:
+        """When each of these scopes was last reconciled by a successful full-scope sync (scopes
+        never reconciled are absent). Read-only: one BatchGetItem per 100 scopes."""
+        unique = list(dict.fromkeys(scopes))
+        keys = [to_item({"pk": SCOPE_PK, "sk": scope.key}) for scope in unique]
+        times: dict[Scope, str] = {}
+        for batch in chunked(keys, BATCH_GET_MAX):
+            found = await self.dynamo.batch_get(
+                self.table,
+                batch,
+                ProjectionExpression="#sk, #reconciled",
+                ExpressionAttributeNames={"#sk": "sk", "#reconciled": RECONCILED_ATTRIBUTE},
+            )
+            for item in found:
+                value = item.get(RECONCILED_ATTRIBUTE)
+                if isinstance(value, str) and value:
+                    times[Scope.from_key(str(item["sk"]))] = value
+        return times
 
     # -- runs ------------------------------------------------------------------------------------
 

@@ -20,7 +20,11 @@ import anyio
 from syncengine.concurrency import run_concurrently
 from syncengine.dynamo import BATCH_GET_MAX, BATCH_WRITE_MAX, Dynamo, chunked, from_item, to_item
 from syncengine.errors import AwsError
+from syncengine.logging import get_logger
 from syncengine.models import RecoveryInstanceRecord, Scope
+
+log = get_logger(__name__)
+CONDITION_FAILED = "ConditionalCheckFailedException"
 
 EXECUTION_INDEX = "sourceExecutionId-index"
 SCOPE_INDEX = "scopeKey-index"
@@ -51,6 +55,7 @@ _CONTENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("source_security_group_ids", "sourceSecurityGroupIds"),
     ("source_instance_profile", "sourceInstanceProfile"),
     ("source_server_tags", "sourceServerTags"),
+    ("ec2_state", "ec2State"),
     # Added last: a record without an execution hashes as before; one with an execution changes
     # its hash once (the next sync writes it with its attribution), and never again.
     ("attribution", "attribution"),
@@ -242,12 +247,40 @@ class CacheStore:
         await self._batch_write(puts)
         return WriteOutcome(updated=len(puts), unchanged=unchanged)
 
-    async def delete_records(self, server_ids: Iterable[str]) -> int:
-        deletes = [
-            {"DeleteRequest": {"Key": {"sourceServerId": {"S": sid}}}} for sid in dict.fromkeys(server_ids) if sid
-        ]
-        await self._batch_write(deletes)
-        return len(deletes)
+    async def delete_stale(self, scope: Scope, entries: Iterable[CachedEntry]) -> int:
+        """Reconciliation's deletes: one conditional DeleteItem per record, several in flight.
+
+        The entries come from the scope index, which is eventually consistent: by the time we
+        delete, the record may have been rewritten (a newer observation, another scope's sync).
+        So each delete holds only while the item is still the one this sync decided to delete;
+        BatchWriteItem cannot carry a condition, hence single deletes. Returns how many went."""
+        limiter = anyio.CapacityLimiter(self.write_concurrency)
+        deleted = 0
+
+        async def delete(entry: CachedEntry) -> None:
+            nonlocal deleted
+            async with limiter:
+                if await self._delete_if_unchanged(scope, entry):
+                    deleted += 1
+
+        await run_concurrently(functools.partial(delete, entry) for entry in entries if entry.source_server_id)
+        return deleted
+
+    async def _delete_if_unchanged(self, scope: Scope, entry: CachedEntry) -> bool:
+        try:
+            await self.dynamo.call(
+                "delete_item",
+                TableName=self.table,
+                Key={"sourceServerId": {"S": entry.source_server_id}},
+                # Only the record reconciliation saw in the index (see _unchanged_condition).
+                **_unchanged_condition(scope, entry),
+            )
+        except AwsError as exc:
+            if exc.code != CONDITION_FAILED:
+                raise
+            log.info("stale_delete_skipped", source_server_id=entry.source_server_id, reason="record changed")
+            return False
+        return True
 
     async def delete_scope_records(self, scope: Scope) -> int:
         """Delete every record of a scope that is no longer configured (a removed account or
@@ -289,6 +322,45 @@ class CacheStore:
                 await self.dynamo.batch_write(self.table, batch)
 
         await run_concurrently(functools.partial(send, batch) for batch in chunked(requests, BATCH_WRITE_MAX))
+
+
+def _unchanged_condition(scope: Scope, entry: CachedEntry) -> dict[str, Any]:
+    """Delete only the record reconciliation saw in the index: still in this scope and still
+    carrying the observation it was judged by. A record rewritten since (a newer observation) or
+    moved to another scope is someone else's truth; a record already gone needs no delete."""
+    names = {"#scope": "scopeKey", "#obs": "observedAt"}
+    values: dict[str, Any] = {":scope": {"S": scope.key}}
+    if entry.observed_at:
+        values[":obs"] = {"N": str(entry.observed_at)}
+        return {
+            # Same scope, same observation: the item the sync decided to delete.
+            "ConditionExpression": "#scope = :scope AND #obs = :obs",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+    return {
+        # A record written before observation times were kept has none: it must still have none
+        # (any rewrite since adds one) and still be in this scope.
+        "ConditionExpression": "#scope = :scope AND attribute_not_exists(#obs)",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+
+
+def confirmed_sync_time(record: Mapping[str, Any], reconciled_at: Mapping[Scope, str]) -> str | None:
+    """When a successful sync last confirmed this cached record (API-CONTRACT.md, check-existing
+    field meanings), without the record ever being rewritten for it.
+
+    The item's own ``lastSyncTime`` is when a sync last wrote it. A scope whose last successful
+    full-scope sync finished at T deleted every record of the scope it did not see, so a record
+    of that scope still cached was seen by it: confirmed at T. Targeted syncs (a wave's, an
+    event's) reconcile only their servers and do not count (``reconciled_at`` holds full-scope
+    syncs only). Both are ISO-8601 UTC in one format, so the later is the greater string."""
+    written = record.get("lastSyncTime")
+    scope = Scope(str(record.get("accountId", "")), str(record.get("region", "")))
+    reconciled = reconciled_at.get(scope)
+    candidates = [t for t in (written, reconciled) if isinstance(t, str) and t]
+    return max(candidates) if candidates else None
 
 
 def _newer(candidate: RecoveryInstanceRecord, current: RecoveryInstanceRecord) -> bool:

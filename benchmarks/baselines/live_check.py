@@ -84,7 +84,8 @@ class LiveChecker:
                         "sourceServerId": server_id,
                         "recoveryInstanceId": ri["recoveryInstanceID"],
                         "ec2InstanceId": ri["ec2InstanceID"],
-                        "ec2InstanceState": (instance.get("State") or {}).get("Name"),
+                        # DRS's own value, as the original live check returned it.
+                        "ec2InstanceState": ri.get("ec2InstanceState"),
                         "sourceServerName": source_server_name(servers[0] if servers else None),
                         "privateIp": instance.get("PrivateIpAddress"),
                         "region": region,

@@ -8,18 +8,28 @@ its own seeded RNG). Changing the config resets that state, so a test's fault st
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import AwsError
+
+if TYPE_CHECKING:  # context imports this module
+    from .context import Reply
 
 FAULTABLE_SERVICES = ("drs", "ec2", "sts")
 # Errors DRS answers TerminateRecoveryInstances with for the request's ids, and their statuses
 # (API reference, TerminateRecoveryInstances, "Errors").
 CONFLICT = "ConflictException"
 REJECTION_STATUS = {CONFLICT: 409, "ValidationException": 400}
+
+# The describe calls the body faults (malformed, missing items, repeated token) apply to.
+TAMPERED_OPERATIONS = {
+    "drs": ("DescribeRecoveryInstances", "DescribeSourceServers"),
+    "ec2": ("DescribeInstances",),
+}
 
 
 def _camel(name: str) -> str:
@@ -51,6 +61,16 @@ class FaultConfig:
     unauthorized_operations: tuple[str, ...] = ()
     # "account#region": DRS answers UninitializedAccountException (the data stays, hidden).
     uninitialized_scopes: tuple[str, ...] = ()
+    # ... with this error instead (UninitializedAccountException: DRS saying so mid-scope).
+    failing_scope_error: str = "InternalServerException"
+    # "account#region": DRS and EC2 describe calls there (of ``fault_services``) answer 200 with
+    # a truncated body.
+    malformed_scopes: tuple[str, ...] = ()
+    # "account#region": DRS describe calls there answer 200 with a body without ``items``.
+    missing_items_scopes: tuple[str, ...] = ()
+    # "account#region": DescribeRecoveryInstances there answers a page asked for with a token with
+    # that same token again (a service bug botocore's paginator also refuses).
+    repeated_token_scopes: tuple[str, ...] = ()
     # Value of the Retry-After header on throttles.
     retry_after_seconds: float = 1.0
     # Probability that a call stalls for timeout_seconds before it is answered.
@@ -77,6 +97,9 @@ class FaultConfig:
             "fault_services",
             "terminate_rejected_ids",
             "unauthorized_operations",
+            "malformed_scopes",
+            "missing_items_scopes",
+            "repeated_token_scopes",
         ):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
@@ -105,7 +128,13 @@ class FaultConfig:
         unknown = set(self.fault_services) - set(FAULTABLE_SERVICES)
         if unknown:
             raise ValueError(f"faultServices: unknown services {sorted(unknown)}")
-        for scope in (*self.failing_scopes, *self.uninitialized_scopes):
+        for scope in (
+            *self.failing_scopes,
+            *self.uninitialized_scopes,
+            *self.malformed_scopes,
+            *self.missing_items_scopes,
+            *self.repeated_token_scopes,
+        ):
             if "#" not in scope:
                 raise ValueError(f"scope must be 'account#region': {scope!r}")
 
@@ -146,7 +175,9 @@ def throttle_error(service: str, retry_after: float) -> AwsError:
     return AwsError("Throttling", "Rate exceeded", 400)
 
 
-def server_error(service: str) -> AwsError:
+def server_error(service: str, code: str = "InternalServerException") -> AwsError:
+    if service == "drs" and code == "UninitializedAccountException":
+        return AwsError(code, "The account performing the request has not been initialized.", 400)
     if service == "drs":
         return AwsError("InternalServerException", "Internal service error (simulated)", 500, sender=False)
     if service == "ec2":
@@ -265,7 +296,7 @@ class FaultInjector:
             if key in state.failing:
                 served = state.pages.get(key, 0)
                 if config.fail_after_pages is None or served >= config.fail_after_pages:
-                    raise server_error("drs")
+                    raise server_error("drs", config.failing_scope_error)
                 state.pages[key] = served + 1
         if service not in state.services:
             return
@@ -275,6 +306,25 @@ class FaultInjector:
             raise throttle_error(service, config.retry_after_seconds)
         if config.error_rate and state.rng.random() < config.error_rate:
             raise server_error(service)
+
+    def tamper(self, service: str, operation: str, scope_key: str, params: dict[str, Any], reply: Reply) -> Reply:
+        """A successful describe answer as the body faults of this scope make it."""
+        config = self._state.config
+        if reply.status != 200 or operation not in TAMPERED_OPERATIONS.get(service, ()):
+            return reply
+        if scope_key in config.malformed_scopes and service in self._state.services:
+            # Cut mid-document: neither JSON nor XML parses it.
+            return reply._replace(body=reply.body[: max(1, len(reply.body) // 2)])
+        if service != "drs":
+            return reply
+        if scope_key in config.missing_items_scopes:
+            return reply._replace(body=b"{}")
+        token = params.get("nextToken")
+        if scope_key in config.repeated_token_scopes and operation == "DescribeRecoveryInstances" and token:
+            body = json.loads(reply.body)
+            body["nextToken"] = token
+            return reply._replace(body=json.dumps(body).encode())
+        return reply
 
     @staticmethod
     def _take_token(state: _State, key: tuple[str, str, str], now: float) -> bool:

@@ -157,7 +157,9 @@ class Simulator:
             faults.check_permission(scope.service, operation, identity.session is not None)
             faults.check(scope.service, account_id, scope.region, time.monotonic())
             call = Call(scope.service, operation, identity, scope.region, request_id, now, self.backend)
-            reply: Reply = protocol.dispatch(call, params)
+            reply: Reply = faults.tamper(
+                scope.service, operation, f"{account_id}#{scope.region}", params, protocol.dispatch(call, params)
+            )
             outcome = SUCCESS
         except AwsError as error:
             reply = protocol.render_error(error, request_id)

@@ -4,13 +4,15 @@ servers, after a sync from the simulator. No DRS or EC2 call is made by the chec
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
-from syncengine.engine import sync_all
+from syncengine.engine import get_sync_status, sync_all, sync_scope
 from syncengine.errors import InvalidRequestError, RecoveryPlanNotFoundError
 from syncengine.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
-from syncengine.plans import check_existing_instances
+from syncengine.models import Scope
+from syncengine.plans import check_existing_instances, unverified_server_ids
 from tests.integration.test_handlers_support import (
     REGION,
     estate_settings,
@@ -73,7 +75,7 @@ async def test_check_existing_rejects_malformed_plan_id(ddb_moto) -> None:
 
 
 async def test_check_existing_plan_without_instances(ddb_moto, make_simulator) -> None:
-    """Servers that never launched: the empty shape, every server a cache miss."""
+    """Servers that never launched, in a freshly synced scope: the empty shape and no cache miss."""
     sim = make_simulator(**ESTATE)
     settings = await synced(ddb_moto, sim)
     scenario = plan_scenario(sim.estate)
@@ -82,7 +84,13 @@ async def test_check_existing_plan_without_instances(ddb_moto, make_simulator) -
 
     body = await check_existing_instances(settings, "plan-idle")
 
-    assert body == {"hasExistingInstances": False, "instanceCount": 0, "planId": "plan-idle", "existingInstances": []}
+    assert body == {
+        "hasExistingInstances": False,
+        "instanceCount": 0,
+        "planId": "plan-idle",
+        "existingInstances": [],
+        "unverifiedServerIds": [],
+    }
 
 
 async def test_check_existing_uses_wave_server_ids_when_group_lists_none(ddb_moto, make_simulator) -> None:
@@ -128,7 +136,8 @@ async def test_check_existing_tag_group_without_account_uses_fallback(ddb_moto, 
 
 
 async def test_check_existing_reads_past_100_keys_and_unprocessed_keys(ddb, make_simulator, capsys) -> None:
-    """150 servers: two BatchGetItem calls, UnprocessedKeys re-requested, misses counted."""
+    """150 servers: two BatchGetItem calls, UnprocessedKeys re-requested, lookups counted; servers
+    of a freshly synced scope without a record are no cache miss."""
     sim = make_simulator(accounts=1, regions=(REGION,), instances_per_scope=140, seed=9)
     settings = await synced(ddb, sim)
     live = sorted(live_instances(sim.estate))
@@ -146,5 +155,98 @@ async def test_check_existing_reads_past_100_keys_and_unprocessed_keys(ddb, make
         assert proxy.injected(FaultKind.UNPROCESSED) >= 1
     assert {e["sourceServerId"] for e in body["existingInstances"]} == set(live)
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"CacheHits"' in line]
-    assert (metrics[-1]["CacheHits"], metrics[-1]["CacheMisses"]) == (140, 10)
-    assert metrics[-1]["CacheMissRate"] == pytest.approx(100 * 10 / 150)
+    assert (metrics[-1]["CacheLookups"], metrics[-1]["CacheHits"], metrics[-1]["CacheMisses"]) == (150, 150, 0)
+    assert metrics[-1]["CacheMissRate"] == 0
+    assert body["unverifiedServerIds"] == []
+
+
+async def test_check_existing_returns_drs_state_not_ec2_state(ddb, make_simulator) -> None:
+    """``ec2InstanceState`` is DRS's upper-case value; EC2's lower-case name is ``ec2State``."""
+    sim = make_simulator(**ESTATE)
+    settings = await synced(ddb, sim)
+    scenario = plan_scenario(sim.estate)
+    await seed_plan(settings, scenario)
+
+    body = await check_existing_instances(settings, "plan-mixed")
+
+    live = live_instances(sim.estate)
+    for entry in body["existingInstances"]:
+        assert entry["ec2InstanceState"] == live[entry["sourceServerId"]]["ec2InstanceState"]
+        assert entry["ec2InstanceState"].isupper()
+        assert entry["ec2State"] == entry["ec2InstanceState"].lower()
+
+
+async def test_check_existing_last_sync_time_is_the_last_confirming_sync(ddb, make_simulator) -> None:
+    """A steady-state sync rewrites no record, yet every record's ``lastSyncTime`` moves to it:
+    it is the scope's last successful full-scope sync, not the record's last content change."""
+    sim = make_simulator(**ESTATE)
+    settings = await synced(ddb, sim)
+    scenario = plan_scenario(sim.estate)
+    await seed_plan(settings, scenario)
+    first = await check_existing_instances(settings, "plan-mixed")
+
+    second_sync = await sync_all(settings)
+    body = await check_existing_instances(settings, "plan-mixed")
+
+    assert second_sync.instances_updated == 0
+    scopes = {f"{s.account_id}#{s.region}": s for s in (await get_sync_status(settings)).scopes}
+    before = {e["sourceServerId"]: e["lastSyncTime"] for e in first["existingInstances"]}
+    for entry in body["existingInstances"]:
+        last_success = scopes[f"{entry['accountId']}#{entry['region']}"].last_success_time
+        assert entry["lastSyncTime"] == last_success
+        assert entry["lastSyncTime"] > before[entry["sourceServerId"]]
+
+
+async def test_check_existing_targeted_sync_confirms_no_other_record(ddb, make_simulator) -> None:
+    """A wave's targeted sync of one server succeeds for the scope but saw only that server: the
+    other records keep the full sync's confirmation time."""
+    sim = make_simulator(**ESTATE)
+    settings = await synced(ddb, sim)
+    scenario = plan_scenario(sim.estate)
+    await seed_plan(settings, scenario)
+    first = await check_existing_instances(settings, "plan-mixed")
+    entry = first["existingInstances"][0]
+    others = {e["sourceServerId"]: e["lastSyncTime"] for e in first["existingInstances"][1:]}
+
+    await sync_scope(settings, entry["accountId"], entry["region"], [entry["sourceServerId"]])
+    body = await check_existing_instances(settings, "plan-mixed")
+
+    assert {e["sourceServerId"]: e["lastSyncTime"] for e in body["existingInstances"][1:]} == others
+
+
+async def test_check_existing_servers_of_a_never_synced_scope_are_unverified(ddb, make_simulator) -> None:
+    """A scope whose syncs failed cannot vouch for its servers: all of them are listed in
+    ``unverifiedServerIds`` and counted as misses; the freshly synced scope's are not."""
+    sim = make_simulator(**ESTATE)
+    scenario = plan_scenario(sim.estate)
+    target = scenario["groups"][0]["accountId"]
+    sim.set_faults(failingScopes=[f"{target}#{REGION}"])
+    settings = estate_settings(ddb, sim, emit_metrics=False)
+    await seed_estate(settings, sim.estate, job_executions(sim.estate))
+    report = await sync_all(settings)
+    assert report.scopes_failed == 1
+    await seed_plan(settings, scenario)
+
+    body = await check_existing_instances(settings, "plan-mixed")
+
+    assert set(body["unverifiedServerIds"]) == set(scenario["groups"][0]["sourceServerIds"])
+    assert {e["sourceServerId"] for e in body["existingInstances"]} == scenario["expected"] - set(
+        scenario["groups"][0]["sourceServerIds"]
+    )
+
+
+def test_unverified_server_ids_follow_the_stale_window() -> None:
+    """Past ``stale_after_seconds`` a record's confirmation, or its scope's reconciliation for a
+    server without a record, no longer vouches for the server."""
+    fresh, stale = Scope("111122223333", "us-east-1"), Scope("111122223333", "eu-west-1")
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    servers = {"s-1": fresh, "s-2": fresh, "s-3": stale, "s-4": stale}
+    records = [
+        {"sourceServerId": "s-1", "lastSyncTime": "2026-11-29T11:50:00.000Z"},
+        {"sourceServerId": "s-3", "lastSyncTime": "2026-11-29T11:40:00.000Z"},
+    ]
+    reconciled = {fresh: "2026-11-29T11:50:00.000Z", stale: "2026-11-29T11:40:00.000Z"}
+
+    unverified = unverified_server_ids(servers, records, reconciled, stale_after_seconds=900, now=now)
+
+    assert unverified == ["s-3", "s-4"]

@@ -49,7 +49,8 @@ def truth(estate: Any, account_id: str | None = None, region: str | None = None)
         expected[ri["sourceServerID"]] = {
             "recoveryInstanceId": ri["recoveryInstanceID"],
             "ec2InstanceId": ri["ec2InstanceID"],
-            "ec2InstanceState": (ec2.get("State") or {}).get("Name"),
+            "ec2InstanceState": ri["ec2InstanceState"],
+            "ec2State": (ec2.get("State") or {}).get("Name"),
             "privateIp": ec2.get("PrivateIpAddress"),
             "publicIp": ec2.get("PublicIpAddress"),
         }
@@ -60,7 +61,7 @@ def view(cached: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The cache reduced to the fields ``truth`` compares."""
     return {
         sid: {key: item.get(key) for key in ("recoveryInstanceId", "ec2InstanceId", "ec2InstanceState",
-                                             "privateIp", "publicIp")}
+                                             "ec2State", "privateIp", "publicIp")}
         for sid, item in cached.items()
     }
 

@@ -195,7 +195,10 @@ async def test_sync_all_delete_failure_beyond_retries_fails_only_that_scope(ddb_
         await sync_all(settings)
     gone = sim.estate.recovery_instances()[0]
     sim.estate.terminate(gone["recoveryInstanceID"])
-    proxy_fast.set_rules(FaultRule(FaultKind.SERVER_ERROR, operations={"BatchWriteItem"}, contains="DeleteRequest"))
+    # Reconciliation deletes are conditional DeleteItems on the cache table.
+    proxy_fast.set_rules(
+        FaultRule(FaultKind.SERVER_ERROR, operations={"DeleteItem"}, tables={settings.tables.cache})
+    )
 
     with anyio.fail_after(TEST_TIMEOUT):
         report = await sync_all(settings)

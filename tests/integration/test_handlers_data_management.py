@@ -5,6 +5,7 @@ servers. Only the self-invoke is a seam (moto runs Lambda invocations only with 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from handlers import dependencies
 from handlers.data_management import lambda_handler
+from handlers.operations import RunFailedError
 from syncengine.config import SyncSettings
 from syncengine.engine import open_runtime
 from tests.events_loader import (
@@ -195,7 +197,7 @@ def test_handler_full_sync_post_starts_itself_asynchronously(world: World) -> No
 
     assert response["statusCode"] == 202
     assert response_json(response)["status"] == "STARTED"
-    assert world.invocations.payloads == [SYNC_EVENT]
+    assert world.invocations.payloads == [{**SYNC_EVENT, "trigger": "self-invoke"}]
     assert world.sim.calls.count(service="drs") == 0
 
     report = invoke(world.invocations.payloads[0])
@@ -226,6 +228,16 @@ def test_handler_scheduled_event_runs_a_full_sync(world: World) -> None:
 
     assert (report["status"], report["scopesSynced"]) == ("SUCCESS", 2)
     assert len(asyncio.run(cache(world.settings))) == world.sim.estate.total_recovery_instances()
+
+
+def test_handler_scheduled_run_with_an_unreadable_target_accounts_table_is_a_lambda_error(world: World) -> None:
+    """The real engine cannot read its configuration: the scheduled invocation raises (a Lambda
+    error the alarms and the failure destination see) instead of returning a body nobody reads."""
+    broken = dataclasses.replace(world.settings.tables, target_accounts="no-such-target-accounts-table")
+    dependencies.configure(settings=world.settings.with_changes(tables=broken), invoke_self=world.invocations)
+
+    with pytest.raises(RunFailedError, match="ResourceNotFoundException"):
+        invoke(load_event("eventbridge_scheduled"))
 
 
 # -- status and direct operations ------------------------------------------------------------------

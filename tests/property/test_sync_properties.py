@@ -35,6 +35,7 @@ ACCOUNT_ID = re.compile(r"\A[0-9]{12}\Z")
 JOB_ID = re.compile(r"\Adrsjob-[0-9a-f]{17}\Z")
 ISO_Z = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z\Z")
 EC2_STATES = {"pending", "running", "shutting-down", "terminated", "stopping", "stopped"}
+DRS_STATES = {state.upper() for state in EC2_STATES}
 CACHE_WRITES = {"BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem"}
 
 
@@ -89,7 +90,8 @@ def assert_valid_record(item: dict[str, Any]) -> None:
     assert INSTANCE_ID.match(item["ec2InstanceId"]), item["ec2InstanceId"]
     assert ACCOUNT_ID.match(item["accountId"]), item["accountId"]
     assert item["region"] in drs_regions()
-    assert item["ec2InstanceState"] in EC2_STATES
+    assert item["ec2InstanceState"] in DRS_STATES
+    assert item["ec2State"] in EC2_STATES
     assert ISO_Z.match(item["lastSyncTime"]), item["lastSyncTime"]
     assert item["scopeKey"] == f"{item['accountId']}#{item['region']}"
     for name in ("launchTime", "pointInTimeSnapshotDateTime"):

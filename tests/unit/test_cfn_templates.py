@@ -559,6 +559,18 @@ def test_cfn_cache_miss_rate_alarm_over_10_percent(monitoring: dict[str, Any]) -
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
 
 
+def test_cfn_cache_miss_rate_alarm_divides_misses_by_lookups(monitoring: dict[str, Any]) -> None:
+    """The contract's miss rate: summed misses over summed lookups, both metrics the code emits."""
+    alarm = _alarms(monitoring)["CacheMissRateAlarm"]
+    stats = {q["Id"]: q["MetricStat"] for q in alarm["Metrics"] if "MetricStat" in q}
+    assert {q["Metric"]["MetricName"] for q in stats.values()} == {metrics.CACHE_LOOKUPS, metrics.CACHE_MISSES}
+    assert all(q["Stat"] == "Sum" for q in stats.values())
+    ids = {q["Metric"]["MetricName"]: i for i, q in stats.items()}
+    (expression,) = [q["Expression"] for q in alarm["Metrics"] if "Expression" in q]
+    misses, lookups = ids[metrics.CACHE_MISSES], ids[metrics.CACHE_LOOKUPS]
+    assert f"100 * FILL({misses}, 0) / FILL({lookups}, 0)" in expression
+
+
 def test_cfn_every_custom_metric_is_emitted_by_the_code(monitoring: dict[str, Any]) -> None:
     """Alarms and widgets on our namespace watch only names syncengine.metrics defines, with its
     one dimension; everything else is an AWS service metric."""

@@ -6,14 +6,18 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+import structlog.testing
 from aiobotocore.parsers import AioResponseParserFactory
 from botocore.loaders import Loader
 from botocore.model import ServiceModel
+from botocore.parsers import ResponseParserError
 from botocore.serialize import create_serializer
 
+from syncengine import fastpath
 from syncengine.fastpath import (
     FastJSONSerializer,
     FastResponseParserFactory,
+    UnexpectedBody,
     _shared_ssl_context,
     install_fast_serializer,
     parse_describe_instances,
@@ -122,9 +126,55 @@ async def test_fast_parsers_leave_errors_to_botocore() -> None:
 
 
 def test_parse_describe_instances_without_reservations() -> None:
-    """An empty result has no reservations and no token."""
-    body = b'<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"></DescribeInstancesResponse>'
+    """An empty result (EC2 sends an empty reservationSet) has no reservations and no token."""
+    body = (
+        b'<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        b"<reservationSet/></DescribeInstancesResponse>"
+    )
     assert parse_describe_instances(body) == {"Reservations": []}
+
+
+def test_parse_describe_instances_refuses_a_document_without_reservation_set() -> None:
+    """Another document is not "no instances": the fast path refuses it (botocore gets it)."""
+    body = b'<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"></DescribeInstancesResponse>'
+    with pytest.raises(UnexpectedBody):
+        parse_describe_instances(body)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "service", "version", "operation", "body"),
+    [
+        pytest.param("rest-json", "drs", "2020-02-26", "DescribeRecoveryInstances", b'{"items": [', id="drs-truncated"),
+        pytest.param("rest-json", "drs", "2020-02-26", "DescribeRecoveryInstances", b"[1, 2]", id="drs-not-object"),
+        pytest.param("json", "dynamodb", "2012-08-10", "Query", b'{"Items": [', id="dynamodb-truncated"),
+        pytest.param("ec2", "ec2", "2016-11-15", "DescribeInstances", b"<DescribeInstancesResponse><reserv",
+                     id="ec2-truncated"),
+        pytest.param("ec2", "ec2", "2016-11-15", "DescribeInstances", b"<Other/>", id="ec2-other-document"),
+    ],
+)
+async def test_fast_parsers_fall_back_to_botocore_on_unexpected_bodies(
+    protocol: str, service: str, version: str, operation: str, body: bytes, capsys
+) -> None:
+    """A body a fast path cannot read gets botocore's treatment: the same result, or, where
+    botocore fails (with whatever exception), a ``ResponseParserError``: never a bare ValueError,
+    ParseError or AttributeError that the engine would take for a bug."""
+    shape = _model(service, version).operation_model(operation).output_shape
+    try:
+        expected = await _parse(AioResponseParserFactory(), protocol, shape, body)
+    except Exception:
+        with pytest.raises(ResponseParserError):
+            await _parse(FastResponseParserFactory(), protocol, shape, body)
+    else:
+        assert await _parse(FastResponseParserFactory(), protocol, shape, body) == expected
+
+
+def test_fast_path_fallback_is_logged_once_per_shape(monkeypatch) -> None:
+    """The fallback says so in the log once, not once per response."""
+    monkeypatch.setattr(fastpath, "_fallbacks_logged", set())
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            fastpath.note_fallback("DescribeInstancesResult", ValueError("bad"))
+    assert [entry["event"] for entry in logs] == ["fastpath_fallback"]
 
 
 @pytest.mark.parametrize("repeat", [1, 2])

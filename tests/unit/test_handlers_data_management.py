@@ -10,6 +10,7 @@ import structlog
 
 from handlers import dependencies
 from handlers.data_management import lambda_handler
+from handlers.operations import RunFailedError
 from syncengine.errors import (
     AwsError,
     ExecutionInProgressError,
@@ -18,7 +19,15 @@ from syncengine.errors import (
     RecoveryPlanNotFoundError,
     SyncInProgressError,
 )
-from syncengine.models import HealthStatus, SyncStatus
+from syncengine.models import (
+    HealthStatus,
+    Scope,
+    ScopeError,
+    ScopeOutcome,
+    ScopeResult,
+    SyncReport,
+    SyncStatus,
+)
 from tests.events_loader import (
     FakeEngine,
     FakeLambdaContext,
@@ -88,6 +97,63 @@ def test_data_management_scheduled_sync_gets_lambda_deadline(engine: FakeEngine)
 
     settings = engine.called("sync_all")[0]["settings"]
     assert settings.deadline_seconds == pytest.approx(120 - settings.lambda_deadline_margin)
+
+
+BACKGROUND_EVENTS = [
+    pytest.param({"source": "aws.events", "detail-type": "Scheduled Event"}, id="scheduled-event"),
+    pytest.param({"operation": "sync_recovery_instances", "trigger": "schedule"}, id="rule-input-trigger"),
+    pytest.param({"operation": "sync_recovery_instances", "trigger": "self-invoke"}, id="self-invoke"),
+]
+
+
+def setup_failed_report() -> SyncReport:
+    error = ScopeError("", "", "ResourceNotFoundException", "Requested resource not found")
+    return SyncReport.from_results([], duration_ms=5, run_id="run-1", extra_errors=(error,))
+
+
+@pytest.mark.parametrize("event", BACKGROUND_EVENTS)
+def test_data_management_background_run_with_unreadable_configuration_raises(engine: FakeEngine, event) -> None:
+    """Nobody reads a scheduled or self-invoked run's answer: failing as a whole, it is a Lambda
+    error (Errors metric, async retries, failure destination)."""
+    engine.report = setup_failed_report()
+
+    with pytest.raises(RunFailedError, match="ResourceNotFoundException"):
+        invoke(event)
+
+
+@pytest.mark.parametrize("event", BACKGROUND_EVENTS)
+def test_data_management_background_run_that_crashes_raises(engine: FakeEngine, event) -> None:
+    engine.errors["sync_all"] = RuntimeError("bug")
+
+    with pytest.raises(RunFailedError):
+        invoke(event)
+
+
+@pytest.mark.parametrize("event", BACKGROUND_EVENTS)
+def test_data_management_background_run_with_a_failed_scope_returns_the_report(engine: FakeEngine, event) -> None:
+    """One failed scope is a PARTIAL run, not a failed invocation."""
+    failed = ScopeResult(Scope("111122223333", "us-east-1"), ScopeOutcome.FAILED,
+                         error=ScopeError("111122223333", "us-east-1", "AccessDenied", "denied"))
+    engine.report = SyncReport.from_results([failed], duration_ms=5, run_id="run-1")
+
+    assert invoke(event)["status"] == "FAILED"
+
+
+def test_data_management_direct_full_sync_failure_keeps_the_contract_body(engine: FakeEngine) -> None:
+    """A caller that reads the answer (no trigger) gets the report, as before."""
+    engine.report = setup_failed_report()
+
+    result = invoke({"operation": "sync_recovery_instances"})
+
+    assert result["status"] == "FAILED" and result["errors"][0]["errorType"] == "ResourceNotFoundException"
+
+
+def test_data_management_echoed_input_is_truncated(engine: FakeEngine) -> None:
+    """A huge region string is refused with a 400 whose message quotes only a bounded piece."""
+    result = invoke({"operation": "sync_recovery_instances", "region": "x" * 100_000})
+
+    assert result["error"] == "INVALID_REQUEST"
+    assert len(result["message"]) <= 500
 
 
 def test_data_management_direct_scoped_sync_returns_report_unwrapped(engine: FakeEngine) -> None:
@@ -239,7 +305,9 @@ def test_api_full_sync_starts_asynchronously(engine: FakeEngine, name: str) -> N
 
     assert response["statusCode"] == 202
     assert response_json(response)["status"] == "STARTED"
-    assert engine.invocations == [(context.invoked_function_arn, {"operation": "sync_recovery_instances"})]
+    assert engine.invocations == [
+        (context.invoked_function_arn, {"operation": "sync_recovery_instances", "trigger": "self-invoke"})
+    ]
     assert engine.called("sync_all") == []
 
 

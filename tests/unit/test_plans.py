@@ -112,6 +112,7 @@ def test_existing_instances_body_without_records() -> None:
         "instanceCount": 0,
         "planId": "plan-1",
         "existingInstances": [],
+        "unverifiedServerIds": [],
     }
 
 

@@ -44,7 +44,6 @@ def test_build_record_maps_every_source() -> None:
     """DRS, source server and EC2 fields land in the record."""
     record = build_record(SCOPE, RI, SERVER, EC2, ExecutionIndex(), observed_at=5)
     assert record is not None
-    assert record.ec2_instance_state == "running"
     assert record.source_server_name == "web-01"
     assert record.name == "web-01-recovered"
     assert record.private_ip == "10.0.0.5"
@@ -55,11 +54,21 @@ def test_build_record_maps_every_source() -> None:
     assert dict(record.source_server_tags) == {"Name": "web-01", "Tier": "web"}
 
 
-def test_build_record_falls_back_to_drs_state_without_ec2() -> None:
-    """When EC2 no longer knows the instance, DRS's state stands in."""
-    record = build_record(SCOPE, RI, SERVER, None, ExecutionIndex(), observed_at=5)
+def test_build_record_keeps_drs_state_and_ec2_state_apart() -> None:
+    """``ec2InstanceState`` is DRS's upper-case value even when EC2 says otherwise; EC2's
+    lower-case name goes to ``ec2State``."""
+    record = build_record(SCOPE, {**RI, "ec2InstanceState": "STOPPED"}, SERVER, EC2, ExecutionIndex(), observed_at=5)
     assert record is not None
-    assert record.ec2_instance_state == "RUNNING"
+    item = from_item(record_to_item(record, "2026-11-25T10:00:00.000Z"))
+    assert (item["ec2InstanceState"], item["ec2State"]) == ("STOPPED", "running")
+
+
+def test_build_record_without_ec2_has_drs_state_and_no_ec2_state() -> None:
+    """When EC2 no longer knows the instance, DRS's state is there and ``ec2State`` is absent."""
+    record = build_record(SCOPE, {**RI, "ec2InstanceState": "NOT_FOUND"}, SERVER, None, ExecutionIndex(), observed_at=5)
+    assert record is not None
+    item = from_item(record_to_item(record, "2026-11-25T10:00:00.000Z"))
+    assert item["ec2InstanceState"] == "NOT_FOUND" and "ec2State" not in item
     assert record.launch_time is None
 
 

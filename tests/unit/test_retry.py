@@ -5,10 +5,13 @@ from __future__ import annotations
 import anyio
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.parsers import ResponseParserError
 
 from syncengine.config import RetrySettings
 from syncengine.errors import (
     AccessDeniedError,
+    ClockSkewError,
+    MalformedResponseError,
     PermanentAwsError,
     ThrottledError,
     TransientAwsError,
@@ -44,6 +47,9 @@ def client_error(code: str, status: int, headers: dict[str, str] | None = None) 
         pytest.param("AccessDeniedException", 403, AccessDeniedError, id="drs-access-denied"),
         pytest.param("ValidationException", 400, ValidationError, id="validation"),
         pytest.param("UninitializedAccountException", 400, PermanentAwsError, id="uninitialized"),
+        pytest.param("RequestResourceCountExceeded", 400, ThrottledError, id="ec2-resource-count"),
+        pytest.param("RequestTimeTooSkewed", 403, ClockSkewError, id="time-too-skewed"),
+        pytest.param("RequestExpired", 400, ClockSkewError, id="ec2-request-expired"),
     ],
 )
 def test_classify_client_errors(code: str, status: int, expected: type) -> None:
@@ -155,3 +161,49 @@ async def test_call_with_retry_propagates_bugs_unchanged() -> None:
 
     with pytest.raises(KeyError):
         await call_with_retry(call, CTX, settings=FAST)
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "expected"),
+    [
+        pytest.param("InvalidSignatureException", "Signature expired: 20261129T170000Z is now earlier than "
+                     "20261129T170500Z (20261129T171000Z - 5 min.)", ClockSkewError, id="drs-signature-expired"),
+        pytest.param("SignatureDoesNotMatch", "Signature not yet current: 20261129T180000Z is still later than "
+                     "20261129T175500Z", ClockSkewError, id="sts-not-yet-current"),
+        pytest.param("SignatureDoesNotMatch", "The request signature we calculated does not match the signature "
+                     "you provided.", AccessDeniedError, id="wrong-key-stays-denied"),
+    ],
+)
+def test_classify_signature_errors_by_message(code: str, message: str, expected: type) -> None:
+    """A signature code means clock skew (re-sign and retry) only when the message says so."""
+    exc = ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "X")
+    assert type(classify(exc, CTX)) is expected
+
+
+async def test_call_with_retry_signs_each_clock_skew_attempt_afresh() -> None:
+    """A skewed signature is retried by calling the client again (a new, newly signed request),
+    never by resending the old one."""
+    attempts: list[int] = []
+
+    async def call() -> str:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            raise client_error("RequestTimeTooSkewed", 403)
+        return "ok"
+
+    assert await call_with_retry(call, CTX, settings=FAST) == "ok"
+    assert attempts == [0, 1]
+
+
+def test_classify_parser_errors_as_malformed_responses() -> None:
+    """botocore's ResponseParserError is a malformed answer of this scope, not a bug."""
+    error = classify(ResponseParserError("Unable to parse response (not well-formed)"), CTX)
+    assert type(error) is MalformedResponseError
+    assert (error.error_type, error.account_id) == ("ResponseParseError", "111122223333")
+
+
+def test_classify_truncates_long_messages() -> None:
+    """A service message quoting our input back is cut to a bounded length."""
+    exc = ClientError({"Error": {"Code": "ValidationException", "Message": "x" * 10_000},
+                       "ResponseMetadata": {"HTTPStatusCode": 400}}, "X")
+    assert len(str(classify(exc, CTX))) <= 500

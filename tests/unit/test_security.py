@@ -21,6 +21,7 @@ from syncengine.logging import configure_logging, redact_secrets
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKENdGhpcyBpcyBhIHRva2Vu"
 SIGNATURE = "Signature=fe5f80f77d5fa3beca038a248ff027d0445342fe2855ddc963176630326f1024"
+EXTERNAL_ID = "ext-7f3c1a9e2b"
 NOISY_LOGGERS = ("botocore", "aiobotocore", "aiohttp", "urllib3")
 
 
@@ -98,6 +99,35 @@ def test_redact_secrets_hides_secrets_nested_in_values() -> None:
     rendered = json.dumps(redact_secrets(None, "info", event))
     for secret in (SECRET, TOKEN, SIGNATURE):
         assert secret not in rendered
+
+
+def test_redact_secrets_hides_external_ids_at_any_depth() -> None:
+    """A target account's ExternalId, as a key at any depth or named inside a text."""
+    event = {
+        "event": "x",
+        "account": {"accountId": "111122223333", "externalId": EXTERNAL_ID},
+        "params": [{"ExternalId": EXTERNAL_ID}],
+        "error": f"AssumeRole failed for {{'RoleArn': 'arn:aws:iam::1:role/r', 'ExternalId': '{EXTERNAL_ID}'}}",
+    }
+    rendered = json.dumps(redact_secrets(None, "info", event))
+    assert EXTERNAL_ID not in rendered and "111122223333" in rendered
+
+
+def test_rendered_log_redacts_secrets_inside_a_formatted_traceback(restored_logging) -> None:
+    """Redaction runs after the traceback is formatted: a secret in an exception's text (which
+    only exists once format_exc_info ran) never reaches the line."""
+    stream = io.StringIO()
+    configure_logging(json=True, level="INFO", force=True)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stream))
+
+    try:
+        raise RuntimeError(f"AssumeRole(ExternalId={EXTERNAL_ID}, SessionToken={TOKEN})")
+    except RuntimeError:
+        structlog.get_logger("t").exception("assume_failed")
+
+    line = stream.getvalue()
+    assert "RuntimeError" in line and "Traceback" in line
+    assert EXTERNAL_ID not in line and TOKEN not in line
 
 
 def test_credentials_never_print_their_secret_or_token() -> None:
