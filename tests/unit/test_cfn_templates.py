@@ -333,8 +333,7 @@ def test_cfn_schedule_rule_exact(eventbridge: dict[str, Any]) -> None:
     assert properties["State"] == "ENABLED"
     (target,) = properties["Targets"]
     assert target["Arn"] == {"Ref": "DataManagementFunctionArn"}
-    assert target["Input"] == '{"operation": "sync_recovery_instances"}'
-    assert json.loads(target["Input"]) == {"operation": "sync_recovery_instances"}
+    assert json.loads(target["Input"]) == {"operation": "sync_recovery_instances", "trigger": "schedule"}
 
 
 def test_cfn_schedule_may_invoke_the_function(eventbridge: dict[str, Any]) -> None:

@@ -9,27 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from handlers import authorization, dependencies, routes
-from handlers.api import Api, build_api, json_response
+from handlers.api import Api, build_api
 from handlers.events import EventKind
-from handlers.operations import Outcome
 from tests.events_loader import FakeEngine, FakeLambdaContext, load_event, response_headers, response_json
 
 GROUP = authorization.DEFAULT_TERMINATE_ALLOWED_GROUP
 IAM_USER = "arn:aws:sts::111122223333:assumed-role/orchestration-frontend/session"
-
-# The preview route is served by whichever router the read side provides; the check must not
-# depend on that router, so a stand-in route of the same path proves it applies by path.
-preview_router = Router()
-
-
-@preview_router.get("/executions/<executionId>/recovery-instances")
-def preview(executionId: str) -> Response:
-    return json_response(Outcome(200, {"executionId": executionId, "instances": []}))
-
 
 @pytest.fixture
 def engine() -> Iterator[FakeEngine]:
@@ -43,7 +30,7 @@ def engine() -> Iterator[FakeEngine]:
 def api(monkeypatch: pytest.MonkeyPatch) -> Api:
     monkeypatch.delenv(authorization.ENV_API_BASE_PATH, raising=False)
     monkeypatch.delenv(authorization.ENV_TERMINATE_ALLOWED_GROUP, raising=False)
-    return build_api(routes.read_router, routes.write_router, preview_router)
+    return build_api(routes.read_router, routes.write_router)
 
 
 def _rest_terminate(groups: str | None) -> dict[str, Any]:
