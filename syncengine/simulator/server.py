@@ -69,6 +69,8 @@ class Simulator:
             ("POST", "/_simulator/ec2"): self._update_ec2,
             ("POST", "/_simulator/scopes"): self._set_scope,
             ("POST", "/_simulator/credentials/expire"): self._expire_credentials,
+            ("GET", "/_simulator/events"): self._get_events,
+            ("POST", "/_simulator/events/drain"): self._drain_events,
         }
 
     # ---------------------------------------------------------------- Python API
@@ -87,6 +89,10 @@ class Simulator:
     def expire_credentials(self) -> int:
         """Expire every session AssumeRole issued so far; returns how many."""
         return self.credentials.expire_all()
+
+    def events(self, *, drain: bool = False) -> list[dict[str, Any]]:
+        """The EventBridge events AWS would have sent for the estate's changes so far."""
+        return self.estate.events(drain=drain)
 
     # ------------------------------------------------------------------- serving
 
@@ -239,6 +245,12 @@ class Simulator:
         )
         return _json_response({"accountId": data["accountId"], "region": data["region"]})
 
+    async def _get_events(self, request: web.BaseRequest) -> web.Response:
+        return _json_response({"events": self.estate.events()})
+
+    async def _drain_events(self, request: web.BaseRequest) -> web.Response:
+        return _json_response({"events": self.estate.events(drain=True)})
+
     async def _expire_credentials(self, request: web.BaseRequest) -> web.Response:
         return _json_response({"expired": self.expire_credentials()})
 
@@ -309,6 +321,9 @@ class SimulatorThread:
 
     def expire_credentials(self) -> int:
         return self.simulator.expire_credentials()
+
+    def events(self, *, drain: bool = False) -> list[dict[str, Any]]:
+        return self.simulator.events(drain=drain)
 
     def start(self, timeout: float = 30.0) -> SimulatorThread:
         self._thread = threading.Thread(target=self._run, name="drs-simulator", daemon=True)
