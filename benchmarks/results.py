@@ -38,6 +38,7 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "latency_bound": ("scopes", "engine_s", "lower_bound_s", "threadpool_boto3_s"),
     "read": ("servers", "cache_p50_ms", "cache_p99_ms", "live_p50_ms"),
     "terminate": ("instances", "engine_s", "drs_describe_calls"),
+    "events": ("events", "p50_ms", "p99_ms", "drs_calls_per_event"),
     "origin": ("instances", "engine_s", "original_s"),
     "machine": (),
 }
@@ -119,6 +120,7 @@ GOALS: tuple[Goal, ...] = (
         lambda r: r["live_p50_ms"] >= 50 * r["cache_p50_ms"],
         lambda r: f"{_ratio(r['live_p50_ms'], r['cache_p50_ms']):.0f}x",
     ),
+    Goal("events", "event-to-cache p99", "< 2 s", lambda r: r["p99_ms"] < 2000, lambda r: f"{r['p99_ms']:.0f} ms"),
     Goal("terminate", "100 instances", "< 10 s", lambda r: r["engine_s"] < 10, lambda r: f"{r['engine_s']:.2f} s"),
     Goal(
         "terminate",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.invoke import SelfInvoker, invoke_self_async
-from syncengine import engine, plans, terminate
+from syncengine import engine, plans, refresh, terminate
 from syncengine.config import SyncSettings
 from syncengine.models import SyncReport, SyncStatus
 
@@ -32,6 +32,7 @@ class EngineFunctions:
     get_execution_recovery_instances: Callable[..., Awaitable[dict[str, Any]]] = (
         terminate.execution_recovery_instances
     )
+    refresh: Callable[..., Awaitable[refresh.RefreshResult]] = refresh.refresh
 
 
 @dataclass(frozen=True)

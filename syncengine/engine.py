@@ -577,6 +577,16 @@ async def sync_scope(
         )
 
 
+async def sync_scope_in_runtime(
+    rt: Runtime, scope: Scope, server_ids: list[str] | None, *, targets: list[AccountTarget]
+) -> SyncReport:
+    """``sync_scope`` inside an open runtime, with the targets already read (the refresh
+    function syncs every scope of one batch in one runtime). Same lease, same reconciliation."""
+    return await _run(
+        rt, full=False, account_id=scope.account_id, region=scope.region, server_ids=server_ids, targets=targets
+    )
+
+
 async def get_sync_status(settings: SyncSettings, *, session: aioboto3.Session | None = None) -> SyncStatus:
     async with open_runtime(settings, session=session) as rt:
         return await rt.status.sync_status()
@@ -628,4 +638,5 @@ __all__ = [
     "run_blocking",
     "sync_all",
     "sync_scope",
+    "sync_scope_in_runtime",
 ]

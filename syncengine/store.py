@@ -28,6 +28,7 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 
 EXECUTION_INDEX = "sourceExecutionId-index"
 SCOPE_INDEX = "scopeKey-index"
+EC2_INSTANCE_INDEX = "ec2InstanceId-index"
 
 # Record attribute -> item attribute. The order is the content hash's order: never reorder.
 _CONTENT_FIELDS: tuple[tuple[str, str], ...] = (
@@ -123,6 +124,15 @@ def public_record(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class InstanceOwner:
+    """Which cached record holds an EC2 instance (from the EC2 instance index)."""
+
+    ec2_instance_id: str
+    source_server_id: str
+    scope_key: str
+
+
+@dataclass(frozen=True)
 class WriteOutcome:
     updated: int
     unchanged: int
@@ -211,6 +221,29 @@ class CacheStore:
             ExpressionAttributeValues={":exec": {"S": execution_id}},
         )
         return [public_record(from_item(raw)) async for raw in pages]
+
+    async def owners_of_ec2_instances(self, instance_ids: Iterable[str]) -> list[InstanceOwner]:
+        """The cached records holding these EC2 instances (one index query per id, several in
+        flight); an instance no record holds is simply absent. DynamoDB only: no AWS call."""
+        owners: list[InstanceOwner] = []
+
+        async def lookup(instance_id: str) -> None:
+            pages = self.dynamo.paginate(
+                "query",
+                TableName=self.table,
+                IndexName=EC2_INSTANCE_INDEX,
+                KeyConditionExpression="#ec2 = :ec2",
+                ExpressionAttributeNames={"#ec2": "ec2InstanceId", "#sid": "sourceServerId", "#scope": "scopeKey"},
+                ExpressionAttributeValues={":ec2": {"S": instance_id}},
+                ProjectionExpression="#sid, #scope",
+            )
+            async for raw in pages:
+                item = from_item(raw)
+                owners.append(InstanceOwner(instance_id, item["sourceServerId"], item.get("scopeKey", "")))
+
+        unique = list(dict.fromkeys(i for i in instance_ids if i))
+        await run_concurrently(functools.partial(lookup, instance_id) for instance_id in unique)
+        return owners
 
     # -- writes ----------------------------------------------------------------------------------
 

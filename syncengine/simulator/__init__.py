@@ -8,7 +8,8 @@ The caller's account comes from the access key (keys the simulator did not issue
 hub; AssumeRole issues keys bound to the target account), the region and service from the SigV4
 credential scope. Faults (latency, throttling, 5xx, failing scopes, AccessDenied accounts,
 uninitialised regions) can be set at construction, with ``set_faults`` or over HTTP
-(``POST /_simulator/faults``); every call is counted (``calls``, ``GET /_simulator/calls``).
+(``POST /_simulator/faults``); every call is counted (``calls``, ``GET /_simulator/calls``); the
+EventBridge events of the estate's changes are recorded (``events()``, ``GET /_simulator/events``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import events as aws_events
 from .config import EstateConfig
 from .factory import Fractions, RecordFactory, ScopeNetwork
 from .ids import IdFactory, parse_iso
@@ -97,6 +98,8 @@ class Estate:
         self._ec2_scope: dict[str, ScopeData] = {}
         # (account, opt-in region) pairs the account has not enabled although its estate is there.
         self._disabled: set[tuple[str, str]] = set()
+        # The EventBridge events of changes made after generation (launches, terminations, EC2 states).
+        self.event_log = aws_events.EventLog()
         self._generate()
 
     # ----------------------------------------------------------------- generation
@@ -409,6 +412,7 @@ class Estate:
                 )
                 instance.ec2.launch_time = now
                 self._add_instance(scope, instance)
+                self._emit_launched(instance, now)
                 created.append(instance.recovery_instance_id)
             return created
 
@@ -431,6 +435,7 @@ class Estate:
             )
             instance.ec2.launch_time = now
             self._add_instance(scope, instance)
+            self._emit_launched(instance, now)
             return instance.recovery_instance_id
 
     def terminate(self, recovery_instance_id: str) -> str:
@@ -479,12 +484,27 @@ class Estate:
         ec2.public_ip = None
         ec2.private_ip = None
         ec2.invalidate()
+        self.event_log.record(
+            aws_events.ec2_state_change(scope.account_id, scope.region, ec2.instance_id, "terminated", self._clock())
+        )
         server = scope.source_servers.get(instance.source_server_id)
         if server is not None and server.recovery_instance_id == ri_id:
             server.recovery_instance_id = None
             if server.last_launch is not None:
                 server.last_launch.status = "TERMINATED"
             server.json = None
+
+    def _emit_launched(self, instance: RecoveryInstance, now: float) -> None:
+        """EC2 reports the new instance running; DRS then reports the server's launch result."""
+        account_id, region = instance.account_id, instance.region
+        self.event_log.record(aws_events.ec2_state_change(account_id, region, instance.ec2.instance_id, "running", now))
+        self.event_log.record(
+            aws_events.launch_result(account_id, region, instance.source_server_id, instance.job_id, now)
+        )
+
+    def events(self, *, drain: bool = False) -> list[dict[str, Any]]:
+        """The EventBridge events of the changes so far (``drain``: and forget them)."""
+        return self.event_log.drain() if drain else self.event_log.snapshot()
 
     def update_ec2(self, instance_id: str, **changes: Any) -> None:
         """Change an EC2 instance between syncs: state, private_ip, public_ip, instance_type,
@@ -499,6 +519,7 @@ class Estate:
             if scope is None:
                 raise KeyError(instance_id)
             ec2 = scope.ec2_instances[instance_id]
+            previous_state = ec2.state
             for key, value in changes.items():
                 if key == "name":
                     ec2.tags["Name"] = value
@@ -509,6 +530,10 @@ class Estate:
                 else:
                     setattr(ec2, key, value)
             ec2.invalidate()
+            if ec2.state != previous_state:
+                self.event_log.record(
+                    aws_events.ec2_state_change(scope.account_id, scope.region, instance_id, ec2.state, self._clock())
+                )
 
     def set_scope_initialized(self, account_id: str, region: str, initialized: bool = True) -> None:
         """Mark DRS (un)initialised in a scope; a new region is added to the account."""

@@ -70,6 +70,8 @@ class Simulator:
             ("POST", "/_simulator/scopes"): self._set_scope,
             ("POST", "/_simulator/regions"): self._set_region,
             ("POST", "/_simulator/credentials/expire"): self._expire_credentials,
+            ("GET", "/_simulator/events"): self._get_events,
+            ("POST", "/_simulator/events/drain"): self._drain_events,
         }
 
     # ---------------------------------------------------------------- Python API
@@ -88,6 +90,10 @@ class Simulator:
     def expire_credentials(self) -> int:
         """Expire every session AssumeRole issued so far; returns how many."""
         return self.credentials.expire_all()
+
+    def events(self, *, drain: bool = False) -> list[dict[str, Any]]:
+        """The EventBridge events AWS would have sent for the estate's changes so far."""
+        return self.estate.events(drain=drain)
 
     # ------------------------------------------------------------------- serving
 
@@ -251,6 +257,12 @@ class Simulator:
         self.estate.set_region_enabled(data["accountId"], data["region"], bool(data.get("enabled", True)))
         return _json_response({"accountId": data["accountId"], "region": data["region"]})
 
+    async def _get_events(self, request: web.BaseRequest) -> web.Response:
+        return _json_response({"events": self.estate.events()})
+
+    async def _drain_events(self, request: web.BaseRequest) -> web.Response:
+        return _json_response({"events": self.estate.events(drain=True)})
+
     async def _expire_credentials(self, request: web.BaseRequest) -> web.Response:
         return _json_response({"expired": self.expire_credentials()})
 
@@ -321,6 +333,9 @@ class SimulatorThread:
 
     def expire_credentials(self) -> int:
         return self.simulator.expire_credentials()
+
+    def events(self, *, drain: bool = False) -> list[dict[str, Any]]:
+        return self.simulator.events(drain=drain)
 
     def start(self, timeout: float = 30.0) -> SimulatorThread:
         self._thread = threading.Thread(target=self._run, name="drs-simulator", daemon=True)

@@ -50,7 +50,9 @@ async def test_create_tables_cache_keys_and_indexes_match_template(ddb: DynamoDB
         table = (await client.describe_table(TableName=ddb.tables.cache))["Table"]
     assert table["KeySchema"] == [{"AttributeName": "sourceServerId", "KeyType": "HASH"}]
     projections = {i["IndexName"]: i["Projection"]["ProjectionType"] for i in table["GlobalSecondaryIndexes"]}
-    assert projections == {"sourceExecutionId-index": "ALL", "scopeKey-index": "INCLUDE"}
+    assert projections == {
+        "sourceExecutionId-index": "ALL", "scopeKey-index": "INCLUDE", "ec2InstanceId-index": "INCLUDE"
+    }
 
 
 async def test_create_tables_second_call_creates_nothing(ddb: DynamoDBTables) -> None:

@@ -27,6 +27,7 @@ def complete_document() -> dict[str, Any]:
         "latency_bound": {"scopes": 200, "engine_s": 24.0, "lower_bound_s": 20.4, "threadpool_boto3_s": 150.0},
         "read": {"servers": 100, "cache_p50_ms": 40.0, "cache_p99_ms": 90.0, "live_p50_ms": 10_000.0},
         "terminate": {"instances": 100, "engine_s": 0.6, "drs_describe_calls": 0},
+        "events": {"events": 200, "p50_ms": 600.0, "p99_ms": 1400.0, "drs_calls_per_event": 0.8},
         "origin": {"instances": 150, "engine_s": 1.0, "original_s": 20.0},
         "machine": {"cpus": 2, "dynamodb": "dynalite"},
     }

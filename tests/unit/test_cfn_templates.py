@@ -166,7 +166,7 @@ def test_cfn_cache_table_as_specified(database: dict[str, Any]) -> None:
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"]["SSEEnabled"] is True
     indexes = {index["IndexName"] for index in properties["GlobalSecondaryIndexes"]}
-    assert indexes == {"sourceExecutionId-index", "scopeKey-index"}
+    assert indexes == {"sourceExecutionId-index", "scopeKey-index", "ec2InstanceId-index"}
 
 
 def test_cfn_cache_table_outputs_name_and_arn(database: dict[str, Any]) -> None:

@@ -1,0 +1,49 @@
+"""The refresh function: keeps the cache fresh between schedules from DRS and EC2 events.
+
+Accepts an SQS batch (the hub's work queue; bodies are EventBridge events or scope messages) or
+one EventBridge event / scope message invoked directly. For SQS it answers
+``{"batchItemFailures": [{"itemIdentifier": messageId}]}`` with only the messages whose scope's
+sync failed (the event source mapping needs ``ReportBatchItemFailures``); malformed messages are
+logged and acknowledged. Parsing, coalescing and syncing are ``syncengine.refresh``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
+
+from handlers import dependencies
+from handlers.dispatch import start_invocation
+from syncengine.engine import deadline_from_lambda, run_blocking
+from syncengine.logging import configure_logging, get_logger
+from syncengine.refresh import RefreshMessage
+
+configure_logging()
+log = get_logger(__name__)
+dependencies.current()
+
+SQS_EVENT_SOURCE = "aws:sqs"
+DIRECT_MESSAGE_ID = "direct"
+
+
+def is_sqs_batch(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    return isinstance(records, list) and bool(records) and all(
+        isinstance(r, Mapping) and r.get("eventSource") == SQS_EVENT_SOURCE for r in records
+    )
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    start_invocation(context)
+    sqs = is_sqs_batch(event)
+    if sqs:
+        messages = [RefreshMessage(record.message_id, record.body) for record in SQSEvent(dict(event)).records]
+    else:
+        messages = [RefreshMessage(DIRECT_MESSAGE_ID, event)]
+    deps = dependencies.current()
+    result = run_blocking(deps.engine.refresh, deadline_from_lambda(deps.settings, context), messages)
+    if sqs:
+        return {"batchItemFailures": [{"itemIdentifier": mid} for mid in result.failed_message_ids]}
+    return result.to_dict()

@@ -1,0 +1,206 @@
+"""Event-driven refresh: a batch of DRS/EC2 events and scope messages -> one targeted sync per
+(account, region) for the union of the servers they name.
+
+1. Parse every message (``refresh_events``); a malformed or unsupported one is logged and
+   acknowledged (retrying never makes it valid).
+2. Coalesce by scope.
+3. Map what only the cache can map, DynamoDB only: an EC2 instance id through the cache's EC2
+   instance index, a recovery instance id through the scope index. An instance the cache does
+   not hold maps to nothing: a scope left with no server costs no AWS call at all (a new
+   instance's own launch-result event, or the scheduled sweep, brings it in).
+4. Sync each scope with the engine's targeted path (DRS filtered by those source server ids, EC2
+   for their instances), under the scope lease like every sync; reconciliation then touches only
+   the named servers. Scope messages without ids sync the whole scope.
+A scope whose sync did not succeed reports its messages as failed, so SQS delivers them again.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import aioboto3
+import structlog
+
+from syncengine.accounts import load_targets, plan_scopes
+from syncengine.concurrency import run_concurrently
+from syncengine.config import SyncSettings
+from syncengine.engine import Runtime, open_runtime, sync_scope_in_runtime
+from syncengine.errors import AwsError, InvalidRequestError
+from syncengine.logging import get_logger
+from syncengine.models import AccountTarget, RunStatus, Scope, SyncReport
+from syncengine.refresh_events import RefreshRequest, ScopeWork, coalesce, parse_refresh_request
+
+log = get_logger(__name__)
+
+
+class RefreshStatus(StrEnum):
+    SYNCED = "SYNCED"
+    FAILED = "FAILED"
+    # Nothing the cache knows was named (e.g. an EC2 instance that is no recovery instance).
+    NOTHING_TO_SYNC = "NOTHING_TO_SYNC"
+    # The scope is not one a full sync covers (no active target account, or region not configured).
+    NOT_CONFIGURED = "NOT_CONFIGURED"
+
+
+@dataclass(frozen=True)
+class RefreshMessage:
+    """One message of a batch: its id (SQS ``messageId``) and its body (JSON text or a mapping)."""
+
+    message_id: str
+    body: Any
+
+
+@dataclass(frozen=True)
+class ScopeRefresh:
+    scope: Scope
+    status: RefreshStatus
+    message_ids: tuple[str, ...]
+    server_ids: tuple[str, ...] | None = None  # None: the whole scope
+    report: SyncReport | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "accountId": self.scope.account_id,
+            "region": self.scope.region,
+            "status": self.status.value,
+            "messages": len(self.message_ids),
+            "serverIds": None if self.server_ids is None else list(self.server_ids),
+        }
+        if self.report is not None:
+            body["report"] = self.report.to_dict()
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    scopes: tuple[ScopeRefresh, ...] = ()
+    rejected: tuple[str, ...] = ()  # malformed or unsupported messages, acknowledged
+
+    @property
+    def failed_message_ids(self) -> list[str]:
+        return [mid for s in self.scopes if s.status is RefreshStatus.FAILED for mid in s.message_ids]
+
+    def to_dict(self) -> dict[str, Any]:
+        failed = any(s.status is RefreshStatus.FAILED for s in self.scopes)
+        return {
+            "status": "FAILED" if failed else "SUCCESS",
+            "scopes": [s.to_dict() for s in self.scopes],
+            "rejectedMessages": len(self.rejected),
+        }
+
+
+def _parse(messages: Sequence[RefreshMessage]) -> tuple[list[tuple[str, RefreshRequest]], list[str]]:
+    requests: list[tuple[str, RefreshRequest]] = []
+    rejected: list[str] = []
+    for message in messages:
+        try:
+            requests.append((message.message_id, parse_refresh_request(message.body)))
+        except InvalidRequestError as exc:
+            rejected.append(message.message_id)
+            log.warning("refresh_message_rejected", message_id=message.message_id, error=str(exc))
+    return requests, rejected
+
+
+def _failed(work: ScopeWork, error: str) -> ScopeRefresh:
+    return ScopeRefresh(work.scope, RefreshStatus.FAILED, tuple(work.message_ids), error=error)
+
+
+async def _servers_of(rt: Runtime, work: ScopeWork) -> list[str] | None:
+    """The source servers the scope's events name (None: the whole scope), from the cache only."""
+    if work.whole_scope:
+        return None
+    servers = set(work.server_ids)
+    if work.ec2_instance_ids:
+        owners = await rt.store.owners_of_ec2_instances(work.ec2_instance_ids)
+        servers |= {o.source_server_id for o in owners if o.scope_key == work.scope.key}
+    if work.recovery_instance_ids:
+        # Failback events are rare: one read of the scope index beats a second index on the table.
+        entries = await rt.store.scope_entries(work.scope)
+        servers |= {sid for sid, e in entries.items() if e.recovery_instance_id in work.recovery_instance_ids}
+    return sorted(servers)
+
+
+async def _sync(
+    rt: Runtime, work: ScopeWork, server_ids: list[str] | None, targets: list[AccountTarget]
+) -> ScopeRefresh:
+    scope = work.scope
+    ids = tuple(work.message_ids)
+    named = None if server_ids is None else tuple(server_ids)
+    if not plan_scopes(targets, rt.settings, account_id=scope.account_id, region=scope.region):
+        log.warning("refresh_scope_not_configured", messages=len(ids))
+        return ScopeRefresh(scope, RefreshStatus.NOT_CONFIGURED, ids, named)
+    report = await sync_scope_in_runtime(rt, scope, server_ids, targets=targets)
+    status = RefreshStatus.SYNCED if report.status is RunStatus.SUCCESS else RefreshStatus.FAILED
+    return ScopeRefresh(scope, status, ids, named, report=report)
+
+
+async def _refresh_in_runtime(rt: Runtime, work: dict[Scope, ScopeWork]) -> list[ScopeRefresh]:
+    done: dict[Scope, ScopeRefresh] = {}
+    servers: dict[Scope, list[str] | None] = {}
+
+    async def resolve(item: ScopeWork) -> None:
+        with structlog.contextvars.bound_contextvars(account_id=item.scope.account_id, region=item.scope.region):
+            try:
+                servers[item.scope] = await _servers_of(rt, item)
+            except AwsError as exc:
+                log.warning("refresh_lookup_failed", error_type=exc.error_type, error=str(exc))
+                done[item.scope] = _failed(item, str(exc))
+                return
+            if servers[item.scope] == []:
+                done[item.scope] = ScopeRefresh(item.scope, RefreshStatus.NOTHING_TO_SYNC, tuple(item.message_ids), ())
+
+    await run_concurrently(functools.partial(resolve, item) for item in work.values())
+    pending = [item for scope, item in work.items() if scope not in done]
+    if pending:
+        await _sync_pending(rt, pending, servers, done)
+    return [done[scope] for scope in work]
+
+
+async def _sync_pending(
+    rt: Runtime, pending: list[ScopeWork], servers: dict[Scope, list[str] | None], done: dict[Scope, ScopeRefresh]
+) -> None:
+    try:
+        targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+    except AwsError as exc:
+        log.warning("refresh_targets_failed", error_type=exc.error_type, error=str(exc))
+        for item in pending:
+            done[item.scope] = _failed(item, str(exc))
+        return
+
+    async def sync(item: ScopeWork) -> None:
+        with structlog.contextvars.bound_contextvars(account_id=item.scope.account_id, region=item.scope.region):
+            done[item.scope] = await _sync(rt, item, servers[item.scope], targets)
+
+    await run_concurrently(functools.partial(sync, item) for item in pending)
+
+
+async def refresh(
+    settings: SyncSettings, messages: Sequence[RefreshMessage], *, session: aioboto3.Session | None = None
+) -> RefreshResult:
+    """Refresh what a batch of events and scope messages names: one targeted sync per scope."""
+    requests, rejected = _parse(messages)
+    work = coalesce(requests)
+    if not work:
+        return RefreshResult((), tuple(rejected))
+    async with open_runtime(settings, session=session) as rt:
+        scopes = await _refresh_in_runtime(rt, work)
+    result = RefreshResult(tuple(scopes), tuple(rejected))
+    log.info(
+        "refresh_finished",
+        messages=len(messages),
+        rejected=len(rejected),
+        scopes=len(scopes),
+        failed_messages=len(result.failed_message_ids),
+        statuses=[s.status.value for s in scopes],
+    )
+    return result
+
+
+__all__ = ["RefreshMessage", "RefreshResult", "RefreshStatus", "ScopeRefresh", "refresh"]

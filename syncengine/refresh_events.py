@@ -1,0 +1,249 @@
+"""What the refresh function is asked to refresh: read-only views of the EventBridge events and
+SQS scope messages it accepts (Powertools data-class style), each turned into one
+``RefreshRequest`` for one scope, and ``coalesce`` which merges a batch's requests into one piece
+of work per (account, region).
+
+Shapes (``../shared/API-CONTRACT.md``, "Event-driven refresh"):
+- ``aws.drs`` ``DRS Source Server Launch Result``: ``resources[0]`` the source server's ARN,
+  ``detail.state``, ``detail.job-id``;
+- ``aws.drs`` ``DRS Recovery Instance Failback State Change``: ``resources[0]`` the recovery
+  instance's ARN, ``detail.state``;
+- ``aws.ec2`` ``EC2 Instance State-change Notification``: ``detail.instance-id``,
+  ``detail.state``; account and region from the envelope
+  (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/monitoring-instance-state-changes.html);
+- a scope message ``{"accountId", "region", "sourceServerIds"?, "reason"?}`` (no ids: the whole
+  scope).
+DRS sends its events to EventBridge directly, best effort
+(https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-drs.html): the scheduled sweep
+stays the backstop. Anything else raises ``InvalidRequestError`` with a sentence; the caller logs
+it and acknowledges the message (a malformed message never becomes valid by retrying).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+from aws_lambda_powertools.utilities.data_classes.common import DictWrapper
+
+from syncengine.accounts import (
+    validate_account_id,
+    validate_recovery_instance_id,
+    validate_region,
+    validate_source_server_id,
+)
+from syncengine.errors import InvalidRequestError
+from syncengine.models import Scope
+
+DRS_SOURCE = "aws.drs"
+EC2_SOURCE = "aws.ec2"
+LAUNCH_RESULT = "DRS Source Server Launch Result"
+FAILBACK_STATE_CHANGE = "DRS Recovery Instance Failback State Change"
+EC2_STATE_CHANGE = "EC2 Instance State-change Notification"
+# A scope message may name at most this many servers (a wave; DRS filters take 200 ids a call).
+MAX_SCOPE_MESSAGE_SERVERS = 1000
+
+# arn:aws:drs:{region}:{account}:{source-server|recovery-instance}/{id} (any partition).
+_DRS_ARN = re.compile(r"arn:aws[a-z-]*:drs:([a-z0-9-]+):([0-9]{12}):(source-server|recovery-instance)/(\S+)", re.ASCII)
+_EC2_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}", re.ASCII)
+
+
+class RefreshKind(StrEnum):
+    LAUNCH_RESULT = "launchResult"
+    FAILBACK = "failback"
+    EC2_STATE = "ec2State"
+    SCOPE = "scope"
+
+
+@dataclass(frozen=True)
+class DrsArn:
+    region: str
+    account_id: str
+    resource_type: str
+    resource_id: str
+
+    @classmethod
+    def parse(cls, value: Any, resource_type: str) -> DrsArn:
+        match = _DRS_ARN.fullmatch(value) if isinstance(value, str) else None
+        if match is None or match.group(3) != resource_type:
+            raise InvalidRequestError(f"resources[0] must be a DRS {resource_type} ARN, got {str(value)[:200]!r}.")
+        return cls(match.group(1), match.group(2), match.group(3), match.group(4))
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(validate_account_id(self.account_id), validate_region(self.region))
+
+
+class _DrsResourceEvent(EventBridgeEvent):
+    def _resource_arn(self, resource_type: str) -> DrsArn:
+        resources = self.get("resources")
+        first = resources[0] if isinstance(resources, list) and resources else None
+        return DrsArn.parse(first, resource_type)
+
+    @property
+    def state(self) -> str | None:
+        detail = self.get("detail")
+        value = detail.get("state") if isinstance(detail, Mapping) else None
+        return value if isinstance(value, str) else None
+
+
+class DrsLaunchResultEvent(_DrsResourceEvent):
+    """``DRS Source Server Launch Result``: a launch of one source server finished (either way)."""
+
+    @property
+    def source_server(self) -> DrsArn:
+        return self._resource_arn("source-server")
+
+    @property
+    def job_id(self) -> str | None:
+        detail = self.get("detail")
+        value = detail.get("job-id") if isinstance(detail, Mapping) else None
+        return value if isinstance(value, str) and value else None
+
+
+class DrsFailbackStateChangeEvent(_DrsResourceEvent):
+    """``DRS Recovery Instance Failback State Change``: names the recovery instance only."""
+
+    @property
+    def recovery_instance(self) -> DrsArn:
+        return self._resource_arn("recovery-instance")
+
+
+class Ec2StateChangeEvent(EventBridgeEvent):
+    """``EC2 Instance State-change Notification``: names the EC2 instance only."""
+
+    @property
+    def instance_id(self) -> str:
+        detail = self.get("detail")
+        value = detail.get("instance-id") if isinstance(detail, Mapping) else None
+        if not isinstance(value, str) or not _EC2_INSTANCE_ID.fullmatch(value):
+            raise InvalidRequestError(f"detail.instance-id must be an EC2 instance id, got {str(value)[:100]!r}.")
+        return value
+
+    @property
+    def state(self) -> str | None:
+        detail = self.get("detail")
+        value = detail.get("state") if isinstance(detail, Mapping) else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(validate_account_id(self.get("account")), validate_region(self.get("region")))
+
+
+class ScopeMessage(DictWrapper):
+    """``{"accountId", "region", "sourceServerIds"?, "reason"?}``."""
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(validate_account_id(self.get("accountId")), validate_region(self.get("region")))
+
+    @property
+    def source_server_ids(self) -> frozenset[str] | None:
+        ids = self.get("sourceServerIds")
+        if ids is None:
+            return None
+        if not isinstance(ids, list) or len(ids) > MAX_SCOPE_MESSAGE_SERVERS:
+            raise InvalidRequestError(
+                f"sourceServerIds must be a list of at most {MAX_SCOPE_MESSAGE_SERVERS} source server ids."
+            )
+        return frozenset(validate_source_server_id(sid) for sid in ids)
+
+    @property
+    def reason(self) -> str | None:
+        reason = self.get("reason")
+        return reason[:200] if isinstance(reason, str) else None
+
+
+@dataclass(frozen=True)
+class RefreshRequest:
+    """What one event or message asks for, in one scope. Servers are named directly, or through
+    a recovery instance or an EC2 instance that only the cache can map to its server."""
+
+    kind: RefreshKind
+    scope: Scope
+    server_ids: frozenset[str] = frozenset()
+    recovery_instance_ids: frozenset[str] = frozenset()
+    ec2_instance_ids: frozenset[str] = frozenset()
+    whole_scope: bool = False
+    job_id: str | None = None
+    state: str | None = None
+
+
+def parse_refresh_request(payload: Any) -> RefreshRequest:
+    """One event or scope message (a mapping, or the JSON text of an SQS message body)."""
+    if isinstance(payload, str | bytes):
+        try:
+            payload = json.loads(payload)
+        except ValueError as exc:
+            raise InvalidRequestError("The message body is not JSON.") from exc
+    if not isinstance(payload, Mapping):
+        raise InvalidRequestError("The message must be a JSON object.")
+    source, detail_type = payload.get("source"), payload.get("detail-type")
+    if source == DRS_SOURCE and detail_type == LAUNCH_RESULT:
+        launch = DrsLaunchResultEvent(dict(payload))
+        arn = launch.source_server
+        return RefreshRequest(
+            RefreshKind.LAUNCH_RESULT,
+            arn.scope,
+            server_ids=frozenset({validate_source_server_id(arn.resource_id)}),
+            job_id=launch.job_id,
+            state=launch.state,
+        )
+    if source == DRS_SOURCE and detail_type == FAILBACK_STATE_CHANGE:
+        failback = DrsFailbackStateChangeEvent(dict(payload))
+        arn = failback.recovery_instance
+        return RefreshRequest(
+            RefreshKind.FAILBACK,
+            arn.scope,
+            recovery_instance_ids=frozenset({validate_recovery_instance_id(arn.resource_id)}),
+            state=failback.state,
+        )
+    if source == EC2_SOURCE and detail_type == EC2_STATE_CHANGE:
+        ec2 = Ec2StateChangeEvent(dict(payload))
+        return RefreshRequest(
+            RefreshKind.EC2_STATE, ec2.scope, ec2_instance_ids=frozenset({ec2.instance_id}), state=ec2.state
+        )
+    if "accountId" in payload:
+        message = ScopeMessage(dict(payload))
+        ids = message.source_server_ids
+        return RefreshRequest(RefreshKind.SCOPE, message.scope, server_ids=ids or frozenset(), whole_scope=ids is None)
+    raise InvalidRequestError(
+        f"Unsupported event: source {str(source)[:50]!r}, detail-type {str(detail_type)[:80]!r}."
+    )
+
+
+@dataclass
+class ScopeWork:
+    """One scope's share of a batch: the union of what its events asked for, and the messages
+    that asked (they succeed or fail together with the scope's one sync)."""
+
+    scope: Scope
+    message_ids: list[str] = field(default_factory=list)
+    server_ids: set[str] = field(default_factory=set)
+    recovery_instance_ids: set[str] = field(default_factory=set)
+    ec2_instance_ids: set[str] = field(default_factory=set)
+    whole_scope: bool = False
+    job_ids: set[str] = field(default_factory=set)
+
+    def add(self, message_id: str, request: RefreshRequest) -> None:
+        self.message_ids.append(message_id)
+        self.server_ids |= request.server_ids
+        self.recovery_instance_ids |= request.recovery_instance_ids
+        self.ec2_instance_ids |= request.ec2_instance_ids
+        self.whole_scope = self.whole_scope or request.whole_scope
+        if request.job_id:
+            self.job_ids.add(request.job_id)
+
+
+def coalesce(requests: Iterable[tuple[str, RefreshRequest]]) -> dict[Scope, ScopeWork]:
+    """One piece of work per (account, region), in the order scopes first appear."""
+    work: dict[Scope, ScopeWork] = {}
+    for message_id, request in requests:
+        work.setdefault(request.scope, ScopeWork(request.scope)).add(message_id, request)
+    return work

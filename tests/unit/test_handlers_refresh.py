@@ -1,0 +1,79 @@
+"""handlers.refresh with the engine replaced: an SQS batch reaches the engine as one list of
+(messageId, body), the answer lists only the failed messages, and a direct event gets the
+summary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from handlers import dependencies
+from handlers.dependencies import EngineFunctions
+from handlers.refresh import lambda_handler
+from syncengine.config import SyncSettings
+from syncengine.models import Scope
+from syncengine.refresh import RefreshMessage, RefreshResult, RefreshStatus, ScopeRefresh
+from tests.events_loader import FakeLambdaContext, load_event
+
+SCOPE = Scope("111122223333", "us-east-1")
+
+
+class FakeRefresh:
+    def __init__(self, result: RefreshResult) -> None:
+        self.result = result
+        self.calls: list[list[RefreshMessage]] = []
+
+    async def __call__(self, settings: SyncSettings, messages: list[RefreshMessage]) -> RefreshResult:
+        self.calls.append(list(messages))
+        return self.result
+
+
+@pytest.fixture
+def install() -> Iterator[Any]:
+    def installed(result: RefreshResult) -> FakeRefresh:
+        fake = FakeRefresh(result)
+        dependencies.configure(settings=SyncSettings(), engine=EngineFunctions(refresh=fake))
+        return fake
+
+    yield installed
+    dependencies.reset()
+
+
+def test_refresh_handler_passes_every_sqs_message_with_its_id(install: Any) -> None:
+    fake = install(RefreshResult())
+    batch = load_event("sqs_refresh_batch")
+
+    lambda_handler(batch, FakeLambdaContext())
+
+    assert [(m.message_id, m.body) for m in fake.calls[0]] == [
+        (r["messageId"], r["body"]) for r in batch["Records"]
+    ]
+
+
+def test_refresh_handler_reports_only_the_failed_messages(install: Any) -> None:
+    failed = ScopeRefresh(SCOPE, RefreshStatus.FAILED, ("2e1424d4-f796-459a-8184-9c92662be6da",))
+    synced = ScopeRefresh(Scope("111122223333", "eu-west-1"), RefreshStatus.SYNCED, ("059f36b4",))
+    install(RefreshResult((synced, failed), rejected=("5d0b3f6e",)))
+
+    answer = lambda_handler(load_event("sqs_refresh_batch"), FakeLambdaContext())
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]}
+
+
+def test_refresh_handler_answers_an_empty_failure_list_when_all_succeed(install: Any) -> None:
+    install(RefreshResult((ScopeRefresh(SCOPE, RefreshStatus.SYNCED, ("m1",)),)))
+
+    assert lambda_handler(load_event("sqs_refresh_batch"), FakeLambdaContext()) == {"batchItemFailures": []}
+
+
+def test_refresh_handler_direct_event_gets_the_summary(install: Any) -> None:
+    fake = install(RefreshResult((ScopeRefresh(SCOPE, RefreshStatus.NOTHING_TO_SYNC, ("direct",), ()),)))
+    event = load_event("eventbridge_ec2_state_change")
+
+    answer = lambda_handler(event, FakeLambdaContext())
+
+    assert fake.calls == [[RefreshMessage("direct", event)]]
+    assert answer["status"] == "SUCCESS"
+    assert answer["scopes"][0]["status"] == "NOTHING_TO_SYNC"
