@@ -189,7 +189,7 @@ async def _sync_one_scope(
 
     def failed(outcome: ScopeOutcome, error_type: str, message: str) -> ScopeResult:
         error = ScopeError(scope.account_id, scope.region, error_type, message)
-        return ScopeResult(scope, outcome, duration_ms=elapsed_ms(), error=error)
+        return ScopeResult(scope, outcome, duration_ms=elapsed_ms(), error=error, targeted=server_ids is not None)
 
     result = failed(ScopeOutcome.SKIPPED, "DeadlineExceeded", "the run's deadline passed before this scope finished")
     # Whether the cleanup below may hold our lease. While acquiring it is unknown (a cancelled
@@ -247,6 +247,7 @@ async def _sync_one_scope(
             deleted=deleted,
             duration_ms=elapsed_ms(),
             reconciled=server_ids is None,
+            targeted=server_ids is not None,
         )
         log.debug(
             "scope_synced",

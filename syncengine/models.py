@@ -153,6 +153,9 @@ class ScopeResult:
     # True when this success reconciled the whole scope (not a targeted sync of some servers):
     # every record of the scope still cached afterwards was confirmed by it.
     reconciled: bool = False
+    # True for a sync of some servers only (a wave or an event refresh): it says nothing about the
+    # rest of the scope, so it never stands for the scope's own status, freshness or count.
+    targeted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -255,6 +258,8 @@ class ScopeStatus:
     last_attempt_time: str | None = None
     instance_count: int = 0
     last_error: str | None = None
+    # The last sync of some of its servers only (a wave, an event refresh): shown, never judged.
+    last_targeted_time: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -268,6 +273,8 @@ class ScopeStatus:
             body["lastAttemptTime"] = self.last_attempt_time
         if self.last_error:
             body["lastError"] = self.last_error
+        if self.last_targeted_time:
+            body["lastTargetedTime"] = self.last_targeted_time
         return body
 
 

@@ -180,17 +180,28 @@ class StatusStore:
 
     async def finish_scope(self, result: ScopeResult, owner: str | None) -> bool:
         """Record the scope's outcome and release its lease. With ``owner``, only if that run holds
-        the lease (returns False, writing nothing, when it does not)."""
+        the lease (returns False, writing nothing, when it does not).
+
+        A targeted result (some servers of the scope: a wave, an event refresh) is recorded apart,
+        as ``lastTargetedTime``/``lastTargetedStatus``: the scope's ``status``, ``lastSuccessTime``
+        and ``instanceCount`` describe its last whole-scope sync, which is what health and
+        freshness are judged by."""
         now = utc_now_iso()
-        names = {"#status": "status", "#attempt": "lastAttemptTime", "#acct": "accountId", "#region": "region"}
+        names = {"#acct": "accountId", "#region": "region"}
         values: dict[str, Any] = {
             ":status": to_attr(result.outcome.value),
             ":attempt": to_attr(now),
             ":acct": to_attr(result.scope.account_id),
             ":region": to_attr(result.scope.region),
         }
-        sets = ["#status = :status", "#attempt = :attempt", "#acct = :acct", "#region = :region"]
+        sets = ["#acct = :acct", "#region = :region"]
         removes: list[str] = []
+        if result.targeted:
+            names.update({"#tstatus": "lastTargetedStatus", "#tattempt": "lastTargetedTime"})
+            sets += ["#tstatus = :status", "#tattempt = :attempt"]
+            return await self._update_scope(result, owner, names, values, sets, removes)
+        names.update({"#status": "status", "#attempt": "lastAttemptTime"})
+        sets += ["#status = :status", "#attempt = :attempt"]
         if result.ok:
             names.update({"#success": "lastSuccessTime", "#count": "instanceCount", "#err": "lastError",
                           "#errtype": "lastErrorType"})
@@ -211,6 +222,17 @@ class StatusStore:
             values.update({":err": to_attr(result.error.message[:1000] or "unknown error"),
                            ":errtype": to_attr(result.error.error_type or "Error")})
             sets += ["#err = :err", "#errtype = :errtype"]
+        return await self._update_scope(result, owner, names, values, sets, removes)
+
+    async def _update_scope(
+        self,
+        result: ScopeResult,
+        owner: str | None,
+        names: dict[str, str],
+        values: dict[str, Any],
+        sets: list[str],
+        removes: list[str],
+    ) -> bool:
         params: dict[str, Any] = {}
         if owner is not None:
             names.update({"#owner": "leaseOwner", "#exp": "leaseExpiresAt"})
@@ -275,6 +297,7 @@ class StatusStore:
                     last_attempt_time=item.get("lastAttemptTime"),
                     instance_count=int(item.get("instanceCount", 0)),
                     last_error=item.get("lastError"),
+                    last_targeted_time=item.get("lastTargetedTime"),
                 )
             )
         statuses.sort(key=lambda s: (s.account_id, s.region))

@@ -253,6 +253,29 @@ async def test_scoped_sync_leaves_the_full_sync_summary_and_reports_beside_it(dd
     assert first["lastScopedSync"] is None
 
 
+async def test_targeted_sync_leaves_the_scope_status_of_the_whole_scope_sync(ddb, make_simulator) -> None:
+    """A wave/event sync of one server says nothing of the rest of the scope: the scope keeps the
+    status, success time and instance count of its last whole-scope sync, and shows the refresh
+    apart as lastTargetedTime."""
+    sim = make_simulator(accounts=1, regions=("us-east-1",), instances_per_scope=5, seed=31)
+    settings = engine_settings(ddb, sim)
+    await seed(settings, sim.estate)
+    await sync_all(settings)
+    (before,) = (await get_sync_status(settings)).to_dict()["scopes"]
+    account = sim.estate.accounts[0].account_id
+    one_server = sorted(await cache_items(settings))[0]
+
+    await anyio.sleep(1.1)  # ISO times have second resolution
+    report = await sync_scope(settings, account, "us-east-1", [one_server])
+
+    assert report.status is RunStatus.SUCCESS and report.instances_found == 1
+    (after,) = (await get_sync_status(settings)).to_dict()["scopes"]
+    kept = ("status", "lastSuccessTime", "instanceCount", "lastAttemptTime")
+    assert {k: after.get(k) for k in kept} == {k: before.get(k) for k in kept}
+    assert after["instanceCount"] == 5
+    assert after["lastTargetedTime"] > before["lastSuccessTime"]
+
+
 async def test_full_sync_emits_a_heartbeat_and_a_held_lease_a_skip(ddb, make_simulator, capsys) -> None:
     """FullSyncHeartbeat per successful full sync; SyncsSkipped when the full-sync lease is held."""
     from syncengine.errors import SyncInProgressError
