@@ -222,8 +222,22 @@ class ScopeTerminator:
             if str(item.get("ec2InstanceState") or "").upper() in GONE_EC2_STATES:
                 found[rid] = None
         found.update(dict.fromkeys(wanted - listed))  # ids DRS no longer knows at all
+        try:
+            found.update(await self._terminate_jobs(batch, wanted, since))
+        except AwsError as exc:
+            # The job only names what DescribeRecoveryInstances already proved (or the job id of
+            # an instance still listed untouched, which then goes unproven): without it the ids
+            # DRS shows terminating are still terminating, reported with a null job id.
+            log.warning("terminate_job_lookup_failed", error_type=exc.error_type, error=str(exc))
+        return found
+
+    async def _terminate_jobs(
+        self, batch: Sequence[Mapping[str, Any]], wanted: set[str], since: float
+    ) -> dict[str, str]:
+        """recoveryInstanceId -> id of a TERMINATE job since ``since`` that names it."""
         by_server = {str(r.get("sourceServerId")): str(r["recoveryInstanceId"]) for r in batch}
         since_iso = utc_now_iso(datetime.fromtimestamp(since, UTC))
+        jobs: dict[str, str] = {}
         async for job in self._items("describe_jobs", {"fromDate": since_iso}):
             if job.get("type") != "TERMINATE":
                 continue
@@ -232,8 +246,8 @@ class ScopeTerminator:
                 # instance at a time) stands in when DRS leaves the instance id out.
                 rid = server.get("recoveryInstanceID") or by_server.get(str(server.get("sourceServerID")))
                 if rid in wanted:
-                    found[str(rid)] = str(job.get("jobID"))
-        return found
+                    jobs[str(rid)] = str(job.get("jobID"))
+        return jobs
 
     async def _items(self, method: str, filters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         operation = "drs:" + "".join(part.title() for part in method.split("_"))

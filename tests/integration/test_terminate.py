@@ -336,6 +336,28 @@ async def test_terminate_applied_then_500_reports_terminated_and_never_calls_twi
     assert [j["jobId"] for j in item["terminateJobs"]] == list(job_ids)
 
 
+async def test_terminate_ambiguous_outcome_without_describe_jobs_still_proves_by_instance(ddb, make_simulator) -> None:
+    """DescribeJobs denied (an older role): what DescribeRecoveryInstances shows terminating is
+    reported terminated with a null job id, never sent twice, never failed."""
+    sim = make_simulator(
+        accounts=2, regions=(REGION,), instances_per_scope=4, seed=48, drill_fraction=1.0, max_servers_per_job=4
+    )
+    # A target account: the simulator denies operations to assumed roles, as a role policy would.
+    target = next(a.account_id for a in sim.estate.accounts if a.account_id != sim.estate.hub_account_id)
+    jobs = launch_jobs(sim.estate, target)
+    expected = launched_by(jobs)
+    settings = await prepared(ddb, sim, [execution_item("exec-nojobs", "plan-nojobs", jobs)])
+    sim.set_faults(terminate_apply_then_fail=1, unauthorized_operations=("drs:DescribeJobs",))
+
+    body = await terminate_execution_instances(settings, "exec-nojobs")
+
+    assert {t["recoveryInstanceId"] for t in body["terminated"]} == expected
+    assert {t["jobId"] for t in body["terminated"]} == {None}
+    assert body["failed"] == []
+    assert sim.calls.count(service="drs", operation="TerminateRecoveryInstances") == 1
+    assert not {r["recoveryInstanceId"] for r in (await cache(settings)).values()} & expected
+
+
 async def test_terminate_splits_a_per_id_validation_rejection(ddb_moto, make_simulator) -> None:
     sim = make_simulator(
         accounts=1, regions=(REGION,), instances_per_scope=6, seed=47, drill_fraction=1.0, max_servers_per_job=6
