@@ -8,27 +8,49 @@ import is patched.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from handlers.invoke import SelfInvoker, invoke_self_async
-from syncengine import engine, plans, terminate
 from syncengine.config import SyncSettings
-from syncengine.models import SyncReport, SyncStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from handlers.invoke import SelfInvoker
+    from syncengine.models import SyncReport, SyncStatus
+    from syncengine.plans import WaveSyncResult
+
+
+def lazy(module: str, name: str) -> Callable[..., Awaitable[Any]]:
+    """``module.name``, imported on its first call: a handler imports only what the operations it
+    serves use (the query handler never loads the sync, terminate or Lambda machinery; see
+    tests/unit/test_import_graph.py)."""
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return await getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{module}.{name}, imported on first use."
+    return call
+
+
+_SYNC_ALL = lazy("syncengine.engine", "sync_all")
+_GET_SYNC_STATUS = lazy("syncengine.engine", "get_sync_status")
+_CHECK_EXISTING = lazy("syncengine.plans", "check_existing_instances")
+_TERMINATE = lazy("syncengine.terminate", "terminate_execution_instances")
+_SYNC_WAVE = lazy("syncengine.plans", "sync_wave")
+invoke_self_async: SelfInvoker = lazy("handlers.invoke", "invoke_self_async")
 
 
 @dataclass(frozen=True)
 class EngineFunctions:
     """The engine functions the handlers call (each opens and closes its own clients)."""
 
-    sync_all: Callable[..., Awaitable[SyncReport]] = engine.sync_all
-    get_sync_status: Callable[..., Awaitable[SyncStatus]] = engine.get_sync_status
-    check_existing_instances: Callable[..., Awaitable[dict[str, Any]]] = plans.check_existing_instances
-    terminate_execution_instances: Callable[..., Awaitable[dict[str, Any]]] = (
-        terminate.terminate_execution_instances
-    )
-    sync_wave: Callable[..., Awaitable[plans.WaveSyncResult]] = plans.sync_wave
+    sync_all: Callable[..., Awaitable[SyncReport]] = _SYNC_ALL
+    get_sync_status: Callable[..., Awaitable[SyncStatus]] = _GET_SYNC_STATUS
+    check_existing_instances: Callable[..., Awaitable[dict[str, Any]]] = _CHECK_EXISTING
+    terminate_execution_instances: Callable[..., Awaitable[dict[str, Any]]] = _TERMINATE
+    sync_wave: Callable[..., Awaitable[WaveSyncResult]] = _SYNC_WAVE
 
 
 @dataclass(frozen=True)
