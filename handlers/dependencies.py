@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from syncengine.config import SyncSettings
+from syncengine.resident import close_resident
 
 if TYPE_CHECKING:  # pragma: no cover
     from handlers.invoke import SelfInvoker
@@ -89,6 +90,8 @@ def configure(
 
 
 def reset() -> None:
-    """Forget configured dependencies: the next ``current()`` reads the environment again."""
+    """Forget configured dependencies: the next ``current()`` reads the environment again, and
+    the next engine call opens new clients on a new resident loop (syncengine.resident)."""
     global _current
     _current = None
+    close_resident()
