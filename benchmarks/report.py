@@ -87,6 +87,7 @@ _NUMBERS: tuple[tuple[str, str, str, str], ...] = (
     ("cold_read", "p50_ms", "cold check p50 (above the interpreter's start)", "ms"),
     ("cold_read", "p99_ms", "cold check p99 (above the interpreter's start)", "ms"),
     ("cold_read", "interpreter_p50_ms", "bare interpreter start p50", "ms"),
+    ("cold_read", "cpu_p50_ms", "cold check CPU p50 (above the interpreter's)", "ms"),
     ("terminate", "instances", "instances", ""),
     ("terminate", "engine_s", "terminate through the handler", "s"),
     ("terminate", "drs_describe_calls", "DRS describe calls", ""),
