@@ -73,8 +73,12 @@ def test_run_blocking_each_call_starts_with_clean_context(settings: SyncSettings
         structlog.contextvars.bind_contextvars(run_id=value)
         return seen
 
-    assert run_blocking(mark_and_read, "first") == (None, {})
-    assert run_blocking(mark_and_read, "second") == (None, {})
+    # Each call sees the caller's context (a handler binds its request id before calling), never
+    # what an earlier call bound.
+    caller = structlog.contextvars.get_contextvars()
+    assert "run_id" not in caller
+    assert run_blocking(mark_and_read, "first") == (None, caller)
+    assert run_blocking(mark_and_read, "second") == (None, caller)
 
 
 def test_run_blocking_keeps_pool_after_engine_error(settings: SyncSettings) -> None:
