@@ -85,6 +85,9 @@ class Resident:
         return self._pool
 
     def run(self, function: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> Any:
+        if asyncio._get_running_loop() is not None:
+            # Checked before the lock: a call from inside a running call would wait for itself.
+            raise RuntimeError("run_blocking cannot be called from a running event loop; await the function")
         with self._lock:
             if self.closed:
                 raise RuntimeError("the resident event loop is closed")

@@ -111,6 +111,17 @@ def test_close_resident_closes_pooled_clients_and_next_call_reopens(settings: Sy
     assert second is not first
 
 
+def test_run_blocking_inside_running_call_refuses_instead_of_waiting() -> None:
+    async def nested() -> Any:
+        async def inner() -> int:
+            return 1
+
+        return run_blocking(inner)
+
+    with pytest.raises(RuntimeError, match="running event loop"):
+        run_blocking(nested)
+
+
 def test_resident_sigterm_in_lambda_closes_pool_then_dies_of_signal() -> None:
     code = textwrap.dedent(
         """
