@@ -4,6 +4,7 @@ state is unknown and at shutdown. On both DynamoDB backends."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import os
 import signal
@@ -16,11 +17,12 @@ from typing import Any
 import pytest
 
 from syncengine.config import SyncSettings
-from syncengine.engine import get_sync_status, open_runtime
+from syncengine.engine import get_sync_status, open_runtime, sync_all
 from syncengine.errors import RecoveryPlanNotFoundError
 from syncengine.logging import structlog
 from syncengine.plans import check_existing_instances
 from syncengine.resident import close_resident, resident, run_blocking
+from tests.integration.test_handlers_support import REGION, estate_settings, seed_estate
 
 MARK: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_resident_mark", default=None)
 
@@ -59,8 +61,6 @@ def test_run_blocking_engine_call_answers_on_reused_client(settings: SyncSetting
 
 
 def test_aws_clients_outside_resident_closed_with_run(settings: SyncSettings) -> None:
-    import asyncio
-
     client = asyncio.run(dynamodb_client(settings))
     assert not is_open(client)
     assert len(resident().pool) == 0
@@ -150,3 +150,31 @@ def test_resident_sigterm_in_lambda_closes_pool_then_dies_of_signal() -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
     assert done.stdout.split() == ["closed", "True"]
     assert done.returncode == -signal.SIGTERM
+
+
+@pytest.fixture
+def estate(make_simulator: Any, ddb_moto: Any) -> Iterator[tuple[Any, SyncSettings]]:
+    sim = make_simulator(accounts=3, regions=(REGION,), instances_per_scope=5, seed=43)
+    settings = estate_settings(ddb_moto, sim)
+    asyncio.run(seed_estate(settings, sim.estate))
+    close_resident()
+    yield sim, settings
+    close_resident()
+
+
+def test_resident_sync_signs_each_run_with_its_own_assumed_roles(estate: tuple[Any, SyncSettings]) -> None:
+    """The regional DRS/EC2 clients are reused across runs, the credentials are not: every run
+    assumes each target role again and every account's calls are signed (and answered) as that
+    account."""
+    sim, settings = estate
+    first = run_blocking(sync_all, settings)
+    pooled = len(resident().pool)
+    sim.calls.reset()
+    second = run_blocking(sync_all, settings)
+    targets = [a.account_id for a in sim.estate.accounts if not a.is_hub]
+    assert (first.scopes_failed, second.scopes_failed) == (0, 0)
+    assert second.instances_found == first.instances_found > 0
+    assert len(resident().pool) == pooled
+    assert sim.calls.count(service="sts", operation="AssumeRole", outcome="Success") == len(targets)
+    for account_id in targets:
+        assert sim.calls.count(service="drs", account_id=account_id, outcome="Success") > 0
