@@ -31,6 +31,8 @@ class Sizes:
     small_faults: Faults
     read_repetitions: int
     live_repetitions: int
+    # cold_read: fresh interpreters, each answering one check-existing (and as many bare starts).
+    cold_processes: int
     # origin: the original sequential N+1 sync beside the engine.
     origin: EstateSpec
     origin_faults: Faults
@@ -58,6 +60,7 @@ FULL = Sizes(
     small_faults=Faults(latency_ms=50),
     read_repetitions=200,
     live_repetitions=5,
+    cold_processes=40,
     origin=EstateSpec(accounts=3, regions=TWO_REGIONS, instances_per_scope=25),
     origin_faults=Faults(latency_ms=50, tps_per_scope=5),
     profile=True,
@@ -75,6 +78,7 @@ QUICK = Sizes(
     small_faults=Faults(latency_ms=50),
     read_repetitions=30,
     live_repetitions=1,
+    cold_processes=20,
     origin=EstateSpec(accounts=2, regions=TWO_REGIONS, instances_per_scope=10),
     origin_faults=Faults(latency_ms=50, tps_per_scope=5),
     profile=False,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -142,11 +143,14 @@ def handler_check_existing(settings: SyncSettings, plan_id: str, repetitions: in
 
     _quiet()
     _warm_session()
+    sent = count_dynamodb_requests()
     handler = _handler(settings)
     timings_ms: list[float] = []
     body: dict[str, Any] = {}
     with measured() as run:
         for index in range(warmup + repetitions):
+            if index == warmup:
+                sent.clear()
             started = time.perf_counter()
             response = handler(check_existing_event(plan_id), LambdaContext())
             elapsed = (time.perf_counter() - started) * 1000
@@ -155,7 +159,28 @@ def handler_check_existing(settings: SyncSettings, plan_id: str, repetitions: in
             if index >= warmup:
                 timings_ms.append(elapsed)
             body = json.loads(response["body"])
-    return {"timings_ms": timings_ms, "instance_count": body.get("instanceCount"), "run": asdict(run)}
+    return {
+        "timings_ms": timings_ms,
+        "instance_count": body.get("instanceCount"),
+        "run": asdict(run),
+        "checks": repetitions,
+        "dynamodb_calls": sum(sent.values()),
+        "dynamodb_calls_by_operation": dict(sent),
+    }
+
+
+def count_dynamodb_requests() -> Counter[str]:
+    """Every DynamoDB request this process sends from now on (retries included), by operation:
+    a hook on the shared Session's events, which every client built afterwards inherits."""
+    from syncengine.aws import shared_session
+
+    sent: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        sent[model.name] += 1
+
+    shared_session()._session.register("before-call.dynamodb", count)
+    return sent
 
 
 def live_check_existing(

@@ -8,31 +8,55 @@ import is patched.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from handlers.invoke import SelfInvoker, invoke_self_async
-from syncengine import engine, plans, refresh, terminate
 from syncengine.config import SyncSettings
-from syncengine.models import SyncReport, SyncStatus
+from syncengine.resident import close_resident
+
+if TYPE_CHECKING:  # pragma: no cover
+    from handlers.invoke import SelfInvoker
+    from syncengine.models import SyncReport, SyncStatus
+    from syncengine.plans import WaveSyncResult
+    from syncengine.refresh import RefreshResult
+
+
+def lazy(module: str, name: str) -> Callable[..., Awaitable[Any]]:
+    """``module.name``, imported on its first call: a handler imports only what the operations it
+    serves use (the query handler never loads the sync, terminate or Lambda machinery; see
+    tests/unit/test_import_graph.py)."""
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return await getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"{module}.{name}, imported on first use."
+    return call
+
+
+_SYNC_ALL = lazy("syncengine.engine", "sync_all")
+_GET_SYNC_STATUS = lazy("syncengine.engine", "get_sync_status")
+_CHECK_EXISTING = lazy("syncengine.plans", "check_existing_instances")
+_TERMINATE = lazy("syncengine.terminate", "terminate_execution_instances")
+_SYNC_WAVE = lazy("syncengine.plans", "sync_wave")
+_PREVIEW = lazy("syncengine.terminate", "execution_recovery_instances")
+_REFRESH = lazy("syncengine.refresh", "refresh")
+invoke_self_async: SelfInvoker = lazy("handlers.invoke", "invoke_self_async")
 
 
 @dataclass(frozen=True)
 class EngineFunctions:
     """The engine functions the handlers call (each opens and closes its own clients)."""
 
-    sync_all: Callable[..., Awaitable[SyncReport]] = engine.sync_all
-    get_sync_status: Callable[..., Awaitable[SyncStatus]] = engine.get_sync_status
-    check_existing_instances: Callable[..., Awaitable[dict[str, Any]]] = plans.check_existing_instances
-    terminate_execution_instances: Callable[..., Awaitable[dict[str, Any]]] = (
-        terminate.terminate_execution_instances
-    )
-    sync_wave: Callable[..., Awaitable[plans.WaveSyncResult]] = plans.sync_wave
-    get_execution_recovery_instances: Callable[..., Awaitable[dict[str, Any]]] = (
-        terminate.execution_recovery_instances
-    )
-    refresh: Callable[..., Awaitable[refresh.RefreshResult]] = refresh.refresh
+    sync_all: Callable[..., Awaitable[SyncReport]] = _SYNC_ALL
+    get_sync_status: Callable[..., Awaitable[SyncStatus]] = _GET_SYNC_STATUS
+    check_existing_instances: Callable[..., Awaitable[dict[str, Any]]] = _CHECK_EXISTING
+    terminate_execution_instances: Callable[..., Awaitable[dict[str, Any]]] = _TERMINATE
+    sync_wave: Callable[..., Awaitable[WaveSyncResult]] = _SYNC_WAVE
+    get_execution_recovery_instances: Callable[..., Awaitable[dict[str, Any]]] = _PREVIEW
+    refresh: Callable[..., Awaitable[RefreshResult]] = _REFRESH
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,8 @@ def configure(
 
 
 def reset() -> None:
-    """Forget configured dependencies: the next ``current()`` reads the environment again."""
+    """Forget configured dependencies: the next ``current()`` reads the environment again, and
+    the next engine call opens new clients on a new resident loop (syncengine.resident)."""
     global _current
     _current = None
+    close_resident()

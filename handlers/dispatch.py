@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import structlog
-
 from handlers.api import Api, raw_response
 from handlers.events import (
     DirectInvocationEvent,
@@ -19,7 +17,7 @@ from handlers.events import (
     operation_name,
 )
 from handlers.operations import INTERNAL_ERROR, INTERNAL_MESSAGE, Outcome, RunFailedError, error_outcome
-from syncengine.logging import get_logger
+from syncengine.logging import get_logger, structlog
 
 log = get_logger(__name__)
 

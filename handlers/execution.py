@@ -14,9 +14,9 @@ from handlers import dependencies
 from handlers.dispatch import start_invocation
 from handlers.events import WaveCompletedEvent
 from syncengine import metrics as m
-from syncengine.engine import deadline_from_lambda, run_blocking
 from syncengine.errors import SyncEngineError
 from syncengine.logging import configure_logging, get_logger
+from syncengine.resident import deadline_from_lambda, run_blocking
 
 configure_logging()
 log = get_logger(__name__)

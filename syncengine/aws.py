@@ -10,9 +10,10 @@ region) gets one client whose signer reads the credentials of the account the *c
 acts for (``CallScopedCredentials``, set per call by ``AccountClient``), and every account's
 requests to a regional endpoint share its connections, as they share its host in AWS.
 
-Clients are never kept at module scope: every ``asyncio.run`` is a new event loop, and a client
-bound to a dead loop fails in confusing ways. Only the Session (cheap to share, ~20 MB and
-~0.35 s to build) lives for the process.
+Clients are never kept at module scope: a client bound to a dead loop fails in confusing ways.
+The Session (~20 MB and ~0.35 s to build) lives for the process; clients live for the run, except
+on the resident loop of ``syncengine.resident.run_blocking`` (a Lambda container), whose pool
+keeps our own account's clients and the shared DRS/EC2 clients across runs.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from syncengine.fastpath import (
 )
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget
+from syncengine.resident import current_pool
 from syncengine.retry import CallContext, call_with_retry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -178,6 +180,10 @@ class AwsClients:
         self.settings = settings
         self.session = session or shared_session()
         self.stats = stats or CallStats()
+        # The process's resident pool (syncengine.resident) when this run is on its loop and uses
+        # the shared Session its clients were built from; None: every client is closed with the run.
+        pool = current_pool()
+        self._pool = pool if pool is not None and self.session is _shared_session else None
         # Bounded at or below the connection pool: aiobotocore signs before it waits for a
         # connection, and a request queued past ~5 minutes fails with "Signature expired".
         self.limiter = anyio.CapacityLimiter(settings.max_concurrency)
@@ -214,8 +220,9 @@ class AwsClients:
                 await self._close(key)
             for shared_key in list(self._shared):
                 _, context = self._shared.pop(shared_key)
-                with contextlib.suppress(Exception):
-                    await context.__aexit__(None, None, None)
+                if context is not None:
+                    with contextlib.suppress(Exception):
+                        await context.__aexit__(None, None, None)
 
     async def _close(self, key: tuple[str, str, str]) -> None:
         entry = self._clients.pop(key, None)
@@ -259,15 +266,38 @@ class AwsClients:
             self._clients[key] = (client, credentials, context)
             return client
 
-    async def _open(self, service: str, region: str, **keys: Any) -> tuple[Any, Any]:
+    async def _open(self, service: str, region: str, *, shared: bool = False, **keys: Any) -> tuple[Any, Any]:
+        """A client and the context manager that closes it (None: the resident pool's, which
+        outlives this run). Clients of our own account (no ``keys``) and ``shared`` DRS/EC2
+        clients come from the pool when there is one; a client holding an account's explicit
+        credentials never does."""
+        if self._pool is None or (keys and not shared):
+            return await self._open_new(service, region, shared=shared, **keys)
+        settings = self.settings
+        key = (
+            service,
+            region,
+            shared,
+            settings.endpoint_url(service),
+            settings.max_pool_connections,
+            settings.connect_timeout,
+            settings.read_timeout,
+        )
+        client = await self._pool.client(key, lambda: self._open_new(service, region, shared=shared, **keys))
+        return client, None
+
+    async def _open_new(self, service: str, region: str, *, shared: bool = False, **keys: Any) -> tuple[Any, Any]:
         """A new client (and the context manager that closes it) with the engine's config, endpoint
-        override and fast paths; ``keys`` are explicit credentials, none: the session's own."""
+        override and fast paths; ``keys`` are explicit credentials, none: the session's own;
+        ``shared``: signed per call by ``CallScopedCredentials``."""
         kwargs: dict[str, Any] = {"region_name": region, "config": self._config, **keys}
         endpoint = self.settings.endpoint_url(service)
         if endpoint:
             kwargs["endpoint_url"] = endpoint
         context = self.session.client(service, **kwargs)
         client = cache_user_agent(install_fast_serializer(await context.__aenter__()))
+        if shared:
+            client._request_signer._credentials = CallScopedCredentials()
         return client, context
 
     async def _shared_client(self, service: str, region: str) -> Any:
@@ -279,8 +309,7 @@ class AwsClients:
                 # Placeholder keys so botocore does not search for credentials; the signer's
                 # credentials are replaced below and never sign with these.
                 placeholder = {"aws_access_key_id": "-", "aws_secret_access_key": "-"}  # not a secret
-                client, context = await self._open(service, region, **placeholder)
-                client._request_signer._credentials = CallScopedCredentials()
+                client, context = await self._open(service, region, shared=True, **placeholder)
                 entry = self._shared[key] = (client, context)
             return entry[0]
 

@@ -12,13 +12,12 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aioboto3
 import anyio
-import structlog
 
 from syncengine import metrics as m
 from syncengine.accounts import (
@@ -29,15 +28,12 @@ from syncengine.accounts import (
     validate_source_server_id,
 )
 from syncengine.aws import AwsClients, CallStats
-from syncengine.concurrency import run_concurrently
 from syncengine.config import LEASE_MARGIN_SECONDS, SyncSettings
-from syncengine.discovery import DrsFirst, FirstAnswer, ScopeDiscovery, discover_scope
 from syncengine.dynamo import Dynamo
-from syncengine.enrich import build_record
 from syncengine.errors import AwsError, InvalidRequestError, SyncEngineError, SyncInProgressError
 from syncengine.executions import ExecutionIndex, load_execution_index
 from syncengine.gctune import relaxed_gc
-from syncengine.logging import get_logger
+from syncengine.logging import get_logger, structlog
 from syncengine.models import (
     AccountTarget,
     Scope,
@@ -49,9 +45,16 @@ from syncengine.models import (
     utc_now_iso,
 )
 from syncengine.regions import EnabledRegions, is_disabled_region_error
-from syncengine.shards import run_in_processes, shard_by_account, worker_count
+from syncengine.resident import deadline_from_lambda, run_blocking
 from syncengine.status import StatusStore
 from syncengine.store import CachedEntry, CacheStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from syncengine.discovery import FirstAnswer, ScopeDiscovery
+
+# The read path (open_runtime, for check-existing and the status) must not load the sync's
+# discovery, record building and sharding: the functions that use them import them (once per
+# process), so a cold query handler skips them (tests/unit/test_import_graph.py).
 
 log = get_logger(__name__)
 
@@ -148,6 +151,9 @@ async def _discover_and_read_cache(
     """DRS/EC2 discovery and the cache's view of the scope (the scope lease keeps other writers
     out meanwhile). The cache read is follow-up work (see ``DrsFirst``): it starts once DRS has
     answered, and then overlaps the rest of discovery, off the scope's critical path."""
+    from syncengine.concurrency import run_concurrently
+    from syncengine.discovery import discover_scope
+
     found: dict[str, Any] = {}
 
     async def discover() -> None:
@@ -181,6 +187,9 @@ async def _sync_one_scope(
     server_ids: list[str] | None,
     first_answer: FirstAnswer | None = None,
 ) -> ScopeResult:
+    from syncengine.discovery import FirstAnswer
+    from syncengine.enrich import build_record
+
     started = time.monotonic()
     first_answer = first_answer or FirstAnswer()
 
@@ -312,6 +321,8 @@ async def sync_scopes_in_runtime(
     """Every planned scope concurrently in this event loop, each result put in ``results`` as it
     finishes (so a deadline that cuts the rest short loses none of the finished ones)."""
 
+    from syncengine.discovery import DrsFirst
+
     drs_first = DrsFirst(len(planned))
 
     async def run_scope(scope: Scope, account: AccountTarget) -> None:
@@ -364,6 +375,7 @@ async def _run(
                 run_errors.append(ScopeError(account_id or "", region or "", exc.error_type, str(exc)))
                 log.error("sync_setup_failed", error_type=exc.error_type, error=str(exc))
             else:
+                from syncengine.shards import run_in_processes, shard_by_account, worker_count
 
                 workers = worker_count(rt.settings, len(planned)) if server_ids is None else 1
                 if workers > 1:
@@ -607,24 +619,6 @@ async def get_records_by_execution(
     """Cached records of the recovery instances an execution launched (no DRS call)."""
     async with open_runtime(settings, session=session) as rt:
         return await rt.store.records_by_execution(execution_id)
-
-
-def run_blocking(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """Run an async engine function from synchronous code (a Lambda handler), in a new loop."""
-    import asyncio
-
-    return asyncio.run(function(*args, **kwargs))
-
-
-def deadline_from_lambda(settings: SyncSettings, context: Any) -> SyncSettings:
-    """Settings whose deadline is the invocation's remaining time minus a safety margin."""
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining is None:
-        return settings
-    seconds = remaining() / 1000.0 - settings.lambda_deadline_margin
-    if settings.deadline_seconds is not None:
-        seconds = min(seconds, settings.deadline_seconds)
-    return settings.with_changes(deadline_seconds=max(seconds, 1.0))
 
 
 __all__ = [

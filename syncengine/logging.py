@@ -1,16 +1,43 @@
 """structlog configuration: JSON lines in Lambda (CloudWatch Logs Insights parses them), readable
-console output on a terminal. Context (account, region, run id) is bound with contextvars."""
+console output on a terminal. Context (account, region, run id) is bound with contextvars.
+
+Other modules take ``structlog`` from here (``from syncengine.logging import structlog``), so it is
+always imported the light way (``_import_structlog``)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
 import sys
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
-import structlog
+# Optional packages structlog imports eagerly when they are installed, for its development console
+# (pretty tracebacks): ~40-60 ms of a cold start for rich and pygments, in every process,
+# although the engine renders JSON in Lambda and plain text on a terminal. rich stays installed
+# for the CLI's progress bar, which imports it itself.
+_STRUCTLOG_OPTIONAL = ("rich",)
+
+
+def _import_structlog() -> ModuleType:
+    """structlog, imported with its optional console extras hidden (once per process)."""
+    if "structlog" in sys.modules:
+        return sys.modules["structlog"]
+    hidden = [name for name in _STRUCTLOG_OPTIONAL if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes ``import rich`` raise ImportError
+    try:
+        return importlib.import_module("structlog")
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
+
+
+structlog = _import_structlog()
 
 _SECRET_KEYS = frozenset(
     {

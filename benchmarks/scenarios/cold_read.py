@@ -1,0 +1,134 @@
+"""cold_read: the first check-existing after a deploy or a scale-out. A fresh interpreter imports
+the read-only query handler and answers check-existing for the read scenario's 100-server plan;
+the time from process start to the answer, for ``processes`` fresh processes, beside the bare
+interpreter's own start (``python -c pass``), which is subtracted from the percentiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks import harness as h
+from benchmarks.events import check_existing_event
+from benchmarks.scenarios.large import ScenarioBroken
+from benchmarks.scenarios.read import PLAN_ID, PLAN_SERVERS, seeded_plan
+from benchmarks.sizes import BenchContext
+from syncengine.config import SyncSettings
+
+# What the child runs: import the handler, answer one API Gateway event, print when it answered.
+CHILD = """
+import json, sys, time
+from handlers.query import lambda_handler
+response = lambda_handler(json.loads(sys.argv[1]), None)
+answered = time.time()
+body = json.loads(response.get("body") or "{}")
+print(json.dumps({"answered_at": answered, "status": response.get("statusCode"),
+                  "instance_count": body.get("instanceCount")}))
+"""
+BARE = "import time; print(time.time())"
+CHILD_TIMEOUT_S = 60.0
+
+
+def child_environment(settings: SyncSettings) -> dict[str, str]:
+    """A Lambda-like environment: the tables by name, DynamoDB's endpoint the way production
+    overrides it (botocore's ``AWS_ENDPOINT_URL_DYNAMODB``), fake credentials (isolate_from_aws)."""
+    env = dict(os.environ)
+    env.update(settings.tables.env())
+    env["AWS_ENDPOINT_URL_DYNAMODB"] = settings.endpoint_url("dynamodb") or ""
+    env["AWS_LAMBDA_FUNCTION_NAME"] = "drs-orchestration-query-bench"
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    return env
+
+
+def seconds_to_answer(code: str, argv: list[str], env: Mapping[str, str]) -> tuple[float, dict[str, Any]]:
+    """Run ``python -c code *argv``; seconds from before the spawn to the time the child printed
+    (its last stdout line, JSON or a bare number), and what it printed, with the child's CPU
+    seconds (user + system, to its exit) under ``cpu_s``: on a shared machine CPU time moves less
+    with the load than wall time."""
+    cpu_before = _children_cpu_s()
+    started = time.time()
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise ScenarioBroken(f"cold child failed ({done.returncode}): {done.stderr[-2000:]}")
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    answered = printed["answered_at"] if isinstance(printed, dict) else float(printed)
+    details = printed if isinstance(printed, dict) else {}
+    return answered - started, {**details, "cpu_s": _children_cpu_s() - cpu_before}
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class ColdTimings:
+    """Milliseconds per fresh process: to the answer, and the bare interpreter's, wall and CPU."""
+
+    answers_ms: list[float] = field(default_factory=list)
+    bare_ms: list[float] = field(default_factory=list)
+    answers_cpu_ms: list[float] = field(default_factory=list)
+    bare_cpu_ms: list[float] = field(default_factory=list)
+
+
+def cold_timings(settings: SyncSettings, processes: int) -> ColdTimings:
+    """``processes`` cold checks and as many bare interpreters, interleaved so a change of machine
+    load touches both alike."""
+    env = child_environment(settings)
+    event = json.dumps(check_existing_event(PLAN_ID))
+    timings = ColdTimings()
+    for _ in range(processes):
+        seconds, printed = seconds_to_answer(CHILD, [event], env)
+        if printed.get("status") != 200 or printed.get("instance_count") != PLAN_SERVERS:
+            raise ScenarioBroken(f"cold check-existing answered {printed}")
+        timings.answers_ms.append(seconds * 1000)
+        timings.answers_cpu_ms.append(printed["cpu_s"] * 1000)
+        bare_seconds, bare = seconds_to_answer(BARE, [], env)
+        timings.bare_ms.append(bare_seconds * 1000)
+        timings.bare_cpu_ms.append(bare["cpu_s"] * 1000)
+    return timings
+
+
+def summary(timings: ColdTimings) -> dict[str, Any]:
+    """The ``cold_read`` section: percentiles above the bare interpreter's median start (wall),
+    and the same for CPU time."""
+    interpreter = h.percentile(timings.bare_ms, 0.50)
+    interpreter_cpu = h.percentile(timings.bare_cpu_ms, 0.50)
+    return {
+        "processes": len(timings.answers_ms),
+        "p50_ms": round(h.percentile(timings.answers_ms, 0.50) - interpreter, 1),
+        "p99_ms": round(h.percentile(timings.answers_ms, 0.99) - interpreter, 1),
+        "interpreter_p50_ms": round(interpreter, 1),
+        "cpu_p50_ms": round(h.percentile(timings.answers_cpu_ms, 0.50) - interpreter_cpu, 1),
+        "interpreter_cpu_p50_ms": round(interpreter_cpu, 1),
+        "servers": PLAN_SERVERS,
+    }
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    with h.SimulatorProcess(ctx.sizes.small) as sim:
+        settings = seeded_plan(ctx, sim)
+        ctx.log(f"cold_read: {ctx.sizes.cold_processes} fresh processes")
+        timings = cold_timings(settings, ctx.sizes.cold_processes)
+        h.run_async(h.drop_tables(ctx.dynamodb_url, settings.tables))
+    section = {**summary(timings), "dynamodb": ctx.dynamodb_backend, "load_average": h.load_average()}
+    ctx.log(
+        f"cold_read: p50 {section['p50_ms']} ms, p99 {section['p99_ms']} ms above the interpreter's "
+        f"{section['interpreter_p50_ms']} ms; CPU p50 {section['cpu_p50_ms']} ms above its "
+        f"{section['interpreter_cpu_p50_ms']} ms"
+    )
+    return {"cold_read": section}

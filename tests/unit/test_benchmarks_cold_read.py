@@ -1,0 +1,49 @@
+"""The cold_read benchmark's arithmetic and wiring (no timing is asserted)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from benchmarks.run import selected_scenarios
+from benchmarks.scenarios.cold_read import BARE, ColdTimings, child_environment, seconds_to_answer, summary
+from benchmarks.scenarios.large import ScenarioBroken
+from benchmarks.sizes import FULL, QUICK
+from syncengine.config import SyncSettings
+
+
+def test_summary_subtracts_interpreter_median_from_percentiles() -> None:
+    answers = [100.0 + i for i in range(20)]  # 100..119
+    bare = [10.0] * 10 + [30.0] * 10  # nearest-rank median: 10
+    section = summary(ColdTimings(answers, bare, [50.0] * 20, [8.0] * 20))
+    assert section["processes"] == 20
+    assert section["interpreter_p50_ms"] == 10.0
+    assert section["p50_ms"] == 109.0 - 10.0
+    assert section["p99_ms"] == 119.0 - 10.0
+    assert section["cpu_p50_ms"] == 42.0
+
+
+@pytest.mark.parametrize("sizes", [QUICK, FULL])
+def test_selected_scenarios_runs_cold_read_in_every_mode(sizes: object) -> None:
+    assert "cold_read" in selected_scenarios(sizes, [])  # type: ignore[arg-type]
+    assert sizes.cold_processes >= 20  # type: ignore[attr-defined]
+
+
+def test_child_environment_names_tables_and_dynamodb_endpoint() -> None:
+    settings = SyncSettings(endpoint_urls=(("dynamodb", "http://127.0.0.1:4567"),))
+    env = child_environment(settings)
+    assert env["AWS_ENDPOINT_URL_DYNAMODB"] == "http://127.0.0.1:4567"
+    assert env["RECOVERY_INSTANCES_CACHE_TABLE"] == settings.tables.cache
+    assert env["AWS_LAMBDA_FUNCTION_NAME"]
+
+
+def test_seconds_to_answer_reads_bare_interpreter_line() -> None:
+    seconds, printed = seconds_to_answer(BARE, [], os.environ)
+    assert seconds > 0
+    assert set(printed) == {"cpu_s"}
+
+
+def test_seconds_to_answer_failed_child_breaks_scenario() -> None:
+    with pytest.raises(ScenarioBroken, match="cold child failed"):
+        seconds_to_answer("raise SystemExit(3)", [], os.environ)

@@ -1,0 +1,105 @@
+"""What ``import handlers.query`` loads, in a clean interpreter: the read-only handler's cold start
+pays for every module it imports (measured with ``python -X importtime -c "import handlers.query"``
+and the cold_read benchmark), so the sync, terminate and Lambda-invoke machinery, the CLI's
+console libraries and every dev tool must stay out of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Modules of this project the read path may load: the handler plumbing, the runtime it opens
+# (AWS clients, DynamoDB, cache and status stores) and check-existing itself.
+ALLOWED_OWN = frozenset(
+    {
+        "handlers",
+        "handlers.api",
+        "handlers.dependencies",
+        "handlers.dispatch",
+        "handlers.events",
+        "handlers.operations",
+        "handlers.query",
+        "handlers.routes",
+        "syncengine",
+        "syncengine.accounts",
+        "syncengine.aws",
+        "syncengine.concurrency",
+        "syncengine.config",
+        "syncengine.dynamo",
+        "syncengine.engine",
+        "syncengine.errors",
+        "syncengine.executions",
+        "syncengine.fastpath",
+        "syncengine.gctune",
+        "syncengine.logging",
+        "syncengine.metrics",
+        "syncengine.models",
+        "syncengine.plans",
+        "syncengine.resident",
+        "syncengine.retry",
+        "syncengine.status",
+        "syncengine.store",
+    }
+)
+# Heavy or foreign packages, by what they cost when measured: rich + pygments ~40-60 ms (structlog's
+# dev console), the simulator and fault proxy (aiohttp servers), YAML (the table definitions),
+# multiprocessing (sharded syncs), and the test and benchmark tools.
+FORBIDDEN = (
+    "rich",
+    "pygments",
+    "yaml",
+    "multiprocessing",
+    "benchmarks",
+    "pytest",
+    "moto",
+    "hypothesis",
+    "pyinstrument",
+    "matplotlib",
+    "psutil",
+)
+
+
+def modules_after(statement: str) -> set[str]:
+    """``sys.modules`` of a fresh interpreter after ``statement`` (no inherited PYTHON* settings)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    command = [sys.executable, "-c", code]  # our own interpreter and code
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)  # noqa: S603
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def query_modules() -> set[str]:
+    return modules_after("import handlers.query")
+
+
+def test_import_graph_query_loads_only_read_path_modules(query_modules: set[str]) -> None:
+    own = {m for m in query_modules if m.split(".")[0] in ("syncengine", "handlers")}
+    assert sorted(own - ALLOWED_OWN) == []
+
+
+def test_import_graph_query_loads_no_heavy_or_dev_package(query_modules: set[str]) -> None:
+    loaded = sorted(m for m in query_modules if m.split(".")[0] in FORBIDDEN)
+    assert loaded == []
+
+
+def test_import_graph_query_needs_no_sync_or_invoke_machinery(query_modules: set[str]) -> None:
+    unwanted = {"syncengine.discovery", "syncengine.enrich", "syncengine.shards", "syncengine.terminate",
+                "syncengine.simulator", "syncengine.faultproxy", "handlers.invoke"}
+    assert sorted(unwanted & query_modules) == []
+
+
+def test_import_graph_plain_structlog_would_load_rich() -> None:
+    """Why the guard lists rich: structlog imported directly (not through syncengine.logging)
+    brings it in."""
+    assert "rich" in modules_after("import structlog")
+
+
+def test_import_graph_structlog_keeps_rich_out_and_cli_can_still_import_it() -> None:
+    loaded = modules_after("import syncengine.logging\nimport rich.console")
+    assert "structlog" in loaded
+    assert "rich.console" in loaded
