@@ -18,6 +18,7 @@ ALLOWED_OWN = frozenset(
     {
         "handlers",
         "handlers.api",
+        "handlers.authorization",
         "handlers.dependencies",
         "handlers.dispatch",
         "handlers.events",
@@ -39,10 +40,12 @@ ALLOWED_OWN = frozenset(
         "syncengine.metrics",
         "syncengine.models",
         "syncengine.plans",
+        "syncengine.regions",
         "syncengine.resident",
         "syncengine.retry",
         "syncengine.status",
         "syncengine.store",
+        "syncengine.terminate_rules",
     }
 )
 # Heavy or foreign packages, by what they cost when measured: rich + pygments ~40-60 ms (structlog's
