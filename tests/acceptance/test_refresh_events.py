@@ -78,6 +78,11 @@ def test_launch_result_replaces_the_relaunched_servers_record_with_drs_calls_for
     assert {c.operation for c in drs_calls} >= {"DescribeRecoveryInstances", "DescribeSourceServers"}
     for call in drs_calls:
         assert list(call.params["filters"].values()) == [[server]], call
+    ec2_filters = [
+        sorted(v for k, v in call.params.items() if k.startswith("Filter.1.Value."))
+        for call in estate.aws.of("ec2", "DescribeInstances")
+    ]
+    assert ec2_filters == [[new]]
 
 
 def test_ec2_terminate_event_updates_that_one_record(estate: Estate) -> None:
@@ -119,3 +124,19 @@ def test_sqs_batch_reports_only_the_failing_scopes_message(estate: Estate) -> No
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "failing"}]}
     assert {(c.account_id, c.operation) for c in estate.aws.of("drs")} >= {(HUB, "DescribeRecoveryInstances")}
+
+
+def test_sqs_batch_coalesces_launch_results_of_one_scope_into_one_filtered_sync(estate: Estate) -> None:
+    servers = seed(estate)[TARGET][:2]
+    job = estate.aws.launch(TARGET, REGION, servers)
+    estate.aws.calls.clear()
+    events = [json.dumps(launch_result(TARGET, sid, job["jobID"])) for sid in servers]
+    batch = sqs_batch(*((f"m{n}", body) for n, body in enumerate(events)))
+
+    result = refresh(batch, Context())
+
+    assert result == {"batchItemFailures": []}
+    described = estate.aws.of("drs", "DescribeRecoveryInstances")
+    assert [sorted(c.params["filters"]["sourceServerIDs"]) for c in described] == [sorted(servers)]
+    new = {p["sourceServerID"]: p["recoveryInstanceID"] for p in job["participatingServers"]}
+    assert {sid: estate.cache()[sid]["recoveryInstanceId"] for sid in servers} == new

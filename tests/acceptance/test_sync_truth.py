@@ -28,6 +28,7 @@ from tests.acceptance.conftest import (
     Estate,
     api_event,
     body_of,
+    load_event,
     target_account_items,
 )
 from tests.acceptance.fake_aws import AwsError
@@ -125,6 +126,32 @@ def test_inactive_account_records_and_scopes_are_gone_after_the_next_full_sync(e
     assert report["status"] == "SUCCESS", report
     assert set(estate.cache()) == set(servers[HUB])
     assert {account for account, _ in scopes(status())} == {HUB}
+
+
+def test_removed_region_records_and_scope_are_gone_after_the_next_full_sync(estate: Estate) -> None:
+    seed(estate)
+    estate.aws.accounts[TARGET].enabled_regions.add(OPT_IN_REGION)
+    server = estate.aws.add_server(TARGET, OPT_IN_REGION, "cape-town-1")
+    estate.aws.launch(TARGET, OPT_IN_REGION, [server])
+    data_management(FULL_SYNC, Context())
+    assert server in estate.cache()
+    estate.put("target_accounts", target_account_items({HUB: [REGION], TARGET: [REGION]})[1])
+
+    data_management(FULL_SYNC, Context())
+
+    assert server not in estate.cache()
+    assert (TARGET, OPT_IN_REGION) not in scopes(status())
+
+
+def test_native_scheduled_event_runs_the_full_sync_the_status_reports(estate: Estate) -> None:
+    seed(estate)
+
+    data_management(load_event("eventbridge_scheduled"), Context())
+
+    body = status()
+    assert body["status"] == "healthy"
+    assert body["lastSyncTime"] is not None
+    assert body["scopesSynced"] == 2
 
 
 def test_failed_configuration_read_deletes_nothing(estate: Estate) -> None:

@@ -54,8 +54,8 @@ def seed(estate: Estate, status: str = "COMPLETED") -> dict[str, str]:
     }
 
 
-def terminate(body: dict[str, Any] | None = None) -> dict[str, Any]:
-    return data_management(api_event("apigw_rest_terminate", body, executionId=EXECUTION), Context())
+def terminate(body: dict[str, Any] | None = None, event: str = "apigw_rest_terminate") -> dict[str, Any]:
+    return data_management(api_event(event, body, executionId=EXECUTION), Context())
 
 
 def terminated_ids(estate: Estate) -> list[str]:
@@ -76,10 +76,11 @@ def test_terminate_never_touches_an_instance_launched_outside_the_execution(esta
     assert estate.cache()[ids["s3"]]["recoveryInstanceId"] == ids["by_hand"]
 
 
-def test_terminate_active_execution_is_409_without_a_terminate_call(estate: Estate) -> None:
+@pytest.mark.parametrize("event", ["apigw_rest_terminate", "apigw_http_terminate"], ids=["rest", "http"])
+def test_terminate_active_execution_is_409_without_a_terminate_call(estate: Estate, event: str) -> None:
     seed(estate, status="IN_PROGRESS")
 
-    response = terminate()
+    response = terminate(event=event)
 
     assert response["statusCode"] == 409
     assert body_of(response)["error"] == "EXECUTION_IN_PROGRESS"
