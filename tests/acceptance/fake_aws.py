@@ -120,6 +120,8 @@ class FakeAws:
         # Faults: (service, operation, account, region) -> error; "apply then 500" for terminate.
         self.errors: dict[tuple[str, str, str, str], AwsError] = {}
         self.terminate_then_500 = False
+        # One-shot faults: (service, operation) -> errors answered before acting, in order.
+        self.fail_next: dict[tuple[str, str], list[AwsError]] = {}
         # Whether an accepted terminate shows at once in DescribeRecoveryInstances
         # (SHUTTING-DOWN) or only in the TERMINATE job while the instance still reads RUNNING.
         self.terminate_shows_in_state = True
@@ -212,6 +214,9 @@ class FakeAws:
         with self.lock:
             self.calls.append(Call(service, operation, account_id, region, params))
             fault = self.errors.get((service, operation, account_id, region))
+            queued = self.fail_next.get((service, operation))
+            if fault is None and queued:
+                fault = queued.pop(0)
             if fault is not None:
                 raise fault
             return getattr(self, f"_{service}_{operation}")(account_id, region, params)

@@ -16,6 +16,7 @@ from typing import Any
 from handlers.data_management import lambda_handler as data_management
 from handlers.refresh import lambda_handler as refresh
 from tests.acceptance.conftest import (
+    DYNALITE_ONLY,
     HUB,
     REGION,
     TARGET,
@@ -126,6 +127,7 @@ def test_sqs_batch_reports_only_the_failing_scopes_message(estate: Estate) -> No
     assert {(c.account_id, c.operation) for c in estate.aws.of("drs")} >= {(HUB, "DescribeRecoveryInstances")}
 
 
+@DYNALITE_ONLY
 def test_sqs_batch_coalesces_launch_results_of_one_scope_into_one_filtered_sync(estate: Estate) -> None:
     servers = seed(estate)[TARGET][:2]
     job = estate.aws.launch(TARGET, REGION, servers)
@@ -140,3 +142,20 @@ def test_sqs_batch_coalesces_launch_results_of_one_scope_into_one_filtered_sync(
     assert [sorted(c.params["filters"]["sourceServerIDs"]) for c in described] == [sorted(servers)]
     new = {p["sourceServerID"]: p["recoveryInstanceID"] for p in job["participatingServers"]}
     assert {sid: estate.cache()[sid]["recoveryInstanceId"] for sid in servers} == new
+
+
+@DYNALITE_ONLY
+def test_failback_state_change_refreshes_the_recovery_instances_server_only(estate: Estate) -> None:
+    server = seed(estate)[TARGET][2]
+    rid = estate.cache()[server]["recoveryInstanceId"]
+    estate.aws.calls.clear()
+    event = drs_event(
+        "DRS Recovery Instance Failback State Change", REGION, TARGET,
+        f"arn:aws:drs:{REGION}:{TARGET}:recovery-instance/{rid}", {"state": "FAILBACK_IN_PROGRESS"},
+    )
+
+    refresh(event, Context())
+
+    described = estate.aws.of("drs", "DescribeRecoveryInstances")
+    assert described and all(c.account_id == TARGET for c in described)
+    assert all(server in str(c.params["filters"]) or rid in str(c.params["filters"]) for c in described)

@@ -19,6 +19,7 @@ from handlers import dependencies
 from handlers.data_management import lambda_handler as data_management
 from handlers.query import lambda_handler as query
 from tests.acceptance.conftest import (
+    DYNALITE_ONLY,
     HUB,
     OPT_IN_REGION,
     REGION,
@@ -71,6 +72,7 @@ def test_status_healthy_with_the_disabled_opt_in_region_not_enabled(estate: Esta
     assert scopes(body)[(TARGET, OPT_IN_REGION)]["status"] == "NOT_ENABLED"
 
 
+@DYNALITE_ONLY
 def test_status_healthy_when_describe_regions_is_denied_and_drs_answers_unrecognized_client(estate: Estate) -> None:
     """Without DescribeRegions, the disabled region's own 403 UnrecognizedClientException tells it."""
     seed(estate)
@@ -87,6 +89,7 @@ def test_status_healthy_when_describe_regions_is_denied_and_drs_answers_unrecogn
     assert {(c.account_id, c.region) for c in estate.aws.of("drs")} >= {(TARGET, OPT_IN_REGION)}
 
 
+@DYNALITE_ONLY
 def test_enabled_opt_in_region_is_synced(estate: Estate) -> None:
     seed(estate)
     estate.aws.accounts[TARGET].enabled_regions.add(OPT_IN_REGION)
@@ -101,6 +104,7 @@ def test_enabled_opt_in_region_is_synced(estate: Estate) -> None:
     assert estate.cache()[server]["region"] == OPT_IN_REGION
 
 
+@DYNALITE_ONLY
 def test_uninitialized_drs_region_is_synced_empty_and_healthy(estate: Estate) -> None:
     """DRS never initialised there: UninitializedAccountException means no instances, not a failure."""
     seed(estate)
@@ -128,6 +132,7 @@ def test_inactive_account_records_and_scopes_are_gone_after_the_next_full_sync(e
     assert {account for account, _ in scopes(status())} == {HUB}
 
 
+@DYNALITE_ONLY
 def test_removed_region_records_and_scope_are_gone_after_the_next_full_sync(estate: Estate) -> None:
     seed(estate)
     estate.aws.accounts[TARGET].enabled_regions.add(OPT_IN_REGION)
@@ -143,6 +148,7 @@ def test_removed_region_records_and_scope_are_gone_after_the_next_full_sync(esta
     assert (TARGET, OPT_IN_REGION) not in scopes(status())
 
 
+@DYNALITE_ONLY
 def test_native_scheduled_event_runs_the_full_sync_the_status_reports(estate: Estate) -> None:
     seed(estate)
 

@@ -15,7 +15,17 @@ import pytest
 
 from handlers.data_management import lambda_handler as data_management
 from handlers.query import lambda_handler as query
-from tests.acceptance.conftest import REGION, TARGET, Context, Estate, api_event, body_of, target_account_items
+from tests.acceptance.conftest import (
+    DYNALITE_ONLY,
+    REGION,
+    TARGET,
+    Context,
+    Estate,
+    api_event,
+    body_of,
+    target_account_items,
+)
+from tests.acceptance.fake_aws import AwsError
 
 EXECUTION = "exec-drill"
 
@@ -54,8 +64,10 @@ def seed(estate: Estate, status: str = "COMPLETED") -> dict[str, str]:
     }
 
 
-def terminate(body: dict[str, Any] | None = None, event: str = "apigw_rest_terminate") -> dict[str, Any]:
-    return data_management(api_event(event, body, executionId=EXECUTION), Context())
+def terminate(
+    body: dict[str, Any] | None = None, event: str = "apigw_rest_terminate", base64: bool = False
+) -> dict[str, Any]:
+    return data_management(api_event(event, body, base64, executionId=EXECUTION), Context())
 
 
 def terminated_ids(estate: Estate) -> list[str]:
@@ -97,10 +109,15 @@ def test_terminate_skips_a_non_drill_instance_by_default(estate: Estate) -> None
     assert ids["s4"] in estate.cache()
 
 
-def test_terminate_include_non_drill_terminates_the_real_recovery_instance(estate: Estate) -> None:
+@pytest.mark.parametrize(
+    ("event", "base64"), [("apigw_rest_terminate", False), ("apigw_http_terminate", True)], ids=["rest", "http-base64"]
+)
+def test_terminate_include_non_drill_terminates_the_real_recovery_instance(
+    estate: Estate, event: str, base64: bool
+) -> None:
     ids = seed(estate)
 
-    body = body_of(terminate({"includeNonDrill": True}))
+    body = body_of(terminate({"includeNonDrill": True}, event, base64))
 
     assert ids["non_drill"] in {t["recoveryInstanceId"] for t in body["terminated"]}
     assert ids["non_drill"] in terminated_ids(estate)
@@ -143,6 +160,7 @@ def test_preview_makes_no_aws_call(estate: Estate, handler: Any) -> None:
     assert len(estate.aws.calls) == calls_before
 
 
+@DYNALITE_ONLY
 def test_terminate_reports_an_instance_someone_else_is_terminating_as_failed_and_terminates_the_rest(
     estate: Estate,
 ) -> None:
@@ -156,3 +174,39 @@ def test_terminate_reports_an_instance_someone_else_is_terminating_as_failed_and
     assert [t["recoveryInstanceId"] for t in body["terminated"]] == [ids["s1"]]
     assert [(f["recoveryInstanceId"], f["errorType"]) for f in body["failed"]] == [(ids["s2"], "ConflictException")]
     assert body["alreadyTerminated"] is True
+
+
+@DYNALITE_ONLY
+def test_terminate_retries_a_throttled_call_and_terminates_once(estate: Estate) -> None:
+    """429 ThrottlingException proves DRS did not act: the same call is sent again."""
+    ids = seed(estate)
+    estate.aws.fail_next[("drs", "TerminateRecoveryInstances")] = [
+        AwsError(429, "ThrottlingException", "Rate exceeded")
+    ]
+
+    body = data_management({"operation": "terminate_recovery_instances", "executionId": EXECUTION}, Context())
+
+    assert sorted(t["recoveryInstanceId"] for t in body["terminated"]) == sorted([ids["s1"], ids["s2"]])
+    assert len(estate.aws.scope(TARGET, REGION).terminating) == 2
+    assert [j["type"] for j in estate.aws.scope(TARGET, REGION).jobs].count("TERMINATE") == 1
+
+
+@DYNALITE_ONLY
+def test_terminate_after_a_500_that_did_nothing_looks_then_terminates(estate: Estate) -> None:
+    """A 500 before DRS acted: the look finds no TERMINATE job and untouched instances, so the
+    second call is safe and is the only one that starts a job."""
+    ids = seed(estate)
+    estate.aws.fail_next[("drs", "TerminateRecoveryInstances")] = [
+        AwsError(500, "InternalServerException", "An internal error occurred.")
+    ]
+
+    body = data_management({"operation": "terminate_recovery_instances", "executionId": EXECUTION}, Context())
+
+    assert sorted(t["recoveryInstanceId"] for t in body["terminated"]) == sorted([ids["s1"], ids["s2"]])
+    job = estate.aws.scope(TARGET, REGION).jobs[-1]
+    assert (job["type"], {t["jobId"] for t in body["terminated"]}) == ("TERMINATE", {job["jobID"]})
+    order = [
+        c.operation for c in estate.aws.of("drs")
+        if c.operation == "TerminateRecoveryInstances" or "recoveryInstanceIDs" in (c.params.get("filters") or {})
+    ]
+    assert order == ["TerminateRecoveryInstances", "DescribeRecoveryInstances", "TerminateRecoveryInstances"]
