@@ -218,6 +218,27 @@ def test_check_existing_returns_drs_state_and_the_last_confirming_sync_time(esta
     assert instances[stopped]["ec2InstanceState"] == "STOPPED"
     assert {i["ec2InstanceState"] for i in instances.values()} == {"RUNNING", "STOPPED"}
     assert all(when(i["lastSyncTime"]) >= scope_success for i in instances.values())
+    # EC2's details, read with the target account's credentials in the scope's region.
+    assert (instances[stopped]["name"], instances[stopped]["instanceType"]) == (f"recovered-{stopped}", "t3.small")
+
+
+@DYNALITE_ONLY
+def test_check_existing_selects_servers_by_drs_tags(estate: Estate) -> None:
+    """DescribeSourceServers returns tags as a JSON map (DRS), not EC2's list of Key/Value."""
+    servers = seed(estate)
+    tagged = estate.aws.add_server(TARGET, REGION, "db-1", tags={"Application": "billing"})
+    estate.aws.launch(TARGET, REGION, [tagged])
+    estate.put("protection_groups", {
+        "groupId": "pg-tags", "region": REGION, "accountId": TARGET, "serverSelectionTags": {"Application": "billing"},
+    })
+    estate.put("recovery_plans", {"planId": "plan-tags", "planName": "Tags", "waves": [
+        {"waveNumber": 1, "waveName": "One", "protectionGroupId": "pg-tags"}]})
+    data_management(FULL_SYNC, Context())
+
+    body = body_of(query(api_event("apigw_http_check_existing", planId="plan-tags"), Context()))
+
+    assert [i["sourceServerId"] for i in body["existingInstances"]] == [tagged]
+    assert tagged not in servers[TARGET]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from handlers.data_management import lambda_handler as data_management
 from handlers.query import lambda_handler as query
 from tests.acceptance.conftest import (
     DYNALITE_ONLY,
+    HUB,
     REGION,
     TARGET,
     Context,
@@ -210,3 +211,24 @@ def test_terminate_after_a_500_that_did_nothing_looks_then_terminates(estate: Es
         if c.operation == "TerminateRecoveryInstances" or "recoveryInstanceIDs" in (c.params.get("filters") or {})
     ]
     assert order == ["TerminateRecoveryInstances", "DescribeRecoveryInstances", "TerminateRecoveryInstances"]
+
+
+@DYNALITE_ONLY
+def test_terminate_sends_each_accounts_instances_with_that_accounts_credentials(estate: Estate) -> None:
+    """An execution with a wave in the hub and one in the target account: one call per account,
+    each signed with that account's credentials (the fake knows instances per account)."""
+    ids = seed(estate)
+    hub_server = estate.aws.add_server(HUB, REGION, "hub-app")
+    hub_job = estate.aws.launch(HUB, REGION, [hub_server])
+    item = estate.table("execution_history").get_item(Key={"executionId": EXECUTION, "planId": "plan-1"})["Item"]
+    hub_wave = {**wave(3, hub_job, [{"sourceServerId": hub_server}]), "accountId": HUB}
+    estate.put("execution_history", {**item, "waves": [*item["waves"], hub_wave]})
+    data_management({"operation": "sync_recovery_instances"}, Context())
+
+    body = body_of(terminate())
+
+    hub_rid = hub_job["participatingServers"][0]["recoveryInstanceID"]
+    assert sorted(t["recoveryInstanceId"] for t in body["terminated"]) == sorted([ids["s1"], ids["s2"], hub_rid])
+    sent = estate.aws.of("drs", "TerminateRecoveryInstances")
+    calls = {c.account_id: sorted(c.params["recoveryInstanceIDs"]) for c in sent}
+    assert calls == {HUB: [hub_rid], TARGET: sorted([ids["s1"], ids["s2"]])}
