@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from handlers.data_management import lambda_handler as data_management
+from handlers.query import lambda_handler as query
 from handlers.refresh import lambda_handler as refresh
 from tests.acceptance.conftest import (
     DYNALITE_ONLY,
@@ -22,6 +23,8 @@ from tests.acceptance.conftest import (
     TARGET,
     Context,
     Estate,
+    api_event,
+    body_of,
     drs_event,
     sqs_batch,
     target_account_items,
@@ -159,3 +162,17 @@ def test_failback_state_change_refreshes_the_recovery_instances_server_only(esta
     described = estate.aws.of("drs", "DescribeRecoveryInstances")
     assert described and all(c.account_id == TARGET for c in described)
     assert all(server in str(c.params["filters"]) or rid in str(c.params["filters"]) for c in described)
+
+
+@DYNALITE_ONLY
+def test_event_refresh_leaves_the_full_syncs_run_summary(estate: Estate) -> None:
+    server = seed(estate)[TARGET][1]
+    before = body_of(query(api_event("apigw_rest_status"), Context()))
+    instance = estate.cache()[server]["ec2InstanceId"]
+    estate.aws.set_ec2_state(TARGET, REGION, instance, "stopped")
+
+    refresh(ec2_state_change(TARGET, instance, "stopped"), Context())
+
+    after = body_of(query(api_event("apigw_rest_status"), Context()))
+    assert estate.cache()[server]["ec2InstanceState"] == "STOPPED"
+    assert (after["lastSyncTime"], after["instancesUpdated"]) == (before["lastSyncTime"], before["instancesUpdated"])
