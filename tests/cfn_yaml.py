@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from syncengine.tables import CloudFormationLoader
+from devtools.tables import CloudFormationLoader
 
 ROOT = Path(__file__).resolve().parent.parent
 CFN_DIR = ROOT / "cfn"

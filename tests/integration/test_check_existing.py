@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
 from syncengine.engine import get_sync_status, sync_all, sync_scope
 from syncengine.errors import InvalidRequestError, RecoveryPlanNotFoundError
-from syncengine.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
 from syncengine.models import Scope
 from syncengine.plans import check_existing_instances, unverified_server_ids
 from tests.integration.test_handlers_support import (

@@ -11,13 +11,13 @@ import time
 import anyio
 import pytest
 
+from devtools.seed import target_account_items
 from syncengine import metrics as m
 from syncengine.config import LEASE_MARGIN_SECONDS
 from syncengine.dynamo import from_item, to_item
 from syncengine.engine import get_sync_status, open_runtime, sync_all, sync_scope
 from syncengine.models import RunStatus, ScopeOutcome
 from syncengine.plans import sync_wave
-from syncengine.seed import target_account_items
 from syncengine.status import SCOPE_PK
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 

@@ -5,12 +5,16 @@ console libraries and every dev tool must stay out of it."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from tests.cfn_yaml import ROOT
 
 # Modules of this project the read path may load: the handler plumbing, the runtime it opens
 # (AWS clients, DynamoDB, cache and status stores) and check-existing itself.
@@ -92,7 +96,7 @@ def test_import_graph_query_loads_no_heavy_or_dev_package(query_modules: set[str
 
 def test_import_graph_query_needs_no_sync_or_invoke_machinery(query_modules: set[str]) -> None:
     unwanted = {"syncengine.discovery", "syncengine.enrich", "syncengine.shards", "syncengine.terminate",
-                "syncengine.simulator", "syncengine.faultproxy", "handlers.invoke"}
+                "devtools.simulator", "devtools.faultproxy", "handlers.invoke"}
     assert sorted(unwanted & query_modules) == []
 
 
@@ -106,3 +110,32 @@ def test_import_graph_structlog_keeps_rich_out_and_cli_can_still_import_it() -> 
     loaded = modules_after("import syncengine.logging\nimport rich.console")
     assert "structlog" in loaded
     assert "rich.console" in loaded
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module name a source file imports, at any depth (lazy imports included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("package", ["syncengine", "handlers"])
+def test_import_graph_product_never_imports_devtools(package: str) -> None:
+    """The Lambda package is syncengine/ + handlers/: neither may reach the dev tools."""
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(n for n in imported_modules(path) if n.split(".")[0] == "devtools")
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_import_graph_product_never_imports_devtools_sees_a_lazy_import(tmp_path: Path) -> None:
+    """The scan above finds an import inside a function, the form a regex over lines could miss."""
+    source = tmp_path / "lazy.py"
+    source.write_text("def f():\n    from devtools.simulator import SimulatorThread\n", encoding="utf-8")
+    assert "devtools.simulator" in imported_modules(source)
