@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.dependencies import Dependencies
+from handlers.dependencies import Dependencies, deadline_from_lambda
 from syncengine.accounts import validate_account_id, validate_region
 from syncengine.config import SyncSettings
 from syncengine.errors import (
@@ -32,7 +32,7 @@ from syncengine.errors import (
 from syncengine.logging import get_logger
 from syncengine.models import HealthStatus
 from syncengine.plans import validate_identifier
-from syncengine.resident import deadline_from_lambda, run_blocking
+from syncengine.resident import run_blocking
 from syncengine.terminate_rules import TerminateOptions, parse_terminate_body
 
 log = get_logger(__name__)

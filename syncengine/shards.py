@@ -1,7 +1,7 @@
 """One sync's scopes in several worker processes.
 
-A cold sync is CPU-bound in one event loop (botocore builds two clients per account/region and
-parses every instance; see benchmarks/RESULTS.md), so on a machine or Lambda function with more
+A cold sync is CPU-bound in one event loop (botocore signs and parses every call, the engine builds
+every record; see benchmarks/RESULTS.md), so on a machine or Lambda function with more
 than one vCPU the engine splits the scopes into shards by account (so each account is still
 assumed once) and runs each shard as an ordinary engine pass in its own process. The parent keeps
 the full-sync lease, the execution index, the report and the status; workers take the per-scope
@@ -22,7 +22,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -30,9 +30,8 @@ from syncengine.config import SyncSettings
 from syncengine.executions import ExecutionIndex
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult
-
-if TYPE_CHECKING:  # pragma: no cover
-    from syncengine.engine import Runtime, SyncProgress
+from syncengine.pipeline import sync_scopes
+from syncengine.runtime import Runtime, SyncProgress, deadline_scope, open_runtime
 
 log = get_logger(__name__)
 
@@ -74,12 +73,10 @@ def shard_by_account(planned: Planned, shards: int) -> list[Planned]:
 async def _run_shard(
     settings: SyncSettings, shard: Planned, executions: ExecutionIndex, run_id: str
 ) -> ShardOutcome:
-    from syncengine.engine import deadline_scope, open_runtime, sync_scopes_in_runtime
-
     results: dict[Scope, ScopeResult] = {}
     async with open_runtime(settings) as rt:
         with deadline_scope(settings):
-            await sync_scopes_in_runtime(rt, shard, executions, run_id=run_id, results=results)
+            await sync_scopes(rt, shard, executions, run_id=run_id, results=results)
         stats = rt.stats
     return ShardOutcome(
         results=list(results.values()),

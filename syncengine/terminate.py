@@ -26,11 +26,11 @@ from syncengine import metrics as m
 from syncengine.accounts import target_from_item
 from syncengine.config import SyncSettings
 from syncengine.dynamo import BATCH_GET_MAX, chunked, to_attr, to_item
-from syncengine.engine import Runtime, open_runtime
 from syncengine.errors import AwsError, InvalidRequestError
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope, utc_now_iso
 from syncengine.plans import load_execution_items, validate_identifier
+from syncengine.runtime import Runtime, open_runtime
 from syncengine.terminate_drs import CONFLICT, Budget, GroupReport, Job, ScopeTerminator
 from syncengine.terminate_rules import (
     Candidate,

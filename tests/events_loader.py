@@ -13,8 +13,8 @@ from urllib.parse import quote
 from handlers.dependencies import Dependencies, EngineFunctions, configure
 from syncengine.config import SyncSettings
 from syncengine.models import HealthStatus, SyncReport, SyncStatus
-from syncengine.plans import WaveSyncResult
 from syncengine.terminate import no_instances_body
+from syncengine.waves import WaveSyncResult
 
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
 

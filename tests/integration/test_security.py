@@ -26,8 +26,9 @@ from syncengine.engine import (
 from syncengine.errors import InvalidRequestError
 from syncengine.logging import configure_logging
 from syncengine.models import RunStatus
-from syncengine.plans import check_existing_instances, sync_wave
+from syncengine.plans import check_existing_instances
 from syncengine.terminate import terminate_execution_instances
+from syncengine.waves import sync_wave
 from tests.fixtures.simulator import HUB_SECRET_ACCESS_KEY, NO_RETRY, client_kwargs
 from tests.integration.engine_support import cache_items, engine_settings, seed
 from tests.integration.test_handlers_support import (

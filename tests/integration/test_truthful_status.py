@@ -17,8 +17,8 @@ from syncengine.config import LEASE_MARGIN_SECONDS
 from syncengine.dynamo import from_item, to_item
 from syncengine.engine import get_sync_status, open_runtime, sync_all, sync_scope
 from syncengine.models import RunStatus, ScopeOutcome
-from syncengine.plans import sync_wave
 from syncengine.status import SCOPE_PK
+from syncengine.waves import sync_wave
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 
 OPT_IN = "af-south-1"

@@ -12,7 +12,7 @@ from handlers.execution import WAVE_SYNC_BUDGET_SECONDS, lambda_handler, sync_re
 from syncengine.config import SyncSettings
 from syncengine.errors import AccessDeniedError, ExecutionNotFoundError
 from syncengine.models import RunStatus, Scope, ScopeError, SyncReport
-from syncengine.plans import WaveSyncResult, WaveTarget
+from syncengine.waves import WaveSyncResult, WaveTarget
 from tests.events_loader import FakeEngine, FakeLambdaContext, load_event
 
 WAVE = {

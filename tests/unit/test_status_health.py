@@ -9,8 +9,8 @@ import anyio.lowlevel
 import pytest
 
 from syncengine.config import LEASE_MARGIN_SECONDS, SyncSettings
-from syncengine.engine import lease_seconds
 from syncengine.models import Scope, ScopeOutcome, ScopeResult, ScopeStatus, SyncReport, utc_now_iso
+from syncengine.runtime import lease_seconds
 from syncengine.status import summarise_status
 
 WINDOW = timedelta(seconds=900)
