@@ -64,23 +64,25 @@ CREDENTIAL_REFRESH_MARGIN = timedelta(minutes=5)
 # tests/integration/test_shared_clients.py checks botocore's rules still say so.
 SHARED_CLIENT_SERVICES = frozenset({"drs", "ec2"})
 
-_shared_session: aioboto3.Session | None = None
+# The process's sessions: with the fast paths (True) and without (False).
+_shared_sessions: dict[bool, aioboto3.Session] = {}
 
 
-def new_session() -> aioboto3.Session:
-    """An aioboto3 Session whose clients use the engine's parser fast paths (syncengine.fastpath)."""
+def new_session(*, fast_paths: bool = True) -> aioboto3.Session:
+    """An aioboto3 Session; with ``fast_paths`` its clients use the engine's parser fast paths and
+    cached client classes (syncengine.fastpath), without them botocore's own."""
     botocore_session = AioSession()
-    botocore_session.register_component("response_parser_factory", FastResponseParserFactory())
-    enable_client_class_cache(botocore_session)
+    if fast_paths:
+        botocore_session.register_component("response_parser_factory", FastResponseParserFactory())
+        enable_client_class_cache(botocore_session)
     return aioboto3.Session(botocore_session=botocore_session)
 
 
-def shared_session() -> aioboto3.Session:
+def shared_session(*, fast_paths: bool = True) -> aioboto3.Session:
     """The process's one aioboto3 Session (per-account Sessions cost ~20 MB and ~0.35 s each)."""
-    global _shared_session
-    if _shared_session is None:
-        _shared_session = new_session()
-    return _shared_session
+    if fast_paths not in _shared_sessions:
+        _shared_sessions[fast_paths] = new_session(fast_paths=fast_paths)
+    return _shared_sessions[fast_paths]
 
 
 @functools.cache
@@ -178,12 +180,13 @@ class AwsClients:
         stats: CallStats | None = None,
     ):
         self.settings = settings
-        self.session = session or shared_session()
+        self.session = session or shared_session(fast_paths=settings.fast_paths)
         self.stats = stats or CallStats()
         # The process's resident pool (syncengine.resident) when this run is on its loop and uses
         # the shared Session its clients were built from; None: every client is closed with the run.
         pool = current_pool()
-        self._pool = pool if pool is not None and self.session is _shared_session else None
+        shared = _shared_sessions.get(settings.fast_paths)
+        self._pool = pool if pool is not None and self.session is shared else None
         # Bounded at or below the connection pool: aiobotocore signs before it waits for a
         # connection, and a request queued past ~5 minutes fails with "Signature expired".
         self.limiter = anyio.CapacityLimiter(settings.max_concurrency)
@@ -192,7 +195,7 @@ class AwsClients:
             max_pool_connections=settings.max_pool_connections,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
-            http_session_cls=SharedSSLSession,
+            **({"http_session_cls": SharedSSLSession} if settings.fast_paths else {}),
             # botocore re-validates every attribute of every BatchWriteItem against the model
             # (the largest CPU cost of a cold sync in profiles); the engine builds its requests
             # from typed code and the services validate them anyway.
@@ -295,7 +298,9 @@ class AwsClients:
         if endpoint:
             kwargs["endpoint_url"] = endpoint
         context = self.session.client(service, **kwargs)
-        client = cache_user_agent(install_fast_serializer(await context.__aenter__()))
+        client = await context.__aenter__()
+        if self.settings.fast_paths:
+            client = cache_user_agent(install_fast_serializer(client))
         if shared:
             client._request_signer._credentials = CallScopedCredentials()
         return client, context

@@ -65,7 +65,7 @@ class Runtime:
 @contextlib.asynccontextmanager
 async def open_runtime(settings: SyncSettings, *, session: aioboto3.Session | None = None) -> AsyncIterator[Runtime]:
     stats = CallStats()
-    with relaxed_gc():
+    with relaxed_gc() if settings.gc_tuning else contextlib.nullcontext():
         async with AwsClients(settings, session=session, stats=stats) as aws:
             client = await aws.client("dynamodb", settings.home_region)
             # One limiter for the cache's writes and the run's other reads (accounts, executions).
