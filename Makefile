@@ -59,7 +59,7 @@ NO_FAST_PATH_TESTS := tests/integration/test_engine_sync.py tests/integration/te
 
 test: install lint
 	-@command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory dynalite
-	$(PY) -m pytest
+	$(PY) -m pytest --cov --cov-report=term:skip-covered
 	SYNC_FAST_PATHS=false $(PY) -m pytest -q $(NO_FAST_PATH_TESTS)
 
 unit: install

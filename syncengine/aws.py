@@ -21,20 +21,18 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import Counter
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import anyio
 import botocore.session
 from aiobotocore.config import AioConfig
-from aiobotocore.credentials import AioCredentials
 from aiobotocore.session import AioSession
-from botocore.credentials import ReadOnlyCredentials
 
 from syncengine.config import SyncSettings
+from syncengine.credentials import AccountClient, CallScopedCredentials, Credentials
 from syncengine.errors import AccessDeniedError, AwsError, MalformedResponseError, ThrottledError
 from syncengine.fastpath import (
     FastResponseParserFactory,
@@ -55,9 +53,6 @@ log = get_logger(__name__)
 
 ROLE_SESSION_NAME = "recovery-instance-sync"
 ASSUME_ROLE_DURATION_SECONDS = 3600
-# Refresh assumed-role credentials this long before they expire, so no call signs with a
-# credential that lapses in flight.
-CREDENTIAL_REFRESH_MARGIN = timedelta(minutes=5)
 
 # Services whose clients every account of a region shares. Only services whose endpoint rules
 # do not depend on the caller's account (no ``AccountId`` parameter, unlike DynamoDB's):
@@ -93,63 +88,6 @@ def drs_regions() -> frozenset[str]:
 
 def role_arn_for(account_id: str, role_name: str) -> str:
     return f"arn:aws:iam::{account_id}:role/{role_name}"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-    session_token: str = field(repr=False)
-    expiration: datetime
-
-    def fresh(self, now: datetime | None = None) -> bool:
-        return (now or datetime.now(UTC)) + CREDENTIAL_REFRESH_MARGIN < self.expiration
-
-
-# The credentials of the account the current task's AWS call acts for (see AccountClient).
-_CALL_CREDENTIALS: ContextVar[Credentials | None] = ContextVar("syncengine_call_credentials", default=None)
-
-
-class CallScopedCredentials(AioCredentials):
-    """A shared client's credentials: whichever account's ``AccountClient`` made the call being
-    signed. With none bound it refuses to sign, so a request can never go out signed for an
-    account other than the one its caller named."""
-
-    def __init__(self) -> None:
-        super().__init__(access_key="", secret_key="")
-
-    async def get_frozen_credentials(self) -> ReadOnlyCredentials:
-        current = _CALL_CREDENTIALS.get()
-        if current is None:
-            raise RuntimeError("a shared client was called without an account (use AwsClients.client)")
-        return ReadOnlyCredentials(current.access_key_id, current.secret_access_key, current.session_token, None)
-
-
-class AccountClient:
-    """One account's handle on a client shared by every account of a (service, region): its API
-    methods bind the account's credentials for the duration of the call (a ContextVar, so only
-    the calling task sees them); every other attribute is the shared client's."""
-
-    __slots__ = ("_client", "_credentials")
-
-    def __init__(self, client: Any, credentials: Credentials):
-        self._client = client
-        self._credentials = credentials
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._client, name)
-        if name not in self._client.meta.method_to_api_mapping:
-            return attribute
-        credentials = self._credentials
-
-        async def call_as_account(*args: Any, **kwargs: Any) -> Any:
-            token = _CALL_CREDENTIALS.set(credentials)
-            try:
-                return await attribute(*args, **kwargs)
-            finally:
-                _CALL_CREDENTIALS.reset(token)
-
-        return call_as_account
 
 
 @dataclass

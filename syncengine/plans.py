@@ -33,12 +33,12 @@ import anyio
 
 from syncengine import metrics as m
 from syncengine.config import SyncSettings
-from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_item
-from syncengine.errors import ExecutionNotFoundError, InvalidRequestError, RecoveryPlanNotFoundError
+from syncengine.errors import InvalidRequestError
 from syncengine.logging import get_logger
 from syncengine.models import Scope, utc_now_iso
+from syncengine.orchestration import load_groups, load_plan
+from syncengine.records import confirmed_sync_time
 from syncengine.runtime import Runtime, open_runtime
-from syncengine.store import confirmed_sync_time
 
 log = get_logger(__name__)
 
@@ -125,47 +125,6 @@ def wave_server_ids(wave: Mapping[str, Any]) -> list[str]:
     ]
     ids += string_list(wave.get("serverIds")) + string_list(wave.get("sourceServerIds"))
     return list(dict.fromkeys(ids))
-
-
-async def load_plan(dynamo: Dynamo, table: str, plan_id: str) -> dict[str, Any]:
-    response = await dynamo.call("get_item", TableName=table, Key=to_item({"planId": plan_id}))
-    item = response.get("Item")
-    if not item:
-        raise RecoveryPlanNotFoundError(f"Recovery plan {plan_id!r} was not found.")
-    return from_item(item)
-
-
-async def load_groups(dynamo: Dynamo, table: str, group_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Protection groups by id: BatchGetItem, 100 keys a call; missing groups are absent."""
-    unique = list(dict.fromkeys(group_ids))
-    groups: dict[str, dict[str, Any]] = {}
-
-    async def fetch(batch: list[str]) -> None:
-        for item in await dynamo.batch_get(table, [to_item({"groupId": gid}) for gid in batch]):
-            groups[str(item["groupId"])] = item
-
-    async with anyio.create_task_group() as tg:
-        for batch in chunked(unique, BATCH_GET_MAX):
-            tg.start_soon(fetch, batch)
-    missing = [gid for gid in unique if gid not in groups]
-    if missing:
-        log.warning("protection_groups_missing", group_ids=missing[:MISS_LOG_SAMPLE], count=len(missing))
-    return groups
-
-
-async def load_execution_items(dynamo: Dynamo, table: str, execution_id: str) -> list[dict[str, Any]]:
-    """Every item of an execution (one per plan it ran; normally one): a Query on the key."""
-    pages = dynamo.paginate(
-        "query",
-        TableName=table,
-        KeyConditionExpression="#eid = :eid",
-        ExpressionAttributeNames={"#eid": "executionId"},
-        ExpressionAttributeValues={":eid": {"S": execution_id}},
-    )
-    items = [from_item(raw) async for raw in pages]
-    if not items:
-        raise ExecutionNotFoundError(f"Execution {execution_id!r} was not found.")
-    return items
 
 
 # -- scopes ---------------------------------------------------------------------------------------
@@ -369,9 +328,6 @@ def _report_lookups(
 __all__ = [
     "check_existing_instances",
     "existing_instances_body",
-    "load_execution_items",
-    "load_groups",
-    "load_plan",
     "plan_server_ids",
     "plan_servers",
     "selection_tags",

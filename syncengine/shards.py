@@ -103,6 +103,35 @@ def worker_main() -> int:
     return 0
 
 
+async def _run_worker(settings: SyncSettings, shard: Planned, executions: ExecutionIndex, run_id: str) -> Any:
+    """One worker process over one shard: its ``ShardOutcome`` (a crash when it died first)."""
+    process = await anyio.open_process(
+        [sys.executable, "-c", WORKER_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None
+    )
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        await process.stdin.send(pickle.dumps((settings, shard, executions, run_id)))
+        await process.stdin.aclose()
+        answer = b"".join([chunk async for chunk in process.stdout])
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with anyio.CancelScope(shield=True):
+                await process.wait()
+    if not answer:
+        return ShardOutcome(crash=f"worker exited with code {process.returncode} before answering")
+    return pickle.loads(answer)  # noqa: S301 - our own child process
+
+
+def _add_stats(rt: Runtime, outcome: ShardOutcome) -> None:
+    rt.stats.calls.update(outcome.calls)
+    rt.stats.throttle_retries += outcome.throttle_retries
+    rt.stats.transient_retries += outcome.transient_retries
+    rt.stats.assume_role_calls += outcome.assume_role_calls
+    rt.stats.dynamodb_throttles += outcome.dynamodb_throttles
+
+
 def _crashed(shard: Planned, reason: str) -> list[ScopeResult]:
     return [
         ScopeResult(
@@ -131,39 +160,15 @@ async def run_in_processes(
     settings = settings.with_changes(workers=1)
 
     async def run_one(shard: Planned) -> None:
-        process = await anyio.open_process(
-            [sys.executable, "-c", WORKER_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None
-        )
-        try:
-            assert process.stdin is not None and process.stdout is not None
-            await process.stdin.send(pickle.dumps((settings, shard, executions, run_id)))
-            await process.stdin.aclose()
-            answer = b"".join([chunk async for chunk in process.stdout])
-            await process.wait()
-            outcome: Any = (
-                pickle.loads(answer)  # noqa: S301 - our own child process
-                if answer
-                else ShardOutcome(crash=f"worker exited with code {process.returncode} before answering")
-            )
-        finally:
-            if process.returncode is None:
-                process.kill()
-                with anyio.CancelScope(shield=True):
-                    await process.wait()
+        outcome = await _run_worker(settings, shard, executions, run_id)
+        shard_results = _crashed(shard, outcome.crash) if outcome.crash else outcome.results
         if outcome.crash:
             log.error("sync_worker_failed", error=outcome.crash, scopes=len(shard))
-            shard_results = _crashed(shard, outcome.crash)
         else:
-            shard_results = outcome.results
-            rt.stats.calls.update(outcome.calls)
-            rt.stats.throttle_retries += outcome.throttle_retries
-            rt.stats.transient_retries += outcome.transient_retries
-            rt.stats.assume_role_calls += outcome.assume_role_calls
-            rt.stats.dynamodb_throttles += outcome.dynamodb_throttles
+            _add_stats(rt, outcome)
         for result in shard_results:
             results[result.scope] = result
-        if progress is not None:
-            for result in shard_results:
+            if progress is not None:
                 progress.advance(result)
 
     async with anyio.create_task_group() as tg:

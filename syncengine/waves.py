@@ -21,12 +21,11 @@ from syncengine.engine import sync_scope
 from syncengine.errors import ExecutionNotFoundError, InvalidRequestError
 from syncengine.logging import get_logger
 from syncengine.models import Scope, SyncReport
+from syncengine.orchestration import load_execution_items, load_groups
 from syncengine.plans import (
     ScopeResolver,
     first_of,
     group_ids_of,
-    load_execution_items,
-    load_groups,
     selection_tags,
     string_list,
     validate_identifier,
