@@ -17,9 +17,9 @@ from syncengine.config import SyncSettings
 from syncengine.resident import close_resident
 
 if TYPE_CHECKING:  # pragma: no cover
-    from handlers.invoke import SelfInvoker
     from syncengine.models import SyncReport, SyncStatus
     from syncengine.refresh import RefreshResult
+    from syncengine.selfinvoke import SelfInvoker
     from syncengine.waves import WaveSyncResult
 
 
@@ -43,7 +43,7 @@ _TERMINATE = lazy("syncengine.terminate", "terminate_execution_instances")
 _SYNC_WAVE = lazy("syncengine.waves", "sync_wave")
 _PREVIEW = lazy("syncengine.terminate", "execution_recovery_instances")
 _REFRESH = lazy("syncengine.refresh", "refresh")
-invoke_self_async: SelfInvoker = lazy("handlers.invoke", "invoke_self_async")
+invoke_self_async: SelfInvoker = lazy("syncengine.selfinvoke", "invoke_self_async")
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def test_import_graph_query_loads_no_heavy_or_dev_package(query_modules: set[str
 
 def test_import_graph_query_needs_no_sync_or_invoke_machinery(query_modules: set[str]) -> None:
     unwanted = {"syncengine.discovery", "syncengine.enrich", "syncengine.shards", "syncengine.terminate",
-                "devtools.simulator", "devtools.faultproxy", "handlers.invoke"}
+                "devtools.simulator", "devtools.faultproxy", "syncengine.selfinvoke"}
     assert sorted(unwanted & query_modules) == []
 
 
