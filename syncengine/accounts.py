@@ -29,7 +29,6 @@ def validate_account_id(account_id: Any) -> str:
 # The DRS model's patterns, anchored whole (fullmatch) and ASCII-only.
 SOURCE_SERVER_ID_PATTERN = re.compile(r"s-[0-9a-zA-Z]{17}", re.ASCII)
 RECOVERY_INSTANCE_ID_PATTERN = re.compile(r"i-[0-9a-fA-F]{8,17}", re.ASCII)
-JOB_ID_PATTERN = re.compile(r"drsjob-[0-9a-zA-Z]{17}", re.ASCII)
 
 
 def _validate_id(value: Any, pattern: re.Pattern[str], what: str, example: str) -> str:
@@ -44,10 +43,6 @@ def validate_source_server_id(value: Any) -> str:
 
 def validate_recovery_instance_id(value: Any) -> str:
     return _validate_id(value, RECOVERY_INSTANCE_ID_PATTERN, "a recovery instance id", "i-0123456789abcdef0")
-
-
-def validate_job_id(value: Any) -> str:
-    return _validate_id(value, JOB_ID_PATTERN, "a DRS job id", "drsjob-0123456789abcdef0")
 
 
 def validate_region(region: Any) -> str:

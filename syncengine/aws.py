@@ -47,7 +47,7 @@ from syncengine.resident import current_pool
 from syncengine.retry import CallContext, call_with_retry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator
 
 log = get_logger(__name__)
 
@@ -394,7 +394,3 @@ class AwsClients:
 
         return await call_with_retry(attempt, context, settings=self.settings.retry, on_retry=self.stats.record_retry)
 
-
-def endpoint_overrides(urls: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """``{"drs": url, ...}`` -> the tuple form ``SyncSettings.endpoint_urls`` keeps (hashable)."""
-    return tuple(sorted(urls.items()))

@@ -59,6 +59,8 @@ ALL_ENV_VARS = (
     ENV_METRICS_NAMESPACE,
     ENV_WORKERS,
     ENV_STALE_AFTER_SECONDS,
+    ENV_FAST_PATHS,
+    ENV_GC_TUNING,
 )
 """The variables the code reads (besides AWS SDK ones); CloudFormation must set the table ones."""
 
