@@ -155,8 +155,9 @@ async def test_check_existing_reads_past_100_keys_and_unprocessed_keys(ddb, make
         assert proxy.injected(FaultKind.UNPROCESSED) >= 1
     assert {e["sourceServerId"] for e in body["existingInstances"]} == set(live)
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"CacheHits"' in line]
-    assert (metrics[-1]["CacheLookups"], metrics[-1]["CacheHits"], metrics[-1]["CacheMisses"]) == (150, 150, 0)
-    assert metrics[-1]["CacheMissRate"] == 0
+    # Powertools' layout: each metric is a list of its data points (one here).
+    assert (metrics[-1]["CacheLookups"], metrics[-1]["CacheHits"], metrics[-1]["CacheMisses"]) == ([150], [150], [0])
+    assert metrics[-1]["CacheMissRate"] == [0]
     assert body["unverifiedServerIds"] == []
 
 

@@ -41,8 +41,13 @@ def records_of(cached: dict, account_id: str) -> set[str]:
 
 
 def emitted(capsys) -> list[dict]:
+    """The EMF documents printed, each metric's data points (a list, Powertools' layout) summed."""
     lines = capsys.readouterr().out.splitlines()
-    return [json.loads(line) for line in lines if line.startswith('{"_aws"')]
+    documents = [json.loads(line) for line in lines if line.startswith('{"_aws"')]
+    for document in documents:
+        for definition in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+            document[definition["Name"]] = sum(document[definition["Name"]])
+    return documents
 
 
 # -- opt-in regions -------------------------------------------------------------------------------

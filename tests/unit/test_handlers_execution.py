@@ -35,7 +35,7 @@ def engine() -> Iterator[FakeEngine]:
 
 def wave_sync_errors(stdout: str) -> list[int]:
     lines = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"_aws"')]
-    return [line["WaveSyncErrors"] for line in lines if "WaveSyncErrors" in line]
+    return [sum(line["WaveSyncErrors"]) for line in lines if "WaveSyncErrors" in line]
 
 
 def synced_result(*, failed: bool = False) -> WaveSyncResult:
