@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from syncengine.aws import AwsClients, drs_regions, role_arn_for
 from syncengine.config import SyncSettings
-from syncengine.dynamo import Dynamo
+from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, to_item
 from syncengine.errors import InvalidRequestError
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope
@@ -149,3 +149,26 @@ def plan_scopes(
                 continue
             scopes.append((Scope(target.account_id, scope_region), target))
     return scopes
+
+
+async def targets_by_id(
+    aws: AwsClients, dynamo: Dynamo, settings: SyncSettings, account_ids: Sequence[str]
+) -> dict[str, AccountTarget]:
+    """These accounts' targets from their target-accounts items (BatchGetItem), read as a sync
+    reads them. An account without an item is the current account (own credentials) or gets the
+    default role name."""
+    items: dict[str, dict[str, Any]] = {}
+    for batch in chunked(account_ids, BATCH_GET_MAX):
+        keys = [to_item({"accountId": a}) for a in batch]
+        for item in await dynamo.batch_get(settings.tables.target_accounts, keys):
+            items[str(item["accountId"])] = item
+    current = await aws.current_account_id()
+    targets: dict[str, AccountTarget] = {}
+    for account_id in account_ids:
+        item = items.get(account_id)
+        if item is None:
+            if account_id != current:
+                log.warning("terminate_account_not_configured", account_id=account_id)
+            item = {"accountId": account_id}
+        targets[account_id] = target_from_item(item, settings, current)
+    return targets

@@ -23,9 +23,8 @@ import aioboto3
 import anyio
 
 from syncengine import metrics as m
-from syncengine.accounts import target_from_item
+from syncengine.accounts import targets_by_id
 from syncengine.config import SyncSettings
-from syncengine.dynamo import BATCH_GET_MAX, chunked, to_item
 from syncengine.errors import AwsError, InvalidRequestError
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope, utc_now_iso
@@ -185,24 +184,8 @@ def no_instances_body(execution_id: str) -> dict[str, Any]:
 
 
 async def account_targets(rt: Runtime, account_ids: Sequence[str]) -> dict[str, AccountTarget]:
-    """The sync roles of these accounts: their target-accounts items (BatchGetItem), read the way
-    sync reads them. An account without an item is the current account (own credentials) or
-    gets the default role name."""
-    items: dict[str, dict[str, Any]] = {}
-    for batch in chunked(account_ids, BATCH_GET_MAX):
-        keys = [to_item({"accountId": a}) for a in batch]
-        for item in await rt.dynamo.batch_get(rt.settings.tables.target_accounts, keys):
-            items[str(item["accountId"])] = item
-    current = await rt.aws.current_account_id()
-    targets: dict[str, AccountTarget] = {}
-    for account_id in account_ids:
-        item = items.get(account_id)
-        if item is None:
-            if account_id != current:
-                log.warning("terminate_account_not_configured", account_id=account_id)
-            item = {"accountId": account_id}
-        targets[account_id] = target_from_item(item, rt.settings, current)
-    return targets
+    """The sync roles of these accounts, read the way sync reads them (``syncengine.accounts``)."""
+    return await targets_by_id(rt.aws, rt.dynamo, rt.settings, account_ids)
 
 
 # -- the cache and the execution item --------------------------------------------------------------
