@@ -208,7 +208,7 @@ def fresh_table_names(label: str) -> TableNames:
 
 
 async def create_fresh_tables(endpoint_url: str, label: str) -> TableNames:
-    from syncengine.tables import create_tables
+    from devtools.tables import create_tables
 
     names = fresh_table_names(label)
     await create_tables(names, endpoint_url=endpoint_url, region=HOME_REGION)
@@ -216,7 +216,7 @@ async def create_fresh_tables(endpoint_url: str, label: str) -> TableNames:
 
 
 async def drop_tables(endpoint_url: str, names: TableNames) -> None:
-    from syncengine.tables import delete_tables
+    from devtools.tables import delete_tables
 
     # Frees the backend's memory between estates; names are unique, so a leftover is harmless.
     with contextlib.suppress(Exception):
@@ -311,8 +311,8 @@ def json_safe(value: Any) -> Any:
 
 
 async def put_table_items(settings: SyncSettings, table: str, items: Sequence[Mapping[str, Any]]) -> int:
+    from devtools.seed import put_items
     from syncengine.engine import open_runtime
-    from syncengine.seed import put_items
 
     async with open_runtime(settings) as rt:
         return await put_items(rt.dynamo, table, items)
@@ -324,7 +324,7 @@ async def seed_estate(
     executions: Sequence[Mapping[str, Any]],
 ) -> None:
     """The target-accounts table from the estate, and the given execution history."""
-    from syncengine.seed import target_account_items
+    from devtools.seed import target_account_items
 
     await put_table_items(settings, settings.tables.target_accounts, target_account_items(accounts))
     await put_table_items(settings, settings.tables.execution_history, executions)
@@ -333,7 +333,7 @@ async def seed_estate(
 def seeded_execution_history(simulator_url: str, accounts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """An execution history naming half of the estate's LAUNCH jobs (the rest were launched by
     hand, outside any execution), as the demo seeds it."""
-    from syncengine.seed import execution_items
+    from devtools.seed import execution_items
 
     jobs = launch_jobs(simulator_url, accounts)
     return execution_items(json_safe(jobs[::2]))

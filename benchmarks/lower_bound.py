@@ -10,7 +10,7 @@ instances (pages and filters cap at 200):
 * before any of that, in a target account, one STS AssumeRole round trip (STS is not rate
   limited by the simulator).
 
-The simulator's faults (``syncengine/simulator/faults.py``):
+The simulator's faults (``devtools/simulator/faults.py``):
 
 * every call waits ``latency`` before it is answered, and the rate check happens after that wait;
 * a token bucket per (account, region, service) refills at ``tps`` tokens/s up to a capacity of

@@ -52,7 +52,7 @@ def selected_scenarios(sizes: Sizes, only: Sequence[str]) -> list[str]:
 
 
 def run_scenarios(sizes: Sizes, names: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    from syncengine.localdb import embedded_dynamodb
+    from devtools.localdb import embedded_dynamodb
 
     broken: list[str] = []
     with embedded_dynamodb(prefer="auto") as db:

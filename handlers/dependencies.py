@@ -17,10 +17,10 @@ from syncengine.config import SyncSettings
 from syncengine.resident import close_resident
 
 if TYPE_CHECKING:  # pragma: no cover
-    from handlers.invoke import SelfInvoker
     from syncengine.models import SyncReport, SyncStatus
-    from syncengine.plans import WaveSyncResult
     from syncengine.refresh import RefreshResult
+    from syncengine.selfinvoke import SelfInvoker
+    from syncengine.waves import WaveSyncResult
 
 
 def lazy(module: str, name: str) -> Callable[..., Awaitable[Any]]:
@@ -37,13 +37,13 @@ def lazy(module: str, name: str) -> Callable[..., Awaitable[Any]]:
 
 
 _SYNC_ALL = lazy("syncengine.engine", "sync_all")
-_GET_SYNC_STATUS = lazy("syncengine.engine", "get_sync_status")
+_GET_SYNC_STATUS = lazy("syncengine.reads", "get_sync_status")
 _CHECK_EXISTING = lazy("syncengine.plans", "check_existing_instances")
 _TERMINATE = lazy("syncengine.terminate", "terminate_execution_instances")
-_SYNC_WAVE = lazy("syncengine.plans", "sync_wave")
+_SYNC_WAVE = lazy("syncengine.waves", "sync_wave")
 _PREVIEW = lazy("syncengine.terminate", "execution_recovery_instances")
 _REFRESH = lazy("syncengine.refresh", "refresh")
-invoke_self_async: SelfInvoker = lazy("handlers.invoke", "invoke_self_async")
+invoke_self_async: SelfInvoker = lazy("syncengine.selfinvoke", "invoke_self_async")
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,15 @@ def reset() -> None:
     global _current
     _current = None
     close_resident()
+
+
+def deadline_from_lambda(settings: SyncSettings, context: Any) -> SyncSettings:
+    """Settings whose deadline is the invocation's remaining time minus a safety margin. Lambda
+    glue, so it lives here: the engine only knows a deadline in seconds."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return settings
+    seconds = remaining() / 1000.0 - settings.lambda_deadline_margin
+    if settings.deadline_seconds is not None:
+        seconds = min(seconds, settings.deadline_seconds)
+    return settings.with_changes(deadline_seconds=max(seconds, 1.0))

@@ -16,7 +16,7 @@ from handlers.events import WaveCompletedEvent
 from syncengine import metrics as m
 from syncengine.errors import SyncEngineError
 from syncengine.logging import configure_logging, get_logger
-from syncengine.resident import deadline_from_lambda, run_blocking
+from syncengine.resident import run_blocking
 
 configure_logging()
 log = get_logger(__name__)
@@ -51,7 +51,7 @@ def sync_recovery_instances_after_wave(
     try:
         deps = dependencies.current()
         budget = min(deps.settings.deadline_seconds or WAVE_SYNC_BUDGET_SECONDS, WAVE_SYNC_BUDGET_SECONDS)
-        settings = deadline_from_lambda(deps.settings.with_changes(deadline_seconds=budget), context)
+        settings = dependencies.deadline_from_lambda(deps.settings.with_changes(deadline_seconds=budget), context)
         result = run_blocking(
             deps.engine.sync_wave,
             settings,

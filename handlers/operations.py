@@ -1,9 +1,9 @@
 """The operations behind every entry point, shared by the API routes and direct invocations so
-both give the same bodies. Each validates its input, calls one engine function and shapes an
-``Outcome`` (HTTP status + body); direct invocations return the body alone.
+both give the same bodies. Each parses its input, calls one engine function (which validates it)
+and shapes an ``Outcome`` (HTTP status + body); direct invocations return the body alone.
 
 Error bodies are ``{"error": CODE, "message": sentence, ...}``. An engine error maps by its class
-(400 / 404 / 409); anything else becomes the operation's 500 code with a generic sentence, and
+through ``CLIENT_ERRORS`` (400 / 404 / 409); anything else becomes the operation's 500 code with a generic sentence, and
 the exception goes to the log, never to the caller.
 """
 
@@ -13,13 +13,11 @@ import base64
 import binascii
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.dependencies import Dependencies
-from syncengine.accounts import validate_account_id, validate_region
+from handlers.dependencies import Dependencies, deadline_from_lambda
 from syncengine.config import SyncSettings
 from syncengine.errors import (
     AwsError,
@@ -31,8 +29,7 @@ from syncengine.errors import (
 )
 from syncengine.logging import get_logger
 from syncengine.models import HealthStatus
-from syncengine.plans import validate_identifier
-from syncengine.resident import deadline_from_lambda, run_blocking
+from syncengine.resident import run_blocking
 from syncengine.terminate_rules import TerminateOptions, parse_terminate_body
 
 log = get_logger(__name__)
@@ -46,7 +43,6 @@ EXECUTION_IN_PROGRESS = "EXECUTION_IN_PROGRESS"
 API_BUDGET_SECONDS = 25.0
 INTERNAL_ERROR = "INTERNAL_ERROR"
 INTERNAL_MESSAGE = "An unexpected error occurred; the details are in the function's logs."
-ASCII_ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
 # Invocations nobody reads the answer of: a run of theirs that fails as a whole must be a Lambda
@@ -77,17 +73,23 @@ def error_outcome(status_code: int, code: str, message: str, **extra: Any) -> Ou
     return Outcome(status_code, {"error": code, "message": message, **extra})
 
 
+# The one table from an engine error to the caller's answer: (error class, HTTP status, error
+# code; None: the error's own ``error_code``). First match wins; the rest are the operation's 500.
+CLIENT_ERRORS: tuple[tuple[type[SyncEngineError], int, str | None], ...] = (
+    (InvalidRequestError, 400, INVALID_REQUEST),
+    (NotFoundError, 404, None),
+    (ExecutionInProgressError, 409, EXECUTION_IN_PROGRESS),
+    (SyncInProgressError, 409, SYNC_IN_PROGRESS),
+)
+
+
 def failure(exc: Exception, *, code: str, action: str, **extra: Any) -> Outcome:
     """An exception from the engine as an error outcome; unknown ones are logged with their trace."""
-    if isinstance(exc, InvalidRequestError):
-        return error_outcome(400, INVALID_REQUEST, str(exc), **extra)
-    if isinstance(exc, NotFoundError):
-        return error_outcome(404, exc.error_code, str(exc), **extra)
-    if isinstance(exc, ExecutionInProgressError):
-        extra = {**extra, "executionId": exc.execution_id, "executionStatus": exc.execution_status}
-        return error_outcome(409, EXECUTION_IN_PROGRESS, str(exc), **extra)
-    if isinstance(exc, SyncInProgressError):
-        return error_outcome(409, SYNC_IN_PROGRESS, str(exc), **extra)
+    for error_type, status_code, error_code in CLIENT_ERRORS:
+        if isinstance(exc, error_type):
+            if isinstance(exc, ExecutionInProgressError):
+                extra = {**extra, "executionId": exc.execution_id, "executionStatus": exc.execution_status}
+            return error_outcome(status_code, error_code or exc.error_code, str(exc), **extra)
     if isinstance(exc, AwsError):
         log.error(f"{code.lower()}", error_type=exc.error_type, error=str(exc), operation=exc.operation)
         return error_outcome(500, code, f"{action} failed: AWS answered {exc.error_type}.", **extra)
@@ -119,18 +121,8 @@ def parse_sync_request(data: Any) -> SyncRequest:
         return SyncRequest()
     if not isinstance(data, Mapping):
         raise InvalidRequestError("The request body must be a JSON object such as {\"accountId\": \"...\"}.")
-    account_id, region = data.get("accountId"), data.get("region")
-    if account_id is not None and not isinstance(account_id, str):
-        raise InvalidRequestError("accountId must be a string of 12 digits.")
-    if region is not None and not isinstance(region, str):
-        raise InvalidRequestError("region must be a string naming a region where AWS DRS is available.")
-    if account_id is not None and not ASCII_ACCOUNT_ID.fullmatch(account_id):
-        # The engine's check lets a trailing newline and non-ASCII digits through; be strict here.
-        raise InvalidRequestError(f"accountId must be a 12-digit AWS account id, got {account_id[:40]!r}.")
-    return SyncRequest(
-        account_id=None if account_id is None else validate_account_id(account_id),
-        region=None if region is None else validate_region(region),
-    )
+    # Validated once, by the engine (syncengine.engine.sync_all): a bad value is its 400.
+    return SyncRequest(account_id=data.get("accountId"), region=data.get("region"))
 
 
 def parse_json_body(body: Any, *, base64_encoded: bool = False) -> Any:
@@ -259,7 +251,7 @@ def _echo(value: Any) -> Any:
 def check_existing(deps: Dependencies, plan_id: Any) -> Outcome:
     try:
         body = run_blocking(
-            deps.engine.check_existing_instances, deps.settings, validate_identifier("planId", plan_id)
+            deps.engine.check_existing_instances, deps.settings, plan_id
         )
     except Exception as exc:
         return failure(exc, code="CHECK_FAILED", action="Checking existing instances", planId=_echo(plan_id))
@@ -272,7 +264,7 @@ def execution_recovery_instances(deps: Dependencies, execution_id: Any) -> Outco
         body = run_blocking(
             deps.engine.get_execution_recovery_instances,
             deps.settings,
-            validate_identifier("executionId", execution_id),
+            execution_id,
         )
     except Exception as exc:
         return failure(
@@ -304,7 +296,7 @@ def terminate_instances(deps: Dependencies, execution_id: Any, options: Terminat
         body = run_blocking(
             deps.engine.terminate_execution_instances,
             deps.settings,
-            validate_identifier("executionId", execution_id),
+            execution_id,
             options or TerminateOptions(),
         )
     except Exception as exc:

@@ -16,9 +16,9 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from handlers import dependencies
 from handlers.dispatch import start_invocation
-from syncengine.engine import deadline_from_lambda, run_blocking
 from syncengine.logging import configure_logging, get_logger
 from syncengine.refresh import RefreshMessage
+from syncengine.resident import run_blocking
 
 configure_logging()
 log = get_logger(__name__)
@@ -43,7 +43,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     else:
         messages = [RefreshMessage(DIRECT_MESSAGE_ID, event)]
     deps = dependencies.current()
-    result = run_blocking(deps.engine.refresh, deadline_from_lambda(deps.settings, context), messages)
+    result = run_blocking(deps.engine.refresh, dependencies.deadline_from_lambda(deps.settings, context), messages)
     if sqs:
         return {"batchItemFailures": [{"itemIdentifier": mid} for mid in result.failed_message_ids]}
     return result.to_dict()

@@ -173,19 +173,9 @@ build_package() {
     # Keep what pip had to say, minus its notes about unreadable extra index locations.
     grep -v "^WARNING: Location '.*' is ignored" "$pip_log" >&2 || true
 
+    # The product is syncengine/ + handlers/ and nothing else: dev tools (simulator, fault proxy,
+    # embedded DynamoDB, seeding, demo) live in devtools/, which the product never imports.
     cp -R syncengine "$package_dir/syncengine"
-    # The simulator (a fake AWS estate for tests and demos) stays out of the package unless code
-    # Lambda may load imports it: any import in handlers/, or a module-level one in syncengine/
-    # (the CLI and the demo import it lazily, inside the commands that need it).
-    if [[ -d "$package_dir/syncengine/simulator" ]]; then
-        local simulator_import='(from|import) +syncengine\.simulator|from +syncengine +import +simulator|from +\.simulator|from +\. +import +simulator'
-        if grep -rqE --include='*.py' "$simulator_import" handlers 2>/dev/null \
-            || grep -rqE --include='*.py' "^($simulator_import)" --exclude-dir=simulator syncengine; then
-            echo "build: keeping syncengine/simulator (imported by code Lambda loads)"
-        else
-            rm -rf "$package_dir/syncengine/simulator"
-        fi
-    fi
     if [[ -d handlers ]]; then
         cp -R handlers "$package_dir/handlers"
     else

@@ -15,12 +15,11 @@ _EXPORTS = {
     "RetrySettings": "syncengine.config",
     "SyncSettings": "syncengine.config",
     "TableNames": "syncengine.config",
-    "SyncProgress": "syncengine.engine",
-    "deadline_from_lambda": "syncengine.engine",
-    "get_cached_records": "syncengine.engine",
-    "get_records_by_execution": "syncengine.engine",
-    "get_sync_status": "syncengine.engine",
-    "run_blocking": "syncengine.engine",
+    "SyncProgress": "syncengine.runtime",
+    "get_cached_records": "syncengine.reads",
+    "get_records_by_execution": "syncengine.reads",
+    "get_sync_status": "syncengine.reads",
+    "run_blocking": "syncengine.resident",
     "sync_all": "syncengine.engine",
     "sync_scope": "syncengine.engine",
     "AccessDeniedError": "syncengine.errors",
@@ -42,16 +41,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from syncengine.config import RetrySettings, SyncSettings, TableNames
-    from syncengine.engine import (
-        SyncProgress,
-        deadline_from_lambda,
-        get_cached_records,
-        get_records_by_execution,
-        get_sync_status,
-        run_blocking,
-        sync_all,
-        sync_scope,
-    )
+    from syncengine.engine import sync_all, sync_scope
     from syncengine.errors import (
         AccessDeniedError,
         AwsError,
@@ -71,6 +61,9 @@ if TYPE_CHECKING:  # pragma: no cover
         SyncReport,
         SyncStatus,
     )
+    from syncengine.reads import get_cached_records, get_records_by_execution, get_sync_status
+    from syncengine.resident import run_blocking
+    from syncengine.runtime import SyncProgress
 
 
 def __getattr__(name: str) -> Any:
@@ -105,7 +98,6 @@ __all__ = [
     "SyncStatus",
     "TableNames",
     "__version__",
-    "deadline_from_lambda",
     "get_cached_records",
     "get_records_by_execution",
     "get_sync_status",

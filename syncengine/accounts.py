@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from syncengine.aws import AwsClients, drs_regions, role_arn_for
 from syncengine.config import SyncSettings
-from syncengine.dynamo import Dynamo
+from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, to_item
 from syncengine.errors import InvalidRequestError
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope
@@ -29,7 +29,6 @@ def validate_account_id(account_id: Any) -> str:
 # The DRS model's patterns, anchored whole (fullmatch) and ASCII-only.
 SOURCE_SERVER_ID_PATTERN = re.compile(r"s-[0-9a-zA-Z]{17}", re.ASCII)
 RECOVERY_INSTANCE_ID_PATTERN = re.compile(r"i-[0-9a-fA-F]{8,17}", re.ASCII)
-JOB_ID_PATTERN = re.compile(r"drsjob-[0-9a-zA-Z]{17}", re.ASCII)
 
 
 def _validate_id(value: Any, pattern: re.Pattern[str], what: str, example: str) -> str:
@@ -44,10 +43,6 @@ def validate_source_server_id(value: Any) -> str:
 
 def validate_recovery_instance_id(value: Any) -> str:
     return _validate_id(value, RECOVERY_INSTANCE_ID_PATTERN, "a recovery instance id", "i-0123456789abcdef0")
-
-
-def validate_job_id(value: Any) -> str:
-    return _validate_id(value, JOB_ID_PATTERN, "a DRS job id", "drsjob-0123456789abcdef0")
 
 
 def validate_region(region: Any) -> str:
@@ -154,3 +149,26 @@ def plan_scopes(
                 continue
             scopes.append((Scope(target.account_id, scope_region), target))
     return scopes
+
+
+async def targets_by_id(
+    aws: AwsClients, dynamo: Dynamo, settings: SyncSettings, account_ids: Sequence[str]
+) -> dict[str, AccountTarget]:
+    """These accounts' targets from their target-accounts items (BatchGetItem), read as a sync
+    reads them. An account without an item is the current account (own credentials) or gets the
+    default role name."""
+    items: dict[str, dict[str, Any]] = {}
+    for batch in chunked(account_ids, BATCH_GET_MAX):
+        keys = [to_item({"accountId": a}) for a in batch]
+        for item in await dynamo.batch_get(settings.tables.target_accounts, keys):
+            items[str(item["accountId"])] = item
+    current = await aws.current_account_id()
+    targets: dict[str, AccountTarget] = {}
+    for account_id in account_ids:
+        item = items.get(account_id)
+        if item is None:
+            if account_id != current:
+                log.warning("terminate_account_not_configured", account_id=account_id)
+            item = {"accountId": account_id}
+        targets[account_id] = target_from_item(item, settings, current)
+    return targets

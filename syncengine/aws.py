@@ -21,20 +21,18 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections import Counter
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import anyio
 import botocore.session
 from aiobotocore.config import AioConfig
-from aiobotocore.credentials import AioCredentials
 from aiobotocore.session import AioSession
-from botocore.credentials import ReadOnlyCredentials
 
 from syncengine.config import SyncSettings
+from syncengine.credentials import AccountClient, CallScopedCredentials, Credentials
 from syncengine.errors import AccessDeniedError, AwsError, MalformedResponseError, ThrottledError
 from syncengine.fastpath import (
     FastResponseParserFactory,
@@ -49,38 +47,37 @@ from syncengine.resident import current_pool
 from syncengine.retry import CallContext, call_with_retry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator
 
 log = get_logger(__name__)
 
 ROLE_SESSION_NAME = "recovery-instance-sync"
 ASSUME_ROLE_DURATION_SECONDS = 3600
-# Refresh assumed-role credentials this long before they expire, so no call signs with a
-# credential that lapses in flight.
-CREDENTIAL_REFRESH_MARGIN = timedelta(minutes=5)
 
 # Services whose clients every account of a region shares. Only services whose endpoint rules
 # do not depend on the caller's account (no ``AccountId`` parameter, unlike DynamoDB's):
 # tests/integration/test_shared_clients.py checks botocore's rules still say so.
 SHARED_CLIENT_SERVICES = frozenset({"drs", "ec2"})
 
-_shared_session: aioboto3.Session | None = None
+# The process's sessions: with the fast paths (True) and without (False).
+_shared_sessions: dict[bool, aioboto3.Session] = {}
 
 
-def new_session() -> aioboto3.Session:
-    """An aioboto3 Session whose clients use the engine's parser fast paths (syncengine.fastpath)."""
+def new_session(*, fast_paths: bool = True) -> aioboto3.Session:
+    """An aioboto3 Session; with ``fast_paths`` its clients use the engine's parser fast paths and
+    cached client classes (syncengine.fastpath), without them botocore's own."""
     botocore_session = AioSession()
-    botocore_session.register_component("response_parser_factory", FastResponseParserFactory())
-    enable_client_class_cache(botocore_session)
+    if fast_paths:
+        botocore_session.register_component("response_parser_factory", FastResponseParserFactory())
+        enable_client_class_cache(botocore_session)
     return aioboto3.Session(botocore_session=botocore_session)
 
 
-def shared_session() -> aioboto3.Session:
+def shared_session(*, fast_paths: bool = True) -> aioboto3.Session:
     """The process's one aioboto3 Session (per-account Sessions cost ~20 MB and ~0.35 s each)."""
-    global _shared_session
-    if _shared_session is None:
-        _shared_session = new_session()
-    return _shared_session
+    if fast_paths not in _shared_sessions:
+        _shared_sessions[fast_paths] = new_session(fast_paths=fast_paths)
+    return _shared_sessions[fast_paths]
 
 
 @functools.cache
@@ -91,63 +88,6 @@ def drs_regions() -> frozenset[str]:
 
 def role_arn_for(account_id: str, role_name: str) -> str:
     return f"arn:aws:iam::{account_id}:role/{role_name}"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-    session_token: str = field(repr=False)
-    expiration: datetime
-
-    def fresh(self, now: datetime | None = None) -> bool:
-        return (now or datetime.now(UTC)) + CREDENTIAL_REFRESH_MARGIN < self.expiration
-
-
-# The credentials of the account the current task's AWS call acts for (see AccountClient).
-_CALL_CREDENTIALS: ContextVar[Credentials | None] = ContextVar("syncengine_call_credentials", default=None)
-
-
-class CallScopedCredentials(AioCredentials):
-    """A shared client's credentials: whichever account's ``AccountClient`` made the call being
-    signed. With none bound it refuses to sign, so a request can never go out signed for an
-    account other than the one its caller named."""
-
-    def __init__(self) -> None:
-        super().__init__(access_key="", secret_key="")
-
-    async def get_frozen_credentials(self) -> ReadOnlyCredentials:
-        current = _CALL_CREDENTIALS.get()
-        if current is None:
-            raise RuntimeError("a shared client was called without an account (use AwsClients.client)")
-        return ReadOnlyCredentials(current.access_key_id, current.secret_access_key, current.session_token, None)
-
-
-class AccountClient:
-    """One account's handle on a client shared by every account of a (service, region): its API
-    methods bind the account's credentials for the duration of the call (a ContextVar, so only
-    the calling task sees them); every other attribute is the shared client's."""
-
-    __slots__ = ("_client", "_credentials")
-
-    def __init__(self, client: Any, credentials: Credentials):
-        self._client = client
-        self._credentials = credentials
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._client, name)
-        if name not in self._client.meta.method_to_api_mapping:
-            return attribute
-        credentials = self._credentials
-
-        async def call_as_account(*args: Any, **kwargs: Any) -> Any:
-            token = _CALL_CREDENTIALS.set(credentials)
-            try:
-                return await attribute(*args, **kwargs)
-            finally:
-                _CALL_CREDENTIALS.reset(token)
-
-        return call_as_account
 
 
 @dataclass
@@ -178,12 +118,13 @@ class AwsClients:
         stats: CallStats | None = None,
     ):
         self.settings = settings
-        self.session = session or shared_session()
+        self.session = session or shared_session(fast_paths=settings.fast_paths)
         self.stats = stats or CallStats()
         # The process's resident pool (syncengine.resident) when this run is on its loop and uses
         # the shared Session its clients were built from; None: every client is closed with the run.
         pool = current_pool()
-        self._pool = pool if pool is not None and self.session is _shared_session else None
+        shared = _shared_sessions.get(settings.fast_paths)
+        self._pool = pool if pool is not None and self.session is shared else None
         # Bounded at or below the connection pool: aiobotocore signs before it waits for a
         # connection, and a request queued past ~5 minutes fails with "Signature expired".
         self.limiter = anyio.CapacityLimiter(settings.max_concurrency)
@@ -192,7 +133,7 @@ class AwsClients:
             max_pool_connections=settings.max_pool_connections,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
-            http_session_cls=SharedSSLSession,
+            **({"http_session_cls": SharedSSLSession} if settings.fast_paths else {}),
             # botocore re-validates every attribute of every BatchWriteItem against the model
             # (the largest CPU cost of a cold sync in profiles); the engine builds its requests
             # from typed code and the services validate them anyway.
@@ -295,7 +236,9 @@ class AwsClients:
         if endpoint:
             kwargs["endpoint_url"] = endpoint
         context = self.session.client(service, **kwargs)
-        client = cache_user_agent(install_fast_serializer(await context.__aenter__()))
+        client = await context.__aenter__()
+        if self.settings.fast_paths:
+            client = cache_user_agent(install_fast_serializer(client))
         if shared:
             client._request_signer._credentials = CallScopedCredentials()
         return client, context
@@ -451,7 +394,3 @@ class AwsClients:
 
         return await call_with_retry(attempt, context, settings=self.settings.retry, on_retry=self.stats.record_retry)
 
-
-def endpoint_overrides(urls: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """``{"drs": url, ...}`` -> the tuple form ``SyncSettings.endpoint_urls`` keeps (hashable)."""
-    return tuple(sorted(urls.items()))

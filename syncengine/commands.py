@@ -1,4 +1,4 @@
-"""CLI subcommands ``sync``, ``status`` and ``demo`` (the simulator and tables register their own)."""
+"""CLI subcommands ``sync`` and ``status``: the operator's commands (the dev tools register their own)."""
 
 from __future__ import annotations
 
@@ -30,21 +30,6 @@ def register(subparsers: Any) -> None:
     status = subparsers.add_parser("status", help="show the last sync and per-scope status")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(func=run_status_command)
-
-    demo = subparsers.add_parser("demo", help="full sync of a simulated estate on an embedded DynamoDB")
-    demo.add_argument("--accounts", type=int, default=8)
-    demo.add_argument("--regions", default="us-east-1,us-west-2,eu-west-1")
-    demo.add_argument("--instances-per-scope", type=int, default=100)
-    demo.add_argument("--latency-ms", type=float, default=20.0)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument(
-        "--dynamodb",
-        choices=("auto", "moto", "dynalite"),
-        default="auto",
-        help="embedded DynamoDB: dynalite when installed (closest to DynamoDB's per-request cost; moto "
-        "answers index queries by scanning the table), else moto",
-    )
-    demo.set_defaults(func=run_demo_command)
 
 
 def run_sync_command(args: argparse.Namespace) -> int:
@@ -104,8 +89,3 @@ def run_status_command(args: argparse.Namespace) -> int:
                       f"{scope['instanceCount']:>6} instances{error}")
     return 0
 
-
-def run_demo_command(args: argparse.Namespace) -> int:
-    from syncengine.demo import run_demo
-
-    return run_demo(args)

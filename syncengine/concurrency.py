@@ -8,6 +8,7 @@ that holds anything else (a bug) propagates unchanged.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import anyio
 
@@ -32,3 +33,18 @@ async def run_concurrently(calls: Iterable[Callable[[], Awaitable[object]]]) -> 
         if leaves and all(isinstance(leaf, SyncEngineError) for leaf in leaves):
             raise leaves[0] from group
         raise
+
+
+async def gather(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run the calls in one task group (as ``run_concurrently``) and return their results in
+    the order of the calls."""
+    results: list[Any] = [None] * len(calls)
+
+    def keep(index: int, call: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            results[index] = await call()
+
+        return run
+
+    await run_concurrently(keep(i, call) for i, call in enumerate(calls))
+    return results

@@ -35,6 +35,8 @@ ENV_DEADLINE_SECONDS = "SYNC_DEADLINE_SECONDS"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_WORKERS = "SYNC_WORKERS"
 ENV_STALE_AFTER_SECONDS = "SYNC_STALE_AFTER_SECONDS"
+ENV_FAST_PATHS = "SYNC_FAST_PATHS"
+ENV_GC_TUNING = "SYNC_GC_TUNING"
 ENV_HOME_REGION = "AWS_REGION"
 ENV_HOME_REGION_FALLBACK = "AWS_DEFAULT_REGION"
 
@@ -57,6 +59,8 @@ ALL_ENV_VARS = (
     ENV_METRICS_NAMESPACE,
     ENV_WORKERS,
     ENV_STALE_AFTER_SECONDS,
+    ENV_FAST_PATHS,
+    ENV_GC_TUNING,
 )
 """The variables the code reads (besides AWS SDK ones); CloudFormation must set the table ones."""
 
@@ -172,6 +176,10 @@ class SyncSettings:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     # Emit CloudWatch embedded-metric-format lines (on in Lambda; off for the CLI by default).
     emit_metrics: bool = False
+    # CPU fast paths around botocore/aiobotocore (syncengine.fastpath); False: the libraries' own.
+    fast_paths: bool = True
+    # Raised GC thresholds while a run is open (syncengine.gctune); False: the process's own.
+    gc_tuning: bool = True
     # Worker processes for large syncs (syncengine.shards); 1 = everything in this event loop.
     workers: int = 1
     # Explicit per-service endpoints ((service, url), ...) for tests and the demo. Empty in
@@ -222,6 +230,8 @@ class SyncSettings:
             "default_role_name": env.get(ENV_DEFAULT_ROLE_NAME) or DEFAULT_ROLE_NAME,
             "metrics_namespace": env.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
             "emit_metrics": bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+            "fast_paths": _parse_bool(env.get(ENV_FAST_PATHS), True),
+            "gc_tuning": _parse_bool(env.get(ENV_GC_TUNING), True),
         }
         max_concurrency = _parse_int(env, ENV_MAX_CONCURRENCY, DEFAULT_MAX_CONCURRENCY)
         values["max_concurrency"] = max_concurrency

@@ -209,6 +209,40 @@ class FirstAnswer:
                 await self._gate._all_answered.wait()
 
 
+async def _enrich_page(
+    aws: AwsClients,
+    clients: tuple[Any, Any],
+    scope: Scope,
+    limiter: anyio.CapacityLimiter,
+    page: list[dict[str, Any]],
+    result: ScopeDiscovery,
+    first_answer: FirstAnswer,
+) -> None:
+    """The source servers and EC2 instances of one page of recovery instances, into ``result``."""
+    drs, ec2 = clients
+    server_batch = [ri["sourceServerID"] for ri in page if ri.get("sourceServerID")]
+    ec2_batch = [ri["ec2InstanceID"] for ri in page if ri.get("ec2InstanceID")]
+    drs_answered = anyio.Event()
+
+    async def servers() -> None:
+        servers = await describe_source_servers(aws, drs, scope, limiter, server_batch, answered=drs_answered)
+        result.source_servers.update((sid, slim_source_server(server)) for sid, server in servers.items())
+
+    async def instances() -> None:
+        result.ec2_instances.update(await describe_ec2_instances(aws, ec2, scope, limiter, ec2_batch))
+
+    async with anyio.create_task_group() as inner:
+        if server_batch:
+            inner.start_soon(servers)
+            # DRS first (see DrsFirst): the EC2 lookup follows DRS's answer to this page's
+            # source servers; unthrottled that costs one round trip per page.
+            await drs_answered.wait()
+        first_answer.set()
+        await first_answer.follow()
+        if ec2_batch:
+            inner.start_soon(instances)
+
+
 async def discover_scope(
     aws: AwsClients,
     scope: Scope,
@@ -231,37 +265,13 @@ async def discover_scope(
     drs = await aws.client("drs", scope.region, account)
     ec2 = await aws.client("ec2", scope.region, account)
 
-    async def enrich(page: list[dict[str, Any]]) -> None:
-        server_batch = [ri["sourceServerID"] for ri in page if ri.get("sourceServerID")]
-        ec2_batch = [ri["ec2InstanceID"] for ri in page if ri.get("ec2InstanceID")]
-
-        drs_answered = anyio.Event()
-
-        async def servers() -> None:
-            servers = await describe_source_servers(aws, drs, scope, limiter, server_batch, answered=drs_answered)
-            result.source_servers.update((sid, slim_source_server(server)) for sid, server in servers.items())
-
-        async def instances() -> None:
-            result.ec2_instances.update(await describe_ec2_instances(aws, ec2, scope, limiter, ec2_batch))
-
-        async with anyio.create_task_group() as inner:
-            if server_batch:
-                inner.start_soon(servers)
-                # DRS first (see DrsFirst): the EC2 lookup follows DRS's answer to this page's
-                # source servers; unthrottled that costs one round trip per page.
-                await drs_answered.wait()
-            first_answer.set()
-            await first_answer.follow()
-            if ec2_batch:
-                inner.start_soon(instances)
-
     uninitialized = False
     try:
         async with anyio.create_task_group() as tg:
             async for page in _drs_pages(aws, drs, scope, limiter, server_ids):
                 if page:
                     result.recovery_instances.extend(slim_recovery_instance(ri) for ri in page)
-                    tg.start_soon(enrich, page)
+                    tg.start_soon(_enrich_page, aws, (drs, ec2), scope, limiter, page, result, first_answer)
             if not result.recovery_instances:
                 first_answer.set()
     except* _Uninitialized:

@@ -17,7 +17,7 @@ import anyio
 
 from syncengine.aws import CallStats
 from syncengine.config import RetrySettings
-from syncengine.errors import TransientAwsError
+from syncengine.errors import AwsError, TransientAwsError
 from syncengine.retry import CallContext, call_with_retry
 
 # BatchWriteItem takes at most 25 requests and BatchGetItem 100 keys; DynamoDB rejects a batch
@@ -25,6 +25,8 @@ from syncengine.retry import CallContext, call_with_retry
 BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
 UNPROCESSED_MAX_ROUNDS = 10
+# The error code of a write whose condition expression did not hold.
+CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def to_attr(value: Any) -> dict[str, Any] | None:
@@ -77,6 +79,12 @@ def from_attr(attr: Mapping[str, Any]) -> Any:
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: from_attr(v) for k, v in item.items()}
+
+
+def is_condition_failed(exc: AwsError) -> bool:
+    """Whether a conditional write was refused because its condition did not hold (not a fault:
+    the item is not the one the write was meant for)."""
+    return exc.code == CONDITION_FAILED
 
 
 def chunked(values: Iterable[Any], size: int) -> Iterable[list[Any]]:

@@ -100,7 +100,6 @@ def build_record(
     ec2_id = recovery_instance.get("ec2InstanceID") or ""
     if not server_id or not recovery_instance_id:
         return None
-    ec2 = ec2_instance or {}
     # ``ec2InstanceState`` means DRS's value (API-CONTRACT.md, check-existing field meanings);
     # EC2's lower-case name is kept apart as ``ec2State``, never mixed into it.
     state = recovery_instance.get("ec2InstanceState") or "UNKNOWN"
@@ -110,7 +109,6 @@ def build_record(
     )
     server = source_server or {}
     staging = (server.get("stagingArea") or {}).get("stagingAccountID") or None
-    profile = (ec2.get("IamInstanceProfile") or {}).get("Arn") or None
     is_drill = recovery_instance.get("isDrill")
     return RecoveryInstanceRecord(
         source_server_id=server_id,
@@ -120,11 +118,6 @@ def build_record(
         ec2_instance_id=ec2_id or "UNKNOWN",
         ec2_instance_state=str(state),
         source_server_name=source_server_name(server),
-        name=_tag_map(ec2.get("Tags")).get("Name") or None,
-        private_ip=ec2.get("PrivateIpAddress") or None,
-        public_ip=ec2.get("PublicIpAddress") or None,
-        instance_type=ec2.get("InstanceType") or None,
-        launch_time=_iso(ec2.get("LaunchTime")),
         job_id=job_id,
         is_drill=bool(is_drill) if is_drill is not None else None,
         point_in_time_snapshot_date_time=_iso(recovery_instance.get("pointInTimeSnapshotDateTime")),
@@ -133,13 +126,24 @@ def build_record(
         source_plan_name=resolved.plan_name if resolved else None,
         attribution=resolved.attribution.value if resolved else None,
         replication_staging_account_id=staging,
-        source_vpc_id=ec2.get("VpcId") or None,
-        source_subnet_id=ec2.get("SubnetId") or None,
-        source_security_group_ids=tuple(
-            g["GroupId"] for g in ec2.get("SecurityGroups") or [] if g.get("GroupId")
-        ),
-        source_instance_profile=profile,
         source_server_tags=tuple(sorted(_tag_map(server.get("tags")).items())),
-        ec2_state=(ec2.get("State") or {}).get("Name") or None,
         observed_at=observed_at,
+        **_ec2_fields(ec2_instance or {}),
     )
+
+
+def _ec2_fields(ec2: Mapping[str, Any]) -> dict[str, Any]:
+    """The record's fields from EC2's description of the instance (every key read here is in
+    ``syncengine.fastpath.fields``, which the EC2 fast parser keeps)."""
+    return {
+        "name": _tag_map(ec2.get("Tags")).get("Name") or None,
+        "private_ip": ec2.get("PrivateIpAddress") or None,
+        "public_ip": ec2.get("PublicIpAddress") or None,
+        "instance_type": ec2.get("InstanceType") or None,
+        "launch_time": _iso(ec2.get("LaunchTime")),
+        "source_vpc_id": ec2.get("VpcId") or None,
+        "source_subnet_id": ec2.get("SubnetId") or None,
+        "source_security_group_ids": tuple(g["GroupId"] for g in ec2.get("SecurityGroups") or [] if g.get("GroupId")),
+        "source_instance_profile": (ec2.get("IamInstanceProfile") or {}).get("Arn") or None,
+        "ec2_state": (ec2.get("State") or {}).get("Name") or None,
+    }

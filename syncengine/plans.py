@@ -5,8 +5,7 @@ recovery instance?") from DynamoDB alone: the plan item, its protection groups (
 BatchGetItem), the cache's scope index for tag-selected groups, then BatchGetItem on the cache.
 No DRS or EC2 call.
 
-Also resolves what a completed wave launched (account, region, servers), so the execution
-handler can sync exactly that.
+What a completed wave launched is resolved from the same items by ``syncengine.waves``.
 
 Where a protection group's servers come from, in order:
 1. the group's ``sourceServerIds``;
@@ -33,14 +32,13 @@ import aioboto3
 import anyio
 
 from syncengine import metrics as m
-from syncengine.accounts import SOURCE_SERVER_ID_PATTERN
 from syncengine.config import SyncSettings
-from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_item
-from syncengine.engine import Runtime, deadline_skipped_report, open_runtime, sync_scope
-from syncengine.errors import ExecutionNotFoundError, InvalidRequestError, RecoveryPlanNotFoundError
+from syncengine.errors import InvalidRequestError
 from syncengine.logging import get_logger
-from syncengine.models import Scope, SyncReport, utc_now_iso
-from syncengine.store import confirmed_sync_time
+from syncengine.models import Scope, utc_now_iso
+from syncengine.orchestration import load_groups, load_plan
+from syncengine.records import confirmed_sync_time
+from syncengine.runtime import Runtime, open_runtime
 
 log = get_logger(__name__)
 
@@ -81,7 +79,7 @@ def validate_identifier(name: str, value: Any) -> str:
 # -- reading the orchestration's items ------------------------------------------------------------
 
 
-def _strings(values: Any) -> list[str]:
+def string_list(values: Any) -> list[str]:
     """A list attribute as non-empty strings (a lone string counts as a one-item list)."""
     if isinstance(values, str):
         values = [values]
@@ -92,7 +90,7 @@ def _strings(values: Any) -> list[str]:
 
 def group_ids_of(wave: Mapping[str, Any]) -> list[str]:
     """A wave's protection groups: ``protectionGroupId`` and/or ``protectionGroupIds``."""
-    ids = _strings(wave.get("protectionGroupId")) + _strings(wave.get("protectionGroupIds"))
+    ids = string_list(wave.get("protectionGroupId")) + string_list(wave.get("protectionGroupIds"))
     return list(dict.fromkeys(ids))
 
 
@@ -125,49 +123,8 @@ def wave_server_ids(wave: Mapping[str, Any]) -> list[str]:
         for status in wave.get("serverStatuses") or []
         if isinstance(status, Mapping) and status.get("sourceServerId")
     ]
-    ids += _strings(wave.get("serverIds")) + _strings(wave.get("sourceServerIds"))
+    ids += string_list(wave.get("serverIds")) + string_list(wave.get("sourceServerIds"))
     return list(dict.fromkeys(ids))
-
-
-async def load_plan(dynamo: Dynamo, table: str, plan_id: str) -> dict[str, Any]:
-    response = await dynamo.call("get_item", TableName=table, Key=to_item({"planId": plan_id}))
-    item = response.get("Item")
-    if not item:
-        raise RecoveryPlanNotFoundError(f"Recovery plan {plan_id!r} was not found.")
-    return from_item(item)
-
-
-async def load_groups(dynamo: Dynamo, table: str, group_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Protection groups by id: BatchGetItem, 100 keys a call; missing groups are absent."""
-    unique = list(dict.fromkeys(group_ids))
-    groups: dict[str, dict[str, Any]] = {}
-
-    async def fetch(batch: list[str]) -> None:
-        for item in await dynamo.batch_get(table, [to_item({"groupId": gid}) for gid in batch]):
-            groups[str(item["groupId"])] = item
-
-    async with anyio.create_task_group() as tg:
-        for batch in chunked(unique, BATCH_GET_MAX):
-            tg.start_soon(fetch, batch)
-    missing = [gid for gid in unique if gid not in groups]
-    if missing:
-        log.warning("protection_groups_missing", group_ids=missing[:MISS_LOG_SAMPLE], count=len(missing))
-    return groups
-
-
-async def load_execution_items(dynamo: Dynamo, table: str, execution_id: str) -> list[dict[str, Any]]:
-    """Every item of an execution (one per plan it ran; normally one): a Query on the key."""
-    pages = dynamo.paginate(
-        "query",
-        TableName=table,
-        KeyConditionExpression="#eid = :eid",
-        ExpressionAttributeNames={"#eid": "executionId"},
-        ExpressionAttributeValues={":eid": {"S": execution_id}},
-    )
-    items = [from_item(raw) async for raw in pages]
-    if not items:
-        raise ExecutionNotFoundError(f"Execution {execution_id!r} was not found.")
-    return items
 
 
 # -- scopes ---------------------------------------------------------------------------------------
@@ -183,14 +140,14 @@ class ScopeResolver:
 
     async def scope(self, *sources: Mapping[str, Any]) -> Scope:
         """The first ``accountId`` and ``region`` among ``sources``, then the fallbacks."""
-        account = _first(sources, "accountId") or self._fallback_account
+        account = first_of(sources, "accountId") or self._fallback_account
         if not account:
             account = self._fallback_account = await self._rt.aws.current_account_id()
-        region = _first(sources, "region") or self._fallback_region or self._rt.settings.home_region
+        region = first_of(sources, "region") or self._fallback_region or self._rt.settings.home_region
         return Scope(str(account), str(region))
 
 
-def _first(sources: Sequence[Mapping[str, Any]], key: str) -> str | None:
+def first_of(sources: Sequence[Mapping[str, Any]], key: str) -> str | None:
     for source in sources:
         value = source.get(key)
         if isinstance(value, str) and value:
@@ -221,17 +178,17 @@ async def plan_servers(rt: Runtime, plan: Mapping[str, Any]) -> dict[str, Scope]
         rt.dynamo, rt.settings.tables.protection_groups, (gid for w in waves for gid in group_ids_of(w))
     )
     resolver = ScopeResolver(
-        rt, fallback_account=_first([plan], "accountId"), fallback_region=_first([plan], "region")
+        rt, fallback_account=first_of([plan], "accountId"), fallback_region=first_of([plan], "region")
     )
     selected = _PlanServers()
     for wave in waves:
-        wave_ids = _strings(wave.get("serverIds"))
+        wave_ids = string_list(wave.get("serverIds"))
         group_ids = group_ids_of(wave)
         if not group_ids and wave_ids:
             selected.add(wave_ids, await resolver.scope(wave))
         for gid in group_ids:
             group = groups.get(gid, {})
-            explicit = _strings(group.get("sourceServerIds")) or wave_ids
+            explicit = string_list(group.get("sourceServerIds")) or wave_ids
             tags = selection_tags(group.get("serverSelectionTags"))
             if explicit:
                 selected.add(explicit, await resolver.scope(group, wave))
@@ -368,199 +325,12 @@ def _report_lookups(
     )
 
 
-# -- waves ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WaveTarget:
-    """One scope a wave touched; ``server_ids`` None means the whole scope (a tag-selected group
-    whose servers the wave item does not list: the cache cannot know servers that just launched
-    their first instance, so the whole account/region is synced instead)."""
-
-    scope: Scope
-    server_ids: tuple[str, ...] | None
-
-
-@dataclass(frozen=True)
-class WaveSyncResult:
-    execution_id: str
-    plan_id: str | None
-    wave_number: int | None
-    targets: tuple[WaveTarget, ...]
-    reports: tuple[SyncReport, ...]
-
-    @property
-    def ok(self) -> bool:
-        return all(r.scopes_failed == 0 and not r.errors for r in self.reports)
-
-    def to_dict(self) -> dict[str, Any]:
-        if not self.targets:
-            status = "SKIPPED"
-        elif self.ok:
-            status = "SYNCED"
-        elif any(r.scopes_synced for r in self.reports):
-            status = "PARTIAL"
-        else:
-            status = "FAILED"
-        return {
-            "status": status,
-            "executionId": self.execution_id,
-            "planId": self.plan_id,
-            "waveNumber": self.wave_number,
-            "scopes": [
-                {
-                    "accountId": t.scope.account_id,
-                    "region": t.scope.region,
-                    "serverCount": None if t.server_ids is None else len(t.server_ids),
-                }
-                for t in self.targets
-            ],
-            "instancesUpdated": sum(r.instances_updated for r in self.reports),
-            "instancesDeleted": sum(r.instances_deleted for r in self.reports),
-            "errors": [e.to_dict() for r in self.reports for e in r.errors],
-        }
-
-
-def _wave_number(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _find_wave(items: Sequence[Mapping[str, Any]], plan_id: str | None, number: int | None) -> tuple[
-    Mapping[str, Any], Mapping[str, Any]
-]:
-    """(execution item, wave) for the wave numbered ``number`` ({} when absent)."""
-    if number is None:
-        return (items[0] if items else {}), {}
-    for item in items:
-        if plan_id and item.get("planId") not in (None, plan_id):
-            continue
-        for wave in item.get("waves") or []:
-            if isinstance(wave, Mapping) and _wave_number(wave.get("waveNumber")) == number:
-                return item, wave
-    return (items[0] if items else {}), {}
-
-
-def _present(value: Any) -> bool:
-    return value not in (None, "", [], {})
-
-
-async def resolve_wave_targets(
-    rt: Runtime,
-    execution_id: str,
-    plan_id: str | None,
-    wave: Mapping[str, Any] | None,
-    wave_number: int | None,
-) -> tuple[int | None, list[WaveTarget]]:
-    """The scopes and servers a wave touched: from the wave dict, completed (when it lacks
-    servers, account or region) by the execution item's wave, then by its protection groups."""
-    given = {k: v for k, v in (wave or {}).items() if _present(v)}
-    number = _wave_number(given.get("waveNumber", wave_number))
-    execution: Mapping[str, Any] = {}
-    if not (wave_server_ids(given) and given.get("region") and given.get("accountId")):
-        describes_itself = bool(wave_server_ids(given) or group_ids_of(given))
-        try:
-            items = await load_execution_items(rt.dynamo, rt.settings.tables.execution_history, execution_id)
-        except ExecutionNotFoundError:
-            # A wave that names its servers or groups needs the execution item only to fill gaps.
-            if not describes_itself:
-                raise
-            items = []
-        execution, stored = _find_wave(items, plan_id, number)
-        if not stored and not describes_itself:
-            raise InvalidRequestError(f"Execution {execution_id!r} has no wave {number!r}.")
-        given = {**stored, **given}
-    groups_by_id = await load_groups(rt.dynamo, rt.settings.tables.protection_groups, group_ids_of(given))
-    groups = [groups_by_id[gid] for gid in group_ids_of(given) if gid in groups_by_id]
-    resolver = ScopeResolver(rt, fallback_account=_first([execution], "accountId"), fallback_region=None)
-    targets: dict[Scope, set[str] | None] = {}
-
-    def add(scope: Scope, ids: Iterable[str] | None) -> None:
-        current = targets.get(scope, set())
-        targets[scope] = None if ids is None or current is None else current | set(ids)
-
-    named = wave_server_ids(given)
-    if named:
-        # The wave lists what it launched: exactly those servers, in the wave's scope.
-        add(await resolver.scope(given, *groups[:1]), named)
-    else:
-        for group in groups:
-            scope = await resolver.scope(group, given)
-            explicit = _strings(group.get("sourceServerIds"))
-            if explicit:
-                add(scope, explicit)
-            elif selection_tags(group.get("serverSelectionTags")):
-                add(scope, None)
-    if any(not t.region for t in targets):
-        raise InvalidRequestError(f"Wave {number!r} of execution {execution_id!r} names no region.")
-    return number, [WaveTarget(s, None if ids is None else tuple(sorted(ids))) for s, ids in targets.items()]
-
-
-async def sync_wave(
-    settings: SyncSettings,
-    execution_id: str,
-    plan_id: str | None = None,
-    *,
-    wave: Mapping[str, Any] | None = None,
-    wave_number: int | None = None,
-    session: aioboto3.Session | None = None,
-) -> WaveSyncResult:
-    """Sync what one completed wave launched: its account/region, its servers only.
-
-    Raises like ``sync_scope`` (and ``ExecutionNotFoundError`` when the wave has to be read from
-    an execution that does not exist); the execution handler turns every failure into a count.
-    ``settings.deadline_seconds`` bounds the whole wave, every target together: each target gets
-    what is left, and targets it leaves no time for are reported skipped (``DeadlineExceeded``).
-    """
-    execution_id = validate_identifier("executionId", execution_id)
-    ends_at = None if settings.deadline_seconds is None else time.monotonic() + settings.deadline_seconds
-    async with open_runtime(settings, session=session) as rt:
-        number, targets = await resolve_wave_targets(rt, execution_id, plan_id, wave, wave_number)
-    reports = []
-    for target in targets:
-        server_ids = target.server_ids
-        if server_ids is not None:
-            # The ids come from the orchestration's tables: skip a malformed one (with a warning)
-            # rather than fail the whole wave's sync on it.
-            valid = tuple(sid for sid in server_ids if SOURCE_SERVER_ID_PATTERN.fullmatch(str(sid)))
-            if len(valid) != len(server_ids):
-                log.warning("wave_server_ids_skipped", execution_id=execution_id,
-                            skipped=sorted(set(server_ids) - set(valid))[:20])
-            server_ids = valid
-        # Sequential: a wave touches one scope in practice, and scopes of one account share
-        # its rate limits.
-        target_settings = settings
-        if ends_at is not None:
-            remaining = ends_at - time.monotonic()
-            if remaining <= 0:
-                reports.append(deadline_skipped_report(target.scope, "the wave sync's deadline passed first"))
-                continue
-            target_settings = settings.with_changes(deadline_seconds=remaining)
-        reports.append(
-            await sync_scope(
-                target_settings, target.scope.account_id, target.scope.region, server_ids, session=session
-            )
-        )
-    return WaveSyncResult(execution_id, plan_id, number, tuple(targets), tuple(reports))
-
-
 __all__ = [
-    "WaveSyncResult",
-    "WaveTarget",
     "check_existing_instances",
     "existing_instances_body",
-    "load_execution_items",
-    "load_groups",
-    "load_plan",
     "plan_server_ids",
     "plan_servers",
-    "resolve_wave_targets",
     "selection_tags",
-    "sync_wave",
     "tags_match",
     "unverified_server_ids",
     "validate_identifier",

@@ -28,11 +28,12 @@ import structlog
 from syncengine.accounts import load_targets, plan_scopes
 from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
-from syncengine.engine import Runtime, open_runtime, sync_scope_in_runtime
+from syncengine.engine import sync_scope_in_runtime
 from syncengine.errors import AwsError, InvalidRequestError
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, SyncReport
 from syncengine.refresh_events import RefreshRequest, ScopeWork, coalesce, parse_refresh_request
+from syncengine.runtime import Runtime, open_runtime
 
 log = get_logger(__name__)
 

@@ -33,7 +33,6 @@ import threading
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
-from syncengine.config import SyncSettings
 from syncengine.errors import SyncEngineError
 
 _CURRENT_POOL: contextvars.ContextVar[ClientPool | None] = contextvars.ContextVar(
@@ -172,13 +171,3 @@ def run_blocking(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> 
     resident event loop, with its client pool (see the module docstring)."""
     return resident().run(function, *args, **kwargs)
 
-
-def deadline_from_lambda(settings: SyncSettings, context: Any) -> SyncSettings:
-    """Settings whose deadline is the invocation's remaining time minus a safety margin."""
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if remaining is None:
-        return settings
-    seconds = remaining() / 1000.0 - settings.lambda_deadline_margin
-    if settings.deadline_seconds is not None:
-        seconds = min(seconds, settings.deadline_seconds)
-    return settings.with_changes(deadline_seconds=max(seconds, 1.0))

@@ -1,7 +1,7 @@
 """One sync's scopes in several worker processes.
 
-A cold sync is CPU-bound in one event loop (botocore builds two clients per account/region and
-parses every instance; see benchmarks/RESULTS.md), so on a machine or Lambda function with more
+A cold sync is CPU-bound in one event loop (botocore signs and parses every call, the engine builds
+every record; see benchmarks/RESULTS.md), so on a machine or Lambda function with more
 than one vCPU the engine splits the scopes into shards by account (so each account is still
 assumed once) and runs each shard as an ordinary engine pass in its own process. The parent keeps
 the full-sync lease, the execution index, the report and the status; workers take the per-scope
@@ -22,7 +22,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -30,9 +30,8 @@ from syncengine.config import SyncSettings
 from syncengine.executions import ExecutionIndex
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult
-
-if TYPE_CHECKING:  # pragma: no cover
-    from syncengine.engine import Runtime, SyncProgress
+from syncengine.pipeline import sync_scopes
+from syncengine.runtime import Runtime, SyncProgress, deadline_scope, open_runtime
 
 log = get_logger(__name__)
 
@@ -74,12 +73,10 @@ def shard_by_account(planned: Planned, shards: int) -> list[Planned]:
 async def _run_shard(
     settings: SyncSettings, shard: Planned, executions: ExecutionIndex, run_id: str
 ) -> ShardOutcome:
-    from syncengine.engine import deadline_scope, open_runtime, sync_scopes_in_runtime
-
     results: dict[Scope, ScopeResult] = {}
     async with open_runtime(settings) as rt:
         with deadline_scope(settings):
-            await sync_scopes_in_runtime(rt, shard, executions, run_id=run_id, results=results)
+            await sync_scopes(rt, shard, executions, run_id=run_id, results=results)
         stats = rt.stats
     return ShardOutcome(
         results=list(results.values()),
@@ -104,6 +101,35 @@ def worker_main() -> int:
     sys.stdout.buffer.write(pickle.dumps(outcome))
     sys.stdout.flush()
     return 0
+
+
+async def _run_worker(settings: SyncSettings, shard: Planned, executions: ExecutionIndex, run_id: str) -> Any:
+    """One worker process over one shard: its ``ShardOutcome`` (a crash when it died first)."""
+    process = await anyio.open_process(
+        [sys.executable, "-c", WORKER_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None
+    )
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        await process.stdin.send(pickle.dumps((settings, shard, executions, run_id)))
+        await process.stdin.aclose()
+        answer = b"".join([chunk async for chunk in process.stdout])
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with anyio.CancelScope(shield=True):
+                await process.wait()
+    if not answer:
+        return ShardOutcome(crash=f"worker exited with code {process.returncode} before answering")
+    return pickle.loads(answer)  # noqa: S301 - our own child process
+
+
+def _add_stats(rt: Runtime, outcome: ShardOutcome) -> None:
+    rt.stats.calls.update(outcome.calls)
+    rt.stats.throttle_retries += outcome.throttle_retries
+    rt.stats.transient_retries += outcome.transient_retries
+    rt.stats.assume_role_calls += outcome.assume_role_calls
+    rt.stats.dynamodb_throttles += outcome.dynamodb_throttles
 
 
 def _crashed(shard: Planned, reason: str) -> list[ScopeResult]:
@@ -134,39 +160,15 @@ async def run_in_processes(
     settings = settings.with_changes(workers=1)
 
     async def run_one(shard: Planned) -> None:
-        process = await anyio.open_process(
-            [sys.executable, "-c", WORKER_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None
-        )
-        try:
-            assert process.stdin is not None and process.stdout is not None
-            await process.stdin.send(pickle.dumps((settings, shard, executions, run_id)))
-            await process.stdin.aclose()
-            answer = b"".join([chunk async for chunk in process.stdout])
-            await process.wait()
-            outcome: Any = (
-                pickle.loads(answer)  # noqa: S301 - our own child process
-                if answer
-                else ShardOutcome(crash=f"worker exited with code {process.returncode} before answering")
-            )
-        finally:
-            if process.returncode is None:
-                process.kill()
-                with anyio.CancelScope(shield=True):
-                    await process.wait()
+        outcome = await _run_worker(settings, shard, executions, run_id)
+        shard_results = _crashed(shard, outcome.crash) if outcome.crash else outcome.results
         if outcome.crash:
             log.error("sync_worker_failed", error=outcome.crash, scopes=len(shard))
-            shard_results = _crashed(shard, outcome.crash)
         else:
-            shard_results = outcome.results
-            rt.stats.calls.update(outcome.calls)
-            rt.stats.throttle_retries += outcome.throttle_retries
-            rt.stats.transient_retries += outcome.transient_retries
-            rt.stats.assume_role_calls += outcome.assume_role_calls
-            rt.stats.dynamodb_throttles += outcome.dynamodb_throttles
+            _add_stats(rt, outcome)
         for result in shard_results:
             results[result.scope] = result
-        if progress is not None:
-            for result in shard_results:
+            if progress is not None:
                 progress.advance(result)
 
     async with anyio.create_task_group() as tg:

@@ -19,19 +19,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import anyio
 
-from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_attr, to_item
+from syncengine.concurrency import gather
+from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, is_condition_failed, to_attr, to_item
 from syncengine.errors import AwsError, SyncInProgressError
+from syncengine.health import summarise_status
 from syncengine.logging import get_logger
 from syncengine.models import (
-    HealthStatus,
-    RunStatus,
     Scope,
-    ScopeOutcome,
     ScopeResult,
     ScopeStatus,
     SyncReport,
@@ -48,13 +47,8 @@ LAST_SCOPED_SK = "LAST_SCOPED"
 LEASE_PK = "LEASE"
 FULL_SYNC_SK = "FULL_SYNC"
 HISTORY_DAYS = 7
-CONDITION_FAILED = "ConditionalCheckFailedException"
 # When a successful sync last reconciled the whole scope (a full-scope sync, not a targeted one).
 RECONCILED_ATTRIBUTE = "lastReconciledTime"
-
-
-def _condition_failed(exc: AwsError) -> bool:
-    return exc.code == CONDITION_FAILED
 
 
 @dataclass(frozen=True)
@@ -99,7 +93,7 @@ class StatusStore:
                 ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
             )
         except AwsError as exc:
-            if not _condition_failed(exc):
+            if not is_condition_failed(exc):
                 raise
             holder = await self.full_sync_holder()
             raise SyncInProgressError(
@@ -121,7 +115,7 @@ class StatusStore:
                 ExpressionAttributeValues={":owner": {"S": owner}},
             )
         except AwsError as exc:
-            if not _condition_failed(exc):
+            if not is_condition_failed(exc):
                 raise
             log.warning("full_sync_lease_lost", owner=owner)
 
@@ -171,7 +165,7 @@ class StatusStore:
                 )
                 return True
             except AwsError as exc:
-                if not _condition_failed(exc):
+                if not is_condition_failed(exc):
                     raise
             if anyio.current_time() + delay > deadline:
                 return False
@@ -252,7 +246,7 @@ class StatusStore:
                 **params,
             )
         except AwsError as exc:
-            if not _condition_failed(exc):
+            if not is_condition_failed(exc):
                 raise
             return False
         return True
@@ -271,7 +265,7 @@ class StatusStore:
                 ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
             )
         except AwsError as exc:
-            if not _condition_failed(exc):
+            if not is_condition_failed(exc):
                 raise
             return False
         return True
@@ -378,82 +372,7 @@ class StatusStore:
         return {k: v for k, v in from_item(item).items() if k not in ("pk", "sk")}
 
     async def sync_status(self) -> SyncStatus:
-        latest, scoped, holder, scopes = None, None, None, []
-
-        async def read_latest() -> None:
-            nonlocal latest
-            latest = await self.latest_run()
-
-        async def read_scoped() -> None:
-            nonlocal scoped
-            scoped = await self.last_scoped_run()
-
-        async def read_holder() -> None:
-            nonlocal holder
-            holder = await self.full_sync_holder()
-
-        async def read_scopes() -> None:
-            nonlocal scopes
-            scopes = await self.scope_statuses()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(read_latest)
-            tg.start_soon(read_scoped)
-            tg.start_soon(read_holder)
-            tg.start_soon(read_scopes)
+        latest, scoped, holder, scopes = await gather(
+            self.latest_run, self.last_scoped_run, self.full_sync_holder, self.scope_statuses
+        )
         return summarise_status(latest, holder is not None, scopes, stale_after=self.stale_after, last_scoped=scoped)
-
-
-def summarise_status(
-    latest: dict[str, Any] | None,
-    running: bool,
-    scopes: list[ScopeStatus],
-    *,
-    stale_after: timedelta = timedelta(seconds=900),
-    last_scoped: dict[str, Any] | None = None,
-) -> SyncStatus:
-    """The health (see the module docstring) and the last full run's fields."""
-    watched = [s for s in scopes if s.status != ScopeOutcome.NOT_ENABLED.value]
-    stale = sum(1 for s in watched if _stale(s, stale_after))
-    failed = any(s.status == ScopeOutcome.FAILED.value for s in watched)
-    if latest is None:
-        health = HealthStatus.RUNNING if running else HealthStatus.NO_SYNC_YET
-        return SyncStatus(status=health, scopes=tuple(scopes), stale_scopes=stale, last_scoped_sync=last_scoped)
-    run_status = latest.get("status")
-    if running:
-        health = HealthStatus.RUNNING
-    elif run_status == RunStatus.FAILED.value or not watched:
-        # A full run that failed outright, or nothing (enabled) configured to sync at all.
-        health = HealthStatus.ERROR
-    elif failed or stale:
-        health = HealthStatus.DEGRADED
-    else:
-        health = HealthStatus.HEALTHY
-    return SyncStatus(
-        status=health,
-        last_sync_time=latest.get("lastSyncTime"),
-        instances_updated=int(latest.get("instancesUpdated", 0)),
-        instances_unchanged=int(latest.get("instancesUnchanged", 0)),
-        instances_deleted=int(latest.get("instancesDeleted", 0)),
-        scopes_synced=int(latest.get("scopesSynced", 0)),
-        scopes_failed=int(latest.get("scopesFailed", 0)),
-        duration_ms=int(latest.get("durationMs", 0)),
-        errors=tuple(latest.get("errors") or ()),
-        scopes=tuple(scopes),
-        last_run_status=run_status,
-        stale_scopes=stale,
-        last_scoped_sync=last_scoped,
-    )
-
-
-def _stale(scope: ScopeStatus, stale_after: timedelta) -> bool:
-    """No success at all, or none within ``stale_after``."""
-    return not scope.last_success_time or _older_than(scope.last_success_time, stale_after)
-
-
-def _older_than(iso: str, age: timedelta) -> bool:
-    try:
-        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    return datetime.now(UTC) - moment > age

@@ -23,14 +23,14 @@ import aioboto3
 import anyio
 
 from syncengine import metrics as m
-from syncengine.accounts import target_from_item
+from syncengine.accounts import targets_by_id
 from syncengine.config import SyncSettings
-from syncengine.dynamo import BATCH_GET_MAX, chunked, to_attr, to_item
-from syncengine.engine import Runtime, open_runtime
 from syncengine.errors import AwsError, InvalidRequestError
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope, utc_now_iso
-from syncengine.plans import load_execution_items, validate_identifier
+from syncengine.orchestration import load_execution_items, record_terminate_job
+from syncengine.plans import validate_identifier
+from syncengine.runtime import Runtime, open_runtime
 from syncengine.terminate_drs import CONFLICT, Budget, GroupReport, Job, ScopeTerminator
 from syncengine.terminate_rules import (
     Candidate,
@@ -42,7 +42,6 @@ from syncengine.terminate_rules import (
 
 log = get_logger(__name__)
 
-CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 @dataclass(frozen=True)
@@ -185,24 +184,8 @@ def no_instances_body(execution_id: str) -> dict[str, Any]:
 
 
 async def account_targets(rt: Runtime, account_ids: Sequence[str]) -> dict[str, AccountTarget]:
-    """The sync roles of these accounts: their target-accounts items (BatchGetItem), read the way
-    sync reads them. An account without an item is the current account (own credentials) or
-    gets the default role name."""
-    items: dict[str, dict[str, Any]] = {}
-    for batch in chunked(account_ids, BATCH_GET_MAX):
-        keys = [to_item({"accountId": a}) for a in batch]
-        for item in await rt.dynamo.batch_get(rt.settings.tables.target_accounts, keys):
-            items[str(item["accountId"])] = item
-    current = await rt.aws.current_account_id()
-    targets: dict[str, AccountTarget] = {}
-    for account_id in account_ids:
-        item = items.get(account_id)
-        if item is None:
-            if account_id != current:
-                log.warning("terminate_account_not_configured", account_id=account_id)
-            item = {"accountId": account_id}
-        targets[account_id] = target_from_item(item, rt.settings, current)
-    return targets
+    """The sync roles of these accounts, read the way sync reads them (``syncengine.accounts``)."""
+    return await targets_by_id(rt.aws, rt.dynamo, rt.settings, account_ids)
 
 
 # -- the cache and the execution item --------------------------------------------------------------
@@ -217,20 +200,9 @@ async def forget_terminated(rt: Runtime, terminated: Sequence[Terminated]) -> in
         nonlocal deleted
         try:
             async with limiter:
-                await rt.dynamo.call(
-                    "delete_item",
-                    TableName=rt.settings.tables.cache,
-                    Key=to_item({"sourceServerId": entry.source_server_id}),
-                    # A sync may have replaced the record with the server's newer recovery
-                    # instance since it was read: delete only the record of the terminated one.
-                    ConditionExpression="#rid = :rid",
-                    ExpressionAttributeNames={"#rid": "recoveryInstanceId"},
-                    ExpressionAttributeValues={":rid": {"S": entry.recovery_instance_id}},
-                )
-            deleted += 1
+                deleted += await rt.store.delete_terminated(entry.source_server_id, entry.recovery_instance_id)
         except AwsError as exc:
-            if exc.code != CONDITION_FAILED:
-                log.warning("terminate_cache_delete_failed", source_server_id=entry.source_server_id, error=str(exc))
+            log.warning("terminate_cache_delete_failed", source_server_id=entry.source_server_id, error=str(exc))
 
     async with anyio.create_task_group() as tg:
         for entry in terminated:
@@ -243,42 +215,7 @@ async def record_job(rt: Runtime, executions: Sequence[Mapping[str, Any]], job: 
     entry = {**job.to_dict(), "recordedAt": utc_now_iso()}
     if requested_by:
         entry["requestedBy"] = requested_by
-    ok = True
-    for item in executions:
-        try:
-            await rt.dynamo.call(
-                "update_item",
-                TableName=rt.settings.tables.execution_history,
-                Key=to_item({"executionId": item["executionId"], "planId": item["planId"]}),
-                # Appended, not replaced: earlier jobs stay. ``terminateJobIds`` (a string set)
-                # mirrors the list so the condition below can test membership by job id.
-                UpdateExpression=(
-                    "SET #jobs = list_append(if_not_exists(#jobs, :empty), :job), #at = :at ADD #ids :idset"
-                ),
-                # attribute_exists: never create a phantom execution item if it was deleted
-                # meanwhile. NOT contains: a job already recorded (a retried call, a second POST,
-                # a job found again after an ambiguous answer) is never appended twice.
-                ConditionExpression="attribute_exists(#eid) AND NOT contains(#ids, :id)",
-                ExpressionAttributeNames={
-                    "#jobs": "terminateJobs",
-                    "#ids": "terminateJobIds",
-                    "#at": "terminationInitiatedAt",
-                    "#eid": "executionId",
-                },
-                ExpressionAttributeValues={
-                    ":job": to_attr([entry]),
-                    ":empty": {"L": []},
-                    ":at": to_attr(entry["recordedAt"]),
-                    ":idset": {"SS": [job.job_id]},
-                    ":id": {"S": job.job_id},
-                },
-            )
-        except AwsError as exc:
-            if exc.code == CONDITION_FAILED:
-                continue  # recorded already (or the item is gone): nothing to add
-            ok = False
-            log.error("terminate_execution_update_failed", error_type=exc.error_type, error=str(exc))
-    return ok
+    return await record_terminate_job(rt.dynamo, rt.settings.tables.execution_history, executions, job.job_id, entry)
 
 
 # -- one execution's termination --------------------------------------------------------------------
@@ -405,28 +342,33 @@ async def terminate_execution_instances(
         termination = Termination(rt, execution_id, executions, options)
         chosen = candidates(execution_id, executions, records, include_non_drill=options.include_non_drill)
         outcome = await termination.run(chosen)
-        rt.metrics.emit(
-            {m.INSTANCES_TERMINATED: len(outcome.terminated), m.TERMINATE_FAILURES: len(outcome.failed)},
-            executionId=execution_id,
-        )
-        log.info(
-            "terminate_execution_instances",
-            execution_id=execution_id,
-            requested_by=options.requested_by,
-            found=outcome.found,
-            terminated=len(outcome.terminated),
-            failed=len(outcome.failed),
-            skipped=len(outcome.skipped),
-            not_attempted=outcome.not_attempted,
-            jobs=len(outcome.jobs),
-            cache_records_deleted=termination.cache_deleted,
-            execution_updated=termination.execution_updated,
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
+        _report_termination(rt, termination, outcome, started)
     body = termination_body(execution_id, outcome)
     if not termination.execution_updated:
         body["executionUpdated"] = False
     return body
+
+
+def _report_termination(rt: Runtime, termination: Termination, outcome: TerminationOutcome, started: float) -> None:
+    """The request's metrics and its one summary log line."""
+    rt.metrics.emit(
+        {m.INSTANCES_TERMINATED: len(outcome.terminated), m.TERMINATE_FAILURES: len(outcome.failed)},
+        executionId=termination.execution_id,
+    )
+    log.info(
+        "terminate_execution_instances",
+        execution_id=termination.execution_id,
+        requested_by=termination.options.requested_by,
+        found=outcome.found,
+        terminated=len(outcome.terminated),
+        failed=len(outcome.failed),
+        skipped=len(outcome.skipped),
+        not_attempted=outcome.not_attempted,
+        jobs=len(outcome.jobs),
+        cache_records_deleted=termination.cache_deleted,
+        execution_updated=termination.execution_updated,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
 
 
 __all__ = [

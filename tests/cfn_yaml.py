@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from syncengine.tables import CloudFormationLoader
+from devtools.tables import CloudFormationLoader
+from devtools.tables import load_template as read_template
 
 ROOT = Path(__file__).resolve().parent.parent
 CFN_DIR = ROOT / "cfn"
@@ -25,15 +24,10 @@ CloudFormationYamlLoader = CloudFormationLoader
 
 
 def load_template(path: str | Path) -> dict[str, Any]:
-    """One template as plain dicts and lists (intrinsics in long form)."""
+    """One template as plain dicts and lists (intrinsics in long form), read by the same function
+    ``syncengine tables create`` uses; a relative path is under cfn/."""
     path = Path(path)
-    if not path.is_absolute():
-        path = CFN_DIR / path
-    with path.open(encoding="utf-8") as stream:
-        document = yaml.load(stream, Loader=CloudFormationYamlLoader)  # noqa: S506 - SafeLoader subclass
-    if not isinstance(document, dict):
-        raise ValueError(f"{path} is not a CloudFormation template")
-    return document
+    return read_template(path if path.is_absolute() else CFN_DIR / path)
 
 
 def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:

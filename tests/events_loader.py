@@ -11,10 +11,12 @@ from typing import Any
 from urllib.parse import quote
 
 from handlers.dependencies import Dependencies, EngineFunctions, configure
+from syncengine.accounts import validate_account_id, validate_region
 from syncengine.config import SyncSettings
 from syncengine.models import HealthStatus, SyncReport, SyncStatus
-from syncengine.plans import WaveSyncResult
+from syncengine.plans import validate_identifier
 from syncengine.terminate import no_instances_body
+from syncengine.waves import WaveSyncResult
 
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
 
@@ -109,7 +111,14 @@ class FakeEngine:
     def called(self, name: str) -> list[dict[str, Any]]:
         return [arguments for called, arguments in self.calls if called == name]
 
+    # Like the engine, each use case validates its input before doing anything (the handlers
+    # validate nothing themselves): the same validators, so a bad value is the engine's 400.
+
     async def sync_all(self, settings: Any, *, account_id: Any = None, region: Any = None) -> Any:
+        if account_id is not None:
+            validate_account_id(account_id)
+        if region is not None:
+            validate_region(region)
         self._called("sync_all", settings=settings, account_id=account_id, region=region)
         return self.report or SyncReport.from_results([], duration_ms=5, run_id="run-1")
 
@@ -118,6 +127,7 @@ class FakeEngine:
         return self.status or SyncStatus(HealthStatus.HEALTHY)
 
     async def check_existing_instances(self, settings: Any, plan_id: Any) -> dict[str, Any]:
+        validate_identifier("planId", plan_id)
         self._called("check_existing_instances", settings=settings, plan_id=plan_id)
         if self.check_body is not None:
             return self.check_body
@@ -126,10 +136,12 @@ class FakeEngine:
     async def terminate_execution_instances(
         self, settings: Any, execution_id: Any, options: Any = None
     ) -> dict[str, Any]:
+        validate_identifier("executionId", execution_id)
         self._called("terminate_execution_instances", settings=settings, execution_id=execution_id, options=options)
         return self.terminate_body if self.terminate_body is not None else no_instances_body(execution_id)
 
     async def get_execution_recovery_instances(self, settings: Any, execution_id: Any) -> dict[str, Any]:
+        validate_identifier("executionId", execution_id)
         self._called("get_execution_recovery_instances", settings=settings, execution_id=execution_id)
         if self.preview_body is not None:
             return self.preview_body

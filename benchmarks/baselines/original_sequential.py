@@ -21,7 +21,7 @@ from syncengine.dynamo import from_item
 from syncengine.enrich import build_record
 from syncengine.executions import ExecutionIndex
 from syncengine.models import utc_now_iso
-from syncengine.store import record_to_item
+from syncengine.records import record_to_item
 
 
 @dataclass

@@ -33,7 +33,7 @@ from syncengine.dynamo import BATCH_WRITE_MAX, chunked, from_item
 from syncengine.enrich import build_record
 from syncengine.executions import ExecutionIndex
 from syncengine.models import AccountTarget, Scope, utc_now_iso
-from syncengine.store import record_to_item
+from syncengine.records import record_to_item
 
 WORKERS = 32
 PAGE_SIZE = 200

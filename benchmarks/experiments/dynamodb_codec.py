@@ -35,7 +35,7 @@ def cache_items(count: int) -> list[dict[str, Any]]:
     from syncengine.enrich import build_record
     from syncengine.executions import ExecutionIndex
     from syncengine.models import Scope
-    from syncengine.store import record_to_item
+    from syncengine.records import record_to_item
 
     scope = Scope("111122223333", "us-east-1")
     items = []

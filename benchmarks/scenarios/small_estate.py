@@ -10,8 +10,8 @@ from typing import Any
 from benchmarks import harness as h
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.variants import engine_sync
+from devtools.seed import target_account_items
 from syncengine.config import SyncSettings
-from syncengine.seed import target_account_items
 
 
 @dataclass(frozen=True)

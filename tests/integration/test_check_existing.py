@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
 from syncengine.engine import get_sync_status, sync_all, sync_scope
 from syncengine.errors import InvalidRequestError, RecoveryPlanNotFoundError
-from syncengine.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
 from syncengine.models import Scope
 from syncengine.plans import check_existing_instances, unverified_server_ids
 from tests.integration.test_handlers_support import (
@@ -155,8 +155,9 @@ async def test_check_existing_reads_past_100_keys_and_unprocessed_keys(ddb, make
         assert proxy.injected(FaultKind.UNPROCESSED) >= 1
     assert {e["sourceServerId"] for e in body["existingInstances"]} == set(live)
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"CacheHits"' in line]
-    assert (metrics[-1]["CacheLookups"], metrics[-1]["CacheHits"], metrics[-1]["CacheMisses"]) == (150, 150, 0)
-    assert metrics[-1]["CacheMissRate"] == 0
+    # Powertools' layout: each metric is a list of its data points (one here).
+    assert (metrics[-1]["CacheLookups"], metrics[-1]["CacheHits"], metrics[-1]["CacheMisses"]) == ([150], [150], [0])
+    assert metrics[-1]["CacheMissRate"] == [0]
     assert body["unverifiedServerIds"] == []
 
 

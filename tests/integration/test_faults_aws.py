@@ -13,10 +13,10 @@ from typing import Any
 import anyio
 import pytest
 
+from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
+from devtools.localdb import dynalite_available
 from syncengine.config import RetrySettings, SyncSettings
 from syncengine.engine import get_sync_status, sync_all
-from syncengine.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
-from syncengine.localdb import dynalite_available
 from syncengine.models import RunStatus, ScopeOutcome
 from tests.fixtures.dynamodb import DynamoDBTables, fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed

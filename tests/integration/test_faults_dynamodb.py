@@ -15,11 +15,11 @@ from typing import Any
 import anyio
 import pytest
 
+from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
+from devtools.localdb import dynalite_available
 from syncengine.config import RetrySettings, SyncSettings
 from syncengine.engine import get_cached_records, get_sync_status, open_runtime, sync_all
 from syncengine.errors import AwsError
-from syncengine.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
-from syncengine.localdb import dynalite_available
 from syncengine.models import RunStatus, ScopeOutcome
 from tests.fixtures.dynamodb import DynamoDBTables, fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from devtools.seed import put_items
 from syncengine.config import RetrySettings, SyncSettings
 from syncengine.engine import open_runtime
-from syncengine.seed import put_items
 from tests.integration.engine_support import engine_settings
 
 __test__ = False  # helpers only: keep pytest from collecting this module

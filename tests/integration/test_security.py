@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
+from devtools.faultproxy import DynamoFaultProxy, RecordedRequest
 from syncengine.engine import (
     get_cached_records,
     get_records_by_execution,
@@ -23,11 +24,11 @@ from syncengine.engine import (
     sync_scope,
 )
 from syncengine.errors import InvalidRequestError
-from syncengine.faultproxy import DynamoFaultProxy, RecordedRequest
 from syncengine.logging import configure_logging
 from syncengine.models import RunStatus
-from syncengine.plans import check_existing_instances, sync_wave
+from syncengine.plans import check_existing_instances
 from syncengine.terminate import terminate_execution_instances
+from syncengine.waves import sync_wave
 from tests.fixtures.simulator import HUB_SECRET_ACCESS_KEY, NO_RETRY, client_kwargs
 from tests.integration.engine_support import cache_items, engine_settings, seed
 from tests.integration.test_handlers_support import (

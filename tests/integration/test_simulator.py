@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from syncengine.simulator import EstateConfig, run_simulator
+from devtools.simulator import EstateConfig, run_simulator
 from tests.fixtures.simulator import (
     NO_RETRY,
     NO_RETRY_AIO,

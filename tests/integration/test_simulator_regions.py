@@ -1,4 +1,4 @@
-"""The simulator's opt-in regions, as AWS answers them (syncengine/simulator/regions.py)."""
+"""The simulator's opt-in regions, as AWS answers them (devtools/simulator/regions.py)."""
 
 from __future__ import annotations
 

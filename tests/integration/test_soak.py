@@ -19,8 +19,8 @@ import anyio
 import psutil
 import pytest
 
+from devtools.localdb import dynalite_available
 from syncengine.engine import get_sync_status, sync_all
-from syncengine.localdb import dynalite_available
 from syncengine.models import RunStatus, Scope
 from tests.fixtures.dynamodb import DynamoDBTables, fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed

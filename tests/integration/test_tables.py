@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from devtools.localdb import dynalite_available, dynalite_server, free_port, moto_server
+from devtools.tables import create_tables, delete_tables, main
 from syncengine.config import SyncSettings, TableNames
-from syncengine.localdb import dynalite_available, dynalite_server, free_port, moto_server
-from syncengine.tables import create_tables, delete_tables, main
 from tests.fixtures.dynamodb import TEST_REGION, DynamoDBTables, fresh_tables, unique_table_names
 
 

@@ -10,7 +10,7 @@ import pytest
 from syncengine.engine import open_runtime, sync_all
 from syncengine.errors import ExecutionInProgressError, ExecutionNotFoundError, InvalidRequestError
 from syncengine.models import Scope
-from syncengine.store import content_hash, public_record
+from syncengine.records import content_hash, public_record
 from syncengine.terminate import execution_recovery_instances, record_job, terminate_execution_instances
 from syncengine.terminate_drs import Job
 from syncengine.terminate_rules import TerminateOptions

@@ -11,14 +11,14 @@ import time
 import anyio
 import pytest
 
+from devtools.seed import target_account_items
 from syncengine import metrics as m
 from syncengine.config import LEASE_MARGIN_SECONDS
 from syncengine.dynamo import from_item, to_item
 from syncengine.engine import get_sync_status, open_runtime, sync_all, sync_scope
 from syncengine.models import RunStatus, ScopeOutcome
-from syncengine.plans import sync_wave
-from syncengine.seed import target_account_items
 from syncengine.status import SCOPE_PK
+from syncengine.waves import sync_wave
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 
 OPT_IN = "af-south-1"
@@ -41,8 +41,13 @@ def records_of(cached: dict, account_id: str) -> set[str]:
 
 
 def emitted(capsys) -> list[dict]:
+    """The EMF documents printed, each metric's data points (a list, Powertools' layout) summed."""
     lines = capsys.readouterr().out.splitlines()
-    return [json.loads(line) for line in lines if line.startswith('{"_aws"')]
+    documents = [json.loads(line) for line in lines if line.startswith('{"_aws"')]
+    for document in documents:
+        for definition in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+            document[definition["Name"]] = sum(document[definition["Name"]])
+    return documents
 
 
 # -- opt-in regions -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from syncengine.localdb import dynalite_available
+from devtools.localdb import dynalite_available
 
 _COMMON = {
     "deadline": None,

@@ -11,10 +11,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from devtools.faultproxy import DynamoFaultProxy
+from devtools.simulator import EstateConfig, Simulator, run_simulator
 from syncengine.config import RetrySettings, SyncSettings
-from syncengine.faultproxy import DynamoFaultProxy
 from syncengine.models import Scope
-from syncengine.simulator import EstateConfig, Simulator, run_simulator
 from tests.fixtures.dynamodb import fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed
 

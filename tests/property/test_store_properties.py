@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from syncengine.dynamo import BATCH_WRITE_MAX, from_item, to_attr, to_item
 from syncengine.models import RecoveryInstanceRecord
-from syncengine.store import CachedEntry, CacheStore, content_hash, public_record, record_content, record_to_item
+from syncengine.records import content_hash, public_record, record_content, record_to_item
+from syncengine.store import CachedEntry, CacheStore
 from tests.property.conftest import PURE_EXAMPLES
 
 pure = settings(max_examples=PURE_EXAMPLES)

@@ -24,7 +24,7 @@ from syncengine.aws import drs_regions
 from syncengine.engine import get_sync_status, sync_all, sync_scope
 from syncengine.errors import SyncInProgressError
 from syncengine.models import ScopeOutcome
-from syncengine.store import REQUIRED_FIELDS
+from syncengine.records import REQUIRED_FIELDS
 from tests.property.conftest import SERVER_EXAMPLES
 from tests.property.support import apply, cache_of, estates, mutations, truth, view, world
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.lower_bound import ScopeCalls, bucket_capacity, estate_lower_bound, scope_lower_bound
-from syncengine.simulator.errors import AwsError
-from syncengine.simulator.faults import FaultConfig, FaultInjector
+from devtools.simulator.errors import AwsError
+from devtools.simulator.faults import FaultConfig, FaultInjector
 
 
 @pytest.mark.parametrize(

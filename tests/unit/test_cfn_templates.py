@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from devtools.tables import LOGICAL_ID_TO_FIELD, load_table_definitions
 from syncengine import config, metrics
-from syncengine.tables import LOGICAL_ID_TO_FIELD, load_table_definitions
 from tests.cfn_yaml import CFN_DIR, load_template, resources_of_type
 
 TEMPLATE_FILES = sorted(path.name for path in CFN_DIR.glob("*.yaml"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from datetime import UTC, datetime
 
@@ -13,15 +14,17 @@ from botocore.model import ServiceModel
 from botocore.parsers import ResponseParserError
 from botocore.serialize import create_serializer
 
-from syncengine import fastpath
 from syncengine.fastpath import (
+    EC2_INSTANCE_FIELDS,
     FastJSONSerializer,
     FastResponseParserFactory,
     UnexpectedBody,
-    _shared_ssl_context,
     install_fast_serializer,
     parse_describe_instances,
 )
+from syncengine.fastpath import parsers as fastpath
+from syncengine.fastpath.clients import _shared_ssl_context
+from tests.cfn_yaml import ROOT
 
 EC2_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
 <DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
@@ -329,3 +332,32 @@ async def test_cached_user_agent_is_the_header_botocore_builds() -> None:
             assert with_feature == fresh()
         assert with_feature != plain
         assert creator.to_string() == plain
+
+
+def _ec2_fields_read_by(path) -> set[str]:
+    """Every literal ``ec2.get("Field")`` in a module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "ec2"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+
+
+def test_fast_path_keeps_every_ec2_field_the_engine_reads() -> None:
+    """A field enrich reads but the fast parser drops would read None under the fast path."""
+    read = _ec2_fields_read_by(ROOT / "syncengine" / "enrich.py")
+    assert read
+    assert sorted(read - EC2_INSTANCE_FIELDS) == []
+
+
+def test_fast_path_ec2_parser_returns_only_the_listed_fields() -> None:
+    parsed = parse_describe_instances(EC2_XML)
+    (instance,) = parsed["Reservations"][0]["Instances"]
+    assert set(instance) <= EC2_INSTANCE_FIELDS

@@ -16,10 +16,10 @@ import pytest
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
+from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultProxyThread, FaultRule
 from syncengine.config import RetrySettings
 from syncengine.dynamo import Dynamo
 from syncengine.errors import ThrottledError, TransientAwsError
-from syncengine.faultproxy import DynamoFaultProxy, FaultKind, FaultProxyThread, FaultRule
 from syncengine.retry import CallContext, classify
 
 TABLE = "fault-proxy-test"

@@ -12,7 +12,7 @@ from handlers.execution import WAVE_SYNC_BUDGET_SECONDS, lambda_handler, sync_re
 from syncengine.config import SyncSettings
 from syncengine.errors import AccessDeniedError, ExecutionNotFoundError
 from syncengine.models import RunStatus, Scope, ScopeError, SyncReport
-from syncengine.plans import WaveSyncResult, WaveTarget
+from syncengine.waves import WaveSyncResult, WaveTarget
 from tests.events_loader import FakeEngine, FakeLambdaContext, load_event
 
 WAVE = {
@@ -35,7 +35,7 @@ def engine() -> Iterator[FakeEngine]:
 
 def wave_sync_errors(stdout: str) -> list[int]:
     lines = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"_aws"')]
-    return [line["WaveSyncErrors"] for line in lines if "WaveSyncErrors" in line]
+    return [sum(line["WaveSyncErrors"]) for line in lines if "WaveSyncErrors" in line]
 
 
 def synced_result(*, failed: bool = False) -> WaveSyncResult:

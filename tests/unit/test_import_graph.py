@@ -5,12 +5,16 @@ console libraries and every dev tool must stay out of it."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from tests.cfn_yaml import ROOT
 
 # Modules of this project the read path may load: the handler plumbing, the runtime it opens
 # (AWS clients, DynamoDB, cache and status stores) and check-existing itself.
@@ -30,11 +34,19 @@ ALLOWED_OWN = frozenset(
         "syncengine.aws",
         "syncengine.concurrency",
         "syncengine.config",
+        "syncengine.credentials",
+        "syncengine.health",
+        "syncengine.orchestration",
+        "syncengine.records",
         "syncengine.dynamo",
-        "syncengine.engine",
+        "syncengine.reads",
+        "syncengine.runtime",
         "syncengine.errors",
         "syncengine.executions",
         "syncengine.fastpath",
+        "syncengine.fastpath.clients",
+        "syncengine.fastpath.fields",
+        "syncengine.fastpath.parsers",
         "syncengine.gctune",
         "syncengine.logging",
         "syncengine.metrics",
@@ -92,7 +104,7 @@ def test_import_graph_query_loads_no_heavy_or_dev_package(query_modules: set[str
 
 def test_import_graph_query_needs_no_sync_or_invoke_machinery(query_modules: set[str]) -> None:
     unwanted = {"syncengine.discovery", "syncengine.enrich", "syncengine.shards", "syncengine.terminate",
-                "syncengine.simulator", "syncengine.faultproxy", "handlers.invoke"}
+                "devtools.simulator", "devtools.faultproxy", "syncengine.selfinvoke"}
     assert sorted(unwanted & query_modules) == []
 
 
@@ -106,3 +118,85 @@ def test_import_graph_structlog_keeps_rich_out_and_cli_can_still_import_it() -> 
     loaded = modules_after("import syncengine.logging\nimport rich.console")
     assert "structlog" in loaded
     assert "rich.console" in loaded
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module name a source file imports, at any depth (lazy imports included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("package", ["syncengine", "handlers"])
+def test_import_graph_product_never_imports_devtools(package: str) -> None:
+    """The Lambda package is syncengine/ + handlers/: neither may reach the dev tools."""
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(n for n in imported_modules(path) if n.split(".")[0] == "devtools")
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_import_graph_product_never_imports_devtools_sees_a_lazy_import(tmp_path: Path) -> None:
+    """The scan above finds an import inside a function, the form a regex over lines could miss."""
+    source = tmp_path / "lazy.py"
+    source.write_text("def f():\n    from devtools.simulator import SimulatorThread\n", encoding="utf-8")
+    assert "devtools.simulator" in imported_modules(source)
+
+
+def product_import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (at any depth, type-checking imports included)."""
+    graph: dict[str, set[str]] = {}
+    for package in ("syncengine", "handlers"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            graph[module] = {
+                name for name in imported_modules(path) if name.split(".")[0] in ("syncengine", "handlers")
+            }
+    # ``from syncengine import metrics`` names a module too.
+    for module, names in graph.items():
+        graph[module] = {name for name in names if name in graph and name != module}
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of the graph ([] when there is none), found depth first."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for child in sorted(graph[node]):
+            if state.get(child) == 1:
+                return [*stack[stack.index(child):], child]
+            if child not in state and (found := visit(child)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+def test_import_graph_has_no_cycle() -> None:
+    """No module of syncengine/ or handlers/ imports, directly or not, one that imports it back
+    (the package ``syncengine`` itself re-exports lazily and is left out)."""
+    graph = product_import_graph()
+    graph.pop("syncengine")
+    for names in graph.values():
+        names.discard("syncengine")
+    assert import_cycle(graph) == []
+
+
+def test_import_graph_cycle_finder_sees_a_cycle() -> None:
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]

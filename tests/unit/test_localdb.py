@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from syncengine import localdb
-from syncengine.localdb import LocalDynamoDB, LocalDynamoDBError, choose_backend, dynalite_arguments
+from devtools import localdb
+from devtools.localdb import LocalDynamoDB, LocalDynamoDBError, choose_backend, dynalite_arguments
 
 
 @pytest.mark.parametrize(

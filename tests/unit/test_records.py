@@ -8,7 +8,7 @@ from syncengine.dynamo import from_item, to_item
 from syncengine.enrich import build_record, source_server_name
 from syncengine.executions import ExecutionIndex
 from syncengine.models import Scope
-from syncengine.store import REQUIRED_FIELDS, content_hash, record_content, record_to_item
+from syncengine.records import REQUIRED_FIELDS, content_hash, record_content, record_to_item
 
 SCOPE = Scope("111122223333", "us-east-1")
 RI = {

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from syncengine.simulator import CallCounter, Estate, EstateConfig, FaultConfig
-from syncengine.simulator.factory import APPLICATIONS, ENVIRONMENTS, TIERS
-from syncengine.simulator.faults import FaultInjector
-from syncengine.simulator.pagination import decode_token, encode_token, page
-from syncengine.simulator.sigv4 import parse_authorization
+from devtools.simulator import CallCounter, Estate, EstateConfig, FaultConfig
+from devtools.simulator.factory import APPLICATIONS, ENVIRONMENTS, TIERS
+from devtools.simulator.faults import FaultInjector
+from devtools.simulator.pagination import decode_token, encode_token, page
+from devtools.simulator.sigv4 import parse_authorization
 
 SMALL = EstateConfig(accounts=2, regions=("us-east-1", "eu-west-1"), instances_per_scope=12, seed=7)
 

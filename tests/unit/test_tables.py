@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncengine.config import TableNames
-from syncengine.errors import ConfigurationError
-from syncengine.tables import (
+from devtools.tables import (
     ENV_TEMPLATE_PATH,
     LOGICAL_ID_TO_FIELD,
     CloudFormationLoader,
@@ -21,6 +19,8 @@ from syncengine.tables import (
     resolve_template_path,
     table_definitions_from_template,
 )
+from syncengine.config import TableNames
+from syncengine.errors import ConfigurationError
 
 
 @pytest.fixture(scope="module")

@@ -180,7 +180,7 @@ def _check_mapping(table_resources: Mapping[str, Any], source: str) -> None:
     missing = sorted(set(LOGICAL_ID_TO_FIELD) - set(table_resources))
     problems = []
     if unknown:
-        problems.append(f"tables unknown to syncengine.tables.LOGICAL_ID_TO_FIELD: {', '.join(unknown)}")
+        problems.append(f"tables unknown to devtools.tables.LOGICAL_ID_TO_FIELD: {', '.join(unknown)}")
     if missing:
         problems.append(f"tables missing from the template: {', '.join(missing)}")
     if problems:
@@ -440,8 +440,8 @@ def _leaves(exc: BaseException) -> Iterable[BaseException]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m syncengine.tables create ...``: this command alone, without the full CLI."""
-    parser = argparse.ArgumentParser(prog="python -m syncengine.tables")
+    """``python -m devtools.tables create ...``: this command alone, without the full CLI."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.tables")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(["tables", *argv] if argv is not None else ["tables", *sys.argv[1:]])
     return int(args.func(args))

@@ -1,5 +1,6 @@
-"""The one AWS call the handlers make themselves: invoking this function asynchronously to run a
-full sync past API Gateway's 29-second limit.
+"""Invoking a Lambda function asynchronously: how the data-management function runs a full sync
+past API Gateway's 29-second limit (it invokes itself, ``InvocationType=Event``). Engine-side, so
+``handlers/`` makes no AWS call of its own.
 
 A seam (``SelfInvoker``): tests pass a recorder instead, so no test needs a real Lambda (moto's
 server runs Lambda invocations only with docker). The client is opened inside the call, on the

@@ -12,18 +12,19 @@ import argparse
 import asyncio
 import os
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from devtools.localdb import embedded_dynamodb
+from devtools.seed import execution_items, put_items, target_account_items
+from devtools.tables import create_tables
 from syncengine.config import SyncSettings, TableNames
 from syncengine.engine import get_cached_records, get_sync_status, open_runtime, sync_all
-from syncengine.localdb import embedded_dynamodb
 from syncengine.logging import configure_logging
 from syncengine.models import RunStatus
 from syncengine.progress import errors_table, make_progress, report_table
-from syncengine.seed import execution_items, put_items, target_account_items
-from syncengine.tables import create_tables
 
 DEMO_ENVIRONMENT = {
     # The demo's own fake hub credentials: real ones are never used, not even against loopback.
@@ -35,8 +36,26 @@ DEMO_ENVIRONMENT = {
 }
 
 
+def register(subparsers: Any) -> None:
+    """Add ``demo`` to the ``syncengine`` command."""
+    demo = subparsers.add_parser("demo", help="full sync of a simulated estate on an embedded DynamoDB")
+    demo.add_argument("--accounts", type=int, default=8)
+    demo.add_argument("--regions", default="us-east-1,us-west-2,eu-west-1")
+    demo.add_argument("--instances-per-scope", type=int, default=100)
+    demo.add_argument("--latency-ms", type=float, default=20.0)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--dynamodb",
+        choices=("auto", "moto", "dynalite"),
+        default="auto",
+        help="embedded DynamoDB: dynalite when installed (closest to DynamoDB's per-request cost; moto "
+        "answers index queries by scanning the table), else moto",
+    )
+    demo.set_defaults(func=run_demo)
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    from syncengine.simulator import EstateConfig, SimulatorThread
+    from devtools.simulator import EstateConfig, SimulatorThread
 
     os.environ.update(DEMO_ENVIRONMENT)
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):

@@ -9,9 +9,9 @@ import anyio.lowlevel
 import pytest
 
 from syncengine.config import LEASE_MARGIN_SECONDS, SyncSettings
-from syncengine.engine import lease_seconds
+from syncengine.health import summarise_status
 from syncengine.models import Scope, ScopeOutcome, ScopeResult, ScopeStatus, SyncReport, utc_now_iso
-from syncengine.status import summarise_status
+from syncengine.runtime import lease_seconds
 
 WINDOW = timedelta(seconds=900)
 FULL = {"status": "SUCCESS", "lastSyncTime": utc_now_iso(), "scopesSynced": 2}

@@ -1,0 +1,1 @@
+"""Development and test tools; never imported by ``syncengine`` or ``handlers``, never shipped."""

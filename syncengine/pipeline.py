@@ -1,0 +1,279 @@
+"""One scope's sync: lease -> discover -> build -> write -> reconcile -> status.
+
+``sync_one_scope`` returns a ``ScopeResult`` whatever happens; one failing scope never cancels
+another (only bugs escape). The steps, each a short function:
+
+1. checks that need no lease: the account's configuration, whether the region is enabled;
+2. ``scope_lease``: the scope's lease, so syncs of one scope write in the order they observed;
+3. ``discover_and_read_cache``: DRS/EC2 discovery, and the cache's view of the scope once DRS
+   has answered (``DrsFirst``);
+4. ``build_records``: one cache record per recovery instance;
+5. ``write_and_reconcile``: changed records written, then (only after discovery and writes
+   succeeded for the whole scope) cached records DRS no longer reports deleted, so a throttled
+   or unreachable region never loses cached data.
+
+``scope_recorded`` wraps it all: an AWS error becomes the scope's result, and the scope's status
+is written at the end (shielded: a run cut short by its deadline still records the scope and
+frees its lease).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from syncengine.concurrency import run_concurrently
+from syncengine.discovery import DrsFirst, FirstAnswer, ScopeDiscovery, discover_scope
+from syncengine.enrich import build_record
+from syncengine.errors import AwsError
+from syncengine.executions import ExecutionIndex
+from syncengine.logging import get_logger, structlog
+from syncengine.models import (
+    AccountTarget,
+    RecoveryInstanceRecord,
+    Scope,
+    ScopeError,
+    ScopeOutcome,
+    ScopeResult,
+    utc_now_iso,
+)
+from syncengine.regions import is_disabled_region_error
+from syncengine.runtime import Runtime, SyncProgress, lease_seconds, shielded_cleanup
+from syncengine.store import CachedEntry
+
+log = get_logger(__name__)
+
+BUSY_MESSAGE = "another sync of this scope did not finish in time"
+
+
+@dataclass
+class ScopeAttempt:
+    """One scope's sync in progress: what it will report, and whether it may hold the lease."""
+
+    scope: Scope
+    server_ids: list[str] | None
+    run_id: str
+    started: float = field(default_factory=time.monotonic)
+    result: ScopeResult = field(init=False)
+    # While acquiring, whether the lease is ours is unknown (a cancelled acquisition may still
+    # have been granted), so the status write releases it conditionally on our run id.
+    may_hold_lease: bool = False
+
+    def __post_init__(self) -> None:
+        self.result = self.failed(
+            ScopeOutcome.SKIPPED, "DeadlineExceeded", "the run's deadline passed before this scope finished"
+        )
+
+    @property
+    def targeted(self) -> bool:
+        return self.server_ids is not None
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def failed(self, outcome: ScopeOutcome, error_type: str, message: str) -> ScopeResult:
+        error = ScopeError(self.scope.account_id, self.scope.region, error_type, message)
+        return ScopeResult(self.scope, outcome, duration_ms=self.elapsed_ms(), error=error, targeted=self.targeted)
+
+    def not_enabled(self) -> ScopeResult:
+        return ScopeResult(self.scope, ScopeOutcome.NOT_ENABLED, duration_ms=self.elapsed_ms())
+
+
+async def sync_one_scope(
+    rt: Runtime,
+    scope: Scope,
+    account: AccountTarget,
+    executions: ExecutionIndex,
+    *,
+    run_id: str,
+    server_ids: list[str] | None,
+    first_answer: FirstAnswer | None = None,
+) -> ScopeResult:
+    first_answer = first_answer or FirstAnswer()
+    attempt = ScopeAttempt(scope, server_ids, run_id)
+    async with scope_recorded(rt, attempt):
+        try:
+            attempt.result = await _checked_sync(rt, attempt, account, executions, first_answer)
+        finally:
+            first_answer.set()  # a skipped or failed scope must not hold the others' follow-ups
+            await rt.aws.release(("drs", "ec2"), scope.region, account)
+    return attempt.result
+
+
+async def _checked_sync(
+    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, executions: ExecutionIndex, first_answer: FirstAnswer
+) -> ScopeResult:
+    scope = attempt.scope
+    if account.config_error:
+        message = f"target-accounts item of {scope.account_id}: {account.config_error}"
+        return attempt.failed(ScopeOutcome.FAILED, "InvalidConfiguration", message)
+    if await rt.regions.is_enabled(account, scope.region) is False:
+        return attempt.not_enabled()
+    async with scope_lease(rt, attempt) as granted:
+        if not granted:
+            return attempt.failed(ScopeOutcome.SKIPPED, "ScopeBusy", BUSY_MESSAGE)
+        observed_at = int(time.time() * 1000)
+        discovery, cached = await discover_and_read_cache(rt, attempt, account, first_answer)
+        records = build_records(scope, discovery, executions, observed_at)
+        log.debug("scope_discovered", initialized=discovery.initialized, found=len(records))
+        del discovery  # the raw DRS/EC2 data is not needed while the writes wait
+        return await write_and_reconcile(rt, attempt, records, cached, observed_at)
+
+
+@contextlib.asynccontextmanager
+async def scope_recorded(rt: Runtime, attempt: ScopeAttempt) -> AsyncIterator[None]:
+    """Around a scope's sync: an AWS error becomes its result; at the end, however it ended (a
+    result, an error, the deadline's cancellation), its status is written from
+    ``attempt.result``, shielded and bounded by the cleanup budget."""
+    try:
+        yield
+    except AwsError as exc:
+        attempt.result = _aws_failure(attempt, exc)
+    finally:
+        with shielded_cleanup(rt.settings):
+            await _write_status(rt, attempt)
+
+
+def _aws_failure(attempt: ScopeAttempt, exc: AwsError) -> ScopeResult:
+    if is_disabled_region_error(exc, attempt.scope.region):
+        log.info("scope_not_enabled", error_type=exc.error_type, operation=exc.operation)
+        return attempt.not_enabled()
+    log.warning("scope_failed", error_type=exc.error_type, error=str(exc), operation=exc.operation)
+    return attempt.failed(ScopeOutcome.FAILED, exc.error_type, str(exc))
+
+
+async def _write_status(rt: Runtime, attempt: ScopeAttempt) -> None:
+    """Record the scope's outcome: with our lease, in the conditional write that releases it;
+    otherwise (busy, or never granted) record the attempt and leave the lease alone."""
+    try:
+        released = attempt.may_hold_lease and await rt.status.finish_scope(attempt.result, owner=attempt.run_id)
+        if not released:
+            await rt.status.finish_scope(attempt.result, owner=None)
+    except AwsError as exc:
+        log.warning("scope_status_write_failed", error=str(exc))
+    except anyio.get_cancelled_exc_class():
+        log.warning("scope_status_write_timed_out", lease_seconds=rt.settings.lease_seconds)
+        raise
+
+
+@contextlib.asynccontextmanager
+async def scope_lease(rt: Runtime, attempt: ScopeAttempt) -> AsyncIterator[bool]:
+    """The scope's lease for the body, until the holder's deadline plus a margin; yields whether
+    it was granted (another sync of the scope may hold it past ``scope_lease_wait``). The lease is
+    released by the status write of ``scope_recorded``, in the same conditional write."""
+    expires_at = time.time() + lease_seconds(rt.settings)
+    attempt.may_hold_lease = True
+    attempt.may_hold_lease = await rt.status.acquire_scope_lease(
+        attempt.scope, attempt.run_id, wait=rt.settings.scope_lease_wait, expires_at=expires_at
+    )
+    yield attempt.may_hold_lease
+
+
+async def discover_and_read_cache(
+    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, first_answer: FirstAnswer
+) -> tuple[ScopeDiscovery, dict[str, CachedEntry]]:
+    """DRS/EC2 discovery and the cache's view of the scope (the scope lease keeps other writers
+    out meanwhile). The cache read is follow-up work (see ``DrsFirst``): it starts once DRS has
+    answered, and then overlaps the rest of discovery, off the scope's critical path."""
+    found: dict[str, Any] = {}
+
+    async def discover() -> None:
+        try:
+            found["discovery"] = await discover_scope(
+                rt.aws,
+                attempt.scope,
+                account,
+                limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
+                server_ids=attempt.server_ids,
+                first_answer=first_answer,
+            )
+        finally:
+            first_answer.set()
+
+    async def read_cache() -> None:
+        await first_answer.follow()
+        found["cached"] = await rt.store.scope_entries(attempt.scope)
+
+    await run_concurrently((discover, read_cache))
+    cached: dict[str, CachedEntry] = found["cached"]
+    if attempt.server_ids is not None:
+        wanted = set(attempt.server_ids)
+        cached = {sid: entry for sid, entry in cached.items() if sid in wanted}
+    return found["discovery"], cached
+
+
+def build_records(
+    scope: Scope, discovery: ScopeDiscovery, executions: ExecutionIndex, observed_at: int
+) -> list[RecoveryInstanceRecord]:
+    """One record per recovery instance DRS reported (those it cannot describe are skipped)."""
+    records = (
+        build_record(
+            scope,
+            ri,
+            discovery.source_servers.get(ri.get("sourceServerID", "")),
+            discovery.ec2_instances.get(ri.get("ec2InstanceID", "")),
+            executions,
+            observed_at,
+        )
+        for ri in discovery.recovery_instances
+    )
+    return [record for record in records if record is not None]
+
+
+async def write_and_reconcile(
+    rt: Runtime,
+    attempt: ScopeAttempt,
+    records: list[RecoveryInstanceRecord],
+    cached: dict[str, CachedEntry],
+    observed_at: int,
+) -> ScopeResult:
+    """Write what changed, then delete what DRS no longer reports (observed before this sync)."""
+    outcome = await rt.store.write_records(records, cached, last_sync_time=utc_now_iso())
+    seen = {record.source_server_id for record in records}
+    stale = [entry for sid, entry in cached.items() if sid not in seen and entry.observed_at <= observed_at]
+    deleted = await rt.store.delete_stale(attempt.scope, stale)
+    log.debug("scope_synced", found=len(seen), updated=outcome.updated, deleted=deleted)
+    return ScopeResult(
+        attempt.scope,
+        ScopeOutcome.SUCCESS,
+        instances_found=len(seen),
+        updated=outcome.updated,
+        unchanged=outcome.unchanged,
+        deleted=deleted,
+        duration_ms=attempt.elapsed_ms(),
+        reconciled=not attempt.targeted,
+        targeted=attempt.targeted,
+    )
+
+
+async def sync_scopes(
+    rt: Runtime,
+    planned: list[tuple[Scope, AccountTarget]],
+    executions: ExecutionIndex,
+    *,
+    run_id: str,
+    server_ids: list[str] | None = None,
+    progress: SyncProgress | None = None,
+    results: dict[Scope, ScopeResult],
+) -> None:
+    """Every planned scope concurrently in this event loop, each result put in ``results`` as it
+    finishes (so a deadline that cuts the rest short loses none of the finished ones)."""
+    drs_first = DrsFirst(len(planned))
+
+    async def run_scope(scope: Scope, account: AccountTarget) -> None:
+        with structlog.contextvars.bound_contextvars(account_id=scope.account_id, region=scope.region):
+            result = await sync_one_scope(
+                rt, scope, account, executions, run_id=run_id, server_ids=server_ids, first_answer=drs_first.scope()
+            )
+        results[scope] = result
+        if progress is not None:
+            progress.advance(result)
+
+    async with anyio.create_task_group() as tg:
+        for scope, account in planned:
+            tg.start_soon(run_scope, scope, account)

@@ -1,0 +1,274 @@
+"""One run: plan the scopes once, sync them, finish the run.
+
+A run reads the target accounts (unless its caller already did), plans its scopes and reads the
+execution history once, then syncs every scope (``syncengine.pipeline``) in this process or, for
+a large full sync on several vCPUs, in worker processes (``syncengine.shards``). A full sync holds
+the full-sync lease and, having read the configuration successfully, removes the scopes it no
+longer names. The run's deadline is a cancel scope; the report, the run's status, the metrics
+and the one summary log line are written after it, shielded, so a run cut short still says what
+it did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from syncengine import metrics as m
+from syncengine.accounts import load_targets, plan_scopes
+from syncengine.errors import AwsError, InvalidRequestError, SyncInProgressError
+from syncengine.executions import ExecutionIndex, load_execution_index
+from syncengine.logging import get_logger, structlog
+from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult, SyncReport, utc_now_iso
+from syncengine.pipeline import sync_scopes
+from syncengine.runtime import Runtime, SyncProgress, deadline_scope, lease_seconds, shielded_cleanup
+from syncengine.shards import run_in_processes, shard_by_account, worker_count
+
+log = get_logger(__name__)
+
+NO_SCOPES_MESSAGE = (
+    "No active target account and no current account are configured: nothing was synced and no "
+    "cached record was removed."
+)
+SETUP_DEADLINE_MESSAGE = "the run's deadline passed while loading accounts and execution history"
+UNSTARTED_MESSAGE = "the run's deadline passed before this scope started"
+Planned = list[tuple[Scope, AccountTarget]]
+
+
+@dataclass
+class RemovedScopes:
+    """What a full sync deleted of scopes that are no longer configured."""
+
+    scopes: int = 0
+    records: int = 0
+
+
+@dataclass
+class RunRequest:
+    """What one run syncs: everything (``full``), or the scopes matching account and/or region,
+    optionally only some servers."""
+
+    full: bool
+    account_id: str | None = None
+    region: str | None = None
+    server_ids: list[str] | None = None
+    progress: SyncProgress | None = None
+
+
+@dataclass
+class RunState:
+    """What a run has found out so far; the report is built from it, however the run ended."""
+
+    request: RunRequest
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    started_at: str = field(default_factory=utc_now_iso)
+    started: float = field(default_factory=time.monotonic)
+    planned: Planned = field(default_factory=list)
+    results: dict[Scope, ScopeResult] = field(default_factory=dict)
+    errors: list[ScopeError] = field(default_factory=list)
+    removed: RemovedScopes = field(default_factory=RemovedScopes)
+    setup_done: bool = False
+
+    def run_error(self, error_type: str, message: str) -> None:
+        self.errors.append(ScopeError(self.request.account_id or "", self.request.region or "", error_type, message))
+
+
+async def run(rt: Runtime, request: RunRequest, *, targets: list[AccountTarget] | None = None) -> SyncReport:
+    """One run. ``targets``, when the caller already read them, saves reading them again."""
+    state = RunState(request)
+    structlog.contextvars.bind_contextvars(run_id=state.run_id)
+    if request.full:
+        await _acquire_full_sync_lease(rt, state.run_id)
+    try:
+        with deadline_scope(rt.settings) as deadline:
+            await _plan_and_sync(rt, state, targets)
+        if deadline.cancelled_caught and not state.setup_done:
+            state.run_error("DeadlineExceeded", SETUP_DEADLINE_MESSAGE)
+    finally:
+        with shielded_cleanup(rt.settings):
+            report = _report(state)
+            await finish_run(rt, report, full=request.full)
+            structlog.contextvars.unbind_contextvars("run_id")
+    return report
+
+
+async def _plan_and_sync(rt: Runtime, state: RunState, targets: list[AccountTarget] | None) -> None:
+    request = state.request
+    try:
+        if targets is None:
+            targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+        state.planned = plan_scopes(targets, rt.settings, account_id=request.account_id, region=request.region)
+        if request.progress is not None:
+            request.progress.start(len(state.planned))
+        executions = await load_execution_index(rt.dynamo, rt.settings.tables.execution_history)
+        state.setup_done = True
+    except AwsError as exc:
+        state.run_error(exc.error_type, str(exc))
+        log.error("sync_setup_failed", error_type=exc.error_type, error=str(exc))
+        return
+    await _sync_planned(rt, state, executions)
+    if not request.full:
+        return
+    if not state.planned:
+        # Nothing configured at all is far likelier a wrong or emptied table than the intent to
+        # drop every account: the run fails and removes nothing.
+        state.errors.append(ScopeError("", "", "NoScopesConfigured", NO_SCOPES_MESSAGE))
+        log.error("sync_no_scopes_configured", table=rt.settings.tables.target_accounts)
+    else:
+        # Only here: this run read the target-accounts table successfully.
+        await remove_unconfigured_scopes(rt, state.planned, targets, state.removed)
+
+
+async def _sync_planned(rt: Runtime, state: RunState, executions: ExecutionIndex) -> None:
+    """In this event loop, or in worker processes (a whole-scope sync big enough to pay for them)."""
+    request = state.request
+    workers = worker_count(rt.settings, len(state.planned)) if request.server_ids is None else 1
+    if workers > 1:
+        shards = shard_by_account(state.planned, workers)
+        await run_in_processes(
+            rt, shards, executions, run_id=state.run_id, progress=request.progress, results=state.results
+        )
+        return
+    await sync_scopes(
+        rt,
+        state.planned,
+        executions,
+        run_id=state.run_id,
+        server_ids=request.server_ids,
+        progress=request.progress,
+        results=state.results,
+    )
+
+
+def _report(state: RunState) -> SyncReport:
+    """The run's report: every planned scope, those the deadline left unstarted as skipped."""
+    for scope, _account in state.planned:
+        if scope not in state.results:
+            error = ScopeError(scope.account_id, scope.region, "DeadlineExceeded", UNSTARTED_MESSAGE)
+            state.results[scope] = ScopeResult(scope, ScopeOutcome.SKIPPED, error=error)
+    report = SyncReport.from_results(
+        [state.results[scope] for scope, _ in state.planned],
+        duration_ms=int((time.monotonic() - state.started) * 1000),
+        started_at=state.started_at,
+        finished_at=utc_now_iso(),
+        run_id=state.run_id,
+        extra_errors=tuple(state.errors),
+    )
+    return dataclasses.replace(
+        report,
+        scopes_removed=state.removed.scopes,
+        instances_deleted=report.instances_deleted + state.removed.records,
+    )
+
+
+def deadline_skipped_report(scope: Scope, message: str) -> SyncReport:
+    """The report of a scope a caller's deadline left no time to start (nothing touched)."""
+    error = ScopeError(scope.account_id, scope.region, "DeadlineExceeded", message)
+    now = utc_now_iso()
+    return SyncReport.from_results(
+        [ScopeResult(scope, ScopeOutcome.SKIPPED, error=error)], duration_ms=0, started_at=now, finished_at=now
+    )
+
+
+async def _acquire_full_sync_lease(rt: Runtime, run_id: str) -> None:
+    """The full-sync lease, until this run's deadline plus a margin; a held lease skips the run
+    (counted, so a schedule that keeps being skipped shows)."""
+    try:
+        seconds = lease_seconds(rt.settings, rt.settings.deadline_seconds)
+        await rt.status.acquire_full_sync_lease(run_id, seconds=seconds)
+    except SyncInProgressError as exc:
+        rt.metrics.emit({m.SYNCS_SKIPPED: 1}, reason="FullSyncLeaseHeld", holder=exc.holder)
+        log.info("full_sync_skipped", reason="lease held", holder=exc.holder)
+        raise
+
+
+async def remove_unconfigured_scopes(
+    rt: Runtime, planned: Planned, targets: list[AccountTarget], removed: RemovedScopes
+) -> None:
+    """Delete the records and status of every scope with a status item that the configuration
+    just read no longer names (an inactive or removed account, a removed region). An account
+    whose item is malformed keeps all its scopes until it is fixed. Records go first: a scope
+    whose records could not all be deleted keeps its status item, so the next full sync retries."""
+    configured = {scope for scope, _ in planned}
+    keep = {t.account_id for t in targets if t.config_error}
+    try:
+        known = await rt.status.scope_statuses()
+        for status in known:
+            scope = Scope(status.account_id, status.region)
+            if scope in configured or scope.account_id in keep:
+                continue
+            records = await rt.store.delete_scope_records(scope)
+            removed.records += records
+            if await rt.status.remove_scope(scope):
+                removed.scopes += 1
+                log.info("scope_removed", account_id=scope.account_id, region=scope.region, records=records)
+    except AwsError as exc:
+        log.error("scope_removal_failed", error_type=exc.error_type, error=str(exc))
+
+
+async def finish_run(rt: Runtime, report: SyncReport, *, full: bool) -> None:
+    """The run's status, the full-sync lease released, its metrics and its summary line."""
+    try:
+        await rt.status.write_run(report, full=full)
+    except AwsError as exc:
+        log.error("run_status_write_failed", error=str(exc))
+    if full:
+        try:
+            await rt.status.release_full_sync_lease(report.run_id)
+        except AwsError as exc:
+            log.error("full_sync_lease_release_failed", error=str(exc))
+    rt.metrics.emit(_run_metrics(rt, report, full=full), runId=report.run_id, full=full)
+    # The one canonical summary line of the run.
+    log.info(
+        "sync_finished",
+        status=report.status.value,
+        full=full,
+        scopes=len(report.scopes),
+        scopes_synced=report.scopes_synced,
+        scopes_failed=report.scopes_failed,
+        scopes_not_enabled=report.scopes_not_enabled,
+        scopes_removed=report.scopes_removed,
+        instances_found=report.instances_found,
+        instances_updated=report.instances_updated,
+        instances_unchanged=report.instances_unchanged,
+        instances_deleted=report.instances_deleted,
+        duration_ms=report.duration_ms,
+        aws_calls=sum(rt.stats.calls.values()),
+        throttle_retries=rt.stats.throttle_retries,
+        assume_role_calls=rt.stats.assume_role_calls,
+    )
+
+
+def _run_metrics(rt: Runtime, report: SyncReport, *, full: bool) -> dict[str, float]:
+    busy = sum(1 for r in report.scopes if r.error is not None and r.error.error_type == "ScopeBusy")
+    return {
+        m.SYNC_DURATION: report.duration_ms,
+        m.INSTANCES_UPDATED: report.instances_updated,
+        m.INSTANCES_UNCHANGED: report.instances_unchanged,
+        m.INSTANCES_DELETED: report.instances_deleted,
+        m.SCOPES_SYNCED: report.scopes_synced,
+        m.SCOPES_FAILED: report.scopes_failed,
+        m.SCOPES_NOT_ENABLED: report.scopes_not_enabled,
+        m.SCOPES_REMOVED: report.scopes_removed,
+        m.SYNCS_SKIPPED: busy,
+        m.SYNC_ERRORS: report.scopes_failed + (1 if report.scopes_synced == 0 and report.errors else 0),
+        m.THROTTLE_RETRIES: rt.stats.throttle_retries,
+        m.DYNAMODB_THROTTLES: rt.stats.dynamodb_throttles,
+        # A full sync that synced at least one scope (a scope failing in every run is the
+        # sync-error alarm's business; a heartbeat that stops means the syncs stopped).
+        **({m.FULL_SYNC_HEARTBEAT: 1} if full and report.scopes_synced > 0 else {}),
+    }
+
+
+async def require_configured_scope(rt: Runtime, account_id: str | None, region: str | None) -> list[AccountTarget]:
+    """A scoped sync must name an account and region that a full sync would cover: otherwise the
+    caller made a mistake, and an empty "SUCCESS" would hide it."""
+    targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+    if plan_scopes(targets, rt.settings, account_id=account_id, region=region):
+        return targets
+    if account_id and not any(t.account_id == account_id for t in targets):
+        raise InvalidRequestError(f"Account {account_id} is not an active target account.")
+    where = f"account {account_id}" if account_id else "any target account"
+    raise InvalidRequestError(f"Region {region} is not configured for {where}.")

@@ -1,0 +1,133 @@
+"""What one run works with: its clients, limiters, stores and time budget.
+
+``open_runtime`` opens everything a run needs inside the run (never at import time) and closes it
+with the run: the AWS clients (``AwsClients``: own-account clients and one regional DRS/EC2
+client per region, signing as the account bound to each call), the DynamoDB access with its
+concurrency limiter, the cache and status stores, the call counters and the metrics emitter.
+
+Time: a run's deadline is a cancel scope (``deadline_scope``); leases live as long as their
+holder plus a margin (``lease_seconds``); cleanup that must happen after the deadline (status
+writes, lease release) runs shielded within ``cleanup_budget``.
+
+The read path (status, check-existing, the terminate preview) needs only this module: the sync's
+discovery, record building and sharding are imported by ``syncengine.pipeline`` and
+``syncengine.run``, which it never loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aioboto3
+import anyio
+
+from syncengine import metrics as m
+from syncengine.aws import AwsClients, CallStats
+from syncengine.config import LEASE_MARGIN_SECONDS, SyncSettings
+from syncengine.dynamo import Dynamo
+from syncengine.gctune import relaxed_gc
+from syncengine.models import ScopeResult
+from syncengine.regions import EnabledRegions
+from syncengine.status import StatusStore
+from syncengine.store import CacheStore
+
+# Shielded cleanup (status writes, lease release) gets this long even after the deadline.
+CLEANUP_SECONDS = 15.0
+# Status and lease calls have their own limiter of this size (see open_runtime).
+STATUS_CONCURRENCY = 8
+
+
+class SyncProgress(Protocol):
+    """Receives progress of a run (the CLI's progress bar implements it)."""
+
+    def start(self, total_scopes: int) -> None: ...
+
+    def advance(self, result: ScopeResult) -> None: ...
+
+
+@dataclass
+class Runtime:
+    """Resources of one run, opened inside it and closed with it."""
+
+    settings: SyncSettings
+    aws: AwsClients
+    dynamo: Dynamo
+    store: CacheStore
+    status: StatusStore
+    stats: CallStats
+    metrics: m.MetricsEmitter = field(repr=False)
+    regions: EnabledRegions = field(repr=False)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: SyncSettings, *, session: aioboto3.Session | None = None) -> AsyncIterator[Runtime]:
+    stats = CallStats()
+    with relaxed_gc() if settings.gc_tuning else contextlib.nullcontext():
+        async with AwsClients(settings, session=session, stats=stats) as aws:
+            client = await aws.client("dynamodb", settings.home_region)
+            # One limiter for the cache's writes and the run's other reads (accounts, executions).
+            dynamo = _dynamo(client, settings, stats, max(settings.write_concurrency, 4))
+            yield Runtime(
+                settings=settings,
+                aws=aws,
+                dynamo=dynamo,
+                store=CacheStore(dynamo, settings.tables.cache, write_concurrency=settings.write_concurrency),
+                # Status and lease calls get their own limiter: behind a cold sync's record batches they
+                # would queue past the cleanup budget and leave scope leases held.
+                status=StatusStore(
+                    _dynamo(client, settings, stats, STATUS_CONCURRENCY),
+                    settings.tables.status,
+                    lease_seconds=settings.lease_seconds,
+                    stale_after_seconds=settings.stale_after_seconds,
+                ),
+                stats=stats,
+                metrics=m.MetricsEmitter(
+                    enabled=settings.emit_metrics,
+                    namespace=settings.metrics_namespace,
+                    environment=settings.environment,
+                ),
+                regions=EnabledRegions(aws, settings.home_region),
+            )
+
+
+def _dynamo(client: Any, settings: SyncSettings, stats: CallStats, concurrency: int) -> Dynamo:
+    return Dynamo(client, retry=settings.retry, stats=stats, concurrency=concurrency, region=settings.home_region)
+
+
+def deadline_scope(settings: SyncSettings) -> anyio.CancelScope:
+    """The run's deadline as a cancel scope (none without ``deadline_seconds``)."""
+    if settings.deadline_seconds is None:
+        return anyio.CancelScope()
+    return anyio.move_on_after(settings.deadline_seconds)
+
+
+def cleanup_budget(settings: SyncSettings) -> float | None:
+    """How long shielded cleanup may take: bounded only when there is a deadline to honour;
+    otherwise a busy loop must not turn a slow status write into a lease left held."""
+    return CLEANUP_SECONDS if settings.deadline_seconds is not None else None
+
+
+def shielded_cleanup(settings: SyncSettings) -> contextlib.ExitStack:
+    """A shielded scope bounded by ``cleanup_budget``: work in it survives the run's deadline."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(anyio.CancelScope(shield=True))
+    stack.enter_context(anyio.move_on_after(cleanup_budget(settings)))
+    return stack
+
+
+def lease_seconds(settings: SyncSettings, remaining: float | None = None) -> float:
+    """How long a lease taken now lives: the holder's remaining time (``remaining``, else the
+    enclosing deadline's) plus a margin that covers its shielded cleanup and, in Lambda, the time
+    until it is killed. A lease never outlives its holder by more, so an invocation killed at its
+    timeout frees its scopes a few seconds later. Without any deadline (the CLI), the configured
+    ``lease_seconds``."""
+    if remaining is None:
+        deadline = anyio.current_effective_deadline()
+        if deadline != float("inf"):
+            remaining = max(deadline - anyio.current_time(), 0.0)
+    if remaining is None:
+        return settings.lease_seconds
+    return remaining + LEASE_MARGIN_SECONDS

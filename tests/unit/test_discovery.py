@@ -1,0 +1,49 @@
+"""syncengine.discovery: what is kept of DRS's answers, and answers that cannot be read."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncengine.discovery import page_items, slim_recovery_instance, slim_source_server
+from syncengine.errors import MalformedResponseError
+from syncengine.retry import CallContext
+
+CONTEXT = CallContext("drs:DescribeRecoveryInstances", account_id="123456789012", region="us-east-1")
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param({}, id="no-items"),
+        pytest.param({"items": None}, id="null-items"),
+        pytest.param({"items": ["x"]}, id="items-not-objects"),
+    ],
+)
+def test_discovery_page_without_a_list_of_items_is_malformed(page: dict) -> None:
+    """Never read as "no instances": that would delete the scope's records."""
+    with pytest.raises(MalformedResponseError):
+        page_items(page, CONTEXT)
+
+
+def test_discovery_empty_page_is_no_instances() -> None:
+    assert page_items({"items": []}, CONTEXT) == []
+
+
+def test_discovery_slim_recovery_instance_keeps_what_records_read() -> None:
+    item = {"recoveryInstanceID": "i-1", "sourceServerID": "s-1", "dataReplicationInfo": {"big": "x"}}
+    assert slim_recovery_instance(item) == {"recoveryInstanceID": "i-1", "sourceServerID": "s-1"}
+
+
+def test_discovery_slim_source_server_keeps_name_hints_tags_and_staging() -> None:
+    item = {
+        "sourceServerID": "s-1",
+        "tags": {"Name": "web"},
+        "sourceProperties": {"identificationHints": {"hostname": "web-01", "awsInstanceID": "i-9"}, "cpus": []},
+        "stagingArea": {"stagingAccountID": "210987654321", "status": "EXTENDED"},
+    }
+    assert slim_source_server(item) == {
+        "sourceServerID": "s-1",
+        "tags": {"Name": "web"},
+        "sourceProperties": {"identificationHints": {"hostname": "web-01"}},
+        "stagingArea": {"stagingAccountID": "210987654321"},
+    }
