@@ -47,7 +47,7 @@ demo: install
 	$(PY) -m syncengine demo
 
 lint: install
-	$(VENV)/bin/ruff check $(wildcard syncengine handlers tests benchmarks scripts)
+	$(VENV)/bin/ruff check $(wildcard syncengine handlers devtools tests benchmarks scripts)
 
 lint-cfn: install
 	bash scripts/lint-cfn.sh

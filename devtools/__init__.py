@@ -1,0 +1,1 @@
+"""Development tools beside the engine (never in the Lambda artifact): local stand-ins for AWS machinery."""
