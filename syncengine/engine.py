@@ -566,6 +566,11 @@ async def sync_all(
         validate_region(region)
     full = account_id is None and region is None
     async with open_runtime(settings, session=session) as rt:
+        if full and settings.fanout != "off":
+            from syncengine.fanout import start_fanout
+
+            if (fanned_out := await start_fanout(rt)) is not None:
+                return fanned_out
         targets = None if full else await _require_configured_scope(rt, account_id, region)
         return await _run(rt, full=full, account_id=account_id, region=region, progress=progress, targets=targets)
 

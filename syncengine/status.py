@@ -8,6 +8,8 @@ Layout (partition ``pk``, sort ``sk``):
   keeps a week of full reports (TTL); ``RUN`` / ``LAST_SCOPED``: the newest scoped, wave or
   event-driven run's report, which never replaces the full run's;
 * ``LEASE`` / ``FULL_SYNC``: held by a full sync so two never overlap.
+* ``RUN`` / ``FANOUT``: the current fan-out run (``syncengine.fanout``): how many scope messages
+  it enqueued, how many finished (each scope counted once), and their summed results.
 
 Reading the status is one Query on ``SCOPE`` and three GetItems: never a scan of the cache.
 Health comes from the scopes: a configured scope (NOT_ENABLED ones aside) that failed its last
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +47,15 @@ SCOPE_PK = "SCOPE"
 RUN_PK = "RUN"
 LATEST_SK = "LATEST"
 LAST_SCOPED_SK = "LAST_SCOPED"
+FANOUT_SK = "FANOUT"
+FANOUT_COUNTERS = (
+    "scopesSynced",
+    "scopesFailed",
+    "scopesNotEnabled",
+    "instancesUpdated",
+    "instancesUnchanged",
+    "instancesDeleted",
+)
 LEASE_PK = "LEASE"
 FULL_SYNC_SK = "FULL_SYNC"
 HISTORY_DAYS = 7
@@ -363,6 +374,59 @@ class StatusStore:
             Item=to_item({"pk": RUN_PK, "sk": f"HISTORY#{finished}#{report.run_id}", "ttl": history_ttl, **record}),
         )
 
+    # -- fan-out runs --------------------------------------------------------------------------
+
+    async def start_fanout_run(self, run_id: str, total: int, started_at: str) -> None:
+        """The run record of a fan-out run that enqueued ``total`` scope messages."""
+        item = {"pk": RUN_PK, "sk": FANOUT_SK, "runId": run_id, "total": total, "finished": 0, "startedAt": started_at}
+        # No condition: the new run replaces the previous run's record. Only the holder of the
+        # full-sync lease starts a run, and a late message of the old run fails the runId
+        # condition of ``finish_fanout_scope`` instead of counting in this one.
+        await self.dynamo.call(
+            "put_item", TableName=self.table, Item={**to_item(item), **{c: {"N": "0"} for c in FANOUT_COUNTERS}}
+        )
+
+    async def finish_fanout_scope(self, run_id: str, result: ScopeResult) -> dict[str, Any] | None:
+        """Count one finished scope of a fan-out run (atomic ADD); the record after the count, or
+        None when it did not count (another run's message, or a scope already counted)."""
+        counts = {
+            "scopesSynced": int(result.ok),
+            "scopesFailed": int(not result.ok and not result.not_enabled),
+            "scopesNotEnabled": int(result.not_enabled),
+            "instancesUpdated": result.updated,
+            "instancesUnchanged": result.unchanged,
+            "instancesDeleted": result.deleted,
+        }
+        adds = ", ".join(f"{name} :{name}" for name in counts)
+        try:
+            response = await self.dynamo.call(
+                "update_item",
+                TableName=self.table,
+                Key=to_item({"pk": RUN_PK, "sk": FANOUT_SK}),
+                UpdateExpression=f"ADD finished :one, doneScopes :scope, {adds}",
+                # runId: the record is this run's (a newer run replaced it: this message is late
+                # and must not count in the other run). NOT contains: SQS delivers at least once;
+                # a scope counted twice would finish the run before its last scope did.
+                ConditionExpression="runId = :run AND NOT contains(doneScopes, :key)",
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":scope": {"SS": [result.scope.key]},
+                    ":key": {"S": result.scope.key},
+                    ":run": {"S": run_id},
+                    **{f":{name}": {"N": str(value)} for name, value in counts.items()},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except AwsError as exc:
+            if _condition_failed(exc):
+                return None
+            raise
+        return from_item(response["Attributes"])
+
+    async def fanout_run(self) -> dict[str, Any] | None:
+        """The current (or last) fan-out run's record."""
+        return await self._run_item(FANOUT_SK)
+
     async def latest_run(self) -> dict[str, Any] | None:
         """The last full run's summary."""
         return await self._run_item(LATEST_SK)
@@ -378,7 +442,7 @@ class StatusStore:
         return {k: v for k, v in from_item(item).items() if k not in ("pk", "sk")}
 
     async def sync_status(self) -> SyncStatus:
-        latest, scoped, holder, scopes = None, None, None, []
+        latest, scoped, holder, scopes, fanout = None, None, None, [], None
 
         async def read_latest() -> None:
             nonlocal latest
@@ -396,12 +460,18 @@ class StatusStore:
             nonlocal scopes
             scopes = await self.scope_statuses()
 
+        async def read_fanout() -> None:
+            nonlocal fanout
+            fanout = await self.fanout_run()
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_latest)
             tg.start_soon(read_scoped)
             tg.start_soon(read_holder)
             tg.start_soon(read_scopes)
-        return summarise_status(latest, holder is not None, scopes, stale_after=self.stale_after, last_scoped=scoped)
+            tg.start_soon(read_fanout)
+        status = summarise_status(latest, holder is not None, scopes, stale_after=self.stale_after, last_scoped=scoped)
+        return with_fanout_run(status, fanout)
 
 
 def summarise_status(
@@ -444,6 +514,18 @@ def summarise_status(
         stale_scopes=stale,
         last_scoped_sync=last_scoped,
     )
+
+
+def with_fanout_run(status: SyncStatus, record: dict[str, Any] | None) -> SyncStatus:
+    """The fan-out run beside the status; one that stopped short of its total (messages lost or
+    stuck) and no longer holds the lease makes a healthy status degraded, never healthy."""
+    if record is None:
+        return status
+    total, finished = int(record.get("total", 0)), int(record.get("finished", 0))
+    run = {"runId": record.get("runId"), "scopes": total, "finished": finished, "startedAt": record.get("startedAt")}
+    unfinished = finished < total and status.status is not HealthStatus.RUNNING
+    health = HealthStatus.DEGRADED if unfinished and status.status is HealthStatus.HEALTHY else status.status
+    return replace(status, status=health, fanout_run={**run, "stale": unfinished})
 
 
 def _stale(scope: ScopeStatus, stale_after: timedelta) -> bool:

@@ -294,3 +294,19 @@ def test_cfn_work_queue_alarms(alarm: str, metric: str, queue: str) -> None:
     assert {"Ref": "AlarmTopic"} in properties["AlarmActions"]
     passed = load_template("master-template.yaml")["Resources"]["MonitoringStack"]["Properties"]["Parameters"]
     assert passed[queue] == {"Fn::GetAtt": ["LambdaStack", f"Outputs.{queue}"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Fan-out
+
+
+def test_cfn_data_management_may_enqueue_fanout_scopes_on_the_work_queue() -> None:
+    granted = _actions_on(_lambda()["DataManagementHandlerRole"])
+    assert "<GetAtt WorkQueue.Arn>" in granted["sqs:SendMessage"]
+
+
+@pytest.mark.parametrize("function", ["DataManagementFunction", "RefreshFunction"])
+def test_cfn_fanout_settings_reach_the_sweep_and_the_workers(function: str) -> None:
+    variables = _lambda(SyncFanout="auto")[function]["Properties"]["Environment"]["Variables"]
+    assert variables[config.ENV_FANOUT] == "auto"
+    assert variables[config.ENV_WORK_QUEUE_URL] == "<Ref WorkQueue>"
