@@ -131,9 +131,10 @@ class EventSourcePoller:
         self.batch_size, self.batch_window_s, self.context = batch_size, batch_window_s, context
 
     def receive_batch(self) -> list[dict[str, Any]]:
-        """Up to ``batch_size`` messages, gathered for at most ``batch_window_s``."""
+        """Up to ``batch_size`` messages, gathered for at most ``batch_window_s`` from the first
+        one received (an empty queue answers at once: nothing to invoke)."""
         messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self.batch_window_s
+        deadline = float("inf")
         while len(messages) < self.batch_size:
             answer = self.sqs.receive_message(
                 QueueUrl=self.queue.url,
@@ -143,6 +144,10 @@ class EventSourcePoller:
                 WaitTimeSeconds=0,
             )
             received = answer.get("Messages") or []
+            if not messages and not received:
+                break
+            if not messages:
+                deadline = time.monotonic() + self.batch_window_s
             messages += received
             if time.monotonic() >= deadline:
                 break
