@@ -40,6 +40,7 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "cold_read": ("processes", "p50_ms", "p99_ms", "interpreter_p50_ms"),
     "terminate": ("instances", "engine_s", "drs_describe_calls"),
     "events": ("events", "p50_ms", "p99_ms", "drs_calls_per_event"),
+    "fanout": ("scopes", "lower_bound_s", "workers"),
     "origin": ("instances", "engine_s", "original_s"),
     "machine": (),
 }
@@ -136,6 +137,13 @@ GOALS: tuple[Goal, ...] = (
         lambda r: f"{_ratio(r['live_p50_ms'], r['cache_p50_ms']):.0f}x",
     ),
     Goal("events", "event-to-cache p99", "< 2 s", lambda r: r["p99_ms"] < 2000, lambda r: f"{r['p99_ms']:.0f} ms"),
+    Goal(
+        "fanout",
+        "8 workers / lower bound",
+        "<= 1.5x",
+        lambda r: r["workers"]["8"] <= 1.5 * r["lower_bound_s"],
+        lambda r: f"{_ratio(r['workers']['8'], r['lower_bound_s']):.2f}x",
+    ),
     Goal("terminate", "100 instances", "< 10 s", lambda r: r["engine_s"] < 10, lambda r: f"{r['engine_s']:.2f} s"),
     Goal(
         "terminate",

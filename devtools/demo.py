@@ -3,7 +3,8 @@
 Starts the simulator (DRS, EC2 and STS on loopback) and an embedded DynamoDB, creates the tables
 from cfn/database-stack.yaml, seeds target accounts and some execution history, runs a cold full
 sync with a progress bar, a second (steady-state) sync, and shows a summary and a sample cache
-read. Nothing reaches AWS.
+read, then one event-driven refresh through a local SQS queue (devtools.event_demo). Nothing
+reaches AWS.
 """
 
 from __future__ import annotations
@@ -105,7 +106,10 @@ def run_demo(args: argparse.Namespace) -> int:
         steady = asyncio.run(sync_all(settings))
         console.print(report_table(steady, title="Second sync (nothing changed in DRS)"))
         asyncio.run(_sample_read(settings, sim, console))
-    ok = cold.status is RunStatus.SUCCESS and steady.status is RunStatus.SUCCESS
+        from devtools.event_demo import run_event_refresh  # issue 14: one event-driven refresh
+
+        refreshed = run_event_refresh(settings, sim, console)
+    ok = cold.status is RunStatus.SUCCESS and steady.status is RunStatus.SUCCESS and refreshed
     console.print("[green]demo finished[/green]" if ok else "[red]demo finished with failed scopes[/red]")
     return 0 if ok else 1
 

@@ -37,6 +37,9 @@ ENV_WORKERS = "SYNC_WORKERS"
 ENV_STALE_AFTER_SECONDS = "SYNC_STALE_AFTER_SECONDS"
 ENV_FAST_PATHS = "SYNC_FAST_PATHS"
 ENV_GC_TUNING = "SYNC_GC_TUNING"
+ENV_FANOUT = "SYNC_FANOUT"
+ENV_FANOUT_THRESHOLD = "SYNC_FANOUT_THRESHOLD"
+ENV_WORK_QUEUE_URL = "SYNC_WORK_QUEUE_URL"
 ENV_HOME_REGION = "AWS_REGION"
 ENV_HOME_REGION_FALLBACK = "AWS_DEFAULT_REGION"
 
@@ -61,6 +64,9 @@ ALL_ENV_VARS = (
     ENV_STALE_AFTER_SECONDS,
     ENV_FAST_PATHS,
     ENV_GC_TUNING,
+    ENV_FANOUT,
+    ENV_FANOUT_THRESHOLD,
+    ENV_WORK_QUEUE_URL,
 )
 """The variables the code reads (besides AWS SDK ones); CloudFormation must set the table ones."""
 
@@ -77,6 +83,11 @@ DEFAULT_MAX_POOL_CONNECTIONS = 64
 # what a scope's token bucket sustains without throttling.
 DEFAULT_PER_SCOPE_CONCURRENCY = 3
 DEFAULT_MAX_ATTEMPTS = 8
+# Fan-out of the scheduled full sync over the work queue (syncengine.fanout): off, on, or auto
+# (on from this many scopes: below it one invocation syncs everything faster than a queue round).
+FANOUT_MODES = ("off", "on", "auto")
+DEFAULT_FANOUT = "off"
+DEFAULT_FANOUT_THRESHOLD = 500
 DEFAULT_RETRY_BASE_DELAY = 0.25
 DEFAULT_RETRY_MAX_DELAY = 20.0
 DEFAULT_WRITE_CONCURRENCY = 16
@@ -182,6 +193,12 @@ class SyncSettings:
     gc_tuning: bool = True
     # Worker processes for large syncs (syncengine.shards); 1 = everything in this event loop.
     workers: int = 1
+    # SYNC_FANOUT: the scheduled full sync enqueues one message per scope on the work queue
+    # (SYNC_WORK_QUEUE_URL) for the refresh function's workers: "off", "on", or "auto" (from
+    # ``fanout_threshold`` scopes).
+    fanout: str = DEFAULT_FANOUT
+    fanout_threshold: int = DEFAULT_FANOUT_THRESHOLD
+    work_queue_url: str | None = None
     # Explicit per-service endpoints ((service, url), ...) for tests and the demo. Empty in
     # production: botocore then resolves AWS_ENDPOINT_URL_<SERVICE> / AWS_ENDPOINT_URL itself.
     endpoint_urls: tuple[tuple[str, str], ...] = ()
@@ -206,6 +223,10 @@ class SyncSettings:
             raise ConfigurationError("retry.max_attempts must be at least 1")
         if self.stale_after_seconds <= 0:
             raise ConfigurationError(f"stale_after_seconds must be positive, got {self.stale_after_seconds}")
+        if self.fanout not in FANOUT_MODES:
+            raise ConfigurationError(f"{ENV_FANOUT} must be one of {', '.join(FANOUT_MODES)}, got {self.fanout!r}")
+        if self.fanout_threshold < 1:
+            raise ConfigurationError(f"fanout_threshold must be at least 1, got {self.fanout_threshold}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SyncSettings:
@@ -246,6 +267,9 @@ class SyncSettings:
         stale_after = env.get(ENV_STALE_AFTER_SECONDS)
         if stale_after:
             values["stale_after_seconds"] = _parse_seconds(ENV_STALE_AFTER_SECONDS, stale_after)
+        values["fanout"] = (env.get(ENV_FANOUT) or DEFAULT_FANOUT).strip().lower()
+        values["fanout_threshold"] = _parse_int(env, ENV_FANOUT_THRESHOLD, DEFAULT_FANOUT_THRESHOLD)
+        values["work_queue_url"] = env.get(ENV_WORK_QUEUE_URL) or None
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")

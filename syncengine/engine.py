@@ -48,6 +48,11 @@ async def sync_all(
     full = account_id is None and region is None
     request = RunRequest(full=full, account_id=account_id, region=region, progress=progress)
     async with open_runtime(settings, session=session) as rt:
+        if full and settings.fanout != "off":
+            from syncengine.fanout import start_fanout
+
+            if (fanned_out := await start_fanout(rt)) is not None:
+                return fanned_out
         targets = None if full else await require_configured_scope(rt, account_id, region)
         return await run(rt, request, targets=targets)
 

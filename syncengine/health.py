@@ -3,11 +3,13 @@
 ``healthy`` when every configured scope (NOT_ENABLED ones aside) succeeded within
 ``stale_after``; ``degraded`` when one failed its last attempt or is stale; ``error`` when the
 last full run failed outright or nothing is configured; ``running`` while a full sync holds its
-lease; ``no_sync_yet`` before the first full run.
+lease; ``no_sync_yet`` before the first full run. A fan-out run that stopped short of its total (its
+messages lost or stuck) makes a healthy status ``degraded``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +56,18 @@ def summarise_status(
         stale_scopes=stale,
         last_scoped_sync=last_scoped,
     )
+
+
+def with_fanout_run(status: SyncStatus, record: dict[str, Any] | None) -> SyncStatus:
+    """The fan-out run beside the status; one that stopped short of its total (messages lost or
+    stuck) and no longer holds the lease makes a healthy status degraded, never healthy."""
+    if record is None:
+        return status
+    total, finished = int(record.get("total", 0)), int(record.get("finished", 0))
+    run = {"runId": record.get("runId"), "scopes": total, "finished": finished, "startedAt": record.get("startedAt")}
+    unfinished = finished < total and status.status is not HealthStatus.RUNNING
+    health = HealthStatus.DEGRADED if unfinished and status.status is HealthStatus.HEALTHY else status.status
+    return replace(status, status=health, fanout_run={**run, "stale": unfinished})
 
 
 def _stale(scope: ScopeStatus, stale_after: timedelta) -> bool:

@@ -188,6 +188,8 @@ class SyncReport:
     # Errors of the run itself, not of a scope (configuration or execution history unreadable,
     # deadline before any scope): the run failed as a whole.
     run_errors: tuple[ScopeError, ...] = field(default=(), compare=False)
+    # A fan-out run (syncengine.fanout): scope messages enqueued for the workers.
+    scopes_enqueued: int = 0
 
     @classmethod
     def from_results(
@@ -246,6 +248,7 @@ class SyncReport:
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
             "runId": self.run_id,
+            **({"scopesEnqueued": self.scopes_enqueued} if self.scopes_enqueued else {}),
         }
 
 
@@ -303,6 +306,8 @@ class SyncStatus:
     stale_scopes: int = 0
     # The newest scoped, wave or event-driven run's report (never part of the run fields above).
     last_scoped_sync: Mapping[str, Any] | None = None
+    # The current or last fan-out run (syncengine.fanout): scopes, finished, stale.
+    fanout_run: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -321,4 +326,6 @@ class SyncStatus:
         }
         if self.last_run_status:
             body["lastRunStatus"] = self.last_run_status
+        if self.fanout_run:
+            body["fanoutRun"] = dict(self.fanout_run)
         return body

@@ -63,6 +63,9 @@ class ScopeRefresh:
     server_ids: tuple[str, ...] | None = None  # None: the whole scope
     report: SyncReport | None = None
     error: str | None = None
+    # Fan-out messages whose scope was counted in their run: acknowledged even when the scope
+    # failed (the run reports it; the next sweep retries it, as an in-process full sync would).
+    acknowledged: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -86,7 +89,13 @@ class RefreshResult:
 
     @property
     def failed_message_ids(self) -> list[str]:
-        return [mid for s in self.scopes if s.status is RefreshStatus.FAILED for mid in s.message_ids]
+        return [
+            mid
+            for s in self.scopes
+            if s.status is RefreshStatus.FAILED
+            for mid in s.message_ids
+            if mid not in s.acknowledged
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         failed = any(s.status is RefreshStatus.FAILED for s in self.scopes)
@@ -136,10 +145,33 @@ async def _sync(
     named = None if server_ids is None else tuple(server_ids)
     if not plan_scopes(targets, rt.settings, account_id=scope.account_id, region=scope.region):
         log.warning("refresh_scope_not_configured", messages=len(ids))
+        await _count_in_fanout_runs(rt, work, None)
         return ScopeRefresh(scope, RefreshStatus.NOT_CONFIGURED, ids, named)
     report = await sync_scope_in_runtime(rt, scope, server_ids, targets=targets)
     status = RefreshStatus.SYNCED if report.status is RunStatus.SUCCESS else RefreshStatus.FAILED
-    return ScopeRefresh(scope, status, ids, named, report=report)
+    acknowledged = await _count_in_fanout_runs(rt, work, report)
+    return ScopeRefresh(scope, status, ids, named, report=report, acknowledged=acknowledged)
+
+
+async def _count_in_fanout_runs(rt: Runtime, work: ScopeWork, report: SyncReport | None) -> tuple[str, ...]:
+    """Count the scope in the fan-out runs whose messages asked for it (syncengine.fanout); the
+    messages counted. A scope skipped (busy, deadline) is not counted: its message comes back."""
+    if not work.run_messages:
+        return ()
+    from syncengine.fanout import finish_scope
+    from syncengine.models import ScopeOutcome, ScopeResult
+
+    result = report.scopes[0] if report is not None and report.scopes else None
+    if result is None:  # no longer configured: neither synced nor failed
+        result = ScopeResult(work.scope, ScopeOutcome.NOT_ENABLED)
+    if result.outcome is ScopeOutcome.SKIPPED:
+        return ()
+    try:
+        await finish_scope(rt, set(work.run_messages.values()), result)
+    except AwsError as exc:
+        log.warning("fanout_count_failed", error_type=exc.error_type, error=str(exc))
+        return ()
+    return tuple(work.run_messages)
 
 
 async def _refresh_in_runtime(rt: Runtime, work: dict[Scope, ScopeWork]) -> list[ScopeRefresh]:

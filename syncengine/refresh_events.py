@@ -11,8 +11,8 @@ Shapes (``../shared/API-CONTRACT.md``, "Event-driven refresh"):
 - ``aws.ec2`` ``EC2 Instance State-change Notification``: ``detail.instance-id``,
   ``detail.state``; account and region from the envelope
   (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/monitoring-instance-state-changes.html);
-- a scope message ``{"accountId", "region", "sourceServerIds"?, "reason"?}`` (no ids: the whole
-  scope).
+- a scope message ``{"accountId", "region", "sourceServerIds"?, "reason"?, "runId"?}`` (no ids:
+  the whole scope; ``runId``: enqueued by a fan-out run, ``syncengine.fanout``).
 DRS sends its events to EventBridge directly, best effort
 (https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-drs.html): the scheduled sweep
 stays the backstop. Anything else raises ``InvalidRequestError`` with a sentence; the caller logs
@@ -51,6 +51,7 @@ MAX_SCOPE_MESSAGE_SERVERS = 1000
 # arn:aws:drs:{region}:{account}:{source-server|recovery-instance}/{id} (any partition).
 _DRS_ARN = re.compile(r"arn:aws[a-z-]*:drs:([a-z0-9-]+):([0-9]{12}):(source-server|recovery-instance)/(\S+)", re.ASCII)
 _EC2_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}", re.ASCII)
+_RUN_ID = re.compile(r"[0-9a-f]{16}", re.ASCII)
 
 
 class RefreshKind(StrEnum):
@@ -159,6 +160,16 @@ class ScopeMessage(DictWrapper):
         reason = self.get("reason")
         return reason[:200] if isinstance(reason, str) else None
 
+    @property
+    def run_id(self) -> str | None:
+        """The fan-out run that enqueued this message (``syncengine.fanout``), if any."""
+        run_id = self.get("runId")
+        if run_id is None:
+            return None
+        if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+            raise InvalidRequestError(f"runId must be a run id, got {str(run_id)[:40]!r}.")
+        return run_id
+
 
 @dataclass(frozen=True)
 class RefreshRequest:
@@ -173,6 +184,7 @@ class RefreshRequest:
     whole_scope: bool = False
     job_id: str | None = None
     state: str | None = None
+    run_id: str | None = None  # a fan-out run's scope message
 
 
 def parse_refresh_request(payload: Any) -> RefreshRequest:
@@ -212,7 +224,13 @@ def parse_refresh_request(payload: Any) -> RefreshRequest:
     if "accountId" in payload:
         message = ScopeMessage(dict(payload))
         ids = message.source_server_ids
-        return RefreshRequest(RefreshKind.SCOPE, message.scope, server_ids=ids or frozenset(), whole_scope=ids is None)
+        return RefreshRequest(
+            RefreshKind.SCOPE,
+            message.scope,
+            server_ids=ids or frozenset(),
+            whole_scope=ids is None,
+            run_id=message.run_id,
+        )
     raise InvalidRequestError(
         f"Unsupported event: source {str(source)[:50]!r}, detail-type {str(detail_type)[:80]!r}."
     )
@@ -230,6 +248,8 @@ class ScopeWork:
     ec2_instance_ids: set[str] = field(default_factory=set)
     whole_scope: bool = False
     job_ids: set[str] = field(default_factory=set)
+    # message id -> fan-out run id, for the messages a fan-out sweep enqueued
+    run_messages: dict[str, str] = field(default_factory=dict)
 
     def add(self, message_id: str, request: RefreshRequest) -> None:
         self.message_ids.append(message_id)
@@ -239,6 +259,8 @@ class ScopeWork:
         self.whole_scope = self.whole_scope or request.whole_scope
         if request.job_id:
             self.job_ids.add(request.job_id)
+        if request.run_id:
+            self.run_messages[message_id] = request.run_id
 
 
 def coalesce(requests: Iterable[tuple[str, RefreshRequest]]) -> dict[Scope, ScopeWork]:

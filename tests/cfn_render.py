@@ -4,7 +4,7 @@ Enough of CloudFormation's evaluation for the tests to see what a deployment get
 (``Fn::Equals``, ``Fn::Not``, ``Fn::And``, ``Fn::Or``, ``Condition``), resources and outputs
 dropped by their ``Condition``, ``Fn::If`` (with ``AWS::NoValue`` removing the property or list
 item), ``Ref`` to parameters and pseudo parameters, ``Fn::Sub`` of those, ``Fn::Split`` and
-``Fn::Select``. A ``Ref`` or ``Fn::GetAtt`` of a resource stays symbolic (``<Ref X>``,
+``Fn::Select``, ``Fn::FindInMap``. A ``Ref`` or ``Fn::GetAtt`` of a resource stays symbolic (``<Ref X>``,
 ``<GetAtt X.Arn>``), as its value exists only once deployed.
 """
 
@@ -111,6 +111,9 @@ class Renderer:
             if key == "Fn::Select":
                 index, items = argument
                 return self.value(items)[int(self.value(index))]
+            if key == "Fn::FindInMap":
+                mapping, top, second = (self.value(item) for item in argument)
+                return self.template["Mappings"][mapping][str(top)][str(second)]
         rendered = {key: self.value(value) for key, value in node.items()}
         return {key: value for key, value in rendered.items() if value is not _REMOVED}
 

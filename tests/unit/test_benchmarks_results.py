@@ -35,6 +35,7 @@ def complete_document() -> dict[str, Any]:
         "cold_read": {"processes": 20, "p50_ms": 300.0, "p99_ms": 400.0, "interpreter_p50_ms": 20.0},
         "terminate": {"instances": 100, "engine_s": 0.6, "drs_describe_calls": 0},
         "events": {"events": 200, "p50_ms": 600.0, "p99_ms": 1400.0, "drs_calls_per_event": 0.8},
+        "fanout": {"scopes": 2000, "lower_bound_s": 20.4, "workers": {"1": 90.0, "4": 28.0, "8": 26.0}},
         "origin": {"instances": 150, "engine_s": 1.0, "original_s": 20.0},
         "machine": {"cpus": 2, "dynamodb": "dynalite"},
     }

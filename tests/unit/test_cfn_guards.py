@@ -132,7 +132,14 @@ def test_cfn_async_invocations_have_a_failure_destination(function: str) -> None
 
 def test_cfn_schedule_target_has_retry_policy_and_dlq() -> None:
     template = load_template("eventbridge-stack.yaml")
-    resources = render(template, {"ProjectName": "p", "Environment": "e", "DataManagementFunctionArn": "f"}).resources()
+    parameters = {
+        "ProjectName": "p",
+        "Environment": "e",
+        "DataManagementFunctionArn": "f",
+        "WorkQueueArn": "q",
+        "WorkQueueUrl": "u",
+    }
+    resources = render(template, parameters).resources()
     (target,) = resources["RecoveryInstanceSyncSchedule"]["Properties"]["Targets"]
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 300, "MaximumRetryAttempts": 2}
     assert target["DeadLetterConfig"]["Arn"] == "<GetAtt ScheduleDeadLetterQueue.Arn>"

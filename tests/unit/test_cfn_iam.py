@@ -276,10 +276,11 @@ def test_cfn_target_role_trusts_the_hub_roles_with_external_id(target_role_templ
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Action"] == "sts:AssumeRole"
     assert trust["Condition"]["StringEquals"] == {"sts:ExternalId": {"Ref": "ExternalId"}}
-    condition, with_execution, data_management_only = trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]["Fn::If"]
-    assert condition == "TrustExecutionRole"
-    assert with_execution == [{"Ref": "HubDataManagementRoleArn"}, {"Ref": "HubExecutionRoleArn"}]
-    assert data_management_only == [{"Ref": "HubDataManagementRoleArn"}]
+    data_management, execution, refresh = trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+    assert data_management == {"Ref": "HubDataManagementRoleArn"}
+    no_value = {"Ref": "AWS::NoValue"}
+    assert execution == {"Fn::If": ["TrustExecutionRole", {"Ref": "HubExecutionRoleArn"}, no_value]}
+    assert refresh == {"Fn::If": ["TrustRefreshRole", {"Ref": "HubRefreshRoleArn"}, no_value]}
     assert target_role_template["Parameters"]["ExternalId"]["NoEcho"] is True
 
 

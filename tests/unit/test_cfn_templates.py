@@ -327,8 +327,7 @@ def test_cfn_default_architecture_matches_the_deploy_script(master: dict[str, An
 
 
 def test_cfn_schedule_rule_exact(eventbridge: dict[str, Any]) -> None:
-    (rule,) = resources_of_type(eventbridge, "AWS::Events::Rule").values()
-    properties = rule["Properties"]
+    properties = eventbridge["Resources"]["RecoveryInstanceSyncSchedule"]["Properties"]
     assert properties["ScheduleExpression"] == "rate(5 minutes)"
     assert properties["State"] == "ENABLED"
     (target,) = properties["Targets"]
@@ -337,7 +336,7 @@ def test_cfn_schedule_rule_exact(eventbridge: dict[str, Any]) -> None:
 
 
 def test_cfn_schedule_may_invoke_the_function(eventbridge: dict[str, Any]) -> None:
-    (rule_id,) = resources_of_type(eventbridge, "AWS::Events::Rule")
+    rule_id = "RecoveryInstanceSyncSchedule"
     (permission,) = resources_of_type(eventbridge, "AWS::Lambda::Permission").values()
     properties = permission["Properties"]
     assert properties["Principal"] == "events.amazonaws.com"

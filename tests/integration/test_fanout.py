@@ -1,0 +1,182 @@
+"""Fan-out of the full sync over the work queue (syncengine.fanout) on moto's SQS, with the local
+event source mapping (devtools.event_source) running the refresh function as the worker: the
+sweep enqueues one message per scope, the workers sync them with the same engine, the run record
+counts each scope once, and the worker that finishes the last one writes the run summary and
+removes scopes no longer configured. A run that lost a message never shows as healthy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from devtools.event_source import EventSourcePoller, WorkQueue, create_work_queue
+from handlers import dependencies
+from handlers.refresh import lambda_handler
+from syncengine.config import SyncSettings
+from syncengine.engine import get_sync_status, open_runtime, sync_all
+from syncengine.models import RunStatus, Scope, ScopeOutcome, ScopeResult
+from tests.events_loader import FakeLambdaContext
+from tests.integration.engine_support import cache_items, engine_settings, seed
+
+REGIONS = ("us-east-1", "us-west-2")
+
+
+@pytest.fixture
+def sqs(moto_endpoint: str) -> Any:
+    return boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def queue(sqs: Any) -> WorkQueue:
+    return create_work_queue(sqs, f"fanout-{uuid.uuid4().hex[:8]}", visibility_timeout_s=30)
+
+
+@pytest.fixture
+def estate(ddb: Any, make_simulator: Any, moto_endpoint: str, queue: WorkQueue) -> Iterator[tuple[Any, SyncSettings]]:
+    sim = make_simulator(accounts=3, regions=REGIONS, instances_per_scope=3, seed=11)
+    base = engine_settings(ddb, sim, scope_lease_wait=0.5)
+    settings = base.with_changes(
+        fanout="on", work_queue_url=queue.url, endpoint_urls=(*base.endpoint_urls, ("sqs", moto_endpoint))
+    )
+    asyncio.run(seed(settings, sim.estate))
+    dependencies.configure(settings=settings)
+    yield sim, settings
+    dependencies.reset()
+
+
+def scope_count(sim: Any) -> int:
+    return sum(len(a.regions) for a in sim.estate.accounts)
+
+
+def work(sqs: Any, queue: WorkQueue) -> list[Any]:
+    return EventSourcePoller(sqs, queue, lambda_handler, context=FakeLambdaContext()).run_until_idle()
+
+
+def test_fanout_sweep_enqueues_one_message_per_scope(sqs: Any, queue: WorkQueue, estate: Any) -> None:
+    sim, settings = estate
+
+    report = asyncio.run(sync_all(settings))
+
+    assert report.scopes_enqueued == scope_count(sim)
+    received = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10)["Messages"]
+    body = json.loads(received[0]["Body"])
+    assert body["reason"] == "fanout" and body["runId"] == report.run_id
+    assert asyncio.run(get_sync_status(settings)).status.value == "running"
+
+
+def test_fanout_workers_fill_the_cache_and_the_last_writes_the_summary(
+    sqs: Any, queue: WorkQueue, estate: Any
+) -> None:
+    sim, settings = estate
+    started = asyncio.run(sync_all(settings))
+
+    outcomes = work(sqs, queue)
+
+    assert all(o.failed == () for o in outcomes)
+    status = asyncio.run(get_sync_status(settings)).to_dict()
+    assert status["status"] == "healthy"
+    assert status["scopesSynced"] == scope_count(sim)
+    assert status["fanoutRun"] == {
+        "runId": started.run_id, "scopes": scope_count(sim), "finished": scope_count(sim),
+        "startedAt": started.started_at, "stale": False,
+    }
+    live = {ri["sourceServerID"] for a in sim.estate.accounts for r in a.regions
+            for ri in sim.estate.recovery_instances(a.account_id, r)}
+    assert set(asyncio.run(cache_items(settings))) == live
+
+
+def test_fanout_last_worker_removes_scopes_no_longer_configured(sqs: Any, queue: WorkQueue, estate: Any) -> None:
+    _sim, settings = estate
+    gone = Scope("999999999999", "us-east-1")
+
+    async def leave_a_removed_scope() -> None:
+        async with open_runtime(settings) as rt:
+            await rt.status.finish_scope(ScopeResult(gone, ScopeOutcome.SUCCESS), owner=None)
+
+    asyncio.run(leave_a_removed_scope())
+    asyncio.run(sync_all(settings))
+
+    work(sqs, queue)
+
+    status = asyncio.run(get_sync_status(settings)).to_dict()
+    assert gone.account_id not in {s["accountId"] for s in status["scopes"]}
+
+
+def test_fanout_counts_a_redelivered_scope_once(estate: Any) -> None:
+    _sim, settings = estate
+
+    async def count_twice() -> tuple[Any, Any]:
+        async with open_runtime(settings) as rt:
+            await rt.status.start_fanout_run("0123456789abcdef", 2, "2026-01-01T00:00:00Z")
+            result = ScopeResult(Scope("111111111111", "us-east-1"), ScopeOutcome.SUCCESS)
+            return (
+                await rt.status.finish_fanout_scope("0123456789abcdef", result),
+                await rt.status.finish_fanout_scope("0123456789abcdef", result),
+            )
+
+    first, second = asyncio.run(count_twice())
+    assert first is not None and int(first["finished"]) == 1
+    assert second is None
+
+
+def test_fanout_ignores_a_message_of_an_older_run(estate: Any) -> None:
+    _sim, settings = estate
+
+    async def late_message() -> Any:
+        async with open_runtime(settings) as rt:
+            await rt.status.start_fanout_run("0123456789abcdef", 1, "2026-01-01T00:00:00Z")
+            result = ScopeResult(Scope("111111111111", "us-east-1"), ScopeOutcome.SUCCESS)
+            return await rt.status.finish_fanout_scope("fedcba9876543210", result)
+
+    assert asyncio.run(late_message()) is None
+
+
+def test_fanout_run_that_lost_a_message_is_not_healthy(sqs: Any, queue: WorkQueue, estate: Any) -> None:
+    _sim, settings = estate
+    started = asyncio.run(sync_all(settings))
+    lost = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=1)["Messages"][0]
+    sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=lost["ReceiptHandle"])
+    work(sqs, queue)
+
+    async def lease_expires() -> None:  # what the lease's expiry does after stale_after_seconds
+        async with open_runtime(settings) as rt:
+            await rt.status.release_full_sync_lease(started.run_id)
+
+    asyncio.run(lease_expires())
+    status = asyncio.run(get_sync_status(settings)).to_dict()
+    assert status["status"] != "healthy"
+    assert status["fanoutRun"]["stale"] is True
+    assert status["fanoutRun"]["finished"] == started.scopes_enqueued - 1
+
+
+def test_fanout_auto_syncs_in_process_below_the_threshold(estate: Any) -> None:
+    sim, settings = estate
+    report = asyncio.run(sync_all(settings.with_changes(fanout="auto", fanout_threshold=10_000)))
+    assert report.scopes_enqueued == 0
+    assert report.status is RunStatus.SUCCESS and report.scopes_synced == scope_count(sim)
+
+
+def test_fanout_delays_the_scope_of_a_running_recovery(sqs: Any, queue: WorkQueue, estate: Any) -> None:
+    """The recovery's own DRS calls keep the account's quota: its scope's message waits."""
+    from tests.integration.engine_support import put_raw
+    from tests.integration.test_handlers_support import execution_item
+
+    sim, settings = estate
+    account = next(a.account_id for a in sim.estate.accounts if not a.is_hub)
+    job = {"region": "us-east-1", "accountId": account, "jobID": "drsjob-running"}
+    running = {**execution_item("exec-running", "plan-r", [job]), "status": "RUNNING"}
+    asyncio.run(put_raw(settings, settings.tables.execution_history, [running]))
+
+    report = asyncio.run(sync_all(settings))
+
+    visible = []
+    while batch := sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get("Messages"):
+        visible += [json.loads(m["Body"]) for m in batch]
+    assert len(visible) == report.scopes_enqueued - 1
+    assert (account, "us-east-1") not in {(b["accountId"], b["region"]) for b in visible}

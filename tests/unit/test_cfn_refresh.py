@@ -1,0 +1,312 @@
+"""The event-driven refresh in CloudFormation, rendered as deployed (tests/cfn_render.py): the work
+queue and its dead-letter queue, the event source mapping, the refresh function and its role, the
+hub event bus with its organization-scoped policy and rules, the target accounts' forwarding
+template, and the alarms on the queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from syncengine import config
+from tests.cfn_render import render
+from tests.cfn_yaml import load_template, walk
+from tests.unit.test_cfn_existing_orchestration import LAMBDA_PARAMETERS, _database
+
+DETAIL_TYPES = {
+    "DRS Source Server Launch Result",
+    "DRS Recovery Instance Failback State Change",
+    "EC2 Instance State-change Notification",
+}
+HUB_BUS = "arn:aws:events:us-east-1:222222222222:event-bus/drs-orchestration-recovery-instance-events-prod"
+EVENTBRIDGE_PARAMETERS = {
+    "ProjectName": "p",
+    "Environment": "e",
+    "DataManagementFunctionArn": "f",
+    "WorkQueueArn": "arn:aws:sqs:us-east-1:111111111111:work",
+    "WorkQueueUrl": "https://queue/work",
+}
+
+
+def _lambda(**parameters: str) -> dict[str, Any]:
+    declared = load_template("lambda-stack.yaml")["Parameters"]
+    tables = {name: value for name, value in _database({})[1].items() if name in declared}
+    return render(load_template("lambda-stack.yaml"), {**LAMBDA_PARAMETERS, **tables, **parameters}).resources()
+
+
+def _eventbridge(**parameters: str) -> dict[str, Any]:
+    return render(load_template("eventbridge-stack.yaml"), {**EVENTBRIDGE_PARAMETERS, **parameters}).resources()
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for policy in role["Properties"]["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _actions_on(role: dict[str, Any]) -> dict[str, list[Any]]:
+    granted: dict[str, list[Any]] = {}
+    for statement in _statements(role):
+        for action in _as_list(statement["Action"]):
+            granted.setdefault(action, []).extend(_as_list(statement["Resource"]))
+    return granted
+
+
+# ---------------------------------------------------------------------------------------------
+# Work queue, dead-letter queue, event source mapping
+
+
+@pytest.mark.parametrize("timeout", ["60", "120", "300", "900"])
+def test_cfn_work_queue_visibility_is_six_times_the_refresh_timeout(timeout: str) -> None:
+    resources = _lambda(RefreshTimeout=timeout)
+    assert resources["RefreshFunction"]["Properties"]["Timeout"] == timeout
+    assert resources["WorkQueue"]["Properties"]["VisibilityTimeout"] >= 6 * int(timeout)
+
+
+def test_cfn_work_queue_redrives_to_its_dead_letter_queue_after_a_few_receives() -> None:
+    redrive = _lambda()["WorkQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == "<GetAtt WorkDeadLetterQueue.Arn>"
+    assert 1 < int(redrive["maxReceiveCount"]) <= 5
+
+
+def test_cfn_event_source_mapping_reports_partial_batch_failures_with_a_concurrency_cap() -> None:
+    (mapping,) = [r for r in _lambda().values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    properties = mapping["Properties"]
+    assert properties["EventSourceArn"] == "<GetAtt WorkQueue.Arn>"
+    assert properties["FunctionName"] == "<Ref RefreshFunction>"
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 1 <= int(properties["BatchSize"]) <= 100
+    assert int(properties["ScalingConfig"]["MaximumConcurrency"]) >= 2
+
+
+def test_cfn_refresh_reserved_concurrency_covers_the_mapping_cap() -> None:
+    """A reserved concurrency below the mapping's cap would throttle the pollers' invocations."""
+    parameters = load_template("lambda-stack.yaml")["Parameters"]
+    assert parameters["RefreshReservedConcurrency"]["Default"] >= parameters["RefreshMaximumConcurrency"]["Default"]
+
+
+def test_cfn_work_queues_are_encrypted_at_rest() -> None:
+    resources = _lambda()
+    for queue in ("WorkQueue", "WorkDeadLetterQueue"):
+        assert resources[queue]["Properties"]["SqsManagedSseEnabled"] is True, queue
+
+
+# ---------------------------------------------------------------------------------------------
+# Refresh function and its role
+
+
+def test_cfn_refresh_function_runs_the_refresh_handler_with_its_own_role() -> None:
+    properties = _lambda()["RefreshFunction"]["Properties"]
+    assert properties["Handler"] == "handlers.refresh.lambda_handler"
+    assert properties["Role"] == "<GetAtt RefreshHandlerRole.Arn>"
+    assert properties["LoggingConfig"]["LogGroup"] == "<Ref RefreshLogGroup>"
+
+
+def test_cfn_refresh_function_sets_every_variable_the_code_reads() -> None:
+    variables = load_template("lambda-stack.yaml")["Resources"]["RefreshFunction"]["Properties"]["Environment"]
+    missing = set(config.ALL_ENV_VARS) - set(variables["Variables"])
+    assert not missing
+
+
+def test_cfn_refresh_role_grants_exactly_what_the_refresh_calls() -> None:
+    granted = _actions_on(_lambda()["RefreshHandlerRole"])
+    assert set(granted) == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "kms:Decrypt",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:Scan",
+        "drs:DescribeRecoveryInstances",
+        "drs:DescribeSourceServers",
+        "drs:DescribeJobs",
+        "ec2:DescribeInstances",
+        "ec2:DescribeRegions",
+        "sts:AssumeRole",
+        "sts:GetCallerIdentity",
+    }
+
+
+def test_cfn_refresh_role_consumes_the_work_queue_only() -> None:
+    granted = _actions_on(_lambda()["RefreshHandlerRole"])
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
+        assert granted[action] == ["<GetAtt WorkQueue.Arn>"], action
+
+
+def test_cfn_refresh_role_writes_only_the_cache_and_status_tables() -> None:
+    granted = _actions_on(_lambda()["RefreshHandlerRole"])
+    _, outputs = _database({})
+    own = {outputs["RecoveryInstancesCacheTableArn"], outputs["RecoveryInstanceSyncStatusTableArn"]}
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"):
+        assert set(map(str, granted[action])) == set(map(str, own)), action
+
+
+@pytest.mark.parametrize(
+    ("parameters", "key", "expected"),
+    [
+        pytest.param({"TargetOrganizationId": "o-abcdefghij"}, "aws:ResourceOrgID", "o-abcdefghij", id="org"),
+        pytest.param({"TargetAccountIds": "222222222222"}, "aws:ResourceAccount", ["222222222222"], id="accounts"),
+        pytest.param({}, "aws:ResourceAccount", ["111111111111"], id="hub-only"),
+    ],
+)
+def test_cfn_refresh_role_assumes_only_target_roles(parameters: dict[str, str], key: str, expected: Any) -> None:
+    role = _lambda(**parameters)["RefreshHandlerRole"]
+    (statement,) = [s for s in _statements(role) if s["Action"] == "sts:AssumeRole"]
+    assert statement["Condition"]["StringEquals"] == {key: expected}
+
+
+def test_cfn_target_role_trusts_the_refresh_role_when_given() -> None:
+    hub = "arn:aws:iam::111111111111:role/"
+    values = {"HubDataManagementRoleArn": hub + "dm", "ExternalId": "ext-1"}
+    template = load_template("drs-target-account-role.yaml")
+
+    def trusted(**parameters: str) -> list[str]:
+        role = render(template, {**values, **parameters}).resources()["DrsTargetAccountRole"]
+        (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        return trust["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+
+    assert trusted() == [hub + "dm"]
+    assert trusted(HubRefreshRoleArn=hub + "refresh") == [hub + "dm", hub + "refresh"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hub event bus, its policy and rules
+
+
+def test_cfn_hub_bus_policy_is_scoped_to_the_organization() -> None:
+    policy = _eventbridge(TargetOrganizationId="o-abcdefghij")["HubEventBusPolicy"]["Properties"]
+    statement = policy["Statement"]
+    assert statement["Action"] == "events:PutEvents"
+    assert statement["Resource"] == "<GetAtt HubEventBus.Arn>"
+    assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}}
+
+
+def test_cfn_hub_bus_policy_names_the_listed_accounts_without_an_organization() -> None:
+    resources = _eventbridge(TargetAccountIds="222222222222,333333333333")
+    statement = resources["HubEventBusPolicy"]["Properties"]["Statement"]
+    assert statement["Principal"] == {"AWS": ["222222222222", "333333333333"]}
+    assert "Condition" not in statement
+
+
+def test_cfn_hub_bus_admits_no_other_account_by_default() -> None:
+    assert "HubEventBusPolicy" not in _eventbridge()
+
+
+@pytest.mark.parametrize("rule", ["HubEventsToWorkQueue", "HubAccountEventsToWorkQueue"])
+def test_cfn_event_rules_put_the_contract_events_on_the_work_queue(rule: str) -> None:
+    properties = _eventbridge()[rule]["Properties"]
+    assert set(properties["EventPattern"]["source"]) == {"aws.drs", "aws.ec2"}
+    assert set(properties["EventPattern"]["detail-type"]) == DETAIL_TYPES
+    (target,) = properties["Targets"]
+    assert target["Arn"] == EVENTBRIDGE_PARAMETERS["WorkQueueArn"]
+
+
+def test_cfn_forwarded_events_come_from_the_hub_bus_and_the_hubs_own_from_its_default_bus() -> None:
+    resources = _eventbridge()
+    assert resources["HubEventsToWorkQueue"]["Properties"]["EventBusName"] == "<Ref HubEventBus>"
+    assert "EventBusName" not in resources["HubAccountEventsToWorkQueue"]["Properties"]
+
+
+def test_cfn_work_queue_accepts_only_the_stacks_event_rules() -> None:
+    policy = _eventbridge()["WorkQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [EVENTBRIDGE_PARAMETERS["WorkQueueUrl"]]
+    allow, deny = policy["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+    assert allow["Condition"]["ArnEquals"]["aws:SourceArn"] == [
+        "<GetAtt HubEventsToWorkQueue.Arn>",
+        "<GetAtt HubAccountEventsToWorkQueue.Arn>",
+    ]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_cfn_master_wires_the_work_queue_into_the_event_stack() -> None:
+    passed = load_template("master-template.yaml")["Resources"]["EventBridgeStack"]["Properties"]["Parameters"]
+    assert passed["WorkQueueArn"] == {"Fn::GetAtt": ["LambdaStack", "Outputs.WorkQueueArn"]}
+    assert passed["WorkQueueUrl"] == {"Fn::GetAtt": ["LambdaStack", "Outputs.WorkQueueUrl"]}
+    assert passed["TargetOrganizationId"] == {"Ref": "TargetOrganizationId"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Target accounts: forwarding (StackSet-ready)
+
+
+@pytest.fixture(scope="module")
+def forwarding() -> dict[str, Any]:
+    return render(load_template("event-forwarding-target-account.yaml"), {"HubEventBusArn": HUB_BUS}).resources()
+
+
+def test_cfn_forwarding_rule_sends_the_contract_events_to_the_hub_bus(forwarding: dict[str, Any]) -> None:
+    properties = forwarding["ForwardToHub"]["Properties"]
+    assert set(properties["EventPattern"]["detail-type"]) == DETAIL_TYPES
+    assert "EventBusName" not in properties  # DRS and EC2 publish on the default bus
+    (target,) = properties["Targets"]
+    assert target["Arn"] == HUB_BUS
+    assert target["RoleArn"] == "<GetAtt ForwardingRole.Arn>"
+
+
+def test_cfn_forwarding_role_may_only_put_events_on_the_hub_bus(forwarding: dict[str, Any]) -> None:
+    role = forwarding["ForwardingRole"]
+    assert _actions_on(role) == {"events:PutEvents": [HUB_BUS]}
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": "111111111111"}}
+
+
+def test_cfn_forwarding_template_is_stackset_ready() -> None:
+    """No fixed names (one instance per account and region) and no account-specific parameter."""
+    template = load_template("event-forwarding-target-account.yaml")
+    assert set(template["Parameters"]) == {"HubEventBusArn"}
+    for logical_id, resource in template["Resources"].items():
+        names = [key for node in walk(resource["Properties"]) if isinstance(node, dict) for key in node]
+        assert not {"RoleName", "Name"} & set(names), logical_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Alarms
+
+
+@pytest.mark.parametrize(
+    ("alarm", "metric", "queue"),
+    [
+        pytest.param("WorkDeadLetterAlarm", "ApproximateNumberOfMessagesVisible", "WorkDeadLetterQueueName", id="dlq"),
+        pytest.param("WorkQueueAgeAlarm", "ApproximateAgeOfOldestMessage", "WorkQueueName", id="age"),
+    ],
+)
+def test_cfn_work_queue_alarms(alarm: str, metric: str, queue: str) -> None:
+    monitoring = load_template("monitoring-stack.yaml")
+    properties = monitoring["Resources"][alarm]["Properties"]
+    assert (properties["Namespace"], properties["MetricName"]) == ("AWS/SQS", metric)
+    assert properties["Dimensions"] == [{"Name": "QueueName", "Value": {"Ref": queue}}]
+    assert {"Ref": "AlarmTopic"} in properties["AlarmActions"]
+    passed = load_template("master-template.yaml")["Resources"]["MonitoringStack"]["Properties"]["Parameters"]
+    assert passed[queue] == {"Fn::GetAtt": ["LambdaStack", f"Outputs.{queue}"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Fan-out
+
+
+def test_cfn_data_management_may_enqueue_fanout_scopes_on_the_work_queue() -> None:
+    granted = _actions_on(_lambda()["DataManagementHandlerRole"])
+    assert "<GetAtt WorkQueue.Arn>" in granted["sqs:SendMessage"]
+
+
+@pytest.mark.parametrize("function", ["DataManagementFunction", "RefreshFunction"])
+def test_cfn_fanout_settings_reach_the_sweep_and_the_workers(function: str) -> None:
+    variables = _lambda(SyncFanout="auto")[function]["Properties"]["Environment"]["Variables"]
+    assert variables[config.ENV_FANOUT] == "auto"
+    assert variables[config.ENV_WORK_QUEUE_URL] == "<Ref WorkQueue>"

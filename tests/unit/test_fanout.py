@@ -1,0 +1,76 @@
+"""syncengine.fanout decisions and the status of a fan-out run, without I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncengine.config import SyncSettings
+from syncengine.errors import ConfigurationError, InvalidRequestError
+from syncengine.fanout import fanout_wanted, scope_message, summary_report
+from syncengine.models import HealthStatus, RunStatus, Scope, SyncStatus
+from syncengine.refresh_events import coalesce, parse_refresh_request
+from syncengine.status import with_fanout_run
+
+RUN = "0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("mode", "scopes", "expected"),
+    [
+        pytest.param("off", 10_000, False, id="off"),
+        pytest.param("on", 1, True, id="on"),
+        pytest.param("auto", 499, False, id="auto-below"),
+        pytest.param("auto", 500, True, id="auto-at-threshold"),
+    ],
+)
+def test_fanout_wanted_by_mode_and_scope_count(mode: str, scopes: int, expected: bool) -> None:
+    assert fanout_wanted(SyncSettings(fanout=mode, fanout_threshold=500), scopes) is expected
+
+
+def test_fanout_settings_from_env() -> None:
+    settings = SyncSettings.from_env(
+        {"SYNC_FANOUT": "AUTO", "SYNC_FANOUT_THRESHOLD": "50", "SYNC_WORK_QUEUE_URL": "https://queue/work"}
+    )
+    assert (settings.fanout, settings.fanout_threshold, settings.work_queue_url) == ("auto", 50, "https://queue/work")
+
+
+def test_fanout_setting_rejects_an_unknown_mode() -> None:
+    with pytest.raises(ConfigurationError, match="SYNC_FANOUT"):
+        SyncSettings.from_env({"SYNC_FANOUT": "sometimes"})
+
+
+def test_fanout_scope_message_is_a_refresh_scope_message_with_its_run() -> None:
+    message = scope_message(Scope("111111111111", "us-east-1"), RUN)
+    request = parse_refresh_request(message)
+    assert request.whole_scope and request.run_id == RUN
+    (work,) = coalesce([("m1", request)]).values()
+    assert work.run_messages == {"m1": RUN}
+
+
+def test_fanout_scope_message_with_a_malformed_run_id_is_rejected() -> None:
+    with pytest.raises(InvalidRequestError, match="runId"):
+        parse_refresh_request({"accountId": "111111111111", "region": "us-east-1", "runId": "x; drop"})
+
+
+def test_fanout_summary_counts_removed_records_as_deleted() -> None:
+    record = {"runId": RUN, "startedAt": "2026-01-01T00:00:00Z", "scopesSynced": 3, "scopesFailed": 1,
+              "instancesDeleted": 2}
+    report = summary_report(record, removed_scopes=1, removed_records=5)
+    assert report.status is RunStatus.PARTIAL
+    assert (report.instances_deleted, report.scopes_removed, report.run_id) == (7, 1, RUN)
+
+
+@pytest.mark.parametrize(
+    ("health", "finished", "expected"),
+    [
+        pytest.param(HealthStatus.HEALTHY, 3, HealthStatus.DEGRADED, id="lost-message"),
+        pytest.param(HealthStatus.HEALTHY, 4, HealthStatus.HEALTHY, id="finished"),
+        pytest.param(HealthStatus.RUNNING, 3, HealthStatus.RUNNING, id="still-running"),
+        pytest.param(HealthStatus.ERROR, 3, HealthStatus.ERROR, id="worse-stays"),
+    ],
+)
+def test_fanout_unfinished_run_is_never_healthy(health: HealthStatus, finished: int, expected: HealthStatus) -> None:
+    record = {"runId": RUN, "total": 4, "finished": finished, "startedAt": "2026-01-01T00:00:00Z"}
+    status = with_fanout_run(SyncStatus(status=health), record)
+    assert status.status is expected
+    assert status.to_dict()["fanoutRun"]["finished"] == finished
