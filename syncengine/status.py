@@ -7,7 +7,8 @@ Layout (partition ``pk``, sort ``sk``):
 * ``RUN`` / ``LATEST``: the last full run's report; ``RUN`` / ``HISTORY#<finishedAt>#<runId>``
   keeps a week of full reports (TTL); ``RUN`` / ``LAST_SCOPED``: the newest scoped, wave or
   event-driven run's report, which never replaces the full run's;
-* ``LEASE`` / ``FULL_SYNC``: held by a full sync so two never overlap.
+* ``LEASE`` / ``FULL_SYNC``: held by a full sync so two never overlap (the leases are
+  ``syncengine.leases``, the part of this table's owner that takes and frees them).
 * ``RUN`` / ``FANOUT``: the current fan-out run (``syncengine.fanout``): how many scope messages
   it enqueued, how many finished (each scope counted once), and their summed results.
 
@@ -20,16 +21,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import anyio
-
 from syncengine.concurrency import gather
 from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, is_condition_failed, to_attr, to_item
-from syncengine.errors import AwsError, SyncInProgressError
+from syncengine.errors import AwsError
 from syncengine.health import summarise_status, with_fanout_run
+from syncengine.leases import SCOPE_PK, Leases
 from syncengine.logging import get_logger
 from syncengine.models import (
     Scope,
@@ -42,7 +41,6 @@ from syncengine.models import (
 
 log = get_logger(__name__)
 
-SCOPE_PK = "SCOPE"
 RUN_PK = "RUN"
 LATEST_SK = "LATEST"
 LAST_SCOPED_SK = "LAST_SCOPED"
@@ -55,20 +53,12 @@ FANOUT_COUNTERS = (
     "instancesUnchanged",
     "instancesDeleted",
 )
-LEASE_PK = "LEASE"
-FULL_SYNC_SK = "FULL_SYNC"
 HISTORY_DAYS = 7
 # When a successful sync last reconciled the whole scope (a full-scope sync, not a targeted one).
 RECONCILED_ATTRIBUTE = "lastReconciledTime"
 
 
-@dataclass(frozen=True)
-class FullSyncLease:
-    owner: str
-    expires_at: float
-
-
-class StatusStore:
+class StatusStore(Leases):
     def __init__(
         self, dynamo: Dynamo, table: str, *, lease_seconds: float = 900.0, stale_after_seconds: float = 900.0
     ):
@@ -77,111 +67,6 @@ class StatusStore:
         # A lease's lifetime when the caller names none (a holder without a deadline).
         self.lease_seconds = lease_seconds
         self.stale_after = timedelta(seconds=stale_after_seconds)
-
-    # -- the full-sync lease ---------------------------------------------------------------------
-
-    async def acquire_full_sync_lease(self, owner: str, *, seconds: float | None = None) -> FullSyncLease:
-        now = time.time()
-        expires_at = now + (seconds or self.lease_seconds)
-        try:
-            await self.dynamo.call(
-                "put_item",
-                TableName=self.table,
-                Item=to_item(
-                    {
-                        "pk": LEASE_PK,
-                        "sk": FULL_SYNC_SK,
-                        "owner": owner,
-                        "expiresAt": int(expires_at),
-                        "acquiredAt": utc_now_iso(),
-                        "ttl": int(expires_at) + 86400,
-                    }
-                ),
-                # Only one full sync at a time; a lease whose holder died expires on its own; and
-                # our own lease again, when a retry follows an attempt whose answer was lost.
-                ConditionExpression="attribute_not_exists(#pk) OR #exp < :now OR #owner = :owner",
-                ExpressionAttributeNames={"#pk": "pk", "#exp": "expiresAt", "#owner": "owner"},
-                ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
-            )
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
-            holder = await self.full_sync_holder()
-            raise SyncInProgressError(
-                "A full sync is already running; try again when it finishes.",
-                holder=holder.owner if holder else None,
-                expires_at=holder.expires_at if holder else None,
-            ) from exc
-        return FullSyncLease(owner, expires_at)
-
-    async def release_full_sync_lease(self, owner: str) -> None:
-        try:
-            await self.dynamo.call(
-                "delete_item",
-                TableName=self.table,
-                Key=to_item({"pk": LEASE_PK, "sk": FULL_SYNC_SK}),
-                # Never release a lease that expired and was taken by another run.
-                ConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
-            log.warning("full_sync_lease_lost", owner=owner)
-
-    async def full_sync_holder(self) -> FullSyncLease | None:
-        response = await self.dynamo.call(
-            "get_item", TableName=self.table, Key=to_item({"pk": LEASE_PK, "sk": FULL_SYNC_SK}), ConsistentRead=True
-        )
-        item = from_item(response.get("Item") or {})
-        if not item or float(item.get("expiresAt", 0)) < time.time():
-            return None
-        return FullSyncLease(str(item.get("owner", "")), float(item["expiresAt"]))
-
-    # -- scope leases and status -----------------------------------------------------------------
-
-    async def acquire_scope_lease(
-        self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None
-    ) -> bool:
-        """Take the scope's lease until ``expires_at`` (epoch seconds: its holder's deadline plus
-        a margin; default ``lease_seconds`` from now), waiting up to ``wait`` seconds for another
-        sync of the same scope to finish. Syncs of one scope are serialised so that observation
-        order equals write order: an older observation can never overwrite a newer one."""
-        deadline = anyio.current_time() + wait
-        delay = 0.05
-        while True:
-            now = time.time()
-            try:
-                await self.dynamo.call(
-                    "update_item",
-                    TableName=self.table,
-                    Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
-                    UpdateExpression="SET #owner = :owner, #exp = :exp, #acct = :acct, #region = :region",
-                    # Free, expired (its holder died), or already ours.
-                    ConditionExpression="attribute_not_exists(#exp) OR #exp < :now OR #owner = :owner",
-                    ExpressionAttributeNames={
-                        "#owner": "leaseOwner",
-                        "#exp": "leaseExpiresAt",
-                        "#acct": "accountId",
-                        "#region": "region",
-                    },
-                    ExpressionAttributeValues={
-                        ":owner": {"S": owner},
-                        ":exp": {"N": str(int(expires_at or now + self.lease_seconds))},
-                        ":now": {"N": str(int(now))},
-                        ":acct": {"S": scope.account_id},
-                        ":region": {"S": scope.region},
-                    },
-                )
-                return True
-            except AwsError as exc:
-                if not is_condition_failed(exc):
-                    raise
-            if anyio.current_time() + delay > deadline:
-                return False
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 1.0)
 
     async def finish_scope(self, result: ScopeResult, owner: str | None) -> bool:
         """Record the scope's outcome and release its lease. With ``owner``, only if that run holds

@@ -1,0 +1,143 @@
+"""The status table's leases (the rest of that table is ``syncengine.status``, whose store
+inherits these): the full-sync lease that keeps two full syncs apart, and the per-scope lease
+(``leaseOwner``/``leaseExpiresAt`` on the scope's status item) that serialises syncs of one scope,
+so the order of observations is the order of writes. A lease expires at its holder's deadline
+plus a margin, never later, so a holder killed at its timeout cannot freeze a scope.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import anyio
+
+from syncengine.dynamo import Dynamo, from_item, is_condition_failed, to_item
+from syncengine.errors import AwsError, SyncInProgressError
+from syncengine.logging import get_logger
+from syncengine.models import Scope, utc_now_iso
+
+log = get_logger(__name__)
+
+SCOPE_PK = "SCOPE"
+LEASE_PK = "LEASE"
+FULL_SYNC_SK = "FULL_SYNC"
+
+
+@dataclass(frozen=True)
+class FullSyncLease:
+    owner: str
+    expires_at: float
+
+
+class Leases:
+    """Takes and frees the status table's leases; ``StatusStore`` is the one that has them."""
+
+    dynamo: Dynamo
+    table: str
+    lease_seconds: float
+
+    # -- the full-sync lease ---------------------------------------------------------------------
+
+    async def acquire_full_sync_lease(self, owner: str, *, seconds: float | None = None) -> FullSyncLease:
+        now = time.time()
+        expires_at = now + (seconds or self.lease_seconds)
+        try:
+            await self.dynamo.call(
+                "put_item",
+                TableName=self.table,
+                Item=to_item(
+                    {
+                        "pk": LEASE_PK,
+                        "sk": FULL_SYNC_SK,
+                        "owner": owner,
+                        "expiresAt": int(expires_at),
+                        "acquiredAt": utc_now_iso(),
+                        "ttl": int(expires_at) + 86400,
+                    }
+                ),
+                # Only one full sync at a time; a lease whose holder died expires on its own; and
+                # our own lease again, when a retry follows an attempt whose answer was lost.
+                ConditionExpression="attribute_not_exists(#pk) OR #exp < :now OR #owner = :owner",
+                ExpressionAttributeNames={"#pk": "pk", "#exp": "expiresAt", "#owner": "owner"},
+                ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
+            )
+        except AwsError as exc:
+            if not is_condition_failed(exc):
+                raise
+            holder = await self.full_sync_holder()
+            raise SyncInProgressError(
+                "A full sync is already running; try again when it finishes.",
+                holder=holder.owner if holder else None,
+                expires_at=holder.expires_at if holder else None,
+            ) from exc
+        return FullSyncLease(owner, expires_at)
+
+    async def release_full_sync_lease(self, owner: str) -> None:
+        try:
+            await self.dynamo.call(
+                "delete_item",
+                TableName=self.table,
+                Key=to_item({"pk": LEASE_PK, "sk": FULL_SYNC_SK}),
+                # Never release a lease that expired and was taken by another run.
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except AwsError as exc:
+            if not is_condition_failed(exc):
+                raise
+            log.warning("full_sync_lease_lost", owner=owner)
+
+    async def full_sync_holder(self) -> FullSyncLease | None:
+        response = await self.dynamo.call(
+            "get_item", TableName=self.table, Key=to_item({"pk": LEASE_PK, "sk": FULL_SYNC_SK}), ConsistentRead=True
+        )
+        item = from_item(response.get("Item") or {})
+        if not item or float(item.get("expiresAt", 0)) < time.time():
+            return None
+        return FullSyncLease(str(item.get("owner", "")), float(item["expiresAt"]))
+
+    # -- scope leases and status -----------------------------------------------------------------
+
+    async def acquire_scope_lease(
+        self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None
+    ) -> bool:
+        """Take the scope's lease until ``expires_at`` (epoch seconds: its holder's deadline plus
+        a margin; default ``lease_seconds`` from now), waiting up to ``wait`` seconds for another
+        sync of the same scope to finish. Syncs of one scope are serialised so that observation
+        order equals write order: an older observation can never overwrite a newer one."""
+        deadline = anyio.current_time() + wait
+        delay = 0.05
+        while True:
+            now = time.time()
+            try:
+                await self.dynamo.call(
+                    "update_item",
+                    TableName=self.table,
+                    Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
+                    UpdateExpression="SET #owner = :owner, #exp = :exp, #acct = :acct, #region = :region",
+                    # Free, expired (its holder died), or already ours.
+                    ConditionExpression="attribute_not_exists(#exp) OR #exp < :now OR #owner = :owner",
+                    ExpressionAttributeNames={
+                        "#owner": "leaseOwner",
+                        "#exp": "leaseExpiresAt",
+                        "#acct": "accountId",
+                        "#region": "region",
+                    },
+                    ExpressionAttributeValues={
+                        ":owner": {"S": owner},
+                        ":exp": {"N": str(int(expires_at or now + self.lease_seconds))},
+                        ":now": {"N": str(int(now))},
+                        ":acct": {"S": scope.account_id},
+                        ":region": {"S": scope.region},
+                    },
+                )
+                return True
+            except AwsError as exc:
+                if not is_condition_failed(exc):
+                    raise
+            if anyio.current_time() + delay > deadline:
+                return False
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 1.0)
