@@ -153,9 +153,11 @@ compile_bytecode() {
         } >&2
         return 0
     fi
-    PYTHONHASHSEED=0 "$PY" -m compileall -q -j 0 --invalidation-mode unchecked-hash \
-        -s "$package_dir" -p /var/task "$package_dir" >/dev/null \
-        || die "compileall failed on the package (a source file the runtime cannot compile)"
+    if ! PYTHONHASHSEED=0 "$PY" -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+        -s "$package_dir" -p /var/task "$package_dir" >"$BUILD_DIR/compileall.log" 2>&1; then
+        cat "$BUILD_DIR/compileall.log" >&2
+        die "compileall failed on the package (a source file the runtime cannot compile)"
+    fi
     echo "build: bytecode for cpython-$LAMBDA_PYTHON_VERSION: $(find "$package_dir" -name '*.pyc' | wc -l) modules (unchecked-hash)"
 }
 
