@@ -1,18 +1,29 @@
 """cold_read: the first check-existing after a deploy or a scale-out. A fresh interpreter imports
 the read-only query handler and answers check-existing for the read scenario's 100-server plan;
 the time from process start to the answer, for ``processes`` fresh processes, beside the bare
-interpreter's own start (``python -c pass``), which is subtracted from the percentiles."""
+interpreter's own start (``python -c pass``), which is subtracted from the percentiles.
+
+The child runs the deployed situation: ``syncengine/`` and ``handlers/`` copied to a temporary
+folder and compiled there as ``scripts/deploy.sh`` compiles the package (``compileall
+--invalidation-mode unchecked-hash``), the child started in that folder with
+``PYTHONDONTWRITEBYTECODE=1`` (Lambda's code directory is read-only: nothing is written, each cold
+start uses what the package holds); the dependencies load from the virtualenv with the bytecode pip
+compiled at install, as the package's do. Beside it, ``uncompiled_p50_ms``: the same copy without
+its bytecode (fewer processes), what a package without bytecode costs in our own modules alone."""
 
 from __future__ import annotations
 
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks import harness as h
@@ -30,10 +41,27 @@ response = lambda_handler(json.loads(sys.argv[1]), None)
 answered = time.time()
 body = json.loads(response.get("body") or "{}")
 print(json.dumps({"answered_at": answered, "status": response.get("statusCode"),
-                  "instance_count": body.get("instanceCount")}))
+                  "instance_count": body.get("instanceCount"), "handler": sys.modules["handlers.query"].__file__}))
 """
 BARE = "import time; print(time.time())"
 CHILD_TIMEOUT_S = 60.0
+ROOT = Path(__file__).resolve().parents[2]
+# Our own packages as deploy.sh copies them (the simulator stays out of the package).
+PACKAGES = ("syncengine", "handlers")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "simulator")
+
+
+def deployed_copy(folder: Path, *, compiled: bool) -> Path:
+    """``syncengine/`` and ``handlers/`` copied into ``folder``, with bytecode compiled the way
+    deploy.sh compiles the package when ``compiled``; the folder the child starts in."""
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, folder / package, ignore=IGNORED)
+    if compiled:
+        command = [sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(folder)]
+        done = subprocess.run(command, env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, check=False)
+        if done.returncode != 0:
+            raise ScenarioBroken(f"compileall failed: {done.stdout[-2000:]!r}")
+    return folder
 
 
 def child_environment(settings: SyncSettings) -> dict[str, str]:
@@ -43,11 +71,14 @@ def child_environment(settings: SyncSettings) -> dict[str, str]:
     env.update(settings.tables.env())
     env["AWS_ENDPOINT_URL_DYNAMODB"] = settings.endpoint_url("dynamodb") or ""
     env["AWS_LAMBDA_FUNCTION_NAME"] = "drs-orchestration-query-bench"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.pop("PYTHONPROFILEIMPORTTIME", None)
     return env
 
 
-def seconds_to_answer(code: str, argv: list[str], env: Mapping[str, str]) -> tuple[float, dict[str, Any]]:
+def seconds_to_answer(
+    code: str, argv: list[str], env: Mapping[str, str], cwd: Path | None = None
+) -> tuple[float, dict[str, Any]]:
     """Run ``python -c code *argv``; seconds from before the spawn to the time the child printed
     (its last stdout line, JSON or a bare number), and what it printed, with the child's CPU
     seconds (user + system, to its exit) under ``cpu_s``: on a shared machine CPU time moves less
@@ -57,6 +88,7 @@ def seconds_to_answer(code: str, argv: list[str], env: Mapping[str, str]) -> tup
     done = subprocess.run(
         [sys.executable, "-c", code, *argv],
         env=dict(env),
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT_S,
@@ -83,24 +115,41 @@ class ColdTimings:
     bare_ms: list[float] = field(default_factory=list)
     answers_cpu_ms: list[float] = field(default_factory=list)
     bare_cpu_ms: list[float] = field(default_factory=list)
+    uncompiled_ms: list[float] = field(default_factory=list)
+
+
+def cold_answer_s(env: Mapping[str, str], folder: Path) -> tuple[float, dict[str, Any]]:
+    """One cold check-existing from ``folder``'s copy of the package (and proof it was that copy)."""
+    seconds, printed = seconds_to_answer(CHILD, [json.dumps(check_existing_event(PLAN_ID))], env, cwd=folder)
+    if printed.get("status") != 200 or printed.get("instance_count") != PLAN_SERVERS:
+        raise ScenarioBroken(f"cold check-existing answered {printed}")
+    if not str(printed.get("handler", "")).startswith(str(folder)):
+        raise ScenarioBroken(f"the child loaded {printed.get('handler')}, not the copy in {folder}")
+    return seconds, printed
 
 
 def cold_timings(settings: SyncSettings, processes: int) -> ColdTimings:
-    """``processes`` cold checks and as many bare interpreters, interleaved so a change of machine
-    load touches both alike."""
+    """``processes`` cold checks from the compiled copy and as many bare interpreters, interleaved
+    so a change of machine load touches both alike, and a quarter as many from an uncompiled copy."""
     env = child_environment(settings)
-    event = json.dumps(check_existing_event(PLAN_ID))
     timings = ColdTimings()
-    for _ in range(processes):
-        seconds, printed = seconds_to_answer(CHILD, [event], env)
-        if printed.get("status") != 200 or printed.get("instance_count") != PLAN_SERVERS:
-            raise ScenarioBroken(f"cold check-existing answered {printed}")
-        timings.answers_ms.append(seconds * 1000)
-        timings.answers_cpu_ms.append(printed["cpu_s"] * 1000)
-        bare_seconds, bare = seconds_to_answer(BARE, [], env)
-        timings.bare_ms.append(bare_seconds * 1000)
-        timings.bare_cpu_ms.append(bare["cpu_s"] * 1000)
+    with tempfile.TemporaryDirectory(prefix="cold-read-") as work:
+        compiled = deployed_copy(Path(work) / "compiled", compiled=True)
+        uncompiled = deployed_copy(Path(work) / "uncompiled", compiled=False)
+        for index in range(processes):
+            if index % 4 == 0:
+                timings.uncompiled_ms.append(cold_answer_s(env, uncompiled)[0] * 1000)
+            _time_one(timings, env, compiled)
     return timings
+
+
+def _time_one(timings: ColdTimings, env: Mapping[str, str], folder: Path) -> None:
+    seconds, printed = cold_answer_s(env, folder)
+    timings.answers_ms.append(seconds * 1000)
+    timings.answers_cpu_ms.append(printed["cpu_s"] * 1000)
+    bare_seconds, bare = seconds_to_answer(BARE, [], env)
+    timings.bare_ms.append(bare_seconds * 1000)
+    timings.bare_cpu_ms.append(bare["cpu_s"] * 1000)
 
 
 def summary(timings: ColdTimings) -> dict[str, Any]:
@@ -115,6 +164,9 @@ def summary(timings: ColdTimings) -> dict[str, Any]:
         "interpreter_p50_ms": round(interpreter, 1),
         "cpu_p50_ms": round(h.percentile(timings.answers_cpu_ms, 0.50) - interpreter_cpu, 1),
         "interpreter_cpu_p50_ms": round(interpreter_cpu, 1),
+        "uncompiled_p50_ms": round(h.percentile(timings.uncompiled_ms, 0.50) - interpreter, 1)
+        if timings.uncompiled_ms
+        else None,
         "servers": PLAN_SERVERS,
     }
 
@@ -129,6 +181,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     ctx.log(
         f"cold_read: p50 {section['p50_ms']} ms, p99 {section['p99_ms']} ms above the interpreter's "
         f"{section['interpreter_p50_ms']} ms; CPU p50 {section['cpu_p50_ms']} ms above its "
-        f"{section['interpreter_cpu_p50_ms']} ms"
+        f"{section['interpreter_cpu_p50_ms']} ms; without bytecode p50 {section['uncompiled_p50_ms']} ms"
     )
     return {"cold_read": section}

@@ -8,6 +8,7 @@ variables set to junk to show the dry run never needs or uses them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -182,3 +183,48 @@ def test_lambda_package_pins_the_lock_versions(package: Path) -> None:
                 )
                 installed[canonicalize_name(fields["Name"])] = fields["Version"]
     assert installed == pinned
+
+
+def test_lambda_package_holds_unchecked_bytecode_of_every_module(extracted: Path) -> None:
+    """Built by the runtime's own Python, every module of the package has its pyc: hash-based,
+    never checked against the source (Lambda's code directory is read-only), and of this very
+    source (its hash matches)."""
+    sources = [path for path in extracted.rglob("*.py") if "__pycache__" not in path.parts]
+    tag = sys.implementation.cache_tag
+    missing, stale = [], []
+    for source in sources:
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        if not cached.is_file():
+            missing.append(str(source.relative_to(extracted)))
+            continue
+        header = cached.read_bytes()[:16]
+        flags = int.from_bytes(header[4:8], "little")
+        if flags != 0b01 or header[8:16] != importlib.util.source_hash(source.read_bytes()):
+            stale.append(str(cached.relative_to(extracted)))
+    assert len(sources) > 1000
+    assert missing == [], missing[:10]
+    assert stale == [], stale[:10]
+    assert (extracted / "handlers" / "__pycache__" / f"query.{tag}.pyc").is_file()
+
+
+def test_lambda_package_imports_from_its_bytecode_without_writing(extracted: Path) -> None:
+    """As in Lambda (read-only code, nothing written): the query handler's modules load from the
+    package's pycs and the import writes no file."""
+    before = sorted(str(path) for path in extracted.rglob("*"))
+    result = _isolated(
+        extracted,
+        """
+import pathlib, sys
+sys.dont_write_bytecode = True
+import handlers.query
+ours = [m for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").startswith(folder)]
+ours = [m for m in ours if m.__file__.endswith(".py")]
+uncached = [m.__name__ for m in ours if not pathlib.Path(m.__spec__.cached or "").is_file()]
+assert not uncached, uncached
+print("ok", len(ours))
+""",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok")
+    assert int(result.stdout.split()[1]) > 100, result.stdout
+    assert sorted(str(path) for path in extracted.rglob("*")) == before

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
 from benchmarks.run import selected_scenarios
-from benchmarks.scenarios.cold_read import BARE, ColdTimings, child_environment, seconds_to_answer, summary
+from benchmarks.scenarios.cold_read import (
+    BARE,
+    ColdTimings,
+    child_environment,
+    deployed_copy,
+    seconds_to_answer,
+    summary,
+)
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.sizes import FULL, QUICK
 from syncengine.config import SyncSettings
@@ -47,3 +56,26 @@ def test_seconds_to_answer_reads_bare_interpreter_line() -> None:
 def test_seconds_to_answer_failed_child_breaks_scenario() -> None:
     with pytest.raises(ScenarioBroken, match="cold child failed"):
         seconds_to_answer("raise SystemExit(3)", [], os.environ)
+
+
+def test_deployed_copy_compiled_holds_unchecked_bytecode_of_each_module(tmp_path: Path) -> None:
+    """The cold child's copy is compiled as deploy.sh compiles the package: one hash-based,
+    unchecked pyc per module, and no simulator."""
+    folder = deployed_copy(tmp_path, compiled=True)
+    sources = sorted(folder.rglob("*.py"))
+    assert (folder / "handlers" / "query.py") in sources
+    assert not (folder / "syncengine" / "simulator").exists()
+    for source in sources:
+        header = Path(importlib.util.cache_from_source(str(source))).read_bytes()[:8]
+        assert int.from_bytes(header[4:8], "little") == 0b01, source
+
+
+def test_deployed_copy_uncompiled_holds_no_bytecode(tmp_path: Path) -> None:
+    folder = deployed_copy(tmp_path, compiled=False)
+    assert (folder / "syncengine" / "__init__.py").is_file()
+    assert list(folder.rglob("*.pyc")) == []
+
+
+def test_child_environment_writes_no_bytecode() -> None:
+    """Lambda's code directory is read-only: the cold child writes nothing beside the package."""
+    assert child_environment(SyncSettings())["PYTHONDONTWRITEBYTECODE"] == "1"
