@@ -133,14 +133,20 @@ async def scope_recorded(rt: Runtime, attempt: ScopeAttempt) -> AsyncIterator[No
     try:
         yield
     except AwsError as exc:
-        attempt.result = _aws_failure(attempt, exc)
+        attempt.result = _aws_failure(rt, attempt, exc)
     finally:
         with shielded_cleanup(rt.settings):
             await _write_status(rt, attempt)
 
 
-def _aws_failure(attempt: ScopeAttempt, exc: AwsError) -> ScopeResult:
-    if is_disabled_region_error(exc, attempt.scope.region):
+def _aws_failure(rt: Runtime, attempt: ScopeAttempt, exc: AwsError) -> ScopeResult:
+    # The auth failure of a disabled region stands in for DescribeRegions only when that did not
+    # answer: in a region it lists as enabled, the same error is a real failure (credentials the
+    # region rejects) and must show, not hide as NOT_ENABLED. EC2 DescribeRegions with
+    # AllRegions=false lists "the Regions that are enabled for your account"
+    # (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeRegions.html).
+    scope = attempt.scope
+    if is_disabled_region_error(exc, scope.region) and rt.regions.listed(scope.account_id, scope.region) is None:
         log.info("scope_not_enabled", error_type=exc.error_type, operation=exc.operation)
         return attempt.not_enabled()
     log.warning("scope_failed", error_type=exc.error_type, error=str(exc), operation=exc.operation)

@@ -15,7 +15,9 @@ disabled, so only a scope in an opt-in region needs asking about. Two signals, i
    and EC2 ``AuthFailure`` ("AWS was not able to validate the provided access credentials")
    (https://repost.aws/knowledge-center/iam-validate-access-credentials). Only in an opt-in
    region: the same codes in an always-enabled region, or an ``AccessDenied`` anywhere, or an
-   AssumeRole that fails, are a broken role or permission and fail the scope as before.
+   AssumeRole that fails, are a broken role or permission and fail the scope as before. Nor in
+   an opt-in region that DescribeRegions listed as enabled: there the same codes are credentials
+   the region rejects, a real failure that must show (degraded), never hide as NOT_ENABLED.
 """
 
 from __future__ import annotations
@@ -89,6 +91,14 @@ class EnabledRegions:
         if not is_opt_in_region(region):
             return True
         enabled = await self._enabled(account)
+        return None if enabled is None else region in enabled
+
+    def listed(self, account_id: str, region: str) -> bool | None:
+        """What this run's DescribeRegions said of the region, without asking: None when it was
+        not asked or did not answer."""
+        if not is_opt_in_region(region):
+            return True
+        enabled = self._known.get(account_id)
         return None if enabled is None else region in enabled
 
     async def _enabled(self, account: AccountTarget) -> frozenset[str] | None:
