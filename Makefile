@@ -48,6 +48,7 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check $(wildcard syncengine handlers devtools tests benchmarks scripts)
+	$(VENV)/bin/ruff format --check $(wildcard syncengine handlers devtools tests benchmarks scripts)
 
 lint-cfn: install
 	bash scripts/lint-cfn.sh

@@ -154,5 +154,6 @@ async def _sample_read(settings: SyncSettings, sim: object, console: Console) ->
         )
     console.print(table)
     status = await get_sync_status(settings)
-    console.print(f"status endpoint would answer: [bold]{status.status.value}[/bold], "
-                  f"{len(status.scopes)} scopes tracked")
+    console.print(
+        f"status endpoint would answer: [bold]{status.status.value}[/bold], {len(status.scopes)} scopes tracked"
+    )

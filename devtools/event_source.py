@@ -45,9 +45,7 @@ class WorkQueue:
     region: str
 
 
-def create_work_queue(
-    sqs: Any, name: str, *, visibility_timeout_s: int = 30, max_receive_count: int = 3
-) -> WorkQueue:
+def create_work_queue(sqs: Any, name: str, *, visibility_timeout_s: int = 30, max_receive_count: int = 3) -> WorkQueue:
     """The work queue with a dead-letter queue and the redrive policy of cfn/lambda-stack.yaml."""
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = _arn(sqs, dlq_url)

@@ -432,9 +432,7 @@ class DynamoFaultProxy:
         status, headers, payload = await self._send(request, raw)
         return web.Response(body=payload, status=status, headers=headers)
 
-    async def _forward_json(
-        self, request: web.Request, body: dict[str, Any]
-    ) -> dict[str, Any] | web.Response:
+    async def _forward_json(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any] | web.Response:
         """The backend's decoded success body, or its error response unchanged."""
         status, headers, payload = await self._send(request, json.dumps(body).encode())
         if status != 200:
@@ -453,9 +451,7 @@ class FaultProxyThread:
     def __init__(self, backend_url: str, **options: Any) -> None:
         self.proxy = DynamoFaultProxy(backend_url, **options)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="dynamodb-fault-proxy", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop.run_forever, name="dynamodb-fault-proxy", daemon=True)
 
     def start(self) -> DynamoFaultProxy:
         self._thread.start()

@@ -157,9 +157,7 @@ def load_table_definitions(template_path: str | os.PathLike[str] | None = None) 
     return table_definitions_from_template(load_template(path), source=str(path))
 
 
-def table_definitions_from_template(
-    template: Mapping[str, Any], *, source: str = "template"
-) -> list[TableDefinition]:
+def table_definitions_from_template(template: Mapping[str, Any], *, source: str = "template") -> list[TableDefinition]:
     resources = template.get("Resources") or {}
     table_resources = {
         logical_id: resource
@@ -168,8 +166,7 @@ def table_definitions_from_template(
     }
     _check_mapping(table_resources, source)
     return [
-        _definition(logical_id, resource.get("Properties") or {})
-        for logical_id, resource in table_resources.items()
+        _definition(logical_id, resource.get("Properties") or {}) for logical_id, resource in table_resources.items()
     ]
 
 
@@ -373,9 +370,7 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="tables_action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create missing tables (idempotent) and wait until ACTIVE")
     _add_endpoint_arguments(create)
-    create.add_argument(
-        "--template", help=f"database template (default: ${ENV_TEMPLATE_PATH}, else the project's own)"
-    )
+    create.add_argument("--template", help=f"database template (default: ${ENV_TEMPLATE_PATH}, else the project's own)")
     create.set_defaults(func=run_create)
     delete = actions.add_parser("delete", help="delete the tables (for local endpoints and tests)")
     _add_endpoint_arguments(delete)

@@ -95,6 +95,4 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     wave = completed.wave if isinstance(completed.wave, Mapping) else {}
     if completed.wave_number is not None:
         wave = {**wave, "waveNumber": completed.wave_number}
-    return sync_recovery_instances_after_wave(
-        completed.execution_id, completed.plan_id, wave, context=context
-    )
+    return sync_recovery_instances_after_wave(completed.execution_id, completed.plan_id, wave, context=context)

@@ -97,9 +97,7 @@ def failure(exc: Exception, *, code: str, action: str, **extra: Any) -> Outcome:
         log.error(f"{code.lower()}", error_type=exc.error_code, error=str(exc))
         return error_outcome(500, code, f"{action} failed ({exc.error_code}).", **extra)
     log.exception(f"{code.lower()}")
-    return error_outcome(
-        500, code, f"{action} failed unexpectedly; the details are in the function's logs.", **extra
-    )
+    return error_outcome(500, code, f"{action} failed unexpectedly; the details are in the function's logs.", **extra)
 
 
 # -- input ----------------------------------------------------------------------------------------
@@ -120,7 +118,7 @@ def parse_sync_request(data: Any) -> SyncRequest:
     if data is None:
         return SyncRequest()
     if not isinstance(data, Mapping):
-        raise InvalidRequestError("The request body must be a JSON object such as {\"accountId\": \"...\"}.")
+        raise InvalidRequestError('The request body must be a JSON object such as {"accountId": "..."}.')
     # Validated once, by the engine (syncengine.engine.sync_all): a bad value is its 400.
     return SyncRequest(account_id=data.get("accountId"), region=data.get("region"))
 
@@ -155,9 +153,7 @@ def within_budget(settings: SyncSettings, budget_seconds: float | None) -> SyncS
     return settings.with_changes(deadline_seconds=min(current, budget_seconds) if current else budget_seconds)
 
 
-def run_sync(
-    deps: Dependencies, request: SyncRequest, context: Any, *, budget_seconds: float | None = None
-) -> Outcome:
+def run_sync(deps: Dependencies, request: SyncRequest, context: Any, *, budget_seconds: float | None = None) -> Outcome:
     """Sync now (the schedule, a direct invocation, a scoped API request): 200 with the report.
 
     A full sync that finds the lease held is skipped, not failed: the schedule fires every five
@@ -166,9 +162,7 @@ def run_sync(
     """
     settings = within_budget(deadline_from_lambda(deps.settings, context), budget_seconds)
     try:
-        report = run_blocking(
-            deps.engine.sync_all, settings, account_id=request.account_id, region=request.region
-        )
+        report = run_blocking(deps.engine.sync_all, settings, account_id=request.account_id, region=request.region)
     except SyncInProgressError as exc:
         log.info("sync_skipped", reason=SYNC_IN_PROGRESS)
         return error_outcome(409, SYNC_IN_PROGRESS, str(exc), status="SKIPPED")
@@ -206,15 +200,11 @@ def start_sync(deps: Dependencies, request: SyncRequest, context: Any) -> Outcom
     except Exception as exc:
         return failure(exc, code="SYNC_START_FAILED", action="Starting the sync")
     if status.status is HealthStatus.RUNNING:
-        return error_outcome(
-            409, SYNC_IN_PROGRESS, "A full sync is already running; try again when it finishes."
-        )
+        return error_outcome(409, SYNC_IN_PROGRESS, "A full sync is already running; try again when it finishes.")
     function = getattr(context, "invoked_function_arn", None) or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
     if not function:
         log.error("sync_start_failed", reason="no function ARN in the invocation context")
-        return error_outcome(
-            500, "SYNC_START_FAILED", "Starting the sync failed: this function's name is unknown."
-        )
+        return error_outcome(500, "SYNC_START_FAILED", "Starting the sync failed: this function's name is unknown.")
     try:
         run_blocking(
             deps.invoke_self, function, {"operation": SYNC_OPERATION, "trigger": SELF_INVOKE_TRIGGER}, deps.settings
@@ -250,9 +240,7 @@ def _echo(value: Any) -> Any:
 
 def check_existing(deps: Dependencies, plan_id: Any) -> Outcome:
     try:
-        body = run_blocking(
-            deps.engine.check_existing_instances, deps.settings, plan_id
-        )
+        body = run_blocking(deps.engine.check_existing_instances, deps.settings, plan_id)
     except Exception as exc:
         return failure(exc, code="CHECK_FAILED", action="Checking existing instances", planId=_echo(plan_id))
     return Outcome(200, body)
@@ -300,7 +288,5 @@ def terminate_instances(deps: Dependencies, execution_id: Any, options: Terminat
             options or TerminateOptions(),
         )
     except Exception as exc:
-        return failure(
-            exc, code="TERMINATE_FAILED", action="Terminating instances", executionId=_echo(execution_id)
-        )
+        return failure(exc, code="TERMINATE_FAILED", action="Terminating instances", executionId=_echo(execution_id))
     return Outcome(200, body)

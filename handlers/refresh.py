@@ -30,8 +30,10 @@ DIRECT_MESSAGE_ID = "direct"
 
 def is_sqs_batch(event: Any) -> bool:
     records = event.get("Records") if isinstance(event, Mapping) else None
-    return isinstance(records, list) and bool(records) and all(
-        isinstance(r, Mapping) and r.get("eventSource") == SQS_EVENT_SOURCE for r in records
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, Mapping) and r.get("eventSource") == SQS_EVENT_SOURCE for r in records)
     )
 
 

@@ -393,4 +393,3 @@ class AwsClients:
                     answered.set()
 
         return await call_with_retry(attempt, context, settings=self.settings.retry, on_retry=self.stats.record_retry)
-

@@ -22,8 +22,12 @@ def register(subparsers: Any) -> None:
     sync = subparsers.add_parser("sync", help="sync the cache with DRS (all accounts and regions, or a scope)")
     sync.add_argument("--account-id", help="only this 12-digit account")
     sync.add_argument("--region", help="only this region")
-    sync.add_argument("--server-id", action="append", dest="server_ids",
-                      help="only these source servers (needs --account-id and --region); repeatable")
+    sync.add_argument(
+        "--server-id",
+        action="append",
+        dest="server_ids",
+        help="only these source servers (needs --account-id and --region); repeatable",
+    )
     sync.add_argument("--json", action="store_true", help="print the report as JSON")
     sync.set_defaults(func=run_sync_command)
 
@@ -85,7 +89,8 @@ def run_status_command(args: argparse.Namespace) -> int:
     )
     for scope in body["scopes"]:
         error = f"  ({scope['lastError']})" if scope.get("lastError") else ""
-        console.print(f"  {scope['accountId']} {scope['region']:<15} {scope['status']:<8} "
-                      f"{scope['instanceCount']:>6} instances{error}")
+        console.print(
+            f"  {scope['accountId']} {scope['region']:<15} {scope['status']:<8} "
+            f"{scope['instanceCount']:>6} instances{error}"
+        )
     return 0
-

@@ -108,8 +108,13 @@ async def _drs_pages(
     first = True
     for filters in filter_sets:
         pages = aws.pages(
-            drs, "describe_recovery_instances", context, cursor="nextToken", scope_limiter=limiter,
-            filters=filters, maxResults=DRS_PAGE_SIZE,
+            drs,
+            "describe_recovery_instances",
+            context,
+            cursor="nextToken",
+            scope_limiter=limiter,
+            filters=filters,
+            maxResults=DRS_PAGE_SIZE,
         )
         try:
             async for page in pages:
@@ -139,8 +144,14 @@ async def describe_source_servers(
     found: dict[str, dict[str, Any]] = {}
     for batch in chunked(dict.fromkeys(server_ids), DRS_FILTER_MAX_IDS):
         pages = aws.pages(
-            drs, "describe_source_servers", context, cursor="nextToken", scope_limiter=limiter,
-            answered=answered, filters={"sourceServerIDs": batch}, maxResults=DRS_PAGE_SIZE,
+            drs,
+            "describe_source_servers",
+            context,
+            cursor="nextToken",
+            scope_limiter=limiter,
+            answered=answered,
+            filters={"sourceServerIDs": batch},
+            maxResults=DRS_PAGE_SIZE,
         )
         answered = None
         async for page in pages:

@@ -56,7 +56,7 @@ def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def from_attr(attr: Mapping[str, Any]) -> Any:
-    (kind, value), = attr.items()
+    ((kind, value),) = attr.items()
     if kind == "S":
         return value
     if kind == "N":

@@ -32,8 +32,13 @@ async def describe_ec2_instances(
     found: dict[str, dict[str, Any]] = {}
     for batch in chunked(dict.fromkeys(instance_ids), EC2_FILTER_MAX_IDS):
         pages = aws.pages(
-            ec2, "describe_instances", context, cursor="NextToken", scope_limiter=limiter,
-            Filters=[{"Name": "instance-id", "Values": batch}], MaxResults=EC2_PAGE_SIZE,
+            ec2,
+            "describe_instances",
+            context,
+            cursor="NextToken",
+            scope_limiter=limiter,
+            Filters=[{"Name": "instance-id", "Values": batch}],
+            MaxResults=EC2_PAGE_SIZE,
         )
         async for page in pages:
             for reservation in _reservations(page, context):

@@ -122,8 +122,14 @@ async def start_fanout(rt: Any) -> SyncReport | None:
     await rt.status.start_fanout_run(run_id, len(scopes), started_iso)
     delayed = await active_execution_scopes(rt)
     enqueued = await _send(rt, settings.work_queue_url, scopes, run_id, delayed)
-    log.info("fanout_started", run_id=run_id, scopes=len(scopes), sent=enqueued.sent,
-             failed=enqueued.failed, delayed=enqueued.delayed)
+    log.info(
+        "fanout_started",
+        run_id=run_id,
+        scopes=len(scopes),
+        sent=enqueued.sent,
+        failed=enqueued.failed,
+        delayed=enqueued.delayed,
+    )
     return SyncReport(
         status=RunStatus.SUCCESS if enqueued.failed == 0 else RunStatus.PARTIAL,
         instances_updated=0,

@@ -77,9 +77,7 @@ def _redact(value: Any, depth: int = 0) -> Any:
     if depth > _MAX_DEPTH:
         return REDACTED
     if isinstance(value, Mapping):
-        return {
-            k: REDACTED if str(k).lower() in _SECRET_KEYS else _redact(v, depth + 1) for k, v in value.items()
-        }
+        return {k: REDACTED if str(k).lower() in _SECRET_KEYS else _redact(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(v, depth + 1) for v in value]
     if isinstance(value, str):

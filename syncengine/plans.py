@@ -199,9 +199,7 @@ async def plan_servers(rt: Runtime, plan: Mapping[str, Any]) -> dict[str, Scope]
 
     async def match(scope: Scope, selections: list[dict[str, str]]) -> None:
         cached = await rt.store.scope_server_tags(scope)
-        matched[scope] = sorted(
-            sid for sid, tags in cached.items() if any(tags_match(sel, tags) for sel in selections)
-        )
+        matched[scope] = sorted(sid for sid, tags in cached.items() if any(tags_match(sel, tags) for sel in selections))
 
     async with anyio.create_task_group() as tg:
         for scope, selections in selected.tagged.items():
@@ -262,9 +260,9 @@ def existing_instances_body(
     }
 
 
-async def confirmed_records(rt: Runtime, records: Sequence[Mapping[str, Any]], scopes: Iterable[Scope]) -> tuple[
-    list[dict[str, Any]], dict[Scope, str]
-]:
+async def confirmed_records(
+    rt: Runtime, records: Sequence[Mapping[str, Any]], scopes: Iterable[Scope]
+) -> tuple[list[dict[str, Any]], dict[Scope, str]]:
     """The records with ``lastSyncTime`` meaning "last confirmed" (``store.confirmed_sync_time``),
     and when each scope (of ``scopes`` and of the records) was last reconciled."""
     record_scopes = [Scope(str(r.get("accountId", "")), str(r.get("region", ""))) for r in records]
@@ -287,9 +285,7 @@ async def check_existing_instances(
     async with open_runtime(settings, session=session) as rt:
         plan = await load_plan(rt.dynamo, settings.tables.recovery_plans, plan_id)
         servers = await plan_servers(rt, plan)
-        records, reconciled = await confirmed_records(
-            rt, await rt.store.get_records(servers), set(servers.values())
-        )
+        records, reconciled = await confirmed_records(rt, await rt.store.get_records(servers), set(servers.values()))
         unverified = unverified_server_ids(
             servers, records, reconciled, stale_after_seconds=settings.stale_after_seconds
         )

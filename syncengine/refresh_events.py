@@ -231,9 +231,7 @@ def parse_refresh_request(payload: Any) -> RefreshRequest:
             whole_scope=ids is None,
             run_id=message.run_id,
         )
-    raise InvalidRequestError(
-        f"Unsupported event: source {str(source)[:50]!r}, detail-type {str(detail_type)[:80]!r}."
-    )
+    raise InvalidRequestError(f"Unsupported event: source {str(source)[:50]!r}, detail-type {str(detail_type)[:80]!r}.")
 
 
 @dataclass

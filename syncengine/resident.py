@@ -170,4 +170,3 @@ def run_blocking(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> 
     """Run an async engine function from synchronous code (a Lambda handler) on the process's
     resident event loop, with its client pool (see the module docstring)."""
     return resident().run(function, *args, **kwargs)
-

@@ -272,5 +272,3 @@ __all__ = [
     "full_jitter_wait",
     "is_throttle",
 ]
-
-

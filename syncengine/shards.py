@@ -70,9 +70,7 @@ def shard_by_account(planned: Planned, shards: int) -> list[Planned]:
     return [group for group in groups if group]
 
 
-async def _run_shard(
-    settings: SyncSettings, shard: Planned, executions: ExecutionIndex, run_id: str
-) -> ShardOutcome:
+async def _run_shard(settings: SyncSettings, shard: Planned, executions: ExecutionIndex, run_id: str) -> ShardOutcome:
     results: dict[Scope, ScopeResult] = {}
     async with open_runtime(settings) as rt:
         with deadline_scope(settings):

@@ -59,9 +59,7 @@ RECONCILED_ATTRIBUTE = "lastReconciledTime"
 
 
 class StatusStore(Leases):
-    def __init__(
-        self, dynamo: Dynamo, table: str, *, lease_seconds: float = 900.0, stale_after_seconds: float = 900.0
-    ):
+    def __init__(self, dynamo: Dynamo, table: str, *, lease_seconds: float = 900.0, stale_after_seconds: float = 900.0):
         self.dynamo = dynamo
         self.table = table
         # A lease's lifetime when the caller names none (a holder without a deadline).
@@ -92,26 +90,7 @@ class StatusStore(Leases):
             return await self._update_scope(result, owner, names, values, sets, removes)
         names.update({"#status": "status", "#attempt": "lastAttemptTime"})
         sets += ["#status = :status", "#attempt = :attempt"]
-        if result.ok:
-            names.update({"#success": "lastSuccessTime", "#count": "instanceCount", "#err": "lastError",
-                          "#errtype": "lastErrorType"})
-            values.update({":success": to_attr(now), ":count": to_attr(result.instances_found)})
-            sets += ["#success = :success", "#count = :count"]
-            removes += ["#err", "#errtype"]
-            if result.reconciled:
-                # What confirms a cached record (see store.confirmed_sync_time): targeted syncs
-                # succeed too, but they confirm only the servers they were asked about.
-                names["#reconciled"] = RECONCILED_ATTRIBUTE
-                sets.append("#reconciled = :success")
-        elif result.not_enabled:
-            # Not an error: the account has not enabled the region.
-            names.update({"#err": "lastError", "#errtype": "lastErrorType"})
-            removes += ["#err", "#errtype"]
-        elif result.error is not None:
-            names.update({"#err": "lastError", "#errtype": "lastErrorType"})
-            values.update({":err": to_attr(result.error.message[:1000] or "unknown error"),
-                           ":errtype": to_attr(result.error.error_type or "Error")})
-            sets += ["#err = :err", "#errtype = :errtype"]
+        _whole_scope_outcome(result, names, values, sets, removes)
         return await self._update_scope(result, owner, names, values, sets, removes)
 
     async def _update_scope(
@@ -326,3 +305,40 @@ class StatusStore(Leases):
         )
         status = summarise_status(latest, holder is not None, scopes, stale_after=self.stale_after, last_scoped=scoped)
         return with_fanout_run(status, fanout)
+
+
+def _whole_scope_outcome(
+    result: ScopeResult, names: dict[str, str], values: dict[str, Any], sets: list[str], removes: list[str]
+) -> None:
+    """The fields a whole-scope sync's outcome sets and removes on its scope's status item."""
+    now = values[":attempt"]
+    if result.ok:
+        names.update(
+            {
+                "#success": "lastSuccessTime",
+                "#count": "instanceCount",
+                "#err": "lastError",
+                "#errtype": "lastErrorType",
+            }
+        )
+        values.update({":success": now, ":count": to_attr(result.instances_found)})
+        sets += ["#success = :success", "#count = :count"]
+        removes += ["#err", "#errtype"]
+        if result.reconciled:
+            # What confirms a cached record (see store.confirmed_sync_time): targeted syncs
+            # succeed too, but they confirm only the servers they were asked about.
+            names["#reconciled"] = RECONCILED_ATTRIBUTE
+            sets.append("#reconciled = :success")
+    elif result.not_enabled:
+        # Not an error: the account has not enabled the region.
+        names.update({"#err": "lastError", "#errtype": "lastErrorType"})
+        removes += ["#err", "#errtype"]
+    elif result.error is not None:
+        names.update({"#err": "lastError", "#errtype": "lastErrorType"})
+        values.update(
+            {
+                ":err": to_attr(result.error.message[:1000] or "unknown error"),
+                ":errtype": to_attr(result.error.error_type or "Error"),
+            }
+        )
+        sets += ["#err = :err", "#errtype = :errtype"]

@@ -28,6 +28,7 @@ EXECUTION_INDEX = "sourceExecutionId-index"
 SCOPE_INDEX = "scopeKey-index"
 EC2_INSTANCE_INDEX = "ec2InstanceId-index"
 
+
 @dataclass(frozen=True)
 class CachedEntry:
     """What reconciliation and change detection need of a cached record (from the scope index)."""

@@ -43,7 +43,6 @@ from syncengine.terminate_rules import (
 log = get_logger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Terminated:
     recovery_instance_id: str

@@ -96,9 +96,9 @@ def _wave_number(value: Any) -> int | None:
         return None
 
 
-def _find_wave(items: Sequence[Mapping[str, Any]], plan_id: str | None, number: int | None) -> tuple[
-    Mapping[str, Any], Mapping[str, Any]
-]:
+def _find_wave(
+    items: Sequence[Mapping[str, Any]], plan_id: str | None, number: int | None
+) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """(execution item, wave) for the wave numbered ``number`` ({} when absent)."""
     if number is None:
         return (items[0] if items else {}), {}
@@ -194,8 +194,11 @@ async def sync_wave(
             # rather than fail the whole wave's sync on it.
             valid = tuple(sid for sid in server_ids if SOURCE_SERVER_ID_PATTERN.fullmatch(str(sid)))
             if len(valid) != len(server_ids):
-                log.warning("wave_server_ids_skipped", execution_id=execution_id,
-                            skipped=sorted(set(server_ids) - set(valid))[:20])
+                log.warning(
+                    "wave_server_ids_skipped",
+                    execution_id=execution_id,
+                    skipped=sorted(set(server_ids) - set(valid))[:20],
+                )
             server_ids = valid
         # Sequential: a wave touches one scope in practice, and scopes of one account share
         # its rate limits.
@@ -207,9 +210,7 @@ async def sync_wave(
                 continue
             target_settings = settings.with_changes(deadline_seconds=remaining)
         reports.append(
-            await sync_scope(
-                target_settings, target.scope.account_id, target.scope.region, server_ids, session=session
-            )
+            await sync_scope(target_settings, target.scope.account_id, target.scope.region, server_ids, session=session)
         )
     return WaveSyncResult(execution_id, plan_id, number, tuple(targets), tuple(reports))
 

@@ -74,9 +74,7 @@ class FakeLambdaContext:
     """What handlers read of a Lambda context."""
 
     function_name: str = "drs-orchestration-data-management-dev"
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:111122223333:function:drs-orchestration-data-management-dev"
-    )
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:111122223333:function:drs-orchestration-data-management-dev"
     aws_request_id: str = "6f0b2a3e-0000-4000-8000-000000000001"
     memory_limit_in_mb: int = 512
     remaining_ms: int = 300_000

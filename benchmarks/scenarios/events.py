@@ -66,9 +66,7 @@ async def cached_states(settings: SyncSettings) -> dict[str, str]:
 class Producer(threading.Thread):
     """Toggles instances between stopped and running at ``rate`` changes a second."""
 
-    def __init__(
-        self, sim: h.SimulatorProcess, states: Mapping[str, str], count: int, rate: float
-    ) -> None:
+    def __init__(self, sim: h.SimulatorProcess, states: Mapping[str, str], count: int, rate: float) -> None:
         super().__init__(name="events-producer", daemon=True)
         self.sim, self.count, self.rate = sim, count, rate
         self.states = dict(states)

@@ -35,9 +35,7 @@ class CallCounter:
         wanted = (service, operation, account_id, region, outcome)
         with self._lock:
             items = list(self._counts.items())
-        return sum(
-            n for key, n in items if all(w is None or w == k for w, k in zip(wanted, key, strict=True))
-        )
+        return sum(n for key, n in items if all(w is None or w == k for w, k in zip(wanted, key, strict=True)))
 
     def reset(self) -> None:
         with self._lock:

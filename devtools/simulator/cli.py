@@ -30,24 +30,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default 0: a free port)")
     parser.add_argument("--accounts", type=int, default=3, help="accounts including the hub (default 3)")
-    parser.add_argument(
-        "--regions", default=",".join(DEFAULT_REGIONS), help="comma-separated regions of every account"
-    )
+    parser.add_argument("--regions", default=",".join(DEFAULT_REGIONS), help="comma-separated regions of every account")
     parser.add_argument("--instances-per-scope", type=int, default=30, help="recovery instances per scope")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated estate")
     parser.add_argument("--role-name", default=DEFAULT_ROLE_NAME, help="role every account trusts")
-    parser.add_argument(
-        "--uninitialized-fraction", type=float, default=0.0, help="fraction of scopes without DRS"
-    )
+    parser.add_argument("--uninitialized-fraction", type=float, default=0.0, help="fraction of scopes without DRS")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every AWS call")
     parser.add_argument("--throttle-rate", type=float, default=0.0, help="probability a call is throttled")
-    parser.add_argument(
-        "--tps-per-scope", type=float, default=0.0, help="token-bucket rate per account/region/service"
-    )
+    parser.add_argument("--tps-per-scope", type=float, default=0.0, help="token-bucket rate per account/region/service")
     parser.add_argument("--error-rate", type=float, default=0.0, help="probability of a 5xx")
-    parser.add_argument(
-        "--ready-file", type=Path, help="write {endpointUrl, pid, hubAccountId} here when ready"
-    )
+    parser.add_argument("--ready-file", type=Path, help="write {endpointUrl, pid, hubAccountId} here when ready")
     parser.set_defaults(func=run)
     return parser
 
@@ -79,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
             args.ready_file.unlink(missing_ok=True)
 
 
-async def _serve(
-    config: EstateConfig, faults: FaultConfig, host: str, port: int, ready_file: Path | None
-) -> int:
+async def _serve(config: EstateConfig, faults: FaultConfig, host: str, port: int, ready_file: Path | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -103,7 +93,5 @@ async def _serve(
 def _write_ready_file(path: Path, endpoint_url: str, hub_account_id: str) -> None:
     # Write then rename: a reader polling for the file never sees half of it.
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
-        json.dumps({"endpointUrl": endpoint_url, "pid": os.getpid(), "hubAccountId": hub_account_id})
-    )
+    tmp.write_text(json.dumps({"endpointUrl": endpoint_url, "pid": os.getpid(), "hubAccountId": hub_account_id}))
     tmp.replace(path)

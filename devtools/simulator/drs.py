@@ -82,9 +82,7 @@ def _token(params: dict[str, Any]) -> str | None:
     return token
 
 
-def _id_filter(
-    filters: dict[str, Any], name: str, pattern: re.Pattern[str], limit: int, path: str
-) -> list[str] | None:
+def _id_filter(filters: dict[str, Any], name: str, pattern: re.Pattern[str], limit: int, path: str) -> list[str] | None:
     """A validated ID list from ``filters``, or None when absent or empty (no filtering)."""
     values = filters.get(name)
     if values is None:
@@ -115,9 +113,7 @@ def _filters(params: dict[str, Any]) -> dict[str, Any]:
     return filters
 
 
-def _paged(
-    call: Call, ordered: Sequence[str], params: dict[str, Any], serialize: Callable[[str], bytes]
-) -> Reply:
+def _paged(call: Call, ordered: Sequence[str], params: dict[str, Any], serialize: Callable[[str], bytes]) -> Reply:
     try:
         chunk, next_token = page(ordered, _limit(params), _token(params), call.operation, call.scope_key)
     except ValueError as exc:
@@ -177,8 +173,7 @@ def describe_jobs(call: Call, scope: ScopeData, params: dict[str, Any]) -> Reply
         ordered = [
             i
             for i in ordered
-            if (start is None or jobs[i].creation_time >= start)
-            and (end is None or jobs[i].creation_time <= end)
+            if (start is None or jobs[i].creation_time >= start) and (end is None or jobs[i].creation_time <= end)
         ]
     return _paged(call, ordered, params, lambda i: jobs[i].wire_bytes())
 
@@ -198,8 +193,7 @@ def terminate_recovery_instances(call: Call, scope: ScopeData, params: dict[str,
     except UnknownRecoveryInstancesError as exc:
         raise AwsError(
             "ConflictException",
-            "Recovery instances not found in this account and region or already terminated: "
-            + ", ".join(exc.missing),
+            "Recovery instances not found in this account and region or already terminated: " + ", ".join(exc.missing),
             409,
             fields={"resourceId": exc.missing[0], "resourceType": "RECOVERY_INSTANCE"},
         ) from exc

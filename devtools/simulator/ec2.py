@@ -93,9 +93,7 @@ def _instance_xml(ec2: Ec2Instance) -> bytes:
         "<rootDeviceName>/dev/xvda</rootDeviceName><blockDeviceMapping/>"
         "<virtualizationType>hvm</virtualizationType><tagSet>"
     )
-    parts.extend(
-        f"<item><key>{_esc(key)}</key><value>{_esc(value)}</value></item>" for key, value in ec2.tags.items()
-    )
+    parts.extend(f"<item><key>{_esc(key)}</key><value>{_esc(value)}</value></item>" for key, value in ec2.tags.items())
     parts.append("</tagSet><hypervisor>xen</hypervisor>")
     if ec2.iam_instance_profile:
         profile_id = "AIPA" + ec2.instance_id[2:].upper()
@@ -227,9 +225,7 @@ def describe_instances(call: Call, scope: ScopeData | None, params: dict[str, st
     token = params.get("NextToken") or None
     if max_results is not None or token:
         try:
-            chunk, next_token = page(
-                ordered, max_results or MAX_RESULTS, token, "DescribeInstances", call.scope_key
-            )
+            chunk, next_token = page(ordered, max_results or MAX_RESULTS, token, "DescribeInstances", call.scope_key)
         except ValueError as exc:
             raise AwsError("InvalidPaginationToken", f"Invalid pagination token: {exc}") from exc
     else:

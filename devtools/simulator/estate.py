@@ -193,9 +193,7 @@ class Estate:
             size = min(remaining, rng.randint(1, config.max_servers_per_job))
             remaining -= size
             when = anchor - rng.randrange(3600, 30 * 86_400)
-            job = factory.launch_job(
-                scope.account_id, scope.region, rng.random() < config.drill_fraction, when
-            )
+            job = factory.launch_job(scope.account_id, scope.region, rng.random() < config.drill_fraction, when)
             self._add_job(scope, job, sort=False)
             for _ in range(size):
                 server = factory.source_server(scope.account_id, scope.region, when - 40 * 86_400)
@@ -308,9 +306,7 @@ class Estate:
                 continue
             yield scope
 
-    def recovery_instances(
-        self, account_id: str | None = None, region: str | None = None
-    ) -> list[dict[str, Any]]:
+    def recovery_instances(self, account_id: str | None = None, region: str | None = None) -> list[dict[str, Any]]:
         """Recovery instances as DescribeRecoveryInstances returns them (initialised scopes)."""
         with self.lock:
             return [
@@ -324,9 +320,7 @@ class Estate:
             scope = self._ri_scope.get(recovery_instance_id)
             return None if scope is None else scope.recovery_instances[recovery_instance_id].to_wire()
 
-    def source_servers(
-        self, account_id: str | None = None, region: str | None = None
-    ) -> list[dict[str, Any]]:
+    def source_servers(self, account_id: str | None = None, region: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             return [
                 scope.source_servers[sid].to_wire()
@@ -357,9 +351,7 @@ class Estate:
         """Live recovery instances DRS would report, leaving out ``hidden_scopes`` keys."""
         hidden = set(hidden_scopes)
         with self.lock:
-            return sum(
-                len(scope.ri_ids) for scope in self._visible_scopes(None, None) if scope.key not in hidden
-            )
+            return sum(len(scope.ri_ids) for scope in self._visible_scopes(None, None) if scope.key not in hidden)
 
     def summary(self, hidden_scopes: Iterable[str] = ()) -> dict[str, Any]:
         """The ``GET /_simulator/estate`` document."""

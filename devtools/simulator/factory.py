@@ -79,12 +79,8 @@ class RecordFactory:
     def network(self, region: str, octet: int) -> ScopeNetwork:
         ids = self.ids
         vpcs = tuple(ids.hex17("vpc-") for _ in range(2))
-        subnets = tuple(
-            (ids.hex17("subnet-"), vpc, f"{region}{suffix}") for vpc in vpcs for suffix in AZ_SUFFIXES[:2]
-        )
-        groups = tuple(
-            (ids.hex17("sg-"), name) for name in ("drs-recovery-default", "app-servers", "db-servers")
-        )
+        subnets = tuple((ids.hex17("subnet-"), vpc, f"{region}{suffix}") for vpc in vpcs for suffix in AZ_SUFFIXES[:2])
+        groups = tuple((ids.hex17("sg-"), name) for name in ("drs-recovery-default", "app-servers", "db-servers"))
         images = tuple(ids.hex17("ami-") for _ in range(2))
         return ScopeNetwork(vpcs, subnets, groups, images, octet)
 

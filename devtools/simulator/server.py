@@ -45,9 +45,7 @@ def _json_response(data: Any, status: int = 200) -> web.Response:
 class Simulator:
     """The simulated estate behind one HTTP endpoint."""
 
-    def __init__(
-        self, config: EstateConfig | Estate | None = None, faults: FaultConfig | None = None
-    ) -> None:
+    def __init__(self, config: EstateConfig | Estate | None = None, faults: FaultConfig | None = None) -> None:
         self.estate = config if isinstance(config, Estate) else Estate(config)
         self.calls = CallCounter()
         self._faults = FaultInjector(faults)
@@ -172,9 +170,7 @@ class Simulator:
             outcome = error.code
         except Exception:  # a simulator bug must surface as a 500, never as a hung client
             log.exception("simulator failed on %s %s", scope.service, operation)
-            reply = protocol.render_error(
-                AwsError("InternalFailure", "simulator error", 500, sender=False), request_id
-            )
+            reply = protocol.render_error(AwsError("InternalFailure", "simulator error", 500, sender=False), request_id)
             outcome = "SimulatorError"
         self.calls.record(scope.service, operation, account_id, scope.region, outcome)
         return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
@@ -247,9 +243,7 @@ class Simulator:
 
     async def _set_scope(self, request: web.BaseRequest) -> web.Response:
         data = await self._body(request)
-        self.estate.set_scope_initialized(
-            data["accountId"], data["region"], bool(data.get("initialized", True))
-        )
+        self.estate.set_scope_initialized(data["accountId"], data["region"], bool(data.get("initialized", True)))
         return _json_response({"accountId": data["accountId"], "region": data["region"]})
 
     async def _set_region(self, request: web.BaseRequest) -> web.Response:

@@ -122,9 +122,7 @@ def note_fallback(shape_name: str, exc: Exception) -> None:
     if shape_name in _fallbacks_logged:
         return
     _fallbacks_logged.add(shape_name)
-    log.warning(
-        "fastpath_fallback", shape=shape_name, error_type=type(exc).__name__, error=str(exc)[:200]
-    )
+    log.warning("fastpath_fallback", shape=shape_name, error_type=type(exc).__name__, error=str(exc)[:200])
 
 
 def json_members(body: bytes | None, shape: Any) -> dict[str, Any]:
@@ -200,5 +198,3 @@ class FastResponseParserFactory(AioResponseParserFactory):
         if protocol_name == "json":
             return FastJSONParser()
         return super().create_parser(protocol_name)
-
-

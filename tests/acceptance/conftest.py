@@ -84,11 +84,20 @@ class Estate:
 
 def target_account_items(regions: dict[str, list[str]]) -> list[dict[str, Any]]:
     """The hub (own credentials) and the target account (a role with an external id)."""
-    hub = {"accountId": HUB, "accountName": "hub", "status": "active", "isCurrentAccount": True,
-           "regions": regions[HUB]}
+    hub = {
+        "accountId": HUB,
+        "accountName": "hub",
+        "status": "active",
+        "isCurrentAccount": True,
+        "regions": regions[HUB],
+    }
     target = {
-        "accountId": TARGET, "accountName": "target", "status": "active", "regions": regions[TARGET],
-        "roleArn": f"arn:aws:iam::{TARGET}:role/DRSOrchestrationCrossAccountRole", "externalId": EXTERNAL_ID,
+        "accountId": TARGET,
+        "accountName": "target",
+        "status": "active",
+        "regions": regions[TARGET],
+        "roleArn": f"arn:aws:iam::{TARGET}:role/DRSOrchestrationCrossAccountRole",
+        "externalId": EXTERNAL_ID,
     }
     return [hub, target]
 

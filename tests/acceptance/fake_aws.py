@@ -204,8 +204,9 @@ class FakeAws:
 
     def of(self, service: str | None = None, operation: str | None = None) -> list[Call]:
         return [
-            c for c in self.calls if (service is None or c.service == service)
-            and (operation is None or c.operation == operation)
+            c
+            for c in self.calls
+            if (service is None or c.service == service) and (operation is None or c.operation == operation)
         ]
 
     # -- dispatch --------------------------------------------------------------------------------
@@ -250,7 +251,8 @@ class FakeAws:
         filters = params.get("filters") or {}
         _max_ids("filters.recoveryInstanceIDs", filters.get("recoveryInstanceIDs"))
         items = [
-            ri for ri in scope.recovery_instances.values()
+            ri
+            for ri in scope.recovery_instances.values()
             if ("recoveryInstanceIDs" not in filters or ri["recoveryInstanceID"] in filters["recoveryInstanceIDs"])
             and ("sourceServerIDs" not in filters or ri["sourceServerID"] in filters["sourceServerIDs"])
         ]
@@ -269,7 +271,8 @@ class FakeAws:
             if name in filters and not ISO_PATTERN.match(str(filters[name])):
                 raise AwsError(400, "ValidationException", f"Invalid value for filters.{name}: {filters[name]}")
         items = [
-            j for j in reversed(scope.jobs)  # "sorted by creationDateTime - latest date first"
+            j
+            for j in reversed(scope.jobs)  # "sorted by creationDateTime - latest date first"
             if ("jobIDs" not in filters or j["jobID"] in filters["jobIDs"])
             and ("fromDate" not in filters or _when(j["creationDateTime"]) >= _when(filters["fromDate"]))
             and ("toDate" not in filters or _when(j["creationDateTime"]) <= _when(filters["toDate"]))
@@ -314,8 +317,9 @@ class FakeAws:
 
     def _ec2_DescribeInstances(self, account_id: str, region: str, params: dict[str, Any]) -> tuple[list, str | None]:
         scope = self._ec2_guard(account_id, region)
-        if "MaxResults" in params and (any(k.startswith("InstanceId.") for k in params)
-                                       or not 5 <= int(params["MaxResults"]) <= 1000):
+        if "MaxResults" in params and (
+            any(k.startswith("InstanceId.") for k in params) or not 5 <= int(params["MaxResults"]) <= 1000
+        ):
             raise AwsError(400, "InvalidParameterCombination", "MaxResults must be 5..1000, without InstanceId")
         wanted: set[str] | None = None
         for n in itertools.count(1):

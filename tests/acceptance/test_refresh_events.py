@@ -46,7 +46,9 @@ def seed(estate: Estate) -> dict[str, list[str]]:
 
 def launch_result(account: str, server_id: str, job_id: str) -> dict[str, Any]:
     return drs_event(
-        "DRS Source Server Launch Result", REGION, account,
+        "DRS Source Server Launch Result",
+        REGION,
+        account,
         f"arn:aws:drs:{REGION}:{account}:source-server/{server_id}",
         {"state": "RECOVERY_LAUNCH_SUCCEEDED", "job-id": job_id},
     )
@@ -54,7 +56,9 @@ def launch_result(account: str, server_id: str, job_id: str) -> dict[str, Any]:
 
 def ec2_state_change(account: str, instance_id: str, state: str) -> dict[str, Any]:
     return drs_event(
-        "EC2 Instance State-change Notification", REGION, account,
+        "EC2 Instance State-change Notification",
+        REGION,
+        account,
         f"arn:aws:ec2:{REGION}:{account}:instance/{instance_id}",
         {"instance-id": instance_id, "state": state},
     )
@@ -65,12 +69,26 @@ def test_launch_result_replaces_the_relaunched_servers_record_with_drs_calls_for
     old = estate.cache()[server]["recoveryInstanceId"]
     job = estate.aws.launch(TARGET, REGION, [server])
     new = job["participatingServers"][0]["recoveryInstanceID"]
-    estate.put("execution_history", {
-        "executionId": "exec-relaunch", "planId": "plan-r", "planName": "Relaunch", "status": "COMPLETED",
-        "startTime": 1_796_000_000, "executionType": "DRILL",
-        "waves": [{"waveNumber": 1, "region": REGION, "accountId": TARGET, "jobId": job["jobID"],
-                   "serverStatuses": [{"sourceServerId": server}]}],
-    })
+    estate.put(
+        "execution_history",
+        {
+            "executionId": "exec-relaunch",
+            "planId": "plan-r",
+            "planName": "Relaunch",
+            "status": "COMPLETED",
+            "startTime": 1_796_000_000,
+            "executionType": "DRILL",
+            "waves": [
+                {
+                    "waveNumber": 1,
+                    "region": REGION,
+                    "accountId": TARGET,
+                    "jobId": job["jobID"],
+                    "serverStatuses": [{"sourceServerId": server}],
+                }
+            ],
+        },
+    )
     estate.aws.calls.clear()
 
     refresh(launch_result(TARGET, server, job["jobID"]), Context())
@@ -153,8 +171,11 @@ def test_failback_state_change_refreshes_the_recovery_instances_server_only(esta
     rid = estate.cache()[server]["recoveryInstanceId"]
     estate.aws.calls.clear()
     event = drs_event(
-        "DRS Recovery Instance Failback State Change", REGION, TARGET,
-        f"arn:aws:drs:{REGION}:{TARGET}:recovery-instance/{rid}", {"state": "FAILBACK_IN_PROGRESS"},
+        "DRS Recovery Instance Failback State Change",
+        REGION,
+        TARGET,
+        f"arn:aws:drs:{REGION}:{TARGET}:recovery-instance/{rid}",
+        {"state": "FAILBACK_IN_PROGRESS"},
     )
 
     refresh(event, Context())

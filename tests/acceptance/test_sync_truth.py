@@ -179,9 +179,7 @@ def test_scoped_sync_leaves_the_full_syncs_last_sync_time(estate: Estate) -> Non
     data_management(FULL_SYNC, Context())
     before = status()
 
-    response = data_management(
-        api_event("apigw_rest_sync_scoped", {"accountId": TARGET, "region": REGION}), Context()
-    )
+    response = data_management(api_event("apigw_rest_sync_scoped", {"accountId": TARGET, "region": REGION}), Context())
 
     assert response["statusCode"] == 200, response
     after = status()
@@ -191,14 +189,24 @@ def test_scoped_sync_leaves_the_full_syncs_last_sync_time(estate: Estate) -> Non
 
 
 def seed_plan(estate: Estate, servers: list[str]) -> None:
-    estate.put("protection_groups", {
-        "groupId": "pg-target", "groupName": "Target", "region": REGION, "accountId": TARGET,
-        "sourceServerIds": servers,
-    })
-    estate.put("recovery_plans", {
-        "planId": "plan-t", "planName": "Target plan",
-        "waves": [{"waveNumber": 1, "waveName": "One", "protectionGroupId": "pg-target"}],
-    })
+    estate.put(
+        "protection_groups",
+        {
+            "groupId": "pg-target",
+            "groupName": "Target",
+            "region": REGION,
+            "accountId": TARGET,
+            "sourceServerIds": servers,
+        },
+    )
+    estate.put(
+        "recovery_plans",
+        {
+            "planId": "plan-t",
+            "planName": "Target plan",
+            "waves": [{"waveNumber": 1, "waveName": "One", "protectionGroupId": "pg-target"}],
+        },
+    )
 
 
 def test_check_existing_returns_drs_state_and_the_last_confirming_sync_time(estate: Estate) -> None:
@@ -228,11 +236,23 @@ def test_check_existing_selects_servers_by_drs_tags(estate: Estate) -> None:
     servers = seed(estate)
     tagged = estate.aws.add_server(TARGET, REGION, "db-1", tags={"Application": "billing"})
     estate.aws.launch(TARGET, REGION, [tagged])
-    estate.put("protection_groups", {
-        "groupId": "pg-tags", "region": REGION, "accountId": TARGET, "serverSelectionTags": {"Application": "billing"},
-    })
-    estate.put("recovery_plans", {"planId": "plan-tags", "planName": "Tags", "waves": [
-        {"waveNumber": 1, "waveName": "One", "protectionGroupId": "pg-tags"}]})
+    estate.put(
+        "protection_groups",
+        {
+            "groupId": "pg-tags",
+            "region": REGION,
+            "accountId": TARGET,
+            "serverSelectionTags": {"Application": "billing"},
+        },
+    )
+    estate.put(
+        "recovery_plans",
+        {
+            "planId": "plan-tags",
+            "planName": "Tags",
+            "waves": [{"waveNumber": 1, "waveName": "One", "protectionGroupId": "pg-tags"}],
+        },
+    )
     data_management(FULL_SYNC, Context())
 
     body = body_of(query(api_event("apigw_http_check_existing", planId="plan-tags"), Context()))

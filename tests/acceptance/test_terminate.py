@@ -33,8 +33,13 @@ EXECUTION = "exec-drill"
 
 def wave(number: int, job: dict[str, Any], statuses: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "waveNumber": number, "waveName": f"Wave {number}", "protectionGroupId": f"pg-{number}",
-        "region": REGION, "accountId": TARGET, "jobId": job["jobID"], "status": "COMPLETED",
+        "waveNumber": number,
+        "waveName": f"Wave {number}",
+        "protectionGroupId": f"pg-{number}",
+        "region": REGION,
+        "accountId": TARGET,
+        "jobId": job["jobID"],
+        "status": "COMPLETED",
         "serverStatuses": statuses,
     }
 
@@ -50,18 +55,31 @@ def seed(estate: Estate, status: str = "COMPLETED") -> dict[str, str]:
     statuses = [{"sourceServerId": s, "recoveryInstanceId": launched[s], "launchStatus": "LAUNCHED"} for s in (s1, s2)]
     statuses.append({"sourceServerId": s3, "launchStatus": "FAILED"})
     estate.put("target_accounts", *target_account_items({"111122223333": [REGION], TARGET: [REGION]}))
-    estate.put("execution_history", {
-        "executionId": EXECUTION, "planId": "plan-1", "planName": "Plan 1", "executionType": "DRILL",
-        "status": status, "startTime": 1_796_000_000, "accountId": TARGET,
-        "waves": [wave(1, drill, statuses), wave(2, recovery, [{"sourceServerId": s4, "launchStatus": "LAUNCHED"}])],
-    })
+    estate.put(
+        "execution_history",
+        {
+            "executionId": EXECUTION,
+            "planId": "plan-1",
+            "planName": "Plan 1",
+            "executionType": "DRILL",
+            "status": status,
+            "startTime": 1_796_000_000,
+            "accountId": TARGET,
+            "waves": [
+                wave(1, drill, statuses),
+                wave(2, recovery, [{"sourceServerId": s4, "launchStatus": "LAUNCHED"}]),
+            ],
+        },
+    )
     report = data_management({"operation": "sync_recovery_instances"}, Context())
     assert report["status"] == "SUCCESS", report
     return {
-        "s1": launched[s1], "s2": launched[s2],
+        "s1": launched[s1],
+        "s2": launched[s2],
         "by_hand": by_hand["participatingServers"][0]["recoveryInstanceID"],
         "non_drill": recovery["participatingServers"][0]["recoveryInstanceID"],
-        "s3": s3, "s4": s4,
+        "s3": s3,
+        "s4": s4,
     }
 
 
@@ -207,7 +225,8 @@ def test_terminate_after_a_500_that_did_nothing_looks_then_terminates(estate: Es
     job = estate.aws.scope(TARGET, REGION).jobs[-1]
     assert (job["type"], {t["jobId"] for t in body["terminated"]}) == ("TERMINATE", {job["jobID"]})
     order = [
-        c.operation for c in estate.aws.of("drs")
+        c.operation
+        for c in estate.aws.of("drs")
         if c.operation == "TerminateRecoveryInstances" or "recoveryInstanceIDs" in (c.params.get("filters") or {})
     ]
     assert order == ["TerminateRecoveryInstances", "DescribeRecoveryInstances", "TerminateRecoveryInstances"]

@@ -36,14 +36,18 @@ def truth(estate: Any) -> dict[str, tuple[str, str | None, str | None]]:
     result = {}
     for ri in estate.recovery_instances():
         ec2 = estate.ec2_instance(ri["ec2InstanceID"]) or {}
-        result[ri["sourceServerID"]] = (ri["recoveryInstanceID"], (ec2.get("State") or {}).get("Name"),
-                                        ec2.get("PrivateIpAddress"))
+        result[ri["sourceServerID"]] = (
+            ri["recoveryInstanceID"],
+            (ec2.get("State") or {}).get("Name"),
+            ec2.get("PrivateIpAddress"),
+        )
     return result
 
 
 def view(cached: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str | None, str | None]]:
-    return {sid: (item["recoveryInstanceId"], item.get("ec2State"), item.get("privateIp"))
-            for sid, item in cached.items()}
+    return {
+        sid: (item["recoveryInstanceId"], item.get("ec2State"), item.get("privateIp")) for sid, item in cached.items()
+    }
 
 
 def scopes_of(estate: Any) -> list[Scope]:

@@ -63,18 +63,54 @@ async def test_sync_all_resolves_source_execution_by_all_three_rules(ddb_moto, m
     ris = sorted(sim.estate.recovery_instances(), key=lambda ri: ri["sourceServerID"])
     by_job, by_ri, by_server = ris[0], ris[1], ris[2]
     executions = [
-        {"executionId": "exec-job", "planId": "p1", "planName": "By Job", "startTime": 10,
-         "waves": [{"waveNumber": 1, "region": "us-east-1", "jobId": by_job["jobID"], "serverStatuses": []}]},
-        {"executionId": "exec-ri", "planId": "p2", "planName": "By RI", "startTime": 20,
-         "waves": [{"waveNumber": 1, "region": "us-east-1",
-                    "serverStatuses": [{"sourceServerId": by_ri["sourceServerID"],
-                                        "recoveryInstanceId": by_ri["recoveryInstanceID"]}]}]},
-        {"executionId": "exec-old", "planId": "p3", "planName": "Older", "startTime": 30,
-         "waves": [{"waveNumber": 1, "region": "us-east-1",
-                    "serverStatuses": [{"sourceServerId": by_server["sourceServerID"]}]}]},
-        {"executionId": "exec-new", "planId": "p3", "planName": "Newer", "startTime": 40,
-         "waves": [{"waveNumber": 1, "region": "us-east-1",
-                    "serverStatuses": [{"sourceServerId": by_server["sourceServerID"]}]}]},
+        {
+            "executionId": "exec-job",
+            "planId": "p1",
+            "planName": "By Job",
+            "startTime": 10,
+            "waves": [{"waveNumber": 1, "region": "us-east-1", "jobId": by_job["jobID"], "serverStatuses": []}],
+        },
+        {
+            "executionId": "exec-ri",
+            "planId": "p2",
+            "planName": "By RI",
+            "startTime": 20,
+            "waves": [
+                {
+                    "waveNumber": 1,
+                    "region": "us-east-1",
+                    "serverStatuses": [
+                        {"sourceServerId": by_ri["sourceServerID"], "recoveryInstanceId": by_ri["recoveryInstanceID"]}
+                    ],
+                }
+            ],
+        },
+        {
+            "executionId": "exec-old",
+            "planId": "p3",
+            "planName": "Older",
+            "startTime": 30,
+            "waves": [
+                {
+                    "waveNumber": 1,
+                    "region": "us-east-1",
+                    "serverStatuses": [{"sourceServerId": by_server["sourceServerID"]}],
+                }
+            ],
+        },
+        {
+            "executionId": "exec-new",
+            "planId": "p3",
+            "planName": "Newer",
+            "startTime": 40,
+            "waves": [
+                {
+                    "waveNumber": 1,
+                    "region": "us-east-1",
+                    "serverStatuses": [{"sourceServerId": by_server["sourceServerID"]}],
+                }
+            ],
+        },
     ]
     await seed(settings, sim.estate, executions=executions)
 
@@ -156,8 +192,13 @@ async def test_sync_all_replaces_a_relaunched_servers_record(ddb_moto, make_simu
 
 async def test_sync_all_treats_uninitialized_region_as_empty_success(ddb_moto, make_simulator) -> None:
     """UninitializedAccountException is an empty, successful scope, not an error."""
-    sim = make_simulator(accounts=2, regions=("us-east-1", "eu-west-1"), instances_per_scope=5, seed=6,
-                         uninitialized_scopes=("1#eu-west-1",))
+    sim = make_simulator(
+        accounts=2,
+        regions=("us-east-1", "eu-west-1"),
+        instances_per_scope=5,
+        seed=6,
+        uninitialized_scopes=("1#eu-west-1",),
+    )
     settings = engine_settings(ddb_moto, sim)
     await seed(settings, sim.estate)
 
@@ -366,8 +407,9 @@ async def test_get_sync_status_reports_every_scope(ddb_moto, make_simulator) -> 
     assert sum(s.instance_count for s in status.scopes) == sim.estate.total_recovery_instances()
 
 
-@pytest.mark.parametrize("bad", [pytest.param(("123", "us-east-1"), id="account"),
-                                 pytest.param(("123456789012", "moon-1"), id="region")])
+@pytest.mark.parametrize(
+    "bad", [pytest.param(("123", "us-east-1"), id="account"), pytest.param(("123456789012", "moon-1"), id="region")]
+)
 async def test_sync_scope_rejects_bad_input(ddb_moto, bad) -> None:
     """Scoped syncs validate the account id and region before any call."""
     from syncengine.errors import InvalidRequestError
@@ -392,8 +434,9 @@ async def test_sync_scope_rejects_an_account_that_is_not_a_target(ddb_moto, make
 
 async def test_sync_all_in_worker_processes_equals_in_process(ddb_moto, make_simulator) -> None:
     """With workers, the scopes run in subprocesses: same cache, one AssumeRole per account."""
-    sim = make_simulator(accounts=8, regions=("us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"),
-                         instances_per_scope=3, seed=20)
+    sim = make_simulator(
+        accounts=8, regions=("us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"), instances_per_scope=3, seed=20
+    )
     settings = engine_settings(ddb_moto, sim, workers=2)
     await seed(settings, sim.estate)
     sim.calls.reset()

@@ -70,9 +70,7 @@ def test_fanout_sweep_enqueues_one_message_per_scope(sqs: Any, queue: WorkQueue,
     assert asyncio.run(get_sync_status(settings)).status.value == "running"
 
 
-def test_fanout_workers_fill_the_cache_and_the_last_writes_the_summary(
-    sqs: Any, queue: WorkQueue, estate: Any
-) -> None:
+def test_fanout_workers_fill_the_cache_and_the_last_writes_the_summary(sqs: Any, queue: WorkQueue, estate: Any) -> None:
     sim, settings = estate
     started = asyncio.run(sync_all(settings))
 
@@ -83,11 +81,18 @@ def test_fanout_workers_fill_the_cache_and_the_last_writes_the_summary(
     assert status["status"] == "healthy"
     assert status["scopesSynced"] == scope_count(sim)
     assert status["fanoutRun"] == {
-        "runId": started.run_id, "scopes": scope_count(sim), "finished": scope_count(sim),
-        "startedAt": started.started_at, "stale": False,
+        "runId": started.run_id,
+        "scopes": scope_count(sim),
+        "finished": scope_count(sim),
+        "startedAt": started.started_at,
+        "stale": False,
     }
-    live = {ri["sourceServerID"] for a in sim.estate.accounts for r in a.regions
-            for ri in sim.estate.recovery_instances(a.account_id, r)}
+    live = {
+        ri["sourceServerID"]
+        for a in sim.estate.accounts
+        for r in a.regions
+        for ri in sim.estate.recovery_instances(a.account_id, r)
+    }
     assert set(asyncio.run(cache_items(settings))) == live
 
 

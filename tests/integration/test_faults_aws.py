@@ -36,8 +36,9 @@ async def ddb_fast(request: pytest.FixtureRequest) -> AsyncIterator[DynamoDBTabl
 
 def through(proxy: DynamoFaultProxy, settings: SyncSettings) -> SyncSettings:
     """The same settings with DynamoDB reached through the fault proxy."""
-    urls = tuple((service, proxy.endpoint_url if service == "dynamodb" else url)
-                 for service, url in settings.endpoint_urls)
+    urls = tuple(
+        (service, proxy.endpoint_url if service == "dynamodb" else url) for service, url in settings.endpoint_urls
+    )
     return settings.with_changes(endpoint_urls=urls)
 
 
@@ -60,8 +61,10 @@ def truth(estate: Any, account_id: str | None = None, region: str | None = None)
 def view(cached: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The cache reduced to the fields ``truth`` compares."""
     return {
-        sid: {key: item.get(key) for key in ("recoveryInstanceId", "ec2InstanceId", "ec2InstanceState",
-                                             "ec2State", "privateIp", "publicIp")}
+        sid: {
+            key: item.get(key)
+            for key in ("recoveryInstanceId", "ec2InstanceId", "ec2InstanceState", "ec2State", "privateIp", "publicIp")
+        }
         for sid, item in cached.items()
     }
 
@@ -79,8 +82,9 @@ async def test_sync_all_under_20pct_throttling_covers_first_keeps_second_converg
 ) -> None:
     """Acceptance: 20% of DRS and EC2 calls throttled. First sync >= 90% cached, the second loses no
     live record, and once throttling stops the cache equals the truth exactly."""
-    sim = make_simulator(accounts=4, regions=("us-east-1", "eu-west-1", "ap-southeast-2"), instances_per_scope=30,
-                         seed=21)
+    sim = make_simulator(
+        accounts=4, regions=("us-east-1", "eu-west-1", "ap-southeast-2"), instances_per_scope=30, seed=21
+    )
     settings = engine_settings(ddb_fast, sim, retry=THROTTLE_RETRY)
     await seed(settings, sim.estate)
     sim.set_faults(throttleRate=0.2, retryAfterSeconds=0, seed=21)
@@ -92,8 +96,10 @@ async def test_sync_all_under_20pct_throttling_covers_first_keeps_second_converg
     throttled = sum(sim.calls.count(outcome=code) for code in ("ThrottlingException", "RequestLimitExceeded"))
     assert throttled > 0, "the fault must actually have fired"
     coverage = len(set(after_first) & set(truth(sim.estate))) / total
-    print(f"throttled first-sync coverage: {coverage:.1%} ({len(after_first)}/{total}), "
-          f"{throttled} throttled calls, status {first.status.value}")
+    print(
+        f"throttled first-sync coverage: {coverage:.1%} ({len(after_first)}/{total}), "
+        f"{throttled} throttled calls, status {first.status.value}"
+    )
     assert coverage >= 0.9
 
     # A few things change while throttling continues: a termination elsewhere must not cost a live record.
@@ -111,9 +117,7 @@ async def test_sync_all_under_20pct_throttling_covers_first_keeps_second_converg
     assert view(await cache_items(settings)) == truth(sim.estate)
 
 
-async def test_sync_all_with_exhausted_retry_budget_loses_nothing_and_repairs(
-    ddb_fast, make_simulator
-) -> None:
+async def test_sync_all_with_exhausted_retry_budget_loses_nothing_and_repairs(ddb_fast, make_simulator) -> None:
     """A retry budget that runs dry fails scopes, never records: failed scopes keep even the records of
     since-terminated instances, and the next healthy sync converges."""
     sim = make_simulator(accounts=3, regions=("us-east-1", "us-west-2"), instances_per_scope=15, seed=22)
@@ -125,8 +129,9 @@ async def test_sync_all_with_exhausted_retry_budget_loses_nothing_and_repairs(
         sim.estate.terminate(ri["recoveryInstanceID"])
     sim.set_faults(throttleRate=0.6, retryAfterSeconds=0, seed=5)
 
-    starved = await sync_all(settings.with_changes(retry=RetrySettings(max_attempts=2, base_delay=0.001,
-                                                                       max_delay=0.01)))
+    starved = await sync_all(
+        settings.with_changes(retry=RetrySettings(max_attempts=2, base_delay=0.001, max_delay=0.01))
+    )
 
     assert starved.scopes_failed > 0
     cached = await cache_items(settings)
@@ -214,9 +219,7 @@ async def test_sync_all_access_denied_account_keeps_its_records_while_others_rec
     assert view(await cache_items(settings)) == truth(sim.estate)
 
 
-async def test_sync_all_deadline_mid_run_writes_status_and_deletes_nothing_unfinished(
-    ddb_fast, make_simulator
-) -> None:
+async def test_sync_all_deadline_mid_run_writes_status_and_deletes_nothing_unfinished(ddb_fast, make_simulator) -> None:
     """The deadline passes after some scopes finished: finished scopes reconcile, unfinished ones keep
     every record, the report is PARTIAL and both it and each scope's status are written."""
     sim = make_simulator(accounts=3, regions=("us-east-1", "eu-west-1"), instances_per_scope=6, seed=25)
@@ -230,8 +233,11 @@ async def test_sync_all_deadline_mid_run_writes_status_and_deletes_nothing_unfin
             sim.estate.terminate(ri["recoveryInstanceID"])
         # The slow account's two scope leases are granted at once but answered 6 s late: its scopes
         # are still starting when the deadline comes, the others are long done.
-        proxy.set_rules(FaultRule(FaultKind.LATENCY, seconds=6.0, after_forward=True,
-                                  operations={"UpdateItem"}, contains=slow, limit=2))
+        proxy.set_rules(
+            FaultRule(
+                FaultKind.LATENCY, seconds=6.0, after_forward=True, operations={"UpdateItem"}, contains=slow, limit=2
+            )
+        )
 
         with anyio.fail_after(60):
             report = await sync_all(settings.with_changes(deadline_seconds=2.5))

@@ -43,8 +43,9 @@ def view(cached: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str | None]]
 
 
 def through(proxy: DynamoFaultProxy, settings: SyncSettings) -> SyncSettings:
-    urls = tuple((service, proxy.endpoint_url if service == "dynamodb" else url)
-                 for service, url in settings.endpoint_urls)
+    urls = tuple(
+        (service, proxy.endpoint_url if service == "dynamodb" else url) for service, url in settings.endpoint_urls
+    )
     return settings.with_changes(endpoint_urls=urls)
 
 
@@ -76,8 +77,7 @@ async def settings_for(ddb: Any, sim: Any, proxy: DynamoFaultProxy, **overrides:
     return through(proxy, direct)
 
 
-async def cache_faults_lose_no_record(ddb: Any, make_simulator: Any, proxy: DynamoFaultProxy,
-                                      rule: FaultRule) -> None:
+async def cache_faults_lose_no_record(ddb: Any, make_simulator: Any, proxy: DynamoFaultProxy, rule: FaultRule) -> None:
     sim = make_simulator(seed=33, **ESTATE)
     settings = await settings_for(ddb, sim, proxy)
     proxy.set_rules(dataclasses.replace(rule, tables=frozenset({settings.tables.cache})))
@@ -113,8 +113,9 @@ async def test_sync_all_with_unprocessed_items_loses_no_record(ddb, make_simulat
         pytest.param(FaultRule(FaultKind.DROP, rate=0.25, after_forward=True), id="dropped-after-write"),
     ],
 )
-async def test_sync_all_with_dynamodb_faults_on_the_cache_loses_no_record(ddb_fast, make_simulator, proxy_fast,
-                                                                          rule) -> None:
+async def test_sync_all_with_dynamodb_faults_on_the_cache_loses_no_record(
+    ddb_fast, make_simulator, proxy_fast, rule
+) -> None:
     """Every call on the cache table (scope queries, batch writes, deletes) faulted at random: the
     retries absorb it; a cold sync caches every instance, the next one a change and a deletion."""
     await cache_faults_lose_no_record(ddb_fast, make_simulator, proxy_fast, rule)
@@ -128,8 +129,9 @@ async def test_sync_all_with_dynamodb_faults_on_the_cache_loses_no_record(ddb_fa
         pytest.param(FaultRule(FaultKind.DROP, rate=0.15), id="dropped"),
     ],
 )
-async def test_sync_all_with_dynamodb_faults_on_every_table_completes(ddb_fast, make_simulator, proxy_fast,
-                                                                      rule) -> None:
+async def test_sync_all_with_dynamodb_faults_on_every_table_completes(
+    ddb_fast, make_simulator, proxy_fast, rule
+) -> None:
     """Faults on every table (target accounts, execution history, status, leases, cache): the run
     still completes, writes its status and leaves no lease behind."""
     sim = make_simulator(seed=34, **ESTATE)
@@ -148,14 +150,16 @@ async def test_sync_all_with_dynamodb_faults_on_every_table_completes(ddb_fast, 
     assert view(await cache_items(settings)) == truth(sim.estate)
 
 
-async def test_sync_all_write_failure_beyond_retries_fails_only_that_scope(ddb_fast, make_simulator,
-                                                                           proxy_fast) -> None:
+async def test_sync_all_write_failure_beyond_retries_fails_only_that_scope(
+    ddb_fast, make_simulator, proxy_fast
+) -> None:
     """Batch writes of one scope keep failing past the retry budget: that scope is FAILED in the report
     (no exception escapes the run), deletes nothing, keeps the records already written; the other
     scopes sync; the next healthy sync repairs."""
     sim = make_simulator(seed=35, **ESTATE)
-    settings = await settings_for(ddb_fast, sim, proxy_fast,
-                                  retry=RetrySettings(max_attempts=3, base_delay=0.001, max_delay=0.01))
+    settings = await settings_for(
+        ddb_fast, sim, proxy_fast, retry=RetrySettings(max_attempts=3, base_delay=0.001, max_delay=0.01)
+    )
     with anyio.fail_after(TEST_TIMEOUT):
         await sync_all(settings)
     before = await cache_items(settings)
@@ -184,21 +188,21 @@ async def test_sync_all_write_failure_beyond_retries_fails_only_that_scope(ddb_f
     assert view(await cache_items(settings)) == truth(sim.estate)
 
 
-async def test_sync_all_delete_failure_beyond_retries_fails_only_that_scope(ddb_fast, make_simulator,
-                                                                            proxy_fast) -> None:
+async def test_sync_all_delete_failure_beyond_retries_fails_only_that_scope(
+    ddb_fast, make_simulator, proxy_fast
+) -> None:
     """Reconciliation's deletes keep failing: the scope is reported FAILED (not a crash), its records
     stay, and the next healthy sync deletes them."""
     sim = make_simulator(seed=36, **ESTATE)
-    settings = await settings_for(ddb_fast, sim, proxy_fast,
-                                  retry=RetrySettings(max_attempts=2, base_delay=0.001, max_delay=0.01))
+    settings = await settings_for(
+        ddb_fast, sim, proxy_fast, retry=RetrySettings(max_attempts=2, base_delay=0.001, max_delay=0.01)
+    )
     with anyio.fail_after(TEST_TIMEOUT):
         await sync_all(settings)
     gone = sim.estate.recovery_instances()[0]
     sim.estate.terminate(gone["recoveryInstanceID"])
     # Reconciliation deletes are conditional DeleteItems on the cache table.
-    proxy_fast.set_rules(
-        FaultRule(FaultKind.SERVER_ERROR, operations={"DeleteItem"}, tables={settings.tables.cache})
-    )
+    proxy_fast.set_rules(FaultRule(FaultKind.SERVER_ERROR, operations={"DeleteItem"}, tables={settings.tables.cache}))
 
     with anyio.fail_after(TEST_TIMEOUT):
         report = await sync_all(settings)
@@ -256,8 +260,16 @@ async def test_full_sync_lease_survives_a_lost_acquisition_answer(ddb_fast, make
     behind to block every full sync for the lease's lifetime."""
     sim = make_simulator(seed=39, **ESTATE)
     settings = await settings_for(ddb_fast, sim, proxy_fast)
-    proxy_fast.set_rules(FaultRule(FaultKind.DROP, after_forward=True, operations={"PutItem"},
-                                   tables={settings.tables.status}, contains="FULL_SYNC", limit=1))
+    proxy_fast.set_rules(
+        FaultRule(
+            FaultKind.DROP,
+            after_forward=True,
+            operations={"PutItem"},
+            tables={settings.tables.status},
+            contains="FULL_SYNC",
+            limit=1,
+        )
+    )
 
     with anyio.fail_after(TEST_TIMEOUT):
         try:
@@ -274,16 +286,20 @@ async def test_full_sync_lease_survives_a_lost_acquisition_answer(ddb_fast, make
 async def test_dynamodb_call_attempts_are_bounded_by_the_one_retry_layer(ddb_fast, proxy_fast) -> None:
     """botocore's own retries are off: a DynamoDB call that always fails reaches the server exactly
     max_attempts times (a second, hidden retry layer would multiply attempts and backoff)."""
-    settings = through(proxy_fast, ddb_fast.settings(
-        endpoint_urls=(("dynamodb", ddb_fast.endpoint_url),),
-        retry=RetrySettings(max_attempts=3, base_delay=0.001, max_delay=0.01),
-    ))
+    settings = through(
+        proxy_fast,
+        ddb_fast.settings(
+            endpoint_urls=(("dynamodb", ddb_fast.endpoint_url),),
+            retry=RetrySettings(max_attempts=3, base_delay=0.001, max_delay=0.01),
+        ),
+    )
     proxy_fast.set_rules(FaultRule(FaultKind.SERVER_ERROR, operations={"GetItem"}))
 
     with anyio.fail_after(TEST_TIMEOUT):
         async with open_runtime(settings) as rt:
             with pytest.raises(AwsError):
-                await rt.dynamo.call("get_item", TableName=settings.tables.status,
-                                     Key={"pk": {"S": "RUN"}, "sk": {"S": "LATEST"}})
+                await rt.dynamo.call(
+                    "get_item", TableName=settings.tables.status, Key={"pk": {"S": "RUN"}, "sk": {"S": "LATEST"}}
+                )
 
     assert proxy_fast.requests("GetItem") == 3

@@ -262,8 +262,9 @@ def test_handler_status_after_a_scoped_sync_keeps_the_full_run_fields(world_any_
     world = world_any_backend
     full = full_sync(world)
     first = response_json(invoke(load_event("apigw_rest_status")))
-    scoped = response_json(invoke(with_body(load_event("apigw_rest_sync_scoped"),
-                                            {"accountId": world.hub, "region": REGION})))
+    scoped = response_json(
+        invoke(with_body(load_event("apigw_rest_sync_scoped"), {"accountId": world.hub, "region": REGION}))
+    )
 
     response = invoke(load_event("apigw_rest_status"))
 

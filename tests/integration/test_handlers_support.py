@@ -16,6 +16,7 @@ __test__ = False  # helpers only: keep pytest from collecting this module
 
 FAST_RETRY = RetrySettings(max_attempts=6, base_delay=0.01, max_delay=0.2)
 
+
 def estate_settings(ddb: Any, sim: Any, **overrides: Any) -> SyncSettings:
     """Settings for the tables of ``ddb`` and the simulator's DRS/EC2/STS."""
     return engine_settings(ddb, sim, **{"retry": FAST_RETRY, **overrides})

@@ -89,11 +89,21 @@ async def test_sync_all_uses_the_external_id_from_the_target_accounts_table(ddb_
     wrong, missing = [a.account_id for a in sim.estate.accounts if not a.is_hub]
     async with open_runtime(settings) as rt:
         table = settings.tables.target_accounts
-        await rt.dynamo.call("update_item", TableName=table, Key={"accountId": {"S": wrong}},
-                             UpdateExpression="SET #ext = :ext", ExpressionAttributeNames={"#ext": "externalId"},
-                             ExpressionAttributeValues={":ext": {"S": "not-the-external-id"}})
-        await rt.dynamo.call("update_item", TableName=table, Key={"accountId": {"S": missing}},
-                             UpdateExpression="REMOVE #ext", ExpressionAttributeNames={"#ext": "externalId"})
+        await rt.dynamo.call(
+            "update_item",
+            TableName=table,
+            Key={"accountId": {"S": wrong}},
+            UpdateExpression="SET #ext = :ext",
+            ExpressionAttributeNames={"#ext": "externalId"},
+            ExpressionAttributeValues={":ext": {"S": "not-the-external-id"}},
+        )
+        await rt.dynamo.call(
+            "update_item",
+            TableName=table,
+            Key={"accountId": {"S": missing}},
+            UpdateExpression="REMOVE #ext",
+            ExpressionAttributeNames={"#ext": "externalId"},
+        )
 
     report = await sync_all(settings)
 
@@ -121,8 +131,6 @@ class IssuedSecrets:
         store.issue = recording_issue
 
 
-
-
 def assert_no_secret(text: str, secrets: list[str]) -> None:
     assert "Signature=" not in text
     assert HUB_SECRET_ACCESS_KEY not in text
@@ -130,8 +138,9 @@ def assert_no_secret(text: str, secrets: list[str]) -> None:
         assert secret not in text, "an issued secret key or session token reached the logs"
 
 
-async def test_no_secret_reaches_the_logs_of_a_real_sync(ddb_moto, make_simulator, restored_logging, capsys,
-                                                         caplog) -> None:
+async def test_no_secret_reaches_the_logs_of_a_real_sync(
+    ddb_moto, make_simulator, restored_logging, capsys, caplog
+) -> None:
     """A DEBUG sync with failures on the way (a denied account, throttling, expired sessions): neither
     the structlog events nor the rendered stderr nor stdlib logging show a secret key, a session
     token or a signature."""
@@ -174,8 +183,7 @@ async def test_no_secret_reaches_the_logs_of_a_real_sync(ddb_moto, make_simulato
         pytest.param([""], id="empty"),
     ],
 )
-async def test_sync_scope_rejects_malformed_server_ids_before_any_call(ddb_moto, make_simulator,
-                                                                      server_ids) -> None:
+async def test_sync_scope_rejects_malformed_server_ids_before_any_call(ddb_moto, make_simulator, server_ids) -> None:
     """A wave's server ids are input: a malformed one is refused (InvalidRequestError), not sent to DRS."""
     sim = make_simulator(seed=75, **ESTATE)
     settings = engine_settings(ddb_moto, sim)
@@ -190,12 +198,25 @@ async def test_sync_scope_rejects_malformed_server_ids_before_any_call(ddb_moto,
 
 # -- DynamoDB expressions ---------------------------------------------------------------------------
 
-EXPRESSION_KEYS = ("KeyConditionExpression", "ConditionExpression", "UpdateExpression",
-                   "ProjectionExpression", "FilterExpression")
+EXPRESSION_KEYS = (
+    "KeyConditionExpression",
+    "ConditionExpression",
+    "UpdateExpression",
+    "ProjectionExpression",
+    "FilterExpression",
+)
 # What an expression may contain besides placeholders: keywords, functions, operators.
 KEYWORDS = {"AND", "OR", "NOT", "BETWEEN", "IN", "SET", "REMOVE", "ADD", "DELETE"}
-FUNCTIONS = {"attribute_exists", "attribute_not_exists", "attribute_type", "begins_with", "contains", "size",
-             "if_not_exists", "list_append"}
+FUNCTIONS = {
+    "attribute_exists",
+    "attribute_not_exists",
+    "attribute_type",
+    "begins_with",
+    "contains",
+    "size",
+    "if_not_exists",
+    "list_append",
+}
 TOKEN = re.compile(r"\s*(#\w+|:\w+|[A-Za-z_]\w*|<>|<=|>=|[=<>(),+\-.\[\]]|\d+|\S)")
 
 
@@ -236,11 +257,18 @@ def expression_problems(request: RecordedRequest) -> list[str]:
 
 def test_expression_checker_flags_literals_and_bare_names() -> None:
     """The checker itself: placeholders pass; inlined values and attribute names do not."""
-    good = RecordedRequest("Query", {"KeyConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": "a"},
-                                     "ExpressionAttributeValues": {":s": {"S": "x"}}})
+    good = RecordedRequest(
+        "Query",
+        {
+            "KeyConditionExpression": "#s = :s",
+            "ExpressionAttributeNames": {"#s": "a"},
+            "ExpressionAttributeValues": {":s": {"S": "x"}},
+        },
+    )
     inlined = RecordedRequest("Query", {"KeyConditionExpression": "scopeKey = 'x' AND n > 5"})
-    unused = RecordedRequest("GetItem", {"ProjectionExpression": "#a", "ExpressionAttributeNames": {"#a": "a",
-                                                                                                  "#b": "b"}})
+    unused = RecordedRequest(
+        "GetItem", {"ProjectionExpression": "#a", "ExpressionAttributeNames": {"#a": "a", "#b": "b"}}
+    )
     assert expression_problems(good) == []
     assert len(expression_problems(inlined)) >= 3
     assert expression_problems(unused) == ["GetItem: defined but unused ['#b']"]
@@ -252,13 +280,11 @@ async def recording_proxy(ddb_moto) -> AsyncIterator[DynamoFaultProxy]:
         yield proxy
 
 
-async def test_every_dynamodb_expression_uses_only_placeholders(ddb_moto, make_simulator,
-                                                                recording_proxy) -> None:
+async def test_every_dynamodb_expression_uses_only_placeholders(ddb_moto, make_simulator, recording_proxy) -> None:
     """Every DynamoDB request of every engine path (full, scoped and wave syncs with writes and
     deletes, leases, status, batch reads, the execution index, check-existing, terminate) names
     attributes only as #name and values only as :value."""
-    sim = make_simulator(seed=76, accounts=2, regions=("us-east-1",), instances_per_scope=8,
-                         idle_servers_per_scope=2)
+    sim = make_simulator(seed=76, accounts=2, regions=("us-east-1",), instances_per_scope=8, idle_servers_per_scope=2)
     direct = engine_settings(ddb_moto, sim)
     hub = sim.estate.hub_account_id
     job = launch_jobs(sim.estate, hub)[0]
@@ -284,9 +310,12 @@ async def test_every_dynamodb_expression_uses_only_placeholders(ddb_moto, make_s
     recorded = recording_proxy.recorded
     operations = {r.operation for r in recorded}
     assert {"Query", "BatchWriteItem", "BatchGetItem", "UpdateItem", "PutItem", "DeleteItem"} <= operations
-    with_expressions = [r for r in recorded if any(k in r.body for k in EXPRESSION_KEYS)
-                        or any(isinstance(s, dict) and "ProjectionExpression" in s
-                               for s in (r.body.get("RequestItems") or {}).values())]
+    with_expressions = [
+        r
+        for r in recorded
+        if any(k in r.body for k in EXPRESSION_KEYS)
+        or any(isinstance(s, dict) and "ProjectionExpression" in s for s in (r.body.get("RequestItems") or {}).values())
+    ]
     assert len(with_expressions) >= 10
     problems = [p for r in recorded for p in expression_problems(r)]
     assert problems == []

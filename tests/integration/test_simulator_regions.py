@@ -13,8 +13,9 @@ OPT_IN = "af-south-1"
 
 @pytest.fixture
 def sim(make_simulator):
-    return make_simulator(accounts=3, regions=("us-east-1", OPT_IN), instances_per_scope=2, seed=41,
-                          disabled_regions=(f"1#{OPT_IN}",))
+    return make_simulator(
+        accounts=3, regions=("us-east-1", OPT_IN), instances_per_scope=2, seed=41, disabled_regions=(f"1#{OPT_IN}",)
+    )
 
 
 def client(sim, service: str, region: str, account_index: int):

@@ -48,8 +48,12 @@ def truth(estate: Any, scope: Scope | None = None) -> dict[str, tuple[Any, ...]]
     result = {}
     for ri in estate.recovery_instances(account_id, region):
         ec2 = estate.ec2_instance(ri["ec2InstanceID"]) or {}
-        result[ri["sourceServerID"]] = (ri["recoveryInstanceID"], (ec2.get("State") or {}).get("Name"),
-                                        ec2.get("PrivateIpAddress"), ec2.get("PublicIpAddress"))
+        result[ri["sourceServerID"]] = (
+            ri["recoveryInstanceID"],
+            (ec2.get("State") or {}).get("Name"),
+            ec2.get("PrivateIpAddress"),
+            ec2.get("PublicIpAddress"),
+        )
     return result
 
 
@@ -101,8 +105,7 @@ async def test_soak_thirty_syncs_of_a_changing_estate_converge_without_leaking(d
         if run > 1:
             mutate(sim.estate, rng, run)
         if run == DOWN_FROM:
-            frozen = {sid: item for sid, item in (await cache_items(settings)).items()
-                      if item["scopeKey"] == down.key}
+            frozen = {sid: item for sid, item in (await cache_items(settings)).items() if item["scopeKey"] == down.key}
             sim.set_faults(failingScopes=[down.key])
         elif run == DOWN_UNTIL:
             sim.set_faults(failingScopes=[])

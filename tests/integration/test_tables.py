@@ -51,7 +51,9 @@ async def test_create_tables_cache_keys_and_indexes_match_template(ddb: DynamoDB
     assert table["KeySchema"] == [{"AttributeName": "sourceServerId", "KeyType": "HASH"}]
     projections = {i["IndexName"]: i["Projection"]["ProjectionType"] for i in table["GlobalSecondaryIndexes"]}
     assert projections == {
-        "sourceExecutionId-index": "ALL", "scopeKey-index": "INCLUDE", "ec2InstanceId-index": "INCLUDE"
+        "sourceExecutionId-index": "ALL",
+        "scopeKey-index": "INCLUDE",
+        "ec2InstanceId-index": "INCLUDE",
     }
 
 
@@ -117,9 +119,7 @@ async def test_create_tables_enables_ttl_on_status_table(ddb_moto: DynamoDBTable
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}
 
 
-async def test_create_tables_uses_sdk_endpoint_variable(
-    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_create_tables_uses_sdk_endpoint_variable(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without endpoint_url, botocore's AWS_ENDPOINT_URL_DYNAMODB decides where tables go."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint)
     names = unique_table_names()

@@ -49,9 +49,7 @@ def self_signed(directory: Path, host_name: str) -> tuple[Path, Path]:
     cert_path, key_path = directory / f"{host_name}.pem", directory / f"{host_name}.key"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_path, key_path
 
@@ -77,9 +75,7 @@ async def https_server(cert_path: Path, key_path: Path) -> AsyncIterator[int]:
 async def caller_account(port: int, ca_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """STS GetCallerIdentity through AwsClients (the engine's config and SSL context)."""
     monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_bundle))
-    settings = SyncSettings(
-        endpoint_urls=(("sts", f"https://localhost:{port}"),), retry=RetrySettings(max_attempts=1)
-    )
+    settings = SyncSettings(endpoint_urls=(("sts", f"https://localhost:{port}"),), retry=RetrySettings(max_attempts=1))
     async with AwsClients(settings, session=new_session()) as aws:
         return await aws.current_account_id()
 

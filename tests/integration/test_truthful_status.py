@@ -57,8 +57,9 @@ async def test_sync_all_reports_a_disabled_opt_in_region_not_enabled_and_stays_h
     ddb, make_simulator, capsys
 ) -> None:
     """The account that has not enabled af-south-1: NOT_ENABLED, no DRS call there, no error metric."""
-    sim = make_simulator(accounts=3, regions=("us-east-1", OPT_IN), instances_per_scope=4, seed=21,
-                         disabled_regions=(f"1#{OPT_IN}",))
+    sim = make_simulator(
+        accounts=3, regions=("us-east-1", OPT_IN), instances_per_scope=4, seed=21, disabled_regions=(f"1#{OPT_IN}",)
+    )
     settings = engine_settings(ddb, sim, emit_metrics=True)
     await seed(settings, sim.estate)
     lagging = sim.estate.accounts[1].account_id
@@ -90,14 +91,17 @@ async def test_sync_all_asks_describe_regions_once_per_account_with_an_opt_in_re
         assert sim.calls.count("ec2", "DescribeRegions", account_id=account.account_id) == 1
 
 
-async def test_sync_all_falls_back_to_the_auth_failure_when_describe_regions_is_denied(
-    ddb, make_simulator
-) -> None:
+async def test_sync_all_falls_back_to_the_auth_failure_when_describe_regions_is_denied(ddb, make_simulator) -> None:
     """Roles without ec2:DescribeRegions: DRS's UnrecognizedClientException in the opt-in region
     marks it NOT_ENABLED; the enabled opt-in region still syncs."""
-    sim = make_simulator(accounts=3, regions=("us-east-1", OPT_IN), instances_per_scope=3, seed=23,
-                         disabled_regions=(f"2#{OPT_IN}",),
-                         faults={"unauthorizedOperations": ["ec2:DescribeRegions"]})
+    sim = make_simulator(
+        accounts=3,
+        regions=("us-east-1", OPT_IN),
+        instances_per_scope=3,
+        seed=23,
+        disabled_regions=(f"2#{OPT_IN}",),
+        faults={"unauthorizedOperations": ["ec2:DescribeRegions"]},
+    )
     settings = engine_settings(ddb, sim)
     await seed(settings, sim.estate)
     lagging, enabled = sim.estate.accounts[2].account_id, sim.estate.accounts[1].account_id
@@ -115,8 +119,9 @@ async def test_sync_all_falls_back_to_the_auth_failure_when_describe_regions_is_
 
 async def test_sync_all_steady_state_with_a_disabled_region_writes_no_record(ddb, make_simulator) -> None:
     """A second full sync over an estate with a NOT_ENABLED scope writes nothing to the cache."""
-    sim = make_simulator(accounts=2, regions=("us-east-1", OPT_IN), instances_per_scope=5, seed=24,
-                         disabled_regions=(f"1#{OPT_IN}",))
+    sim = make_simulator(
+        accounts=2, regions=("us-east-1", OPT_IN), instances_per_scope=5, seed=24, disabled_regions=(f"1#{OPT_IN}",)
+    )
     settings = engine_settings(ddb, sim)
     await seed(settings, sim.estate)
     await sync_all(settings)
@@ -139,9 +144,7 @@ async def test_sync_all_steady_state_with_a_disabled_region_writes_no_record(ddb
         pytest.param(["us-east-1", "mars-north-1"], "mars-north-1", id="unknown-region"),
     ],
 )
-async def test_sync_all_fails_only_the_account_with_malformed_regions(
-    ddb, make_simulator, regions, words
-) -> None:
+async def test_sync_all_fails_only_the_account_with_malformed_regions(ddb, make_simulator, regions, words) -> None:
     """The malformed item's scopes fail with a sentence naming the problem, no AWS call for it;
     every other account syncs."""
     sim = make_simulator(accounts=3, regions=("us-east-1",), instances_per_scope=3, seed=25)
@@ -307,8 +310,9 @@ async def test_full_sync_emits_a_heartbeat_and_a_held_lease_a_skip(ddb, make_sim
 async def test_acceptance_opt_in_inactive_account_and_scoped_syncs(ddb, make_simulator) -> None:
     """A disabled opt-in region, an account going inactive, scoped syncs after a full one: healthy,
     NOT_ENABLED, the inactive account gone, the full lastSyncTime kept, a steady state writing nothing."""
-    sim = make_simulator(accounts=3, regions=("us-east-1", OPT_IN), instances_per_scope=3, seed=32,
-                         disabled_regions=(f"1#{OPT_IN}",))
+    sim = make_simulator(
+        accounts=3, regions=("us-east-1", OPT_IN), instances_per_scope=3, seed=32, disabled_regions=(f"1#{OPT_IN}",)
+    )
     settings = engine_settings(ddb, sim)
     await seed(settings, sim.estate)
     lagging, leaving = sim.estate.accounts[1].account_id, sim.estate.accounts[2].account_id
@@ -336,8 +340,7 @@ async def test_acceptance_opt_in_inactive_account_and_scoped_syncs(ddb, make_sim
 
 async def test_scope_lease_expires_at_the_holders_deadline_plus_a_margin(ddb, make_simulator) -> None:
     """A sync with a 60 s deadline holds its scope lease no longer than 60 s + the margin, not 15 minutes."""
-    sim = make_simulator(accounts=1, regions=("us-east-1",), instances_per_scope=2, seed=33,
-                         faults={"latencyMs": 300})
+    sim = make_simulator(accounts=1, regions=("us-east-1",), instances_per_scope=2, seed=33, faults={"latencyMs": 300})
     settings = engine_settings(ddb, sim, deadline_seconds=60.0)
     await seed(settings, sim.estate)
     account = sim.estate.accounts[0].account_id
@@ -347,8 +350,10 @@ async def test_scope_lease_expires_at_the_holders_deadline_plus_a_margin(ddb, ma
         async with open_runtime(settings) as rt:
             while not seen:
                 response = await rt.dynamo.call(
-                    "get_item", TableName=settings.tables.status,
-                    Key=to_item({"pk": SCOPE_PK, "sk": f"{account}#us-east-1"}), ConsistentRead=True,
+                    "get_item",
+                    TableName=settings.tables.status,
+                    Key=to_item({"pk": SCOPE_PK, "sk": f"{account}#us-east-1"}),
+                    ConsistentRead=True,
                 )
                 expires = from_item(response.get("Item") or {}).get("leaseExpiresAt")
                 if expires is not None:
@@ -372,12 +377,18 @@ async def test_wave_sync_deadline_covers_all_its_targets(ddb, make_simulator) ->
     settings = engine_settings(ddb, sim)
     await seed(settings, sim.estate)
     account = sim.estate.accounts[0].account_id
-    servers = {r: [ri["sourceServerID"] for ri in sim.estate.recovery_instances(account, r)]
-               for r in ("us-east-1", "eu-west-1")}
-    await put_raw(settings, settings.tables.protection_groups, [
-        {"groupId": f"pg-{r}", "groupName": r, "region": r, "accountId": account, "sourceServerIds": ids}
-        for r, ids in servers.items()
-    ])
+    servers = {
+        r: [ri["sourceServerID"] for ri in sim.estate.recovery_instances(account, r)]
+        for r in ("us-east-1", "eu-west-1")
+    }
+    await put_raw(
+        settings,
+        settings.tables.protection_groups,
+        [
+            {"groupId": f"pg-{r}", "groupName": r, "region": r, "accountId": account, "sourceServerIds": ids}
+            for r, ids in servers.items()
+        ],
+    )
     sim.set_faults(latency_ms=2000)
     wave = {"waveNumber": 1, "protectionGroupIds": ["pg-us-east-1", "pg-eu-west-1"], "accountId": account}
 

@@ -22,8 +22,7 @@ from devtools.localdb import dynalite_available
 _COMMON = {
     "deadline": None,
     # Fixtures here are session-scoped servers; each example builds its own tables and estate.
-    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                              HealthCheck.data_too_large],
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
     "print_blob": True,
 }
 settings.register_profile("ci", max_examples=6, derandomize=True, database=None, **_COMMON)

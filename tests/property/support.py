@@ -81,8 +81,10 @@ async def world(
             yield World(sim, settings)
             return
         async with DynamoFaultProxy(endpoint, record=True) as running:
-            urls = tuple((service, running.endpoint_url if service == "dynamodb" else url)
-                         for service, url in settings.endpoint_urls)
+            urls = tuple(
+                (service, running.endpoint_url if service == "dynamodb" else url)
+                for service, url in settings.endpoint_urls
+            )
             yield World(sim, settings.with_changes(endpoint_urls=urls), running)
 
 
@@ -91,8 +93,9 @@ def apply(estate: Any, mutation: tuple[Any, ...]) -> None:
     kind, index, *rest = mutation
     live = sorted(estate.recovery_instances(), key=lambda ri: ri["recoveryInstanceID"])
     if kind == "launch":
-        scopes = [(a.account_id, r) for a in estate.accounts for r in a.regions
-                  if estate.is_initialized(a.account_id, r)]
+        scopes = [
+            (a.account_id, r) for a in estate.accounts for r in a.regions if estate.is_initialized(a.account_id, r)
+        ]
         if scopes:
             account_id, region = scopes[index % len(scopes)]
             estate.launch(account_id, region, rest[0])
@@ -130,8 +133,13 @@ def truth(estate: Any, scope: Scope | None = None) -> dict[str, tuple[Any, ...]]
 
 def view(cached: dict[str, dict[str, Any]], scope: Scope | None = None) -> dict[str, tuple[Any, ...]]:
     return {
-        sid: (item["recoveryInstanceId"], item["ec2InstanceId"], item.get("ec2State"),
-              item.get("privateIp"), item.get("publicIp"))
+        sid: (
+            item["recoveryInstanceId"],
+            item["ec2InstanceId"],
+            item.get("ec2State"),
+            item.get("privateIp"),
+            item.get("publicIp"),
+        )
         for sid, item in cached.items()
         if scope is None or item.get("scopeKey") == scope.key
     }

@@ -41,12 +41,34 @@ json_values = st.recursive(
 ARABIC_INDIC_ACCOUNT = "".join(chr(0x0660 + int(d)) for d in "123456789012")
 FULL_WIDTH_ACCOUNT = "".join(chr(0xFF10 + int(d)) for d in "123456789012")
 nearly_accounts = st.sampled_from(
-    ["123456789012", "123456789012\n", " 123456789012", "12345678901", "1234567890123", ARABIC_INDIC_ACCOUNT,
-     FULL_WIDTH_ACCOUNT, "12345678901a", "000000000000", "-12345678901", "1.2345678901e11"]
+    [
+        "123456789012",
+        "123456789012\n",
+        " 123456789012",
+        "12345678901",
+        "1234567890123",
+        ARABIC_INDIC_ACCOUNT,
+        FULL_WIDTH_ACCOUNT,
+        "12345678901a",
+        "000000000000",
+        "-12345678901",
+        "1.2345678901e11",
+    ]
 )
 nearly_regions = st.sampled_from(
-    ["us-east-1", "eu-west-1", "us-east-1\n", "US-EAST-1", "us-east-1 ", "moon-1", "", "us-gov-west-1",
-     "cn-north-1", "us-east-1/../x", "*"]
+    [
+        "us-east-1",
+        "eu-west-1",
+        "us-east-1\n",
+        "US-EAST-1",
+        "us-east-1 ",
+        "moon-1",
+        "",
+        "us-gov-west-1",
+        "cn-north-1",
+        "us-east-1/../x",
+        "*",
+    ]
 )
 identifiers = (
     st.text(min_size=1, max_size=300)
@@ -96,8 +118,9 @@ def assert_not_a_500(response: dict[str, Any]) -> dict[str, Any]:
     body=st.none()
     | st.text(max_size=40)
     | json_values.map(json.dumps)
-    | st.fixed_dictionaries({}, optional={"accountId": nearly_accounts | json_values,
-                                          "region": nearly_regions | json_values}).map(json.dumps),
+    | st.fixed_dictionaries(
+        {}, optional={"accountId": nearly_accounts | json_values, "region": nearly_regions | json_values}
+    ).map(json.dumps),
     name=st.sampled_from(["apigw_rest_sync_scoped", "apigw_http_sync_scoped"]),
 )
 def test_sync_route_with_junk_bodies_never_answers_500(real_engine, body, name) -> None:
@@ -113,12 +136,14 @@ def test_sync_route_with_junk_bodies_never_answers_500(real_engine, body, name) 
 @settings(max_examples=API_EXAMPLES)
 @given(
     value=identifiers,
-    route=st.sampled_from([
-        ("apigw_rest_check_existing", "planId"),
-        ("apigw_http_check_existing", "planId"),
-        ("apigw_rest_terminate", "executionId"),
-        ("apigw_http_terminate", "executionId"),
-    ]),
+    route=st.sampled_from(
+        [
+            ("apigw_rest_check_existing", "planId"),
+            ("apigw_http_check_existing", "planId"),
+            ("apigw_rest_terminate", "executionId"),
+            ("apigw_http_terminate", "executionId"),
+        ]
+    ),
 )
 def test_id_routes_with_junk_path_parameters_never_answer_500(real_engine, value, route) -> None:
     """Check-existing and terminate with any plan/execution id reach DynamoDB (or are refused)
@@ -132,15 +157,24 @@ def test_id_routes_with_junk_path_parameters_never_answer_500(real_engine, value
 
 @settings(max_examples=API_EXAMPLES)
 @given(
-    operation=st.sampled_from(["sync_recovery_instances", "get_recovery_instance_sync_status",
-                               "check_existing_recovery_instances", "terminate_recovery_instances"])
+    operation=st.sampled_from(
+        [
+            "sync_recovery_instances",
+            "get_recovery_instance_sync_status",
+            "check_existing_recovery_instances",
+            "terminate_recovery_instances",
+        ]
+    )
     | json_values,
-    fields=st.fixed_dictionaries({}, optional={
-        "accountId": nearly_accounts | json_values,
-        "region": nearly_regions | json_values,
-        "planId": identifiers | json_values,
-        "executionId": identifiers | json_values,
-    }),
+    fields=st.fixed_dictionaries(
+        {},
+        optional={
+            "accountId": nearly_accounts | json_values,
+            "region": nearly_regions | json_values,
+            "planId": identifiers | json_values,
+            "executionId": identifiers | json_values,
+        },
+    ),
 )
 def test_direct_invocations_with_junk_fields_never_fail_internally(real_engine, operation, fields) -> None:
     """Direct invocations answer a dict; any error is the caller's (no INTERNAL_ERROR, no *_FAILED)."""

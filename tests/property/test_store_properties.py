@@ -122,10 +122,12 @@ def test_record_survives_the_trip_to_an_item_and_back(record: RecoveryInstanceRe
 
 
 @pure
-@given(record=records, other_time=st.integers(0, 2**45), field=st.sampled_from(["private_ip", "name",
-                                                                                "ec2_instance_state"]))
-def test_content_hash_sees_content_and_not_times(record: RecoveryInstanceRecord, other_time: int,
-                                                 field: str) -> None:
+@given(
+    record=records,
+    other_time=st.integers(0, 2**45),
+    field=st.sampled_from(["private_ip", "name", "ec2_instance_state"]),
+)
+def test_content_hash_sees_content_and_not_times(record: RecoveryInstanceRecord, other_time: int, field: str) -> None:
     """Observation and sync times never change the hash (or steady syncs would rewrite everything);
     a changed field always does."""
     same = dataclasses.replace(record, observed_at=other_time)
@@ -190,6 +192,8 @@ def test_store_batches_hold_at_most_25_writes_and_never_repeat_a_key(
     assert len(puts) == len(set(puts))
     for request in (r for b in dynamo.batches for r in b if "PutRequest" in r):
         sid = key_of(request)
-        newest = max((r for r in batch if r.source_server_id == sid),
-                      key=lambda r: (r.launch_time or "", r.observed_at, r.recovery_instance_id))
+        newest = max(
+            (r for r in batch if r.source_server_id == sid),
+            key=lambda r: (r.launch_time or "", r.observed_at, r.recovery_instance_id),
+        )
         assert request["PutRequest"]["Item"]["recoveryInstanceId"]["S"] == newest.recovery_instance_id

@@ -68,7 +68,8 @@ def test_sync_all_twice_gives_the_same_table_and_writes_nothing(backend, config,
 
             cache_table = w.settings.tables.cache
             writes = [
-                r for r in w.proxy.recorded
+                r
+                for r in w.proxy.recorded
                 if r.operation in CACHE_WRITES
                 and (r.body.get("TableName") == cache_table or cache_table in (r.body.get("RequestItems") or {}))
             ]
@@ -171,7 +172,7 @@ def test_interleaved_syncs_leave_the_newest_observation(backend, config, schedul
                 scope = scopes[index % len(scopes)]
                 servers = [s["sourceServerID"] for s in w.estate.source_servers(scope.account_id, scope.region)]
                 start = index % max(1, len(servers))
-                await sync_scope(w.settings, scope.account_id, scope.region, servers[start:start + count])
+                await sync_scope(w.settings, scope.account_id, scope.region, servers[start : start + count])
 
             async with anyio.create_task_group() as tg:
                 for step in schedule:

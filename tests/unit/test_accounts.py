@@ -107,8 +107,10 @@ def test_validate_region_rejects_non_drs_regions() -> None:
         validate_region("mars-north-1")
 
 
-@pytest.mark.parametrize("bad", [pytest.param("123456789012\n", id="trailing-newline"),
-                                 pytest.param("١٢٣٤٥٦٧٨٩٠١٢", id="arabic-indic-digits")])
+@pytest.mark.parametrize(
+    "bad",
+    [pytest.param("123456789012\n", id="trailing-newline"), pytest.param("١٢٣٤٥٦٧٨٩٠١٢", id="arabic-indic-digits")],
+)
 def test_validate_account_id_accepts_only_ascii_digits(bad: str) -> None:
     """A trailing newline or non-ASCII digits are not an account id."""
     with pytest.raises(InvalidRequestError):

@@ -191,9 +191,7 @@ def test_cfn_own_api_has_its_stage_and_deployment() -> None:
     ],
     ids=["iam", "cognito", "cognito-existing-authorizer"],
 )
-def test_cfn_terminate_and_preview_never_callable_without_auth(
-    existing: dict[str, str], auth: dict[str, str]
-) -> None:
+def test_cfn_terminate_and_preview_never_callable_without_auth(existing: dict[str, str], auth: dict[str, str]) -> None:
     resources = _api({**existing, **auth})
     api_resources = _of_type(resources, "AWS::ApiGateway::Resource")
     guarded = {

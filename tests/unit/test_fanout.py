@@ -53,8 +53,13 @@ def test_fanout_scope_message_with_a_malformed_run_id_is_rejected() -> None:
 
 
 def test_fanout_summary_counts_removed_records_as_deleted() -> None:
-    record = {"runId": RUN, "startedAt": "2026-01-01T00:00:00Z", "scopesSynced": 3, "scopesFailed": 1,
-              "instancesDeleted": 2}
+    record = {
+        "runId": RUN,
+        "startedAt": "2026-01-01T00:00:00Z",
+        "scopesSynced": 3,
+        "scopesFailed": 1,
+        "instancesDeleted": 2,
+    }
     report = summary_report(record, removed_scopes=1, removed_records=5)
     assert report.status is RunStatus.PARTIAL
     assert (report.instances_deleted, report.scopes_removed, report.run_id) == (7, 1, RUN)

@@ -150,8 +150,9 @@ def test_parse_describe_instances_refuses_a_document_without_reservation_set() -
         pytest.param("rest-json", "drs", "2020-02-26", "DescribeRecoveryInstances", b'{"items": [', id="drs-truncated"),
         pytest.param("rest-json", "drs", "2020-02-26", "DescribeRecoveryInstances", b"[1, 2]", id="drs-not-object"),
         pytest.param("json", "dynamodb", "2012-08-10", "Query", b'{"Items": [', id="dynamodb-truncated"),
-        pytest.param("ec2", "ec2", "2016-11-15", "DescribeInstances", b"<DescribeInstancesResponse><reserv",
-                     id="ec2-truncated"),
+        pytest.param(
+            "ec2", "ec2", "2016-11-15", "DescribeInstances", b"<DescribeInstancesResponse><reserv", id="ec2-truncated"
+        ),
         pytest.param("ec2", "ec2", "2016-11-15", "DescribeInstances", b"<Other/>", id="ec2-other-document"),
     ],
 )

@@ -25,8 +25,9 @@ from syncengine.retry import CallContext, classify
 TABLE = "fault-proxy-test"
 # botocore's own retries off (total_max_attempts: one try): every injected fault reaches the caller.
 NO_RETRIES = AioConfig(retries={"total_max_attempts": 1}, read_timeout=10, connect_timeout=5)
-_SESSION = aioboto3.Session(aws_access_key_id="AKIDPROXYTEST", aws_secret_access_key="proxy-secret",
-                            region_name="us-east-1")
+_SESSION = aioboto3.Session(
+    aws_access_key_id="AKIDPROXYTEST", aws_secret_access_key="proxy-secret", region_name="us-east-1"
+)
 
 
 def _put(key: str) -> dict[str, Any]:
@@ -80,9 +81,7 @@ async def test_faultproxy_without_rules_is_transparent(proxy, table, moto_endpoi
     assert proxy.requests("PutItem") == proxy.requests("GetItem") == 1
 
 
-async def test_faultproxy_unprocessed_items_forwards_only_the_processed_part(
-    proxy, table, moto_endpoint
-) -> None:
+async def test_faultproxy_unprocessed_items_forwards_only_the_processed_part(proxy, table, moto_endpoint) -> None:
     """BatchWriteItem: the held-back writes come back as UnprocessedItems and never reach the backend."""
     proxy.set_rules(FaultRule(FaultKind.UNPROCESSED, fraction=0.4))
     keys = [f"k{i}" for i in range(10)]
@@ -102,9 +101,7 @@ async def test_faultproxy_unprocessed_keys_reads_only_part_of_a_batch_get(proxy,
     async with client_of(proxy.endpoint_url) as client:
         await client.batch_write_item(RequestItems={table: [_put(k) for k in keys]})
         proxy.set_rules(FaultRule(FaultKind.UNPROCESSED, fraction=0.5))
-        response = await client.batch_get_item(
-            RequestItems={table: {"Keys": _keys(keys), "ConsistentRead": True}}
-        )
+        response = await client.batch_get_item(RequestItems={table: {"Keys": _keys(keys), "ConsistentRead": True}})
 
     found = {item["k"]["S"] for item in response["Responses"][table]}
     pending = response["UnprocessedKeys"][table]
@@ -133,8 +130,9 @@ async def test_faultproxy_never_returns_a_whole_batch_unprocessed(proxy, table, 
         pytest.param(FaultKind.SERVER_ERROR, "InternalServerError", 500, id="5xx"),
     ],
 )
-async def test_faultproxy_error_faults_parse_as_dynamodb_errors(proxy, table, moto_endpoint, kind, code,
-                                                                status) -> None:
+async def test_faultproxy_error_faults_parse_as_dynamodb_errors(
+    proxy, table, moto_endpoint, kind, code, status
+) -> None:
     """Injected errors are DynamoDB's wire errors: botocore raises the modelled exception; nothing written."""
     proxy.set_rules(FaultRule(kind))
     async with client_of(proxy.endpoint_url) as client:
@@ -158,8 +156,9 @@ async def test_faultproxy_throughput_error_is_classified_as_a_throttle(proxy, ta
 
 
 @pytest.mark.parametrize("after_forward", [pytest.param(False, id="before"), pytest.param(True, id="after")])
-async def test_faultproxy_drop_closes_the_connection_without_an_answer(proxy, table, moto_endpoint,
-                                                                        after_forward) -> None:
+async def test_faultproxy_drop_closes_the_connection_without_an_answer(
+    proxy, table, moto_endpoint, after_forward
+) -> None:
     """A dropped connection is a transient transport error; after_forward means the write still happened."""
     proxy.set_rules(FaultRule(FaultKind.DROP, after_forward=after_forward))
     async with client_of(proxy.endpoint_url) as client:
@@ -223,8 +222,9 @@ async def test_faultproxy_rate_injects_about_that_share(proxy, table) -> None:
 
 async def test_faultproxy_records_request_bodies(proxy, table) -> None:
     async with client_of(proxy.endpoint_url) as client:
-        await client.get_item(TableName=table, Key={"k": {"S": "x"}}, ProjectionExpression="#k",
-                              ExpressionAttributeNames={"#k": "k"})
+        await client.get_item(
+            TableName=table, Key={"k": {"S": "x"}}, ProjectionExpression="#k", ExpressionAttributeNames={"#k": "k"}
+        )
 
     recorded = [r for r in proxy.recorded if r.operation == "GetItem"]
     assert recorded[0].body["ProjectionExpression"] == "#k"
@@ -243,8 +243,7 @@ async def test_faultproxy_rewritten_bodies_carry_a_correct_crc32(proxy, table) -
         "Authorization": "AWS4-HMAC-SHA256 "
         "Credential=AKIDPROXYTEST/20250101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00",
     }
-    async with aiohttp.ClientSession() as http, http.post(proxy.endpoint_url, data=body,
-                                                          headers=headers) as resp:
+    async with aiohttp.ClientSession() as http, http.post(proxy.endpoint_url, data=body, headers=headers) as resp:
         payload = await resp.read()
         crc = resp.headers["x-amz-crc32"]
         content_type = resp.headers["Content-Type"]
@@ -255,8 +254,7 @@ async def test_faultproxy_rewritten_bodies_carry_a_correct_crc32(proxy, table) -
     assert len(json.loads(payload)["UnprocessedItems"][table]) == 2
 
 
-async def test_faultproxy_engine_batch_write_loses_nothing_under_unprocessed_items(proxy, table,
-                                                                                   moto_endpoint) -> None:
+async def test_faultproxy_engine_batch_write_loses_nothing_under_unprocessed_items(proxy, table, moto_endpoint) -> None:
     """The engine's batch_write re-sends UnprocessedItems until every write landed."""
     proxy.set_rules(FaultRule(FaultKind.UNPROCESSED, rate=0.8, fraction=0.5))
     keys = [f"e{i}" for i in range(25)]

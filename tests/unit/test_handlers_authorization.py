@@ -18,6 +18,7 @@ from tests.events_loader import FakeEngine, FakeLambdaContext, load_event, respo
 GROUP = authorization.DEFAULT_TERMINATE_ALLOWED_GROUP
 IAM_USER = "arn:aws:sts::111122223333:assumed-role/orchestration-frontend/session"
 
+
 @pytest.fixture
 def engine() -> Iterator[FakeEngine]:
     fake = FakeEngine()

@@ -132,8 +132,11 @@ def test_data_management_background_run_that_crashes_raises(engine: FakeEngine, 
 @pytest.mark.parametrize("event", BACKGROUND_EVENTS)
 def test_data_management_background_run_with_a_failed_scope_returns_the_report(engine: FakeEngine, event) -> None:
     """One failed scope is a PARTIAL run, not a failed invocation."""
-    failed = ScopeResult(Scope("111122223333", "us-east-1"), ScopeOutcome.FAILED,
-                         error=ScopeError("111122223333", "us-east-1", "AccessDenied", "denied"))
+    failed = ScopeResult(
+        Scope("111122223333", "us-east-1"),
+        ScopeOutcome.FAILED,
+        error=ScopeError("111122223333", "us-east-1", "AccessDenied", "denied"),
+    )
     engine.report = SyncReport.from_results([failed], duration_ms=5, run_id="run-1")
 
     assert invoke(event)["status"] == "FAILED"
@@ -339,9 +342,7 @@ def test_api_full_sync_invoke_failure_is_500_without_trace(engine: FakeEngine) -
     assert "Traceback" not in response["body"]
 
 
-def test_api_full_sync_without_function_name_is_500(
-    engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_api_full_sync_without_function_name_is_500(engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
 
     response = invoke(load_event("apigw_rest_sync_full"), FakeLambdaContext(invoked_function_arn=""))
@@ -484,9 +485,7 @@ def test_api_terminate_returns_body(engine: FakeEngine, name: str) -> None:
         pytest.param(KeyError("bug"), 500, "TERMINATE_FAILED", id="bug"),
     ],
 )
-def test_api_terminate_errors_map_to_status(
-    engine: FakeEngine, error: Exception, status: int, code: str
-) -> None:
+def test_api_terminate_errors_map_to_status(engine: FakeEngine, error: Exception, status: int, code: str) -> None:
     engine.errors["terminate_execution_instances"] = error
 
     response = invoke(load_event("apigw_rest_terminate"))
@@ -631,9 +630,7 @@ def test_direct_scoped_sync_keeps_the_lambdas_remaining_time(engine: FakeEngine)
     assert call["settings"].deadline_seconds > 25.0
 
 
-@pytest.mark.parametrize(
-    "name", ["apigw_rest_execution_recovery_instances", "apigw_http_execution_recovery_instances"]
-)
+@pytest.mark.parametrize("name", ["apigw_rest_execution_recovery_instances", "apigw_http_execution_recovery_instances"])
 def test_api_preview_returns_the_engines_body(engine: FakeEngine, name: str) -> None:
     response = invoke(load_event(name))
 

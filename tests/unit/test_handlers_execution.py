@@ -40,9 +40,7 @@ def wave_sync_errors(stdout: str) -> list[int]:
 
 def synced_result(*, failed: bool = False) -> WaveSyncResult:
     scope = Scope("123456789012", "us-east-1")
-    errors = (
-        (ScopeError(scope.account_id, scope.region, "ThrottlingException", "slow down"),) if failed else ()
-    )
+    errors = (ScopeError(scope.account_id, scope.region, "ThrottlingException", "slow down"),) if failed else ()
     report = SyncReport(
         status=RunStatus.FAILED if failed else RunStatus.SUCCESS,
         instances_updated=0 if failed else 1,
@@ -80,9 +78,7 @@ def test_wave_sync_success_counts_zero_errors(engine: FakeEngine, capsys: pytest
     assert wave_sync_errors(capsys.readouterr().out) == [0]
 
 
-def test_wave_sync_failed_scope_is_counted_not_raised(
-    engine: FakeEngine, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_wave_sync_failed_scope_is_counted_not_raised(engine: FakeEngine, capsys: pytest.CaptureFixture[str]) -> None:
     engine.wave_result = synced_result(failed=True)
 
     result = sync_recovery_instances_after_wave("exec-1", "plan-1", WAVE)
@@ -96,9 +92,7 @@ def test_wave_sync_failed_scope_is_counted_not_raised(
     ("error", "code"),
     [
         pytest.param(AccessDeniedError("cannot assume role", code="AccessDenied"), "ACCESS_DENIED", id="aws"),
-        pytest.param(
-            ExecutionNotFoundError("Execution 'exec-1' was not found."), "EXECUTION_NOT_FOUND", id="no-exec"
-        ),
+        pytest.param(ExecutionNotFoundError("Execution 'exec-1' was not found."), "EXECUTION_NOT_FOUND", id="no-exec"),
         pytest.param(RuntimeError("a bug"), "INTERNAL_ERROR", id="bug"),
     ],
 )
@@ -116,9 +110,7 @@ def test_wave_sync_engine_error_never_raises(
 
 def test_wave_sync_is_bounded_in_time(engine: FakeEngine) -> None:
     """The wave must not wait on a slow region: the run's deadline is at most the budget."""
-    sync_recovery_instances_after_wave(
-        "exec-1", "plan-1", WAVE, context=FakeLambdaContext(remaining_ms=900_000)
-    )
+    sync_recovery_instances_after_wave("exec-1", "plan-1", WAVE, context=FakeLambdaContext(remaining_ms=900_000))
 
     settings = engine.called("sync_wave")[0]["settings"]
     assert settings.deadline_seconds <= WAVE_SYNC_BUDGET_SECONDS
@@ -161,9 +153,7 @@ def test_wave_handler_ignores_other_events(engine: FakeEngine, event: object) ->
     [
         pytest.param({"operation": "wave_completed"}, id="no-fields"),
         pytest.param({"operation": "wave_completed", "executionId": 7, "waveNumber": "x"}, id="wrong-types"),
-        pytest.param(
-            {"operation": "wave_completed", "executionId": "e", "wave": "not-a-dict"}, id="wave-string"
-        ),
+        pytest.param({"operation": "wave_completed", "executionId": "e", "wave": "not-a-dict"}, id="wave-string"),
     ],
 )
 def test_wave_handler_junk_fields_never_raise(engine: FakeEngine, event: dict) -> None:

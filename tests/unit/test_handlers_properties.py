@@ -25,9 +25,7 @@ from tests.events_loader import (
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
 SCOPE_FIELDS = st.fixed_dictionaries(
@@ -46,9 +44,7 @@ BODIES = (
 )
 IDENTIFIERS = st.text(max_size=300) | st.sampled_from(["", " ", "\ud800", "a\x00b", "x" * 2000, "../../etc"])
 DEEP = FakeLambdaContext()
-ALLOWED = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+ALLOWED = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture

@@ -47,9 +47,7 @@ def test_refresh_handler_passes_every_sqs_message_with_its_id(install: Any) -> N
 
     lambda_handler(batch, FakeLambdaContext())
 
-    assert [(m.message_id, m.body) for m in fake.calls[0]] == [
-        (r["messageId"], r["body"]) for r in batch["Records"]
-    ]
+    assert [(m.message_id, m.body) for m in fake.calls[0]] == [(r["messageId"], r["body"]) for r in batch["Records"]]
 
 
 def test_refresh_handler_reports_only_the_failed_messages(install: Any) -> None:

@@ -103,8 +103,15 @@ def test_import_graph_query_loads_no_heavy_or_dev_package(query_modules: set[str
 
 
 def test_import_graph_query_needs_no_sync_or_invoke_machinery(query_modules: set[str]) -> None:
-    unwanted = {"syncengine.discovery", "syncengine.enrich", "syncengine.shards", "syncengine.terminate",
-                "devtools.simulator", "devtools.faultproxy", "syncengine.selfinvoke"}
+    unwanted = {
+        "syncengine.discovery",
+        "syncengine.enrich",
+        "syncengine.shards",
+        "syncengine.terminate",
+        "devtools.simulator",
+        "devtools.faultproxy",
+        "syncengine.selfinvoke",
+    }
     assert sorted(unwanted & query_modules) == []
 
 
@@ -175,7 +182,7 @@ def import_cycle(graph: dict[str, set[str]]) -> list[str]:
         stack.append(node)
         for child in sorted(graph[node]):
             if state.get(child) == 1:
-                return [*stack[stack.index(child):], child]
+                return [*stack[stack.index(child) :], child]
             if child not in state and (found := visit(child)):
                 return found
         stack.pop()

@@ -66,12 +66,8 @@ def test_group_ids_of_reads_either_field(wave: dict, expected: list[str]) -> Non
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        pytest.param(
-            {"Application": "billing", "Tier": "web"}, {"Application": "billing", "Tier": "web"}, id="map"
-        ),
-        pytest.param(
-            [{"Key": "Application", "Value": "billing"}], {"Application": "billing"}, id="ec2-pairs"
-        ),
+        pytest.param({"Application": "billing", "Tier": "web"}, {"Application": "billing", "Tier": "web"}, id="map"),
+        pytest.param([{"Key": "Application", "Value": "billing"}], {"Application": "billing"}, id="ec2-pairs"),
         pytest.param([{"key": "Tier", "value": "db"}], {"Tier": "db"}, id="lowercase-pairs"),
         pytest.param(None, {}, id="none"),
         pytest.param("billing", {}, id="string"),

@@ -13,6 +13,14 @@ def test_public_api_exports_exist() -> None:
 
 def test_public_api_has_the_engine_entry_points() -> None:
     """The handlers' entry points are re-exported."""
-    expected = {"sync_all", "sync_scope", "get_sync_status", "get_cached_records", "get_records_by_execution",
-                "run_blocking", "SyncSettings", "SyncReport"}
+    expected = {
+        "sync_all",
+        "sync_scope",
+        "get_sync_status",
+        "get_cached_records",
+        "get_records_by_execution",
+        "run_blocking",
+        "SyncSettings",
+        "SyncReport",
+    }
     assert expected <= set(syncengine.__all__)

@@ -114,8 +114,13 @@ def test_execution_index_resolution_order() -> None:
             "executionId": "exec-old",
             "planName": "Old",
             "startTime": 100,
-            "waves": [{"region": "us-east-1", "jobId": "drsjob-aaaaaaaaaaaaaaaaa",
-                       "serverStatuses": [{"sourceServerId": "s-1", "recoveryInstanceId": "i-ri1"}]}],
+            "waves": [
+                {
+                    "region": "us-east-1",
+                    "jobId": "drsjob-aaaaaaaaaaaaaaaaa",
+                    "serverStatuses": [{"sourceServerId": "s-1", "recoveryInstanceId": "i-ri1"}],
+                }
+            ],
         },
         {
             "executionId": "exec-new",
@@ -125,8 +130,9 @@ def test_execution_index_resolution_order() -> None:
         },
     ]
     index = ExecutionIndex.from_items(items)
-    by_job = index.resolve(job_id="drsjob-aaaaaaaaaaaaaaaaa", recovery_instance_id="i-x", source_server_id="s-9",
-                           region="us-east-1")
+    by_job = index.resolve(
+        job_id="drsjob-aaaaaaaaaaaaaaaaa", recovery_instance_id="i-x", source_server_id="s-9", region="us-east-1"
+    )
     by_ri = index.resolve(job_id=None, recovery_instance_id="i-ri1", source_server_id="s-1", region="us-east-1")
     latest = index.resolve(job_id=None, recovery_instance_id="i-x", source_server_id="s-1", region="us-east-1")
     other_region = index.resolve(job_id=None, recovery_instance_id="i-x", source_server_id="s-1", region="eu-west-1")

@@ -105,9 +105,7 @@ def _launch_with(**changes: Any) -> dict[str, Any]:
             "instance-id",
             id="bad-instance-id",
         ),
-        pytest.param(
-            {**load_event("eventbridge_ec2_state_change"), "account": "12345"}, "12-digit", id="bad-account"
-        ),
+        pytest.param({**load_event("eventbridge_ec2_state_change"), "account": "12345"}, "12-digit", id="bad-account"),
         pytest.param(
             {"accountId": ACCOUNT, "region": "us-east-1", "sourceServerIds": "s-1"}, "list", id="ids-not-list"
         ),

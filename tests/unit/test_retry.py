@@ -166,12 +166,24 @@ async def test_call_with_retry_propagates_bugs_unchanged() -> None:
 @pytest.mark.parametrize(
     ("code", "message", "expected"),
     [
-        pytest.param("InvalidSignatureException", "Signature expired: 20261129T170000Z is now earlier than "
-                     "20261129T170500Z (20261129T171000Z - 5 min.)", ClockSkewError, id="drs-signature-expired"),
-        pytest.param("SignatureDoesNotMatch", "Signature not yet current: 20261129T180000Z is still later than "
-                     "20261129T175500Z", ClockSkewError, id="sts-not-yet-current"),
-        pytest.param("SignatureDoesNotMatch", "The request signature we calculated does not match the signature "
-                     "you provided.", AccessDeniedError, id="wrong-key-stays-denied"),
+        pytest.param(
+            "InvalidSignatureException",
+            "Signature expired: 20261129T170000Z is now earlier than 20261129T170500Z (20261129T171000Z - 5 min.)",
+            ClockSkewError,
+            id="drs-signature-expired",
+        ),
+        pytest.param(
+            "SignatureDoesNotMatch",
+            "Signature not yet current: 20261129T180000Z is still later than 20261129T175500Z",
+            ClockSkewError,
+            id="sts-not-yet-current",
+        ),
+        pytest.param(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+            AccessDeniedError,
+            id="wrong-key-stays-denied",
+        ),
     ],
 )
 def test_classify_signature_errors_by_message(code: str, message: str, expected: type) -> None:
@@ -204,6 +216,11 @@ def test_classify_parser_errors_as_malformed_responses() -> None:
 
 def test_classify_truncates_long_messages() -> None:
     """A service message quoting our input back is cut to a bounded length."""
-    exc = ClientError({"Error": {"Code": "ValidationException", "Message": "x" * 10_000},
-                       "ResponseMetadata": {"HTTPStatusCode": 400}}, "X")
+    exc = ClientError(
+        {
+            "Error": {"Code": "ValidationException", "Message": "x" * 10_000},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        "X",
+    )
     assert len(str(classify(exc, CTX))) <= 500

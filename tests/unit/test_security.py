@@ -25,8 +25,6 @@ EXTERNAL_ID = "ext-7f3c1a9e2b"
 NOISY_LOGGERS = ("botocore", "aiobotocore", "aiohttp", "urllib3")
 
 
-
-
 @pytest.mark.parametrize("account_id", ["123456789012", "000000000000", "999999999999"])
 def test_validate_account_id_accepts_12_ascii_digits(account_id: str) -> None:
     assert validate_account_id(account_id) == account_id
@@ -80,8 +78,17 @@ def test_validate_region_rejects_everything_else(region: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["aws_secret_access_key", "SecretAccessKey", "aws_session_token", "SessionToken", "Credentials",
-            "Authorization", "X-Amz-Security-Token", "signature"],
+    "key",
+    [
+        "aws_secret_access_key",
+        "SecretAccessKey",
+        "aws_session_token",
+        "SessionToken",
+        "Credentials",
+        "Authorization",
+        "X-Amz-Security-Token",
+        "signature",
+    ],
 )
 def test_redact_secrets_hides_secret_keys_of_the_event(key: str) -> None:
     event = redact_secrets(None, "info", {"event": "x", key: SECRET})

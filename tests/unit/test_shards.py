@@ -19,7 +19,7 @@ def test_shard_by_account_never_splits_an_account() -> None:
     """Each account's scopes land in one shard, so each account is assumed once per run."""
     shards = shard_by_account(planned({f"{n:012d}": 1 + n % 4 for n in range(30)}), 3)
     owners = [{scope.account_id for scope, _ in shard} for shard in shards]
-    assert all(not (a & b) for i, a in enumerate(owners) for b in owners[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(owners) for b in owners[i + 1 :])
     assert sum(len(shard) for shard in shards) == sum(1 + n % 4 for n in range(30))
 
 

@@ -121,9 +121,7 @@ def test_estate_update_ec2_shows_in_drs_and_ec2_views() -> None:
     estate = Estate(SMALL)
     ri = estate.recovery_instances()[0]
     estate.recovery_instances()  # warm the serialisation cache; the update must invalidate it
-    estate.update_ec2(
-        ri["ec2InstanceID"], state="stopped", private_ip="10.99.0.1", public_ip=None, name="renamed"
-    )
+    estate.update_ec2(ri["ec2InstanceID"], state="stopped", private_ip="10.99.0.1", public_ip=None, name="renamed")
     ec2 = estate.ec2_instance(ri["ec2InstanceID"])
     assert ec2["State"]["Name"] == "stopped" and ec2["PrivateIpAddress"] == "10.99.0.1"
     assert {"Key": "Name", "Value": "renamed"} in ec2["Tags"]

@@ -34,7 +34,7 @@ def _store(dynamo: RecordingDynamo) -> StatusStore:
 async def test_status_finish_with_owner_releases_only_our_lease() -> None:
     dynamo = RecordingDynamo()
     assert await _store(dynamo).finish_scope(ScopeResult(SCOPE, ScopeOutcome.SUCCESS), owner="run-1")
-    (_, params), = dynamo.calls
+    ((_, params),) = dynamo.calls
     assert params["ConditionExpression"] == "#owner = :owner"
     assert params["ExpressionAttributeValues"][":owner"] == {"S": "run-1"}
     assert "REMOVE" in params["UpdateExpression"] and "#owner" in params["UpdateExpression"]
@@ -43,7 +43,7 @@ async def test_status_finish_with_owner_releases_only_our_lease() -> None:
 async def test_status_finish_without_owner_leaves_the_lease_alone() -> None:
     dynamo = RecordingDynamo()
     assert await _store(dynamo).finish_scope(ScopeResult(SCOPE, ScopeOutcome.SUCCESS), owner=None)
-    (_, params), = dynamo.calls
+    ((_, params),) = dynamo.calls
     assert "ConditionExpression" not in params
     assert "#owner" not in params["ExpressionAttributeNames"]
 
@@ -57,7 +57,7 @@ async def test_status_targeted_result_never_stands_for_the_scope() -> None:
     """A wave's or an event's sync sets only the targeted fields, never status or success time."""
     dynamo = RecordingDynamo()
     await _store(dynamo).finish_scope(ScopeResult(SCOPE, ScopeOutcome.SUCCESS, targeted=True), owner=None)
-    (_, params), = dynamo.calls
+    ((_, params),) = dynamo.calls
     names = set(params["ExpressionAttributeNames"].values())
     assert {"lastTargetedStatus", "lastTargetedTime"} <= names
     assert not names & {"status", "lastSuccessTime", "instanceCount"}
@@ -67,5 +67,5 @@ async def test_status_failed_result_records_its_error() -> None:
     dynamo = RecordingDynamo()
     error = ScopeError(SCOPE.account_id, SCOPE.region, "AccessDenied", "denied")
     await _store(dynamo).finish_scope(ScopeResult(SCOPE, ScopeOutcome.FAILED, error=error), owner=None)
-    (_, params), = dynamo.calls
+    ((_, params),) = dynamo.calls
     assert params["ExpressionAttributeValues"][":errtype"] == {"S": "AccessDenied"}

@@ -153,9 +153,7 @@ def test_table_definitions_from_template_ignores_other_resource_types() -> None:
         pytest.param("!If [C, !Ref A, x]", {"Fn::If": ["C", {"Ref": "A"}, "x"]}, id="if-nested"),
         pytest.param("!Equals [!Ref E, prod]", {"Fn::Equals": [{"Ref": "E"}, "prod"]}, id="equals"),
         pytest.param("!Condition IsProd", {"Condition": "IsProd"}, id="condition"),
-        pytest.param(
-            '!Sub ["x-${V}", {V: !Ref A}]', {"Fn::Sub": ["x-${V}", {"V": {"Ref": "A"}}]}, id="sub-map"
-        ),
+        pytest.param('!Sub ["x-${V}", {V: !Ref A}]', {"Fn::Sub": ["x-${V}", {"V": {"Ref": "A"}}]}, id="sub-map"),
     ],
 )
 def test_cloudformation_loader_short_form_tags(source: str, expected: dict) -> None:
@@ -170,9 +168,7 @@ def test_load_template_resolves_tags_in_real_template() -> None:
     assert name == {"Fn::Sub": "${ProjectName}-recovery-instances-${Environment}"}
 
 
-def test_resolve_template_path_env_var_wins_over_default(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resolve_template_path_env_var_wins_over_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """$SYNCENGINE_DATABASE_TEMPLATE selects another template."""
     other = tmp_path / "db.yaml"
     other.write_text("Resources: {}\n")
@@ -186,9 +182,7 @@ def test_resolve_template_path_missing_file_fails(tmp_path: Path) -> None:
         resolve_template_path(tmp_path / "nope.yaml")
 
 
-def test_tables_cli_create_missing_template_exits_nonzero(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_tables_cli_create_missing_template_exits_nonzero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A template that does not exist fails the command with one line and exit code 1."""
     assert main(["create", "--template", str(tmp_path / "gone.yaml")]) == 1
     assert "database template not found" in capsys.readouterr().err

@@ -153,5 +153,11 @@ def test_preview_body_has_the_contract_fields() -> None:
     assert first["attribution"] == "recoveryInstance" and first["terminable"] is True and "reason" not in first
     assert second["attribution"] == "inferred" and second["terminable"] is False and second["reason"]
     assert set(first) >= {
-        "sourceServerId", "recoveryInstanceId", "ec2InstanceId", "ec2InstanceState", "region", "accountId", "isDrill",
+        "sourceServerId",
+        "recoveryInstanceId",
+        "ec2InstanceId",
+        "ec2InstanceState",
+        "region",
+        "accountId",
+        "isDrill",
     }
