@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 from rich.console import Console
-from syncengine.localdb import moto_server
+from devtools.localdb import moto_server
 
 from devtools.event_source import EventSourcePoller, create_work_queue
 from syncengine.config import SyncSettings

@@ -104,7 +104,7 @@ def measure(settings: Any, queue: Any, sqs_url: str, workers: int) -> dict[str, 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     import boto3
-    from syncengine.localdb import moto_server
+    from devtools.localdb import moto_server
 
     from devtools.event_source import create_work_queue
 
