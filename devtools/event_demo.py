@@ -12,9 +12,9 @@ from typing import Any
 
 import boto3
 from rich.console import Console
-from devtools.localdb import moto_server
 
 from devtools.event_source import EventSourcePoller, create_work_queue
+from devtools.localdb import moto_server
 from syncengine.config import SyncSettings
 from syncengine.engine import get_cached_records
 

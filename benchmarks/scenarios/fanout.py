@@ -104,9 +104,9 @@ def measure(settings: Any, queue: Any, sqs_url: str, workers: int) -> dict[str, 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     import boto3
-    from devtools.localdb import moto_server
 
     from devtools.event_source import create_work_queue
+    from devtools.localdb import moto_server
 
     spec = h.EstateSpec(accounts=ACCOUNTS, regions=REGIONS, instances_per_scope=1)
     bound = bound_for(spec, FAULTS)
