@@ -31,7 +31,7 @@ import botocore.session
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
-from syncengine.config import SyncSettings
+from syncengine.config import NO_SDK_RETRIES, SyncSettings
 from syncengine.credentials import AccountClient, CallScopedCredentials, Credentials
 from syncengine.errors import AccessDeniedError, AwsError, MalformedResponseError, ThrottledError
 from syncengine.fastpath import (
@@ -129,7 +129,7 @@ class AwsClients:
         # connection, and a request queued past ~5 minutes fails with "Signature expired".
         self.limiter = anyio.CapacityLimiter(settings.max_concurrency)
         self._config = AioConfig(
-            retries={"total_max_attempts": 1, "mode": "standard"},
+            retries=dict(NO_SDK_RETRIES),
             max_pool_connections=settings.max_pool_connections,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,

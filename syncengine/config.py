@@ -102,6 +102,9 @@ LEASE_MARGIN_SECONDS = 30.0
 # A configured scope with no successful sync for this long makes the status "degraded" and cannot
 # vouch for its servers in check-existing (three missed 5-minute schedules).
 DEFAULT_STALE_AFTER_SECONDS = 900.0
+# botocore's own retries off (one attempt): tenacity (syncengine.retry) is the only retry layer,
+# and a non-idempotent call (terminate, a self-invoke) must never be repeated by the SDK.
+NO_SDK_RETRIES = {"total_max_attempts": 1, "mode": "standard"}
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 # DescribeSourceServers' sourceServerIDs filter and EC2 filter values both cap at 200.

@@ -18,10 +18,7 @@ from typing import Any
 
 from syncengine.dynamo import Dynamo
 from syncengine.models import Attribution
-
-# Only what the index needs: execution history items can carry large per-server payloads.
-_PROJECTION = "#eid, #plan, #start, #waves"
-_NAMES = {"#eid": "executionId", "#plan": "planName", "#start": "startTime", "#waves": "waves"}
+from syncengine.orchestration import scan_execution_history
 
 
 @dataclass(frozen=True)
@@ -111,6 +108,5 @@ def _number(value: Any) -> float:
 
 
 async def load_execution_index(dynamo: Dynamo, table: str) -> ExecutionIndex:
-    """One paginated scan of the execution history (projected), once per sync."""
-    items = await dynamo.scan_all(table, ProjectionExpression=_PROJECTION, ExpressionAttributeNames=_NAMES)
-    return ExecutionIndex.from_items(items)
+    """The index of the whole execution history, read once per sync (``orchestration`` reads it)."""
+    return ExecutionIndex.from_items(await scan_execution_history(dynamo, table))

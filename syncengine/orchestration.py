@@ -49,6 +49,16 @@ async def load_groups(dynamo: Dynamo, table: str, group_ids: Iterable[str]) -> d
     return groups
 
 
+# Only what the execution index needs: history items can carry large per-server payloads.
+_INDEX_PROJECTION = "#eid, #plan, #start, #waves"
+_INDEX_NAMES = {"#eid": "executionId", "#plan": "planName", "#start": "startTime", "#waves": "waves"}
+
+
+async def scan_execution_history(dynamo: Dynamo, table: str) -> list[dict[str, Any]]:
+    """Every execution's id, plan name, start time and waves: one paginated, projected scan."""
+    return await dynamo.scan_all(table, ProjectionExpression=_INDEX_PROJECTION, ExpressionAttributeNames=_INDEX_NAMES)
+
+
 async def load_execution_items(dynamo: Dynamo, table: str, execution_id: str) -> list[dict[str, Any]]:
     """Every item of an execution (one per plan it ran; normally one): a Query on the key."""
     pages = dynamo.paginate(

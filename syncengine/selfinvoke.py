@@ -16,7 +16,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 
 from syncengine.aws import shared_session
-from syncengine.config import SyncSettings
+from syncengine.config import NO_SDK_RETRIES, SyncSettings
 from syncengine.errors import AwsError
 from syncengine.retry import CallContext, call_with_retry
 
@@ -34,7 +34,7 @@ async def invoke_self_async(function_name: str, payload: Mapping[str, Any], sett
     """Invoke ``function_name`` with ``InvocationType=Event`` (Lambda queues it and answers 202)."""
     region = region_of(function_name, settings.home_region)
     config = AioConfig(
-        retries={"total_max_attempts": 1, "mode": "standard"},
+        retries=dict(NO_SDK_RETRIES),
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
     )
