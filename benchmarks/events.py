@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from handlers.authorization import DEFAULT_TERMINATE_ALLOWED_GROUP
+
 API_HOST = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
 
 
@@ -49,12 +51,18 @@ def check_existing_event(plan_id: str) -> dict[str, Any]:
 
 def terminate_event(execution_id: str) -> dict[str, Any]:
     # The simulated estate mixes drills and real recoveries; the benchmark terminates all 100.
-    return rest_event(
+    event = rest_event(
         "POST",
         "/executions/{executionId}/terminate-instances",
         {"executionId": execution_id},
         body='{"includeNonDrill": true}',
     )
+    # A Cognito user of the group allowed to terminate (handlers/authorization.py): the route
+    # answers 403 to anyone else.
+    event["requestContext"]["authorizer"] = {
+        "claims": {"sub": "bench-operator", "cognito:groups": DEFAULT_TERMINATE_ALLOWED_GROUP}
+    }
+    return event
 
 
 @dataclass
