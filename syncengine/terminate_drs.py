@@ -223,31 +223,39 @@ class ScopeTerminator:
                 found[rid] = None
         found.update(dict.fromkeys(wanted - listed))  # ids DRS no longer knows at all
         try:
-            found.update(await self._terminate_jobs(batch, wanted, since))
+            named, by_server = await self._terminate_jobs(batch, wanted, since)
         except AwsError as exc:
-            # The job only names what DescribeRecoveryInstances already proved (or the job id of
-            # an instance still listed untouched, which then goes unproven): without it the ids
-            # DRS shows terminating are still terminating, reported with a null job id.
+            # Without the jobs, what DescribeRecoveryInstances proved still stands (job id null).
             log.warning("terminate_job_lookup_failed", error_type=exc.error_type, error=str(exc))
+            return found
+        # A TERMINATE job that names the recovery instance proves DRS accepted it.
+        found.update(named)
+        # One that names only the source server could be about an older instance of that server:
+        # it proves nothing, and only supplies the job id of an instance already proven above.
+        for rid, job_id in by_server.items():
+            if rid in found and found[rid] is None:
+                found[rid] = job_id
         return found
 
     async def _terminate_jobs(
         self, batch: Sequence[Mapping[str, Any]], wanted: set[str], since: float
-    ) -> dict[str, str]:
-        """recoveryInstanceId -> id of a TERMINATE job since ``since`` that names it."""
-        by_server = {str(r.get("sourceServerId")): str(r["recoveryInstanceId"]) for r in batch}
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """TERMINATE jobs since ``since``: recoveryInstanceId -> job id for those that name the
+        instance, and for those that name only its source server."""
+        server_to_instance = {str(r.get("sourceServerId")): str(r["recoveryInstanceId"]) for r in batch}
         since_iso = utc_now_iso(datetime.fromtimestamp(since, UTC))
-        jobs: dict[str, str] = {}
+        named: dict[str, str] = {}
+        by_server: dict[str, str] = {}
         async for job in self._items("describe_jobs", {"fromDate": since_iso}):
             if job.get("type") != "TERMINATE":
                 continue
             for server in job.get("participatingServers") or []:
-                # A terminate job names the recovery instance; the source server (one recovery
-                # instance at a time) stands in when DRS leaves the instance id out.
-                rid = server.get("recoveryInstanceID") or by_server.get(str(server.get("sourceServerID")))
+                rid = server.get("recoveryInstanceID")
                 if rid in wanted:
-                    jobs[str(rid)] = str(job.get("jobID"))
-        return jobs
+                    named[str(rid)] = str(job.get("jobID"))
+                elif not rid and (rid := server_to_instance.get(str(server.get("sourceServerID")))):
+                    by_server[rid] = str(job.get("jobID"))
+        return named, by_server
 
     async def _items(self, method: str, filters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         operation = "drs:" + "".join(part.title() for part in method.split("_"))

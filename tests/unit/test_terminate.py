@@ -265,16 +265,40 @@ async def test_scope_terminator_applied_then_500_still_listed_while_shutting_dow
     assert collected.terminated == dict.fromkeys(ids(batch))
 
 
-async def test_scope_terminator_applied_then_500_finds_a_job_naming_only_the_servers() -> None:
+async def test_scope_terminator_job_naming_only_the_server_gives_the_job_id_of_a_proven_instance() -> None:
+    """DRS lists the instances as shutting down (proof); a job naming only their servers supplies the id."""
     batch = records(2)
     drs = InMemoryDrs(
-        live=ids(batch), script=["apply-then-fail"], jobs_name_servers_only=True, listed_while_terminating="RUNNING"
+        live=ids(batch),
+        script=["apply-then-fail"],
+        jobs_name_servers_only=True,
+        listed_while_terminating="SHUTTING-DOWN",
     )
 
     collected = await run_group(drs, batch)
 
     assert len(drs.terminate_calls()) == 1
     assert set(collected.terminated.values()) == {drs.jobs[0]["jobID"]}
+
+
+async def test_scope_terminator_job_naming_only_the_server_is_no_proof_for_a_running_instance() -> None:
+    """A TERMINATE job that names only the source server may be about an older instance of it:
+    an instance DRS still lists as running is not reported terminated on that job's word."""
+    batch = records(1)
+    (rid,) = ids(batch)
+    older_job = {
+        "jobID": "drsjob-older0000000000",
+        "type": "TERMINATE",
+        "status": "COMPLETED",
+        "participatingServers": [{"sourceServerID": "s-" + rid[2:]}],
+    }
+    drs = InMemoryDrs(live=ids(batch), script=["fail"], jobs=[older_job])
+
+    collected = await run_group(drs, batch)
+
+    assert drs.terminate_calls() == [[rid], [rid]]  # looked first, then sent again: it was untouched
+    assert not drs.live
+    assert collected.terminated[rid] != older_job["jobID"]
 
 
 async def test_scope_terminator_not_applied_500_looks_then_calls_again() -> None:
