@@ -75,16 +75,7 @@ def page_items(page: dict[str, Any], context: CallContext, key: str = "items") -
     """A page's item list. DRS always sends ``items`` (the service model marks it so, and an empty
     scope answers ``{"items": []}``): a 2xx body without it, or with something else there, is an
     answer we cannot read, never "no instances" (that would delete the scope's records)."""
-    items = page.get(key)
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        raise MalformedResponseError(
-            f"{context.operation} answered without a list of {key}",
-            code="MissingItems",
-            operation=context.operation,
-            account_id=context.account_id,
-            region=context.region,
-        )
-    return items
+    return MalformedResponseError.unless_list_of_maps(page.get(key), context, key)
 
 
 class _Uninitialized(Exception):

@@ -51,16 +51,7 @@ async def describe_ec2_instances(
 def _reservations(page: Mapping[str, Any], context: CallContext) -> list[Mapping[str, Any]]:
     """EC2 always sends ``reservationSet`` (empty when nothing matched); a 2xx answer without it
     is one we cannot read, not "these instances are gone"."""
-    reservations = page.get("Reservations")
-    if not isinstance(reservations, list) or not all(isinstance(r, Mapping) for r in reservations):
-        raise MalformedResponseError(
-            f"{context.operation} answered without a reservation list",
-            code="MissingItems",
-            operation=context.operation,
-            account_id=context.account_id,
-            region=context.region,
-        )
-    return reservations
+    return MalformedResponseError.unless_list_of_maps(page.get("Reservations"), context, "reservations")
 
 
 def _iso(value: Any) -> str | None:

@@ -28,6 +28,17 @@ exceptions are translated into this tree at one place, ``syncengine.retry.classi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class CallPlace(Protocol):
+    """Where a call went (``syncengine.retry.CallContext`` is one; named here so errors import nothing)."""
+
+    operation: str
+    account_id: str
+    region: str
+
 
 class SyncEngineError(Exception):
     """Root of every error the engine raises on purpose."""
@@ -142,6 +153,20 @@ class MalformedResponseError(PermanentAwsError):
     records, so the scope fails instead, and keeps its cache."""
 
     error_code = "AWS_MALFORMED_RESPONSE"
+
+    @classmethod
+    def unless_list_of_maps(cls, value: Any, context: CallPlace, what: str) -> list[Any]:
+        """``value`` when it is a list of objects; else the answer lacks its list (``MissingItems``):
+        one we cannot read, never "nothing there"."""
+        if isinstance(value, list) and all(isinstance(item, Mapping) for item in value):
+            return value
+        raise cls(
+            f"{context.operation} answered without a list of {what}",
+            code="MissingItems",
+            operation=context.operation,
+            account_id=context.account_id,
+            region=context.region,
+        )
 
 
 __all__ = [
