@@ -122,6 +122,12 @@ async def start_fanout(rt: Any) -> SyncReport | None:
     await rt.status.start_fanout_run(run_id, len(scopes), started_iso)
     delayed = await active_execution_scopes(rt)
     enqueued = await _send(rt, settings.work_queue_url, scopes, run_id, delayed)
+    if enqueued.failed:
+        # No worker will count the scopes whose messages were refused: count them failed now, so
+        # the run still finishes (summary written, lease released) when the rest is done.
+        record = await rt.status.count_unsent_fanout_scopes(run_id, enqueued.failed)
+        if record is not None and int(record["finished"]) >= int(record["total"]):
+            await finish_run(rt, record)
     log.info(
         "fanout_started",
         run_id=run_id,

@@ -281,6 +281,26 @@ class StatusStore(Leases):
             raise
         return from_item(response["Attributes"])
 
+    async def count_unsent_fanout_scopes(self, run_id: str, count: int) -> dict[str, Any] | None:
+        """Count ``count`` scopes whose messages could not be enqueued as finished and failed (no
+        worker will ever count them); the record after the count, None if the run was replaced."""
+        try:
+            response = await self.dynamo.call(
+                "update_item",
+                TableName=self.table,
+                Key=to_item({"pk": RUN_PK, "sk": FANOUT_SK}),
+                UpdateExpression="ADD finished :count, scopesFailed :count",
+                # runId: only this run's record; a newer run's must not count our unsent scopes.
+                ConditionExpression="runId = :run",
+                ExpressionAttributeValues={":count": {"N": str(count)}, ":run": {"S": run_id}},
+                ReturnValues="ALL_NEW",
+            )
+        except AwsError as exc:
+            if is_condition_failed(exc):
+                return None
+            raise
+        return from_item(response["Attributes"])
+
     async def fanout_run(self) -> dict[str, Any] | None:
         """The current (or last) fan-out run's record."""
         return await self._run_item(FANOUT_SK)

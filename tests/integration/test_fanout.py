@@ -160,6 +160,25 @@ def test_fanout_run_that_lost_a_message_is_not_healthy(sqs: Any, queue: WorkQueu
     assert status["fanoutRun"]["finished"] == started.scopes_enqueued - 1
 
 
+def test_fanout_scopes_that_could_not_be_enqueued_fail_and_the_run_still_finishes(
+    sqs: Any, queue: WorkQueue, estate: Any
+) -> None:
+    """The queue refuses every message: no worker will count those scopes, so the sweep counts
+    them failed itself, the run finishes (summary written, lease released), never left running."""
+    sim, settings = estate
+    sqs.delete_queue(QueueUrl=queue.url)
+
+    started = asyncio.run(sync_all(settings))
+
+    assert started.status is RunStatus.PARTIAL and started.scopes_enqueued == 0
+    status = asyncio.run(get_sync_status(settings)).to_dict()
+    assert status["status"] == "error"  # the full run failed outright: no scope synced
+    assert status["scopesFailed"] == scope_count(sim)
+    assert status["fanoutRun"]["stale"] is False
+    again = asyncio.run(sync_all(settings))  # the lease was released: no SYNC_IN_PROGRESS
+    assert again.run_id != started.run_id
+
+
 def test_fanout_auto_syncs_in_process_below_the_threshold(estate: Any) -> None:
     sim, settings = estate
     report = asyncio.run(sync_all(settings.with_changes(fanout="auto", fanout_threshold=10_000)))
