@@ -77,11 +77,19 @@ async def sync_scope(
 
 
 async def sync_scope_in_runtime(
-    rt: Runtime, scope: Scope, server_ids: list[str] | None, *, targets: list[AccountTarget]
+    rt: Runtime,
+    scope: Scope,
+    server_ids: list[str] | None,
+    *,
+    targets: list[AccountTarget],
+    record_run: bool = True,
 ) -> SyncReport:
     """``sync_scope`` inside an open runtime, with the targets already read (the refresh
-    function syncs every scope of one batch in one runtime). Same lease, same reconciliation."""
-    request = RunRequest(full=False, account_id=scope.account_id, region=scope.region, server_ids=server_ids)
+    function syncs every scope of one batch in one runtime). Same lease, same reconciliation.
+    ``record_run`` False: not reported as the newest scoped sync (a fan-out slice of a full run)."""
+    request = RunRequest(
+        full=False, account_id=scope.account_id, region=scope.region, server_ids=server_ids, record_run=record_run
+    )
     return await run(rt, request, targets=targets)
 
 

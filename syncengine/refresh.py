@@ -147,7 +147,9 @@ async def _sync(
         log.warning("refresh_scope_not_configured", messages=len(ids))
         await _count_in_fanout_runs(rt, work, None)
         return ScopeRefresh(scope, RefreshStatus.NOT_CONFIGURED, ids, named)
-    report = await sync_scope_in_runtime(rt, scope, server_ids, targets=targets)
+    # Only fan-out messages: a slice of a full run, which its run record reports.
+    fanout_only = len(work.run_messages) == len(ids)
+    report = await sync_scope_in_runtime(rt, scope, server_ids, targets=targets, record_run=not fanout_only)
     status = RefreshStatus.SYNCED if report.status is RunStatus.SUCCESS else RefreshStatus.FAILED
     acknowledged = await _count_in_fanout_runs(rt, work, report)
     return ScopeRefresh(scope, status, ids, named, report=report, acknowledged=acknowledged)

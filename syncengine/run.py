@@ -55,6 +55,9 @@ class RunRequest:
     region: str | None = None
     server_ids: list[str] | None = None
     progress: SyncProgress | None = None
+    # False for a fan-out worker's slice of a full sync: the fan-out run's record reports it, and
+    # as a scoped run it would hide the real newest scoped/wave/event sync (``lastScopedSync``).
+    record_run: bool = True
 
 
 @dataclass
@@ -89,7 +92,7 @@ async def run(rt: Runtime, request: RunRequest, *, targets: list[AccountTarget] 
     finally:
         with shielded_cleanup(rt.settings):
             report = _report(state)
-            await finish_run(rt, report, full=request.full)
+            await finish_run(rt, report, full=request.full, record=request.record_run)
             structlog.contextvars.unbind_contextvars("run_id")
     return report
 
@@ -208,10 +211,12 @@ async def remove_unconfigured_scopes(
         log.error("scope_removal_failed", error_type=exc.error_type, error=str(exc))
 
 
-async def finish_run(rt: Runtime, report: SyncReport, *, full: bool) -> None:
-    """The run's status, the full-sync lease released, its metrics and its summary line."""
+async def finish_run(rt: Runtime, report: SyncReport, *, full: bool, record: bool = True) -> None:
+    """The run's status (unless ``record`` is off), the full-sync lease released, its metrics and
+    its summary line."""
     try:
-        await rt.status.write_run(report, full=full)
+        if record:
+            await rt.status.write_run(report, full=full)
     except AwsError as exc:
         log.error("run_status_write_failed", error=str(exc))
     if full:

@@ -87,6 +87,8 @@ def test_fanout_workers_fill_the_cache_and_the_last_writes_the_summary(sqs: Any,
         "startedAt": started.started_at,
         "stale": False,
     }
+    # The workers' slices of the full run are not scoped syncs: no lastScopedSync appears.
+    assert status["lastScopedSync"] is None
     live = {
         ri["sourceServerID"]
         for a in sim.estate.accounts
