@@ -200,9 +200,20 @@ class StatusStore(Leases):
         finished = report.finished_at or utc_now_iso()
         if not full:
             scoped = {**body, "errors": body["errors"][:100], "lastSyncTime": finished}
-            await self.dynamo.call(
-                "put_item", TableName=self.table, Item=to_item({"pk": RUN_PK, "sk": LAST_SCOPED_SK, **scoped})
-            )
+            try:
+                await self.dynamo.call(
+                    "put_item",
+                    TableName=self.table,
+                    Item=to_item({"pk": RUN_PK, "sk": LAST_SCOPED_SK, **scoped}),
+                    # Two scoped syncs finishing close together may write in either order: the
+                    # newest (ISO times of one format compare as strings) must stay the newest.
+                    ConditionExpression="attribute_not_exists(#t) OR #t <= :t",
+                    ExpressionAttributeNames={"#t": "lastSyncTime"},
+                    ExpressionAttributeValues={":t": {"S": finished}},
+                )
+            except AwsError as exc:
+                if not is_condition_failed(exc):
+                    raise
             return
         record = {
             "status": body["status"],

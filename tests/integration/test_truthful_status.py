@@ -261,6 +261,21 @@ async def test_scoped_sync_leaves_the_full_sync_summary_and_reports_beside_it(dd
     assert first["lastScopedSync"] is None
 
 
+async def test_an_older_scoped_report_written_late_never_replaces_the_newest(ddb, make_simulator) -> None:
+    """Two scoped syncs finishing close together: the one that finished first, written last,
+    does not become lastScopedSync."""
+    sim = make_simulator(accounts=1, regions=("us-east-1",), instances_per_scope=2, seed=32)
+    settings = engine_settings(ddb, sim)
+    await seed(settings, sim.estate)
+    newest = await sync_scope(settings, sim.estate.accounts[0].account_id, "us-east-1")
+    older = dataclasses.replace(newest, run_id="older-run", finished_at="2000-01-01T00:00:00Z")
+
+    async with open_runtime(settings) as rt:
+        await rt.status.write_run(older, full=False)
+
+    assert (await get_sync_status(settings)).to_dict()["lastScopedSync"]["runId"] == newest.run_id
+
+
 async def test_targeted_sync_leaves_the_scope_status_of_the_whole_scope_sync(ddb, make_simulator) -> None:
     """A wave/event sync of one server says nothing of the rest of the scope: the scope keeps the
     status, success time and instance count of its last whole-scope sync, and shows the refresh
