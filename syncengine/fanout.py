@@ -32,6 +32,7 @@ from syncengine.config import SyncSettings
 from syncengine.errors import AwsError
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, ScopeResult, SyncReport, utc_now_iso
+from syncengine.orchestration import scan_execution_activity
 from syncengine.retry import CallContext
 from syncengine.terminate_rules import ACTIVE_STATUSES  # the contract's "still running" statuses
 
@@ -62,7 +63,7 @@ class Enqueued:
 
 async def active_execution_scopes(rt: Any) -> set[Scope]:
     """Account/regions where an execution of the orchestration is running now."""
-    items = await rt.dynamo.scan_all(rt.settings.tables.execution_history)
+    items = await scan_execution_activity(rt.dynamo, rt.settings.tables.execution_history)
     active: set[Scope] = set()
     for item in items:
         if str(item.get("status", "")).upper() not in ACTIVE_STATUSES:

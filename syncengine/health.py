@@ -58,10 +58,15 @@ def summarise_status(
     )
 
 
-def with_fanout_run(status: SyncStatus, record: dict[str, Any] | None) -> SyncStatus:
+def with_fanout_run(
+    status: SyncStatus, record: dict[str, Any] | None, latest_started_at: str | None = None
+) -> SyncStatus:
     """The fan-out run beside the status; one that stopped short of its total (messages lost or
-    stuck) and no longer holds the lease makes a healthy status degraded, never healthy."""
+    stuck) and no longer holds the lease makes a healthy status degraded, never healthy. A
+    fan-out run that a later full run (``latest_started_at``) superseded says nothing any more."""
     if record is None:
+        return status
+    if latest_started_at and latest_started_at > str(record.get("startedAt") or ""):
         return status
     total, finished = int(record.get("total", 0)), int(record.get("finished", 0))
     run = {"runId": record.get("runId"), "scopes": total, "finished": finished, "startedAt": record.get("startedAt")}

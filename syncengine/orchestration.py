@@ -59,6 +59,18 @@ async def scan_execution_history(dynamo: Dynamo, table: str) -> list[dict[str, A
     return await dynamo.scan_all(table, ProjectionExpression=_INDEX_PROJECTION, ExpressionAttributeNames=_INDEX_NAMES)
 
 
+_ACTIVITY_PROJECTION = "#status, #acct, #waves"
+_ACTIVITY_NAMES = {"#status": "status", "#acct": "accountId", "#waves": "waves"}
+
+
+async def scan_execution_activity(dynamo: Dynamo, table: str) -> list[dict[str, Any]]:
+    """Every execution's status, account and waves (which account/regions it runs in): one
+    paginated, projected scan, without the per-server payloads."""
+    return await dynamo.scan_all(
+        table, ProjectionExpression=_ACTIVITY_PROJECTION, ExpressionAttributeNames=_ACTIVITY_NAMES
+    )
+
+
 async def load_execution_items(dynamo: Dynamo, table: str, execution_id: str) -> list[dict[str, Any]]:
     """Every item of an execution (one per plan it ran; normally one): a Query on the key."""
     pages = dynamo.paginate(

@@ -335,7 +335,7 @@ class StatusStore(Leases):
             self.latest_run, self.last_scoped_run, self.full_sync_holder, self.scope_statuses, self.fanout_run
         )
         status = summarise_status(latest, holder is not None, scopes, stale_after=self.stale_after, last_scoped=scoped)
-        return with_fanout_run(status, fanout)
+        return with_fanout_run(status, fanout, latest_started_at=(latest or {}).get("startedAt"))
 
 
 def _whole_scope_outcome(

@@ -79,3 +79,17 @@ def test_fanout_unfinished_run_is_never_healthy(health: HealthStatus, finished: 
     status = with_fanout_run(SyncStatus(status=health), record)
     assert status.status is expected
     assert status.to_dict()["fanoutRun"]["finished"] == finished
+
+
+def test_fanout_unfinished_run_superseded_by_a_later_full_run_says_nothing() -> None:
+    """Fan-out turned off after a run that lost a message: the later in-process full run decides."""
+    record = {"runId": RUN, "total": 4, "finished": 3, "startedAt": "2026-01-01T00:00:00Z"}
+    status = with_fanout_run(SyncStatus(status=HealthStatus.HEALTHY), record, latest_started_at="2026-01-01T00:05:00Z")
+    assert status.status is HealthStatus.HEALTHY
+    assert "fanoutRun" not in status.to_dict()
+
+
+def test_fanout_run_is_judged_when_it_is_the_latest_full_run() -> None:
+    record = {"runId": RUN, "total": 4, "finished": 3, "startedAt": "2026-01-01T00:00:00Z"}
+    status = with_fanout_run(SyncStatus(status=HealthStatus.HEALTHY), record, latest_started_at="2026-01-01T00:00:00Z")
+    assert status.status is HealthStatus.DEGRADED
