@@ -263,7 +263,7 @@ def existing_instances_body(
 async def confirmed_records(
     rt: Runtime, records: Sequence[Mapping[str, Any]], scopes: Iterable[Scope]
 ) -> tuple[list[dict[str, Any]], dict[Scope, str]]:
-    """The records with ``lastSyncTime`` meaning "last confirmed" (``store.confirmed_sync_time``),
+    """The records with ``lastSyncTime`` meaning "last confirmed" (``records.confirmed_sync_time``),
     and when each scope (of ``scopes`` and of the records) was last reconciled."""
     record_scopes = [Scope(str(r.get("accountId", "")), str(r.get("region", ""))) for r in records]
     reconciled = await rt.status.scope_reconciled_times([*scopes, *record_scopes])

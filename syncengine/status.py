@@ -356,7 +356,7 @@ def _whole_scope_outcome(
         sets += ["#success = :success", "#count = :count"]
         removes += ["#err", "#errtype"]
         if result.reconciled:
-            # What confirms a cached record (see store.confirmed_sync_time): targeted syncs
+            # What confirms a cached record (see records.confirmed_sync_time): targeted syncs
             # succeed too, but they confirm only the servers they were asked about.
             names["#reconciled"] = RECONCILED_ATTRIBUTE
             sets.append("#reconciled = :success")
