@@ -233,6 +233,10 @@ class Termination:
         self.outcome = TerminationOutcome()
         self.execution_updated = True
         self.cache_deleted = 0
+        # Groups (accounts/regions) finish concurrently but write the same execution items: one
+        # job at a time, so no two read-modify-writes of one item race (DynamoDB serialises them;
+        # moto's server does not) and each job is on the item before the next is appended.
+        self.recording = anyio.Lock()
 
     def report_for(self, scope: Scope) -> GroupReport:
         async def accepted(records: Sequence[Mapping[str, Any]], job: Job | None) -> None:
@@ -243,8 +247,9 @@ class Termination:
             self.outcome.terminated.extend(entries)
             if job is not None and job.job_id:
                 self.outcome.jobs.append(job)
-                if not await record_job(self.rt, self.executions, job, self.options.requested_by):
-                    self.execution_updated = False
+                async with self.recording:
+                    recorded = await record_job(self.rt, self.executions, job, self.options.requested_by)
+                self.execution_updated &= recorded
             self.cache_deleted += await forget_terminated(self.rt, entries)
 
         def rejected(records: Sequence[Mapping[str, Any]], exc: AwsError) -> None:
