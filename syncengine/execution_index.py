@@ -1,19 +1,16 @@
 """Our index of the orchestration's execution history (the ``execution-index`` table): every read
-and write of it (docs/EXECUTION-INDEX.md).
+and write of it (docs/EXECUTION-INDEX.md; ``syncengine.execution_sync`` decides when).
 
 The history (``execution-history``) belongs to the orchestration and can only be scanned whole or
 read by execution id. This table holds, persisted, the three maps of ``ExecutionIndex``: one item
 per launch job (``job#<jobId>``), per recovery instance (``ri#<id>``) and per source server and
 region (``srv#<serverId>#<region>``), each naming the most recent execution (by ``startTime``,
-ties by ``executionId``) that lists it; and ``meta#state``, the index's own state.
+ties by ``executionId``) that lists it; markers for jobs no execution named when first seen
+(``job#<jobId>`` with ``firstSeen`` and no execution); and ``meta#state``, the index's own state.
 
-- A sync reads, per scope, only the keys of the recovery instances DRS reported
-  (``StoredExecutions.for_instances``): its cost follows the estate, never the history.
-- Wave completion and terminate refresh their execution by key (``refresh``: a Query of the
-  history on its partition key, then conditional puts).
-- At most once per ``EXECUTION_INDEX_REBUILD_SECONDS`` a sync, after its scopes, claims and runs
-  a full rebuild (the only Scan of the history). The very first sync (no index yet) scans before
-  its scopes, as every sync did before this table, and writes the index after them.
+Reads: a scope's keys (``lookup``), the state. Writes: a refresh by execution id (a Query of the
+history on its partition key, then conditional puts), unknown-job markers, and the full rebuild
+(the only Scan of the history), claimed by a conditional update.
 
 Every write of a key keeps "most recent wins": refreshes use a conditional put; a rebuild writes
 in batches only keys absent or older when it read them, then replays every refresh logged since
@@ -29,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncengine.concurrency import run_concurrently
-from syncengine.config import SyncSettings
 from syncengine.dynamo import (
     BATCH_GET_MAX,
     BATCH_WRITE_MAX,
@@ -44,10 +40,11 @@ from syncengine.execution_index_items import (
     entries,
     entry_item,
     entry_ref,
-    fallback_keys,
+    first_keys,
     index_of,
     job_key,
     order,
+    second_keys,
 )
 from syncengine.executions import ExecutionIndex, ExecutionRef
 from syncengine.logging import get_logger
@@ -56,6 +53,7 @@ from syncengine.orchestration import load_execution_items, scan_execution_histor
 log = get_logger(__name__)
 
 STATE_KEY = "meta#state"
+FIRST_SEEN = "firstSeen"
 # A refresh logged up to this long before a rebuild's claim is replayed after the rebuild's writes:
 # a refresh lives inside one Lambda invocation (at most 900 s).
 REPLAY_MARGIN_SECONDS = 900.0
@@ -63,8 +61,21 @@ REPLAY_MARGIN_SECONDS = 900.0
 # this long.
 CLAIM_SECONDS = 900.0
 
-_NEWER_CONDITION = "attribute_not_exists(#key) OR #start < :start OR (#start = :start AND #eid < :eid)"
+# An unknown-job marker (no executionId) is older than any execution.
+_NEWER_CONDITION = (
+    "attribute_not_exists(#key) OR attribute_not_exists(#eid) OR #start < :start OR (#start = :start AND #eid < :eid)"
+)
 _NEWER_NAMES = {"#key": KEY, "#start": "startTime", "#eid": "executionId"}
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What a scope read: the index of its keys; the job keys of its recovery instances that
+    the table has no item for (``unknown``); the unknown-job markers read (key -> first seen)."""
+
+    index: ExecutionIndex
+    unknown: list[str]
+    markers: dict[str, float]
 
 
 @dataclass
@@ -88,35 +99,37 @@ class ExecutionIndexTable:
     # -- reads -------------------------------------------------------------------------------------
 
     async def get(self, keys: Iterable[str]) -> dict[str, ExecutionRef]:
-        """The entries of these keys (BatchGetItem, 100 keys a call); absent keys are absent."""
+        """The entries of these keys that name an execution (absent keys and markers absent)."""
+        return (await self.read(keys))[0]
+
+    async def read(self, keys: Iterable[str]) -> tuple[dict[str, ExecutionRef], dict[str, float]]:
+        """The items of these keys (BatchGetItem, 100 keys a call): the entries that name an
+        execution, and the unknown-job markers (key -> when the job was first seen unknown)."""
         unique = list(dict.fromkeys(keys))
         found: dict[str, ExecutionRef] = {}
+        markers: dict[str, float] = {}
 
         async def fetch(batch: list[str]) -> None:
             for item in await self.dynamo.batch_get(self.table, [{KEY: {"S": key}} for key in batch]):
-                found[str(item[KEY])] = entry_ref(item)
+                if item.get("executionId"):
+                    found[str(item[KEY])] = entry_ref(item)
+                else:
+                    markers[str(item[KEY])] = float(item.get(FIRST_SEEN) or 0)
 
         await run_concurrently(functools.partial(fetch, batch) for batch in chunked(unique, BATCH_GET_MAX))
-        return found
+        return found, markers
 
-    async def lookup(self, region: str, recovery_instances: Sequence[Mapping[str, Any]]) -> ExecutionIndex:
+    async def lookup(self, region: str, recovery_instances: Sequence[Mapping[str, Any]]) -> Lookup:
         """The part of the index that resolves these recovery instances of ``region`` exactly as
         the whole index would: their job keys first; the recovery-instance and server keys only
-        for those whose job the index does not know (at most two rounds of BatchGetItem)."""
-        first: list[str] = []
-        for ri in recovery_instances:
-            job = ri.get("jobID")
-            first.extend([job_key(str(job))] if job else fallback_keys(ri, region))
-        found = await self.get(first)
-        second = [
-            key
-            for ri in recovery_instances
-            if ri.get("jobID") and job_key(str(ri["jobID"])) not in found
-            for key in fallback_keys(ri, region)
-        ]
+        for those whose job names no execution (at most two rounds of BatchGetItem)."""
+        found, markers = await self.read(first_keys(region, recovery_instances))
+        second = second_keys(region, recovery_instances, found)
         if second:
-            found.update(await self.get(second))
-        return index_of(found)
+            found.update((await self.read(second))[0])
+        jobs = {job_key(str(ri["jobID"])) for ri in recovery_instances if ri.get("jobID")}
+        unknown = sorted(jobs - set(found) - set(markers))
+        return Lookup(index_of(found), unknown, markers)
 
     async def state(self) -> dict[str, Any] | None:
         """The ``meta#state`` item (strongly consistent), None before the first rebuild or refresh."""
@@ -156,10 +169,22 @@ class ExecutionIndexTable:
         await run_concurrently(functools.partial(put, key, ref) for key, ref in found.items())
         return written
 
+    async def mark_unknown(self, keys: Sequence[str], now: float) -> None:
+        """Markers for job keys no execution named when first seen (``firstSeen``), so the same
+        unknown job asks for at most one rebuild. Batched: a positive entry a racing writer put
+        meanwhile may be overwritten, which the next rebuild repairs (a marker is older than any
+        execution), the index never naming a wrong execution meanwhile."""
+        markers = [{"PutRequest": {"Item": {KEY: {"S": key}, FIRST_SEEN: {"N": str(now)}}}} for key in keys]
+        for batch in chunked(markers, BATCH_WRITE_MAX):
+            await self.dynamo.batch_write(self.table, batch)
+
     async def refresh(self, execution_id: str, items: Sequence[Mapping[str, Any]] | None = None) -> int:
         """Bring the index up to date with one execution: its items (``items`` when the caller
-        read them already, else a Query of the history on its key). Logged first in the state
-        item, so a rebuild running meanwhile replays it. Returns the keys written."""
+        read them already, else a Query of the history on its key; ``ExecutionNotFoundError``
+        when it has none). Logged in the state item before any put, so a rebuild running
+        meanwhile replays it. Returns the keys written."""
+        if items is None:
+            items = await load_execution_items(self.dynamo, self.history_table, execution_id)
         await self._log_refresh(execution_id)
         return await self._apply(execution_id, items)
 
@@ -180,20 +205,22 @@ class ExecutionIndexTable:
 
     # -- rebuild -----------------------------------------------------------------------------------
 
-    async def claim_rebuild(self, now: float, every_seconds: float) -> bool:
-        """Claim the rebuild if none ran for ``every_seconds`` and no other is running: one
-        conditional update, so two syncs never both rebuild."""
+    async def claim_rebuild(self, now: float, every_seconds: float, *, early: bool = False) -> bool:
+        """Claim the rebuild if none ran for ``every_seconds`` (an ``early`` one: if no early one
+        ran for that long) and no other is running: one conditional update, so two syncs never
+        both rebuild."""
+        last = "lastEarlyRebuildTime" if early else "lastRebuildTime"
         try:
             await self.dynamo.call(
                 "update_item",
                 TableName=self.table,
                 Key={KEY: {"S": STATE_KEY}},
-                UpdateExpression="SET #claimed = :now",
+                UpdateExpression="SET #claimed = :now" + (", #last = :now" if early else ""),
                 ConditionExpression=(
-                    "(attribute_not_exists(#built) OR #built <= :due) "
+                    "(attribute_not_exists(#last) OR #last <= :due) "
                     "AND (attribute_not_exists(#claimed) OR #claimed <= :stale)"
                 ),
-                ExpressionAttributeNames={"#claimed": "rebuildClaimedAt", "#built": "lastRebuildTime"},
+                ExpressionAttributeNames={"#claimed": "rebuildClaimedAt", "#last": last},
                 ExpressionAttributeValues={
                     ":now": {"N": str(now)},
                     ":due": {"N": str(now - every_seconds)},
@@ -266,7 +293,7 @@ class ExecutionIndexTable:
         async def replay(execution_id: str) -> None:
             try:
                 await self._apply(execution_id)
-            except AwsError as exc:  # e.g. the execution was deleted since: nothing to keep
+            except (AwsError, ExecutionNotFoundError) as exc:  # deleted since: nothing to keep
                 log.warning("execution_index_replay_failed", execution_id=execution_id, error=str(exc))
 
         await run_concurrently(functools.partial(replay, eid) for eid in sorted(recent))
@@ -290,83 +317,6 @@ class ExecutionIndexTable:
             ExpressionAttributeNames={"#built": "lastRebuildTime", "#keys": "keys", "#claimed": "rebuildClaimedAt"},
             ExpressionAttributeValues={":claimed": {"N": str(claimed_at)}, ":keys": {"N": str(report.keys)}},
         )
-
-
-# -- a sync's use of the index ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoredExecutions:
-    """A sync's execution source when the index exists: each scope reads the keys of its own
-    recovery instances (picklable by its table names, for shard worker processes)."""
-
-    table: str
-    history_table: str
-
-    async def for_instances(
-        self, dynamo: Dynamo, region: str, recovery_instances: Sequence[Mapping[str, Any]]
-    ) -> ExecutionIndex:
-        return await ExecutionIndexTable(dynamo, self.table, self.history_table).lookup(region, recovery_instances)
-
-
-@dataclass(frozen=True)
-class SyncExecutions:
-    """What a run attributes with (``source``), and, on the first sync ever (no index yet), the
-    in-memory index of the Scan it made instead (``scanned``), which its rebuild writes out."""
-
-    source: StoredExecutions | ExecutionIndex
-    scanned: ExecutionIndex | None = None
-
-
-def index_table(dynamo: Dynamo, settings: SyncSettings) -> ExecutionIndexTable:
-    return ExecutionIndexTable(dynamo, settings.tables.execution_index, settings.tables.execution_history)
-
-
-async def open_for_sync(dynamo: Dynamo, settings: SyncSettings) -> SyncExecutions:
-    """Before a run's scopes: the stored index once it was ever built (one GetItem); otherwise
-    (the first sync, or an index table that cannot be read) one Scan of the history, as every sync
-    did before the index existed, so no record is written without its attribution."""
-    table = index_table(dynamo, settings)
-    try:
-        state = await table.state()
-    except AwsError as exc:
-        log.warning("execution_index_unreadable", error_type=exc.error_type, error=str(exc))
-        state = None
-    if state and state.get("lastRebuildTime") is not None:
-        return SyncExecutions(StoredExecutions(table.table, table.history_table))
-    index = ExecutionIndex.from_items(await scan_execution_history(dynamo, settings.tables.execution_history))
-    return SyncExecutions(index, scanned=index)
-
-
-async def rebuild_if_due(dynamo: Dynamo, settings: SyncSettings, executions: SyncExecutions) -> RebuildReport | None:
-    """After a run's scopes: the rebuild, if this run claims it (none for
-    ``execution_index_rebuild_seconds``, none running). Never raises an AWS error: a failed
-    rebuild is logged, its claim released, and the next sync tries again."""
-    table = index_table(dynamo, settings)
-    claimed_at = time.time()
-    try:
-        if not await table.claim_rebuild(claimed_at, settings.execution_index_rebuild_seconds):
-            return None
-        report = await table.rebuild(claimed_at, executions.scanned)
-    except AwsError as exc:
-        log.error("execution_index_rebuild_failed", error_type=exc.error_type, error=str(exc))
-        try:
-            await table.release_claim(claimed_at)
-        except AwsError as release_error:
-            log.warning("execution_index_claim_release_failed", error=str(release_error))
-        return None
-    log.info("execution_index_rebuilt", **vars(report))
-    return report
-
-
-async def refresh_quietly(dynamo: Dynamo, settings: SyncSettings, execution_id: str, items: Any = None) -> None:
-    """``refresh`` for callers whose own work must not fail on it (wave sync, terminate)."""
-    try:
-        written = await index_table(dynamo, settings).refresh(execution_id, items)
-    except (AwsError, ExecutionNotFoundError) as exc:
-        log.warning("execution_index_refresh_failed", execution_id=execution_id, error=str(exc))
-        return
-    log.debug("execution_index_refreshed", execution_id=execution_id, written=written)
 
 
 def _as_float(value: str) -> float:

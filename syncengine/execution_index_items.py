@@ -7,7 +7,7 @@ names one execution (``executionId``, ``planName``, ``startTime``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 from syncengine.dynamo import to_item
@@ -70,3 +70,24 @@ def fallback_keys(recovery_instance: Mapping[str, Any], region: str) -> list[str
     server_id = recovery_instance.get("sourceServerID")
     keys = [recovery_instance_key(str(recovery_instance_id))] if recovery_instance_id else []
     return [*keys, server_key(str(server_id), region)] if server_id else keys
+
+
+def first_keys(region: str, recovery_instances: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What a scope reads first: the job key of each recovery instance that names its job; the
+    keys of rules 2 and 3 of those that name none."""
+    keys: list[str] = []
+    for ri in recovery_instances:
+        job = ri.get("jobID")
+        keys.extend([job_key(str(job))] if job else fallback_keys(ri, region))
+    return keys
+
+
+def second_keys(region: str, recovery_instances: Sequence[Mapping[str, Any]], found: Container[str]) -> list[str]:
+    """What a scope reads next: the keys of rules 2 and 3 of the recovery instances whose job
+    the index does not know (``found``: the keys the first read returned)."""
+    return [
+        key
+        for ri in recovery_instances
+        if ri.get("jobID") and job_key(str(ri["jobID"])) not in found
+        for key in fallback_keys(ri, region)
+    ]

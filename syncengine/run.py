@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from syncengine import metrics as m
 from syncengine.accounts import load_targets, plan_scopes
 from syncengine.errors import AwsError, InvalidRequestError, SyncInProgressError
-from syncengine.execution_index import open_for_sync, rebuild_if_due
+from syncengine.execution_sync import open_for_sync, rebuild_if_due
 from syncengine.executions import ExecutionSource
 from syncengine.logging import get_logger, structlog
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult, SyncReport, utc_now_iso

@@ -26,7 +26,7 @@ from syncengine import metrics as m
 from syncengine.accounts import targets_by_id
 from syncengine.config import SyncSettings
 from syncengine.errors import AwsError, InvalidRequestError
-from syncengine.execution_index import refresh_quietly
+from syncengine.execution_sync import refresh_quietly
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope, utc_now_iso
 from syncengine.orchestration import load_execution_items, record_terminate_job

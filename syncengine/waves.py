@@ -19,7 +19,7 @@ from syncengine.accounts import SOURCE_SERVER_ID_PATTERN
 from syncengine.config import SyncSettings
 from syncengine.engine import sync_scope
 from syncengine.errors import ExecutionNotFoundError, InvalidRequestError
-from syncengine.execution_index import refresh_quietly
+from syncengine.execution_sync import refresh_quietly
 from syncengine.logging import get_logger
 from syncengine.models import Scope, SyncReport
 from syncengine.orchestration import load_execution_items, load_groups
