@@ -3,7 +3,7 @@ owns the table; docs/EXECUTION-INDEX.md).
 
 - ``open_for_sync``, before a run's scopes: the stored index (each scope then reads its own keys,
   ``StoredExecutions``); or, before the index was ever built, one Scan of the history as every
-  sync did before the index (the in-memory ``ExecutionIndex``), which the run's rebuild writes out.
+  sync did before the index (``ScannedExecutions``), which the run's rebuild writes out.
 - ``StoredExecutions.for_instances``, per scope: the scope's keys; a job the index has no item for
   is marked, and asks for an early rebuild (at most one per ``EARLY_REBUILD_SECONDS`` for all
   syncs), run before the scope's records are built, so an execution the orchestration recorded
@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from syncengine.config import SyncSettings
 from syncengine.dynamo import Dynamo
 from syncengine.errors import AwsError, ExecutionNotFoundError
 from syncengine.execution_index import ExecutionIndexTable, Lookup, RebuildReport
+from syncengine.execution_index_items import job_key
 from syncengine.executions import ExecutionIndex
 from syncengine.logging import get_logger
 from syncengine.orchestration import scan_execution_history
@@ -70,13 +71,32 @@ class StoredExecutions:
         return bool(found.unknown) or any(first >= self.rebuilt_at for first in found.markers.values())
 
 
+@dataclass
+class ScannedExecutions:
+    """The first sync's source (no index yet): the in-memory index of the Scan it made before its
+    scopes. The jobs its scopes meet that no execution names are noted (in this process; a shard
+    worker's are lost, and asked about again by the next sync), so its rebuild marks them settled
+    and the next sync asks for no early rebuild for them."""
+
+    index: ExecutionIndex
+    scanned_at: float
+    unknown: set[str] = field(default_factory=set)
+
+    async def for_instances(
+        self, dynamo: Dynamo, region: str, recovery_instances: Sequence[Mapping[str, Any]]
+    ) -> ExecutionIndex:
+        jobs = {str(ri["jobID"]) for ri in recovery_instances if ri.get("jobID")}
+        self.unknown.update(job_key(job) for job in jobs if job not in self.index.by_job)
+        return self.index
+
+
 @dataclass(frozen=True)
 class SyncExecutions:
     """What a run attributes with (``source``), and, on the first sync ever (no index yet), the
-    in-memory index of the Scan it made instead (``scanned``), which its rebuild writes out."""
+    Scan it made instead (``scanned``), which its rebuild writes out."""
 
-    source: StoredExecutions | ExecutionIndex
-    scanned: ExecutionIndex | None = None
+    source: StoredExecutions | ScannedExecutions
+    scanned: ScannedExecutions | None = None
 
 
 def index_table(dynamo: Dynamo, settings: SyncSettings) -> ExecutionIndexTable:
@@ -95,8 +115,10 @@ async def open_for_sync(dynamo: Dynamo, settings: SyncSettings) -> SyncExecution
         state = None
     if state and state.get("lastRebuildTime") is not None:
         return SyncExecutions(StoredExecutions(table.table, table.history_table, float(state["lastRebuildTime"])))
-    index = ExecutionIndex.from_items(await scan_execution_history(dynamo, settings.tables.execution_history))
-    return SyncExecutions(index, scanned=index)
+    scanned_at = time.time()
+    history = await scan_execution_history(dynamo, settings.tables.execution_history)
+    scanned = ScannedExecutions(ExecutionIndex.from_items(history), scanned_at)
+    return SyncExecutions(scanned, scanned=scanned)
 
 
 async def rebuild_if_due(dynamo: Dynamo, settings: SyncSettings, executions: SyncExecutions) -> RebuildReport | None:
@@ -114,11 +136,14 @@ async def rebuild_if_due(dynamo: Dynamo, settings: SyncSettings, executions: Syn
 
 
 async def _rebuild(
-    table: ExecutionIndexTable, claimed_at: float, scanned: ExecutionIndex | None, *, early: bool = False
+    table: ExecutionIndexTable, claimed_at: float, scanned: ScannedExecutions | None, *, early: bool = False
 ) -> RebuildReport | None:
     """A claimed rebuild; on failure logged, its claim released (the next sync tries again)."""
     try:
-        report = await table.rebuild(claimed_at, scanned)
+        if scanned is not None and scanned.unknown:
+            # Seen unknown by a Scan older than this claim: settled markers.
+            await table.mark_unknown(sorted(scanned.unknown), scanned.scanned_at)
+        report = await table.rebuild(claimed_at, None if scanned is None else scanned.index)
     except AwsError as exc:
         log.error("execution_index_rebuild_failed", error_type=exc.error_type, error=str(exc), early=early)
         try:

@@ -60,13 +60,12 @@ async def test_execution_index_conditional_put_keeps_the_most_recent_under_any_o
 
 
 async def test_execution_index_steady_sync_reads_no_history_item(ddb: Any, make_simulator: Any) -> None:
-    """Once the index exists and its unknown jobs are settled (the second sync: one early
-    rebuild), a sync needs the history table not at all: with it gone, the next sync succeeds,
-    writes nothing, keeps every attribution and claims no rebuild (a Scan would have failed)."""
+    """Once the first sync built the index (and marked the jobs no execution names), a sync
+    needs the history table not at all: with it gone, the next sync succeeds, writes nothing,
+    keeps every attribution and claims no rebuild (a Scan would have failed)."""
     sim = make_simulator(accounts=2, regions=(REGION,), instances_per_scope=12, seed=7)
     settings = engine_settings(ddb, sim)
     await seed(settings, sim.estate)
-    await sync_all(settings)
     await sync_all(settings)
     before = await cache_items(settings)
     state = await _state(settings)
