@@ -1,6 +1,7 @@
 """The execution index on real DynamoDB servers (moto and dynalite): conditional "most recent
 wins" puts, a steady sync that reads no history, a wave that attributes by job without a rebuild,
-a rebuild that keeps a racing refresh's newer entry, and a failed rebuild that fails no scope."""
+a rebuild that keeps a racing refresh's newer entry, a failed rebuild that fails no scope, and a
+missing entry that makes terminate skip (never end a wrong instance)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from syncengine.execution_index_items import entry_item, job_key, server_key
 from syncengine.execution_sync import index_table
 from syncengine.executions import ExecutionIndex, ExecutionRef
 from syncengine.models import RunStatus
+from syncengine.terminate import terminate_execution_instances
 from syncengine.waves import sync_wave
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 from tests.integration.test_handlers_support import execution_item
@@ -148,3 +150,32 @@ async def test_execution_index_failed_rebuild_fails_no_scope(ddb: Any, make_simu
     state = await _state(settings)
     assert "rebuildClaimedAt" not in state  # released: the next sync tries again
     assert state.get("indexKey") == STATE_KEY
+
+
+async def test_execution_index_missing_entry_makes_terminate_skip_and_refreshes_it(
+    ddb: Any, make_simulator: Any
+) -> None:
+    """An execution the index does not know yet (recorded after the index was built, no wave
+    event): its instances carry no attribution to it, so terminate finds nothing to end (the safe
+    direction), and refreshes the index from the items it read by key; the next sync attributes
+    them by job and terminate then ends exactly them."""
+    sim = make_simulator(accounts=1, regions=(REGION,), instances_per_scope=8, seed=5, drill_fraction=1.0)
+    settings = engine_settings(ddb, sim)
+    await seed(settings, sim.estate, executions=[])
+    await sync_all(settings)
+    account = sim.estate.accounts[0].account_id
+    job = next(
+        {**j, "accountId": account, "region": REGION}
+        for j in sim.estate.jobs(account, REGION)
+        if j.get("type") == "LAUNCH"
+    )
+    launched = {p["recoveryInstanceID"] for p in job["participatingServers"]}
+    await put_raw(settings, settings.tables.execution_history, [execution_item("exec-late", "plan-l", [job])])
+
+    skipped = await terminate_execution_instances(settings, "exec-late")
+
+    assert skipped["totalTerminated"] == 0
+    assert all(sim.estate.recovery_instance(ri) is not None for ri in launched)
+    await sync_all(settings)
+    ended = await terminate_execution_instances(settings, "exec-late")
+    assert {t["recoveryInstanceId"] for t in ended["terminated"]} == launched

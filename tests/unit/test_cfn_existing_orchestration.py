@@ -60,9 +60,7 @@ OWN_TABLES = {"RecoveryInstancesCacheTable", "RecoveryInstanceSyncStatusTable", 
 def test_cfn_existing_tables_standalone_creates_all_seven() -> None:
     resources, outputs = _database({})
     tables = {k for k, v in resources.items() if v["Type"] == "AWS::DynamoDB::Table"}
-    assert tables == OWN_TABLES | {
-        f"{table}Table" for table in ORCHESTRATION_TABLES
-    }
+    assert tables == OWN_TABLES | {f"{table}Table" for table in ORCHESTRATION_TABLES}
     assert outputs["TargetAccountsTableName"] == "<Ref TargetAccountsTable>"
     assert outputs["TargetAccountsTableArn"] == "<GetAtt TargetAccountsTable.Arn>"
 
