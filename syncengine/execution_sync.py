@@ -43,7 +43,7 @@ class StoredExecutions:
 
     table: str
     history_table: str
-    # lastRebuildTime when the run opened the index: a marker older than it is settled (a
+    # lastRebuildTime when the run opened the index: a marker not newer than it is settled (a
     # rebuild since looked for the job and did not find it).
     rebuilt_at: float
 
@@ -68,7 +68,8 @@ class StoredExecutions:
         return (await table.lookup(region, recovery_instances)).index
 
     def _asks_for_rebuild(self, found: Lookup) -> bool:
-        return bool(found.unknown) or any(first >= self.rebuilt_at for first in found.markers.values())
+        # A marker written before a rebuild's claim was covered by its Scan (which follows the claim).
+        return bool(found.unknown) or any(first > self.rebuilt_at for first in found.markers.values())
 
 
 @dataclass

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncengine.dynamo import from_item
+from syncengine.execution_index import Lookup
 from syncengine.execution_index_items import (
     entries,
     entry_item,
@@ -18,6 +20,7 @@ from syncengine.execution_index_items import (
     order,
     second_keys,
 )
+from syncengine.execution_sync import StoredExecutions
 from syncengine.executions import ExecutionIndex, ExecutionRef
 
 REGIONS = ("us-east-1", "eu-west-1")
@@ -124,3 +127,21 @@ def test_execution_index_items_order_is_start_time_then_execution_id() -> None:
 
     assert max(refs, key=order).execution_id == "exec-a"
     assert sorted(refs, key=order)[:2] == [refs[0], refs[2]]
+
+
+@pytest.mark.parametrize(
+    ("unknown", "first_seen", "asks"),
+    [
+        pytest.param(["job#drsjob-1"], [], True, id="a-job-with-no-item"),
+        pytest.param([], [99.0, 100.0], False, id="markers-covered-by-the-last-rebuild"),
+        pytest.param([], [100.5], True, id="a-marker-newer-than-the-last-rebuild"),
+        pytest.param([], [], False, id="nothing-unknown"),
+    ],
+)
+def test_execution_index_stored_source_asks_for_a_rebuild_only_for_news(
+    unknown: list[str], first_seen: list[float], asks: bool
+) -> None:
+    source = StoredExecutions("index", "history", rebuilt_at=100.0)
+    markers = {f"job#drsjob-m{n}": first for n, first in enumerate(first_seen)}
+
+    assert source._asks_for_rebuild(Lookup(ExecutionIndex(), unknown, markers)) is asks
