@@ -41,6 +41,14 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "terminate": ("instances", "engine_s", "drs_describe_calls"),
     "events": ("events", "p50_ms", "p99_ms", "drs_calls_per_event"),
     "fanout": ("scopes", "lower_bound_s", "workers"),
+    "history_cost": (
+        "history_items",
+        "sync_read_units",
+        "sync_read_units_ratio",
+        "sync_history_read_units",
+        "sync_index_calls",
+        "rebuild_history_read_units",
+    ),
     "origin": ("instances", "engine_s", "original_s"),
     "machine": (),
 }
@@ -143,6 +151,13 @@ GOALS: tuple[Goal, ...] = (
         "<= 1.5x",
         lambda r: r["workers"]["8"] <= 1.5 * r["lower_bound_s"],
         lambda r: f"{_ratio(r['workers']['8'], r['lower_bound_s']):.2f}x",
+    ),
+    Goal(
+        "history_cost",
+        "sync reads, history 10x",
+        "<= 1.1x",
+        lambda r: r["sync_read_units_ratio"] is not None and r["sync_read_units_ratio"] <= 1.1,
+        lambda r: f"{r['sync_read_units_ratio']}x ({r['sync_read_units'][0]} -> {r['sync_read_units'][1]} RCU)",
     ),
     Goal("terminate", "100 instances", "< 10 s", lambda r: r["engine_s"] < 10, lambda r: f"{r['engine_s']:.2f} s"),
     Goal(

@@ -28,7 +28,19 @@ RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 
 # Scenario name -> module under benchmarks.scenarios; in running order. large also writes
 # steady_state; scaling reuses large's point, so it runs after it.
-ORDER = ("large", "scaling", "profile", "latency_bound", "read", "cold_read", "terminate", "events", "fanout", "origin")
+ORDER = (
+    "large",
+    "scaling",
+    "profile",
+    "latency_bound",
+    "read",
+    "cold_read",
+    "terminate",
+    "events",
+    "fanout",
+    "history_cost",
+    "origin",
+)
 ALIASES = {"steady_state": "large"}
 # Document sections each scenario writes (a broken scenario marks all of them broken).
 SECTIONS = {"large": ("large", "steady_state")}

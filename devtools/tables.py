@@ -44,6 +44,7 @@ LOGICAL_ID_TO_FIELD: Mapping[str, str] = {
     "ExecutionHistoryTable": "execution_history",
     "RecoveryPlansTable": "recovery_plans",
     "ProtectionGroupsTable": "protection_groups",
+    "ExecutionIndexTable": "execution_index",
 }
 
 # Real DynamoDB takes seconds to minutes to create a table; local backends are ACTIVE at once.

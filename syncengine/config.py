@@ -21,6 +21,7 @@ ENV_TARGET_ACCOUNTS_TABLE = "TARGET_ACCOUNTS_TABLE"
 ENV_EXECUTION_HISTORY_TABLE = "EXECUTION_HISTORY_TABLE"
 ENV_RECOVERY_PLANS_TABLE = "RECOVERY_PLANS_TABLE"
 ENV_PROTECTION_GROUPS_TABLE = "PROTECTION_GROUPS_TABLE"
+ENV_EXECUTION_INDEX_TABLE = "EXECUTION_INDEX_TABLE"
 
 # Tunables.
 ENV_PROJECT_NAME = "PROJECT_NAME"
@@ -40,6 +41,7 @@ ENV_GC_TUNING = "SYNC_GC_TUNING"
 ENV_FANOUT = "SYNC_FANOUT"
 ENV_FANOUT_THRESHOLD = "SYNC_FANOUT_THRESHOLD"
 ENV_WORK_QUEUE_URL = "SYNC_WORK_QUEUE_URL"
+ENV_EXECUTION_INDEX_REBUILD_SECONDS = "EXECUTION_INDEX_REBUILD_SECONDS"
 ENV_HOME_REGION = "AWS_REGION"
 ENV_HOME_REGION_FALLBACK = "AWS_DEFAULT_REGION"
 
@@ -50,6 +52,7 @@ ALL_ENV_VARS = (
     ENV_EXECUTION_HISTORY_TABLE,
     ENV_RECOVERY_PLANS_TABLE,
     ENV_PROTECTION_GROUPS_TABLE,
+    ENV_EXECUTION_INDEX_TABLE,
     ENV_PROJECT_NAME,
     ENV_ENVIRONMENT,
     ENV_SYNC_REGIONS,
@@ -67,6 +70,7 @@ ALL_ENV_VARS = (
     ENV_FANOUT,
     ENV_FANOUT_THRESHOLD,
     ENV_WORK_QUEUE_URL,
+    ENV_EXECUTION_INDEX_REBUILD_SECONDS,
 )
 """The variables the code reads (besides AWS SDK ones); CloudFormation must set the table ones."""
 
@@ -88,6 +92,9 @@ DEFAULT_MAX_ATTEMPTS = 8
 FANOUT_MODES = ("off", "on", "auto")
 DEFAULT_FANOUT = "off"
 DEFAULT_FANOUT_THRESHOLD = 500
+# The execution index (syncengine.execution_index) is rebuilt from a full Scan of the execution
+# history at most this often; between rebuilds it is refreshed by key (wave events, terminate).
+DEFAULT_EXECUTION_INDEX_REBUILD_SECONDS = 3600.0
 DEFAULT_RETRY_BASE_DELAY = 0.25
 DEFAULT_RETRY_MAX_DELAY = 20.0
 DEFAULT_WRITE_CONCURRENCY = 16
@@ -121,6 +128,7 @@ class TableNames:
     execution_history: str
     recovery_plans: str
     protection_groups: str
+    execution_index: str
 
     @classmethod
     def for_project(cls, project_name: str, environment: str) -> TableNames:
@@ -136,6 +144,7 @@ class TableNames:
             execution_history=name("execution-history"),
             recovery_plans=name("recovery-plans"),
             protection_groups=name("protection-groups"),
+            execution_index=name("execution-index"),
         )
 
     def env(self) -> dict[str, str]:
@@ -147,6 +156,7 @@ class TableNames:
             ENV_EXECUTION_HISTORY_TABLE: self.execution_history,
             ENV_RECOVERY_PLANS_TABLE: self.recovery_plans,
             ENV_PROTECTION_GROUPS_TABLE: self.protection_groups,
+            ENV_EXECUTION_INDEX_TABLE: self.execution_index,
         }
 
 
@@ -202,6 +212,9 @@ class SyncSettings:
     fanout: str = DEFAULT_FANOUT
     fanout_threshold: int = DEFAULT_FANOUT_THRESHOLD
     work_queue_url: str | None = None
+    # EXECUTION_INDEX_REBUILD_SECONDS: the least time between two full rebuilds of the execution
+    # index (each one Scan of the execution history, after a sync's scopes).
+    execution_index_rebuild_seconds: float = DEFAULT_EXECUTION_INDEX_REBUILD_SECONDS
     # Explicit per-service endpoints ((service, url), ...) for tests and the demo. Empty in
     # production: botocore then resolves AWS_ENDPOINT_URL_<SERVICE> / AWS_ENDPOINT_URL itself.
     endpoint_urls: tuple[tuple[str, str], ...] = ()
@@ -228,6 +241,10 @@ class SyncSettings:
             raise ConfigurationError(f"stale_after_seconds must be positive, got {self.stale_after_seconds}")
         if self.fanout not in FANOUT_MODES:
             raise ConfigurationError(f"{ENV_FANOUT} must be one of {', '.join(FANOUT_MODES)}, got {self.fanout!r}")
+        if self.execution_index_rebuild_seconds <= 0:
+            raise ConfigurationError(
+                f"execution_index_rebuild_seconds must be positive, got {self.execution_index_rebuild_seconds}"
+            )
         if self.fanout_threshold < 1:
             raise ConfigurationError(f"fanout_threshold must be at least 1, got {self.fanout_threshold}")
 
@@ -244,6 +261,7 @@ class SyncSettings:
             execution_history=env.get(ENV_EXECUTION_HISTORY_TABLE) or defaults.execution_history,
             recovery_plans=env.get(ENV_RECOVERY_PLANS_TABLE) or defaults.recovery_plans,
             protection_groups=env.get(ENV_PROTECTION_GROUPS_TABLE) or defaults.protection_groups,
+            execution_index=env.get(ENV_EXECUTION_INDEX_TABLE) or defaults.execution_index,
         )
         values: dict[str, Any] = {
             "tables": tables,
@@ -273,6 +291,9 @@ class SyncSettings:
         values["fanout"] = (env.get(ENV_FANOUT) or DEFAULT_FANOUT).strip().lower()
         values["fanout_threshold"] = _parse_int(env, ENV_FANOUT_THRESHOLD, DEFAULT_FANOUT_THRESHOLD)
         values["work_queue_url"] = env.get(ENV_WORK_QUEUE_URL) or None
+        rebuild = env.get(ENV_EXECUTION_INDEX_REBUILD_SECONDS)
+        if rebuild:
+            values["execution_index_rebuild_seconds"] = _parse_seconds(ENV_EXECUTION_INDEX_REBUILD_SECONDS, rebuild)
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")

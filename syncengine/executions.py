@@ -1,4 +1,5 @@
-"""Index of the orchestration's execution history, read once per sync.
+"""Index of the orchestration's execution history (in memory; ``syncengine.execution_index``
+persists it).
 
 Answers "which execution launched this recovery instance?" by three rules, in order, and says
 which rule answered (the ``Attribution``):
@@ -12,13 +13,11 @@ which rule answered (the ``Attribution``):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from syncengine.dynamo import Dynamo
 from syncengine.models import Attribution
-from syncengine.orchestration import scan_execution_history
 
 
 @dataclass(frozen=True)
@@ -95,6 +94,12 @@ class ExecutionIndex:
         ref = self.by_server_region.get((source_server_id, region))
         return None if ref is None else ExecutionMatch(ref, Attribution.INFERRED)
 
+    async def for_instances(
+        self, dynamo: Any, region: str, recovery_instances: Sequence[Mapping[str, Any]]
+    ) -> ExecutionIndex:
+        """This index is whole already (``ExecutionSource``)."""
+        return self
+
     def __len__(self) -> int:
         refs = (*self.by_job.values(), *self.by_recovery_instance.values(), *self.by_server_region.values())
         return len({r.execution_id for r in refs})
@@ -107,6 +112,10 @@ def _number(value: Any) -> float:
         return 0.0
 
 
-async def load_execution_index(dynamo: Dynamo, table: str) -> ExecutionIndex:
-    """The index of the whole execution history, read once per sync (``orchestration`` reads it)."""
-    return ExecutionIndex.from_items(await scan_execution_history(dynamo, table))
+class ExecutionSource(Protocol):
+    """Where a scope's sync gets the index that resolves its recovery instances: a whole
+    ``ExecutionIndex``, or ``syncengine.execution_index.StoredExecutions`` (read by key)."""
+
+    async def for_instances(
+        self, dynamo: Any, region: str, recovery_instances: Sequence[Mapping[str, Any]]
+    ) -> ExecutionIndex: ...

@@ -31,7 +31,7 @@ from syncengine.concurrency import run_concurrently
 from syncengine.discovery import DrsFirst, FirstAnswer, ScopeDiscovery, discover_scope
 from syncengine.enrich import build_record
 from syncengine.errors import AwsError
-from syncengine.executions import ExecutionIndex
+from syncengine.executions import ExecutionIndex, ExecutionSource
 from syncengine.logging import get_logger, structlog
 from syncengine.models import (
     AccountTarget,
@@ -88,7 +88,7 @@ async def sync_one_scope(
     rt: Runtime,
     scope: Scope,
     account: AccountTarget,
-    executions: ExecutionIndex,
+    executions: ExecutionSource,
     *,
     run_id: str,
     server_ids: list[str] | None,
@@ -106,7 +106,7 @@ async def sync_one_scope(
 
 
 async def _checked_sync(
-    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, executions: ExecutionIndex, first_answer: FirstAnswer
+    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, executions: ExecutionSource, first_answer: FirstAnswer
 ) -> ScopeResult:
     scope = attempt.scope
     if account.config_error:
@@ -119,7 +119,9 @@ async def _checked_sync(
             return attempt.failed(ScopeOutcome.SKIPPED, "ScopeBusy", BUSY_MESSAGE)
         observed_at = int(time.time() * 1000)
         discovery, cached = await discover_and_read_cache(rt, attempt, account, first_answer)
-        records = build_records(scope, discovery, executions, observed_at)
+        # The execution index's keys of these recovery instances only (syncengine.execution_index).
+        index = await executions.for_instances(rt.dynamo, scope.region, discovery.recovery_instances)
+        records = build_records(scope, discovery, index, observed_at)
         log.debug("scope_discovered", initialized=discovery.initialized, found=len(records))
         del discovery  # the raw DRS/EC2 data is not needed while the writes wait
         return await write_and_reconcile(rt, attempt, records, cached, observed_at)
@@ -260,7 +262,7 @@ async def write_and_reconcile(
 async def sync_scopes(
     rt: Runtime,
     planned: list[tuple[Scope, AccountTarget]],
-    executions: ExecutionIndex,
+    executions: ExecutionSource,
     *,
     run_id: str,
     server_ids: list[str] | None = None,

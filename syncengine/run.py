@@ -1,12 +1,13 @@
 """One run: plan the scopes once, sync them, finish the run.
 
-A run reads the target accounts (unless its caller already did), plans its scopes and reads the
-execution history once, then syncs every scope (``syncengine.pipeline``) in this process or, for
-a large full sync on several vCPUs, in worker processes (``syncengine.shards``). A full sync holds
-the full-sync lease and, having read the configuration successfully, removes the scopes it no
-longer names. The run's deadline is a cancel scope; the report, the run's status, the metrics
-and the one summary log line are written after it, shielded, so a run cut short still says what
-it did.
+A run reads the target accounts (unless its caller already did), plans its scopes and opens the
+execution index (``syncengine.execution_index``: each scope reads its own keys), then syncs every
+scope (``syncengine.pipeline``) in this process or, for a large full sync on several vCPUs, in
+worker processes (``syncengine.shards``). A full sync holds the full-sync lease and, having read
+the configuration successfully, removes the scopes it no longer names. After the scopes, a run may
+rebuild the execution index (at most once per ``EXECUTION_INDEX_REBUILD_SECONDS``, claimed). The
+run's deadline is a cancel scope; the report, the run's status, the metrics and the one summary
+log line are written after it, shielded, so a run cut short still says what it did.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 from syncengine import metrics as m
 from syncengine.accounts import load_targets, plan_scopes
 from syncengine.errors import AwsError, InvalidRequestError, SyncInProgressError
-from syncengine.executions import ExecutionIndex, load_execution_index
+from syncengine.execution_sync import open_for_sync, rebuild_if_due
+from syncengine.executions import ExecutionSource
 from syncengine.logging import get_logger, structlog
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult, SyncReport, utc_now_iso
 from syncengine.pipeline import sync_scopes
@@ -105,15 +107,20 @@ async def _plan_and_sync(rt: Runtime, state: RunState, targets: list[AccountTarg
         state.planned = plan_scopes(targets, rt.settings, account_id=request.account_id, region=request.region)
         if request.progress is not None:
             request.progress.start(len(state.planned))
-        executions = await load_execution_index(rt.dynamo, rt.settings.tables.execution_history)
+        executions = await open_for_sync(rt.dynamo, rt.settings)
         state.setup_done = True
     except AwsError as exc:
         state.run_error(exc.error_type, str(exc))
         log.error("sync_setup_failed", error_type=exc.error_type, error=str(exc))
         return
-    await _sync_planned(rt, state, executions)
-    if not request.full:
-        return
+    await _sync_planned(rt, state, executions.source)
+    if request.full:
+        await _remove_after_full_sync(rt, state, targets)
+    # After the scopes (never delaying the page's data); its failure fails no scope.
+    await rebuild_if_due(rt.dynamo, rt.settings, executions)
+
+
+async def _remove_after_full_sync(rt: Runtime, state: RunState, targets: list[AccountTarget]) -> None:
     if not state.planned:
         # Nothing configured at all is far likelier a wrong or emptied table than the intent to
         # drop every account: the run fails and removes nothing.
@@ -124,7 +131,7 @@ async def _plan_and_sync(rt: Runtime, state: RunState, targets: list[AccountTarg
         await remove_unconfigured_scopes(rt, state.planned, targets, state.removed)
 
 
-async def _sync_planned(rt: Runtime, state: RunState, executions: ExecutionIndex) -> None:
+async def _sync_planned(rt: Runtime, state: RunState, executions: ExecutionSource) -> None:
     """In this event loop, or in worker processes (a whole-scope sync big enough to pay for them)."""
     request = state.request
     workers = worker_count(rt.settings, len(state.planned)) if request.server_ids is None else 1

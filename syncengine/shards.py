@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 
 from syncengine.config import SyncSettings
-from syncengine.executions import ExecutionIndex
+from syncengine.executions import ExecutionSource
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult
 from syncengine.pipeline import sync_scopes
@@ -70,7 +70,7 @@ def shard_by_account(planned: Planned, shards: int) -> list[Planned]:
     return [group for group in groups if group]
 
 
-async def _run_shard(settings: SyncSettings, shard: Planned, executions: ExecutionIndex, run_id: str) -> ShardOutcome:
+async def _run_shard(settings: SyncSettings, shard: Planned, executions: ExecutionSource, run_id: str) -> ShardOutcome:
     results: dict[Scope, ScopeResult] = {}
     async with open_runtime(settings) as rt:
         with deadline_scope(settings):
@@ -101,7 +101,7 @@ def worker_main() -> int:
     return 0
 
 
-async def _run_worker(settings: SyncSettings, shard: Planned, executions: ExecutionIndex, run_id: str) -> Any:
+async def _run_worker(settings: SyncSettings, shard: Planned, executions: ExecutionSource, run_id: str) -> Any:
     """One worker process over one shard: its ``ShardOutcome`` (a crash when it died first)."""
     process = await anyio.open_process(
         [sys.executable, "-c", WORKER_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None
@@ -142,7 +142,7 @@ def _crashed(shard: Planned, reason: str) -> list[ScopeResult]:
 async def run_in_processes(
     rt: Runtime,
     shards: Sequence[Planned],
-    executions: ExecutionIndex,
+    executions: ExecutionSource,
     *,
     run_id: str,
     progress: SyncProgress | None = None,

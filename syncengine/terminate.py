@@ -26,6 +26,7 @@ from syncengine import metrics as m
 from syncengine.accounts import targets_by_id
 from syncengine.config import SyncSettings
 from syncengine.errors import AwsError, InvalidRequestError
+from syncengine.execution_sync import refresh_quietly
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope, utc_now_iso
 from syncengine.orchestration import load_execution_items, record_terminate_job
@@ -334,6 +335,10 @@ async def terminate_execution_instances(
     )
     async with open_runtime(settings, session=session) as rt:
         executions = await load_execution_items(rt.dynamo, settings.tables.execution_history, execution_id)
+        # The items just read by key refresh the execution index too (no other read). Terminate
+        # itself never uses the index: it reads its execution by key, so the execution it acts
+        # on is always known, and a missing index entry can only make it skip an instance.
+        await refresh_quietly(rt.dynamo, settings, execution_id, executions)
         refuse_if_active(execution_id, executions)
         if not any(item.get("waves") for item in executions):
             raise InvalidRequestError(f"Execution {execution_id!r} has no waves: it launched nothing to terminate.")

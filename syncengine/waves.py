@@ -19,6 +19,7 @@ from syncengine.accounts import SOURCE_SERVER_ID_PATTERN
 from syncengine.config import SyncSettings
 from syncengine.engine import sync_scope
 from syncengine.errors import ExecutionNotFoundError, InvalidRequestError
+from syncengine.execution_sync import refresh_quietly
 from syncengine.logging import get_logger
 from syncengine.models import Scope, SyncReport
 from syncengine.orchestration import load_execution_items, load_groups
@@ -186,6 +187,9 @@ async def sync_wave(
     ends_at = None if settings.deadline_seconds is None else time.monotonic() + settings.deadline_seconds
     async with open_runtime(settings, session=session) as rt:
         number, targets = await resolve_wave_targets(rt, execution_id, plan_id, wave, wave_number)
+        # The execution read by key into the execution index, so the wave's instances are
+        # attributed by their job at once (not at the index's next rebuild).
+        await refresh_quietly(rt.dynamo, settings, execution_id)
     reports = []
     for target in targets:
         server_ids = target.server_ids

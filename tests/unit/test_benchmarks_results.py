@@ -36,6 +36,14 @@ def complete_document() -> dict[str, Any]:
         "terminate": {"instances": 100, "engine_s": 0.6, "drs_describe_calls": 0},
         "events": {"events": 200, "p50_ms": 600.0, "p99_ms": 1400.0, "drs_calls_per_event": 0.8},
         "fanout": {"scopes": 2000, "lower_bound_s": 20.4, "workers": {"1": 90.0, "4": 28.0, "8": 26.0}},
+        "history_cost": {
+            "history_items": [2000, 20000],
+            "sync_read_units": [250.0, 250.0],
+            "sync_read_units_ratio": 1.0,
+            "sync_history_read_units": [0, 0],
+            "sync_index_calls": [15, 15],
+            "rebuild_history_read_units": [770.0, 7700.0],
+        },
         "origin": {"instances": 150, "engine_s": 1.0, "original_s": 20.0},
         "machine": {"cpus": 2, "dynamodb": "dynalite"},
     }
@@ -96,3 +104,12 @@ def test_update_results_md_replaces_only_the_generated_block(tmp_path: Path) -> 
     assert "old numbers" not in text
     assert "analysis before" in text and "analysis after" in text
     assert render(document) in text
+
+
+def test_evaluate_goals_history_cost_misses_when_sync_reads_grow_with_history() -> None:
+    document = complete_document()
+    document["history_cost"].update(sync_read_units=[250.0, 2500.0], sync_read_units_ratio=10.0)
+
+    (goal,) = [g for g in evaluate_goals(document) if g["scenario"] == "history_cost"]
+
+    assert goal["pass"] is False

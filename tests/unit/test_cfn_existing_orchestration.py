@@ -54,22 +54,24 @@ def _lambda_stack_for(database_outputs: dict[str, Any]) -> dict[str, Any]:
     return render(load_template("lambda-stack.yaml"), parameters).resources()
 
 
-def test_cfn_existing_tables_standalone_creates_all_six() -> None:
+OWN_TABLES = {"RecoveryInstancesCacheTable", "RecoveryInstanceSyncStatusTable", "ExecutionIndexTable"}
+
+
+def test_cfn_existing_tables_standalone_creates_all_seven() -> None:
     resources, outputs = _database({})
     tables = {k for k, v in resources.items() if v["Type"] == "AWS::DynamoDB::Table"}
-    assert tables == {"RecoveryInstancesCacheTable", "RecoveryInstanceSyncStatusTable"} | {
-        f"{table}Table" for table in ORCHESTRATION_TABLES
-    }
+    assert tables == OWN_TABLES | {f"{table}Table" for table in ORCHESTRATION_TABLES}
     assert outputs["TargetAccountsTableName"] == "<Ref TargetAccountsTable>"
     assert outputs["TargetAccountsTableArn"] == "<GetAtt TargetAccountsTable.Arn>"
 
 
 def test_cfn_existing_tables_are_named_not_created() -> None:
-    """With the orchestration's tables named, only the cache and status tables are created, and
-    the outputs name the existing tables (name and ARN in this account and region)."""
+    """With the orchestration's tables named, only our own tables (cache, status, execution
+    index) are created, and the outputs name the existing tables (name and ARN in this account
+    and region)."""
     resources, outputs = _database(EXISTING)
     tables = {k for k, v in resources.items() if v["Type"] == "AWS::DynamoDB::Table"}
-    assert tables == {"RecoveryInstancesCacheTable", "RecoveryInstanceSyncStatusTable"}
+    assert tables == OWN_TABLES
     for table in ORCHESTRATION_TABLES:
         name = EXISTING[f"Existing{table}TableName"]
         assert outputs[f"{table}TableName"] == name
@@ -106,7 +108,8 @@ def test_cfn_existing_tables_every_policy_names_them(role: str) -> None:
     assert arns, f"{role} has no DynamoDB statement"
     existing_arns = {_arn(name) for name in EXISTING.values()}
     for arn in arns:
-        assert arn in existing_arns or arn.startswith("<GetAtt RecoveryInstance"), (role, arn)
+        own = arn.startswith(("<GetAtt RecoveryInstance", "<GetAtt ExecutionIndexTable"))
+        assert arn in existing_arns or own, (role, arn)
     assert existing_arns & arns, role
 
 

@@ -207,6 +207,7 @@ TABLE_ARN = {
     "execution_history": "ExecutionHistoryTableArn",
     "recovery_plans": "RecoveryPlansTableArn",
     "protection_groups": "ProtectionGroupsTableArn",
+    "execution_index": "ExecutionIndexTableArn",
 }
 
 
@@ -234,13 +235,13 @@ def _dynamodb_access(statements: list[dict[str, Any]]) -> tuple[set[str], set[st
         pytest.param(
             "DataManagementHandlerRole",
             set(TABLE_ARN),
-            {"cache", "status", "execution_history"},
+            {"cache", "status", "execution_history", "execution_index"},
             id="data-management",
         ),
         pytest.param(
             "ExecutionHandlerRole",
-            {"cache", "status", "target_accounts", "execution_history", "protection_groups"},
-            {"cache", "status"},
+            {"cache", "status", "target_accounts", "execution_history", "protection_groups", "execution_index"},
+            {"cache", "status", "execution_index"},
             id="execution",
         ),
         pytest.param(

@@ -146,12 +146,15 @@ def test_cfn_refresh_role_consumes_the_work_queue_only() -> None:
         assert granted[action] == ["<GetAtt WorkQueue.Arn>"], action
 
 
-def test_cfn_refresh_role_writes_only_the_cache_and_status_tables() -> None:
+def test_cfn_refresh_role_writes_only_its_own_tables() -> None:
+    """The cache and status tables; the execution index too, but never deleting from it."""
     granted = _actions_on(_lambda()["RefreshHandlerRole"])
     _, outputs = _database({})
     own = {outputs["RecoveryInstancesCacheTableArn"], outputs["RecoveryInstanceSyncStatusTableArn"]}
-    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"):
-        assert set(map(str, granted[action])) == set(map(str, own)), action
+    index = {outputs["ExecutionIndexTableArn"]}
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"):
+        assert set(map(str, granted[action])) == set(map(str, own | index)), action
+    assert set(map(str, granted["dynamodb:DeleteItem"])) == set(map(str, own))
 
 
 @pytest.mark.parametrize(

@@ -221,10 +221,12 @@ TABLE_ENV_TO_PARAMETER = {
     config.ENV_EXECUTION_HISTORY_TABLE: "ExecutionHistoryTableName",
     config.ENV_RECOVERY_PLANS_TABLE: "RecoveryPlansTableName",
     config.ENV_PROTECTION_GROUPS_TABLE: "ProtectionGroupsTableName",
+    config.ENV_EXECUTION_INDEX_TABLE: "ExecutionIndexTableName",
 }
 TABLES_USED = {
     "DataManagementFunction": set(TABLE_ENV_TO_PARAMETER),
     "ExecutionFunction": {
+        config.ENV_EXECUTION_INDEX_TABLE,
         config.ENV_CACHE_TABLE,
         config.ENV_STATUS_TABLE,
         config.ENV_TARGET_ACCOUNTS_TABLE,
