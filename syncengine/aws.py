@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +29,10 @@ import botocore.session
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
+from syncengine.callstats import CallStats
 from syncengine.config import NO_SDK_RETRIES, SyncSettings
 from syncengine.credentials import AccountClient, CallScopedCredentials, Credentials
-from syncengine.errors import AccessDeniedError, AwsError, MalformedResponseError, ThrottledError
+from syncengine.errors import AccessDeniedError, AwsError, MalformedResponseError
 from syncengine.fastpath import (
     FastResponseParserFactory,
     SharedSSLSession,
@@ -88,23 +87,6 @@ def drs_regions() -> frozenset[str]:
 
 def role_arn_for(account_id: str, role_name: str) -> str:
     return f"arn:aws:iam::{account_id}:role/{role_name}"
-
-
-@dataclass
-class CallStats:
-    """Counters of one run, read by the report and the metrics."""
-
-    calls: Counter[str] = field(default_factory=Counter)
-    throttle_retries: int = 0
-    transient_retries: int = 0
-    assume_role_calls: int = 0
-    dynamodb_throttles: int = 0
-
-    def record_retry(self, exc: AwsError) -> None:
-        if isinstance(exc, ThrottledError):
-            self.throttle_retries += 1
-        else:
-            self.transient_retries += 1
 
 
 class AwsClients:

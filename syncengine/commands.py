@@ -1,4 +1,8 @@
-"""CLI subcommands ``sync`` and ``status``: the operator's commands (the dev tools register their own)."""
+"""CLI subcommands ``sync`` and ``status``: the operator's commands (the dev tools register their own).
+
+They print with rich, the ``cli`` extra (``pip install 'recovery-instance-sync[cli]'``; the dev
+install has it). rich is imported when a command runs, never by the engine: the Lambda package
+does not carry it."""
 
 from __future__ import annotations
 
@@ -6,16 +10,27 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from syncengine.config import SyncSettings
 from syncengine.engine import get_sync_status, sync_all, sync_scope
 from syncengine.errors import SyncEngineError
 from syncengine.logging import configure_logging
 from syncengine.models import RunStatus
-from syncengine.progress import errors_table, make_progress, report_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+CLI_EXTRA_MISSING = "syncengine: this command prints with rich: pip install 'recovery-instance-sync[cli]'"
+
+
+def console(**options: Any) -> Console:
+    """A rich console; a clear exit (not a traceback) when the ``cli`` extra is not installed."""
+    try:
+        from rich.console import Console
+    except ModuleNotFoundError as exc:
+        raise SystemExit(CLI_EXTRA_MISSING) from exc
+    return Console(**options)
 
 
 def register(subparsers: Any) -> None:
@@ -39,15 +54,17 @@ def register(subparsers: Any) -> None:
 def run_sync_command(args: argparse.Namespace) -> int:
     configure_logging(json=args.json or None, level="WARNING")
     settings = SyncSettings.from_env()
-    console = Console(stderr=True)
+    err = console(stderr=True)
+    from syncengine.progress import errors_table, make_progress, report_table
+
     try:
         if args.server_ids:
             if not (args.account_id and args.region):
-                console.print("--server-id needs --account-id and --region")
+                err.print("--server-id needs --account-id and --region")
                 return 2
             report = asyncio.run(sync_scope(settings, args.account_id, args.region, args.server_ids))
         else:
-            with make_progress(console) as progress:
+            with make_progress(err) as progress:
                 report = asyncio.run(
                     sync_all(settings, account_id=args.account_id, region=args.region, progress=progress)
                 )
@@ -55,12 +72,12 @@ def run_sync_command(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"error": exc.error_code, "message": str(exc)}))
         else:
-            console.print(f"[red]{exc.error_code}[/red]: {exc}")
+            err.print(f"[red]{exc.error_code}[/red]: {exc}")
         return 1
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        out = Console()
+        out = console()
         out.print(report_table(report))
         table = errors_table(report)
         if table is not None:
@@ -80,16 +97,16 @@ def run_status_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
-    console = Console()
-    console.print(f"[bold]status[/bold] {body['status']}   last sync {body['lastSyncTime'] or '-'}")
-    console.print(
+    out = console()
+    out.print(f"[bold]status[/bold] {body['status']}   last sync {body['lastSyncTime'] or '-'}")
+    out.print(
         f"scopes synced {body['scopesSynced']}, failed {body['scopesFailed']}; "
         f"updated {body['instancesUpdated']}, unchanged {body['instancesUnchanged']}, "
         f"deleted {body['instancesDeleted']} in {body['durationMs']} ms"
     )
     for scope in body["scopes"]:
         error = f"  ({scope['lastError']})" if scope.get("lastError") else ""
-        console.print(
+        out.print(
             f"  {scope['accountId']} {scope['region']:<15} {scope['status']:<8} "
             f"{scope['instanceCount']:>6} instances{error}"
         )

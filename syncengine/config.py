@@ -38,6 +38,7 @@ ENV_WORKERS = "SYNC_WORKERS"
 ENV_STALE_AFTER_SECONDS = "SYNC_STALE_AFTER_SECONDS"
 ENV_FAST_PATHS = "SYNC_FAST_PATHS"
 ENV_GC_TUNING = "SYNC_GC_TUNING"
+ENV_LIGHT_READS = "SYNC_LIGHT_READS"
 ENV_FANOUT = "SYNC_FANOUT"
 ENV_FANOUT_THRESHOLD = "SYNC_FANOUT_THRESHOLD"
 ENV_WORK_QUEUE_URL = "SYNC_WORK_QUEUE_URL"
@@ -67,6 +68,7 @@ ALL_ENV_VARS = (
     ENV_STALE_AFTER_SECONDS,
     ENV_FAST_PATHS,
     ENV_GC_TUNING,
+    ENV_LIGHT_READS,
     ENV_FANOUT,
     ENV_FANOUT_THRESHOLD,
     ENV_WORK_QUEUE_URL,
@@ -202,6 +204,9 @@ class SyncSettings:
     emit_metrics: bool = False
     # CPU fast paths around botocore/aiobotocore (syncengine.fastpath); False: the libraries' own.
     fast_paths: bool = True
+    # The read path's DynamoDB calls through the standard library (syncengine.dynamodb_http) when
+    # the environment allows it; False: through aiobotocore, like everything else.
+    light_reads: bool = True
     # Raised GC thresholds while a run is open (syncengine.gctune); False: the process's own.
     gc_tuning: bool = True
     # Worker processes for large syncs (syncengine.shards); 1 = everything in this event loop.
@@ -274,6 +279,7 @@ class SyncSettings:
             "emit_metrics": bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
             "fast_paths": _parse_bool(env.get(ENV_FAST_PATHS), True),
             "gc_tuning": _parse_bool(env.get(ENV_GC_TUNING), True),
+            "light_reads": _parse_bool(env.get(ENV_LIGHT_READS), True),
         }
         max_concurrency = _parse_int(env, ENV_MAX_CONCURRENCY, DEFAULT_MAX_CONCURRENCY)
         values["max_concurrency"] = max_concurrency

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from syncengine.aws import CallStats
+from syncengine.callstats import CallStats
 from syncengine.config import RetrySettings
 from syncengine.errors import AwsError, TransientAwsError
 from syncengine.retry import CallContext, call_with_retry

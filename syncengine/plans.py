@@ -26,9 +26,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aioboto3
 import anyio
 
 from syncengine import metrics as m
@@ -39,6 +38,9 @@ from syncengine.models import Scope, utc_now_iso
 from syncengine.orchestration import load_groups, load_plan
 from syncengine.records import confirmed_sync_time
 from syncengine.runtime import Runtime, open_runtime
+
+if TYPE_CHECKING:  # pragma: no cover
+    import aioboto3
 
 log = get_logger(__name__)
 
@@ -282,7 +284,7 @@ async def check_existing_instances(
     """
     plan_id = validate_identifier("planId", plan_id)
     started = time.monotonic()
-    async with open_runtime(settings, session=session) as rt:
+    async with open_runtime(settings, session=session, read_only=True) as rt:
         plan = await load_plan(rt.dynamo, settings.tables.recovery_plans, plan_id)
         servers = await plan_servers(rt, plan)
         records, reconciled = await confirmed_records(rt, await rt.store.get_records(servers), set(servers.values()))

@@ -14,30 +14,23 @@ DynamoDB call is retried here, once, with one policy:
 * AccessDenied, validation errors, missing roles and malformed 2xx answers are permanent and
   raised immediately.
 
-``classify`` is the single place where botocore/aiohttp exceptions become the engine's tree.
+``classify`` is the single place where botocore/aiohttp exceptions become the engine's tree;
+``error_from_response`` classifies an error answer by its code and status (for botocore's
+``ClientError`` and for the read path's own DynamoDB client, ``syncengine.dynamodb_http``, which is
+why botocore and aiohttp are imported only once an exception needs them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import aiohttp
 import anyio
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    ReadTimeoutError,
-    SSLError,
-)
-from botocore.parsers import ResponseParserError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from syncengine.config import DEFAULT_RETRY, RetrySettings
@@ -119,16 +112,27 @@ _SKEW_MESSAGE = re.compile(r"signature (?:has )?expired|signature not yet curren
 VALIDATION_CODES = frozenset(
     {"ValidationException", "ValidationError", "InvalidParameterValue", "InvalidParameterCombination"}
 )
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    EndpointConnectionError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-    HTTPClientError,
-    aiohttp.ClientError,
-    asyncio.TimeoutError,
-    ConnectionError,
-)
+
+
+@functools.cache
+def _library_errors() -> Any:
+    """botocore's and aiohttp's exception classes, imported on the first exception to classify
+    (the read path's light client raises the engine's errors and never needs them)."""
+    import aiohttp
+    from botocore import exceptions
+    from botocore.parsers import ResponseParserError
+
+    transport = (
+        exceptions.EndpointConnectionError,
+        exceptions.ConnectionClosedError,
+        exceptions.ConnectTimeoutError,
+        exceptions.ReadTimeoutError,
+        exceptions.HTTPClientError,
+        aiohttp.ClientError,
+        asyncio.TimeoutError,
+        ConnectionError,
+    )
+    return exceptions.ClientError, exceptions.SSLError, ResponseParserError, transport
 
 
 @dataclass(frozen=True)
@@ -157,42 +161,53 @@ def classify(exc: BaseException, context: CallContext) -> AwsError | None:
     where = {"operation": context.operation, "account_id": context.account_id, "region": context.region}
     if isinstance(exc, AwsError):
         return exc
-    if isinstance(exc, ClientError):
+    client_error, ssl_error, parser_error, transport_errors = _library_errors()
+    if isinstance(exc, client_error):
         error = exc.response.get("Error", {}) or {}
-        code = str(error.get("Code") or "")
-        message = str(error.get("Message") or exc)[:MAX_ECHO]
         metadata = exc.response.get("ResponseMetadata", {}) or {}
-        status = metadata.get("HTTPStatusCode")
         headers = {str(k).lower(): str(v) for k, v in (metadata.get("HTTPHeaders") or {}).items()}
-        if code in THROTTLE_CODES or status == 429:
-            return ThrottledError(
-                message,
-                retry_after=_retry_after_seconds(headers),
-                code=code or "TooManyRequests",
-                status_code=status,
-                **where,
-            )
-        if code in CLOCK_SKEW_CODES or (code in SIGNATURE_CODES and _SKEW_MESSAGE.search(message)):
-            return ClockSkewError(message, code=code, status_code=status, **where)
-        if code in ACCESS_DENIED_CODES:
-            return AccessDeniedError(message, code=code, status_code=status, **where)
-        if code in VALIDATION_CODES:
-            return ValidationError(message, code=code, status_code=status, **where)
-        if code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
-            return TransientAwsError(message, code=code or f"HTTP{status}", status_code=status, **where)
-        return PermanentAwsError(message, code=code, status_code=status, **where)
-    if isinstance(exc, SSLError):
+        message = str(error.get("Message") or exc)
+        return error_from_response(
+            str(error.get("Code") or ""), message, metadata.get("HTTPStatusCode"), headers, context
+        )
+    if isinstance(exc, ssl_error):
         # A certificate that does not verify (wrong host name, unknown CA) will not verify on the
         # next attempt either; its scope fails with a clear type instead of taking down the run.
         return PermanentAwsError(str(exc)[:MAX_ECHO], code="SSLError", **where)
-    if isinstance(exc, ResponseParserError):
+    if isinstance(exc, parser_error):
         # A 2xx body botocore could not parse (the fast paths fall back to botocore first).
         return MalformedResponseError(
             f"the response could not be parsed: {str(exc)[:MAX_ECHO]}", code="ResponseParseError", **where
         )
-    if isinstance(exc, _TRANSPORT_ERRORS):
+    if isinstance(exc, transport_errors):
         return TransientAwsError(str(exc) or type(exc).__name__, code=type(exc).__name__, **where)
     return None
+
+
+def error_from_response(
+    code: str, message: str, status: int | None, headers: Mapping[str, str], context: CallContext
+) -> AwsError:
+    """An AWS error answer (its code, message, HTTP status and lower-case headers) as the engine's
+    error: throttles (with Retry-After), clock skew, access, validation, transient, permanent."""
+    where = {"operation": context.operation, "account_id": context.account_id, "region": context.region}
+    message = message[:MAX_ECHO]
+    if code in THROTTLE_CODES or status == 429:
+        return ThrottledError(
+            message,
+            retry_after=_retry_after_seconds(dict(headers)),
+            code=code or "TooManyRequests",
+            status_code=status,
+            **where,
+        )
+    if code in CLOCK_SKEW_CODES or (code in SIGNATURE_CODES and _SKEW_MESSAGE.search(message)):
+        return ClockSkewError(message, code=code, status_code=status, **where)
+    if code in ACCESS_DENIED_CODES:
+        return AccessDeniedError(message, code=code, status_code=status, **where)
+    if code in VALIDATION_CODES:
+        return ValidationError(message, code=code, status_code=status, **where)
+    if code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+        return TransientAwsError(message, code=code or f"HTTP{status}", status_code=status, **where)
+    return PermanentAwsError(message, code=code, status_code=status, **where)
 
 
 def full_jitter_wait(settings: RetrySettings) -> Callable[[RetryCallState], float]:
@@ -269,6 +284,7 @@ __all__ = [
     "CallContext",
     "call_with_retry",
     "classify",
+    "error_from_response",
     "full_jitter_wait",
     "is_throttle",
 ]

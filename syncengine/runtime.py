@@ -11,7 +11,10 @@ writes, lease release) runs shielded within ``cleanup_budget``.
 
 The read path (status, check-existing, the terminate preview) needs only this module: the sync's
 discovery, record building and sharding are imported by ``syncengine.pipeline`` and
-``syncengine.run``, which it never loads.
+``syncengine.run``, which it never loads. A ``read_only`` runtime reads DynamoDB through
+``syncengine.dynamodb_http`` when the environment allows it, and builds the aiobotocore clients
+only if something asks for one (the current account, for a plan without an account), so a cold
+read-only handler never imports aiobotocore.
 """
 
 from __future__ import annotations
@@ -19,20 +22,25 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import aioboto3
 import anyio
 
 from syncengine import metrics as m
-from syncengine.aws import AwsClients, CallStats
+from syncengine.callstats import CallStats
 from syncengine.config import LEASE_MARGIN_SECONDS, SyncSettings
 from syncengine.dynamo import Dynamo
 from syncengine.gctune import relaxed_gc
 from syncengine.models import ScopeResult
 from syncengine.regions import EnabledRegions
+from syncengine.resident import current_pool
 from syncengine.status import StatusStore
 from syncengine.store import CacheStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    import aioboto3
+
+    from syncengine.aws import AwsClients
 
 # Shielded cleanup (status writes, lease release) gets this long even after the deadline.
 CLEANUP_SECONDS = 15.0
@@ -63,11 +71,20 @@ class Runtime:
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(settings: SyncSettings, *, session: aioboto3.Session | None = None) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: SyncSettings, *, session: aioboto3.Session | None = None, read_only: bool = False
+) -> AsyncIterator[Runtime]:
+    """The run's resources; ``read_only``: for the read path (see the module docstring)."""
     stats = CallStats()
+    light = read_only and session is None and _light_reads_enabled(settings)
     with relaxed_gc() if settings.gc_tuning else contextlib.nullcontext():
-        async with AwsClients(settings, session=session, stats=stats) as aws:
-            client = await aws.client("dynamodb", settings.home_region)
+        async with contextlib.AsyncExitStack() as stack:
+            if light:
+                aws: Any = await stack.enter_async_context(DeferredAwsClients(settings, session, stats))
+                client = await _light_dynamodb(settings, stack)
+            else:
+                aws = await stack.enter_async_context(_aws_clients(settings, session, stats))
+                client = await aws.client("dynamodb", settings.home_region)
             # One limiter for the cache's writes and the run's other reads (accounts, executions).
             dynamo = _dynamo(client, settings, stats, max(settings.write_concurrency, 4))
             yield Runtime(
@@ -91,6 +108,65 @@ async def open_runtime(settings: SyncSettings, *, session: aioboto3.Session | No
                 ),
                 regions=EnabledRegions(aws, settings.home_region),
             )
+
+
+def _aws_clients(settings: SyncSettings, session: aioboto3.Session | None, stats: CallStats) -> AwsClients:
+    from syncengine.aws import AwsClients
+
+    return AwsClients(settings, session=session, stats=stats)
+
+
+def _light_reads_enabled(settings: SyncSettings) -> bool:
+    from syncengine.dynamodb_http import light_reads_enabled
+
+    return light_reads_enabled(settings)
+
+
+class DeferredAwsClients:
+    """``AwsClients`` built on first use: a read-only run whose DynamoDB calls go through the light
+    client needs aiobotocore only for the rare STS question (the current account)."""
+
+    def __init__(self, settings: SyncSettings, session: aioboto3.Session | None, stats: CallStats):
+        self._arguments = (settings, session, stats)
+        self._clients: AwsClients | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._clients is None:
+            self._clients = _aws_clients(*self._arguments)
+        return getattr(self._clients, name)
+
+    async def __aenter__(self) -> DeferredAwsClients:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._clients is not None:
+            await self._clients.__aexit__(*exc_info)
+
+
+async def _light_dynamodb(settings: SyncSettings, stack: contextlib.AsyncExitStack) -> Any:
+    """The light DynamoDB client of this run: the resident pool's when there is one (its
+    keep-alive connections serve the container's next invocations too), else a new one closed
+    with the run (``stack``)."""
+    from syncengine.dynamodb_http import DynamoDBHttpClient, endpoint_for
+
+    endpoint = endpoint_for(settings.home_region, settings.endpoint_url("dynamodb"))
+    if endpoint is None:  # pragma: no cover - light_reads_enabled said yes
+        raise RuntimeError("no endpoint for the light DynamoDB client")
+
+    async def open_client() -> tuple[Any, Any]:
+        client = DynamoDBHttpClient(
+            endpoint,
+            settings.home_region,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+        return client, client
+
+    pool = current_pool()
+    if pool is None:
+        return await stack.enter_async_context((await open_client())[0])
+    key = ("dynamodb-http", settings.home_region, endpoint, settings.connect_timeout, settings.read_timeout)
+    return await pool.client(key, open_client)
 
 
 def _dynamo(client: Any, settings: SyncSettings, stats: CallStats, concurrency: int) -> Dynamo:

@@ -303,7 +303,7 @@ async def execution_recovery_instances(
 ) -> dict[str, Any]:
     """The preview of a terminate (cache and execution item only: no DRS, EC2 or STS call)."""
     execution_id = validate_identifier("executionId", execution_id)
-    async with open_runtime(settings, session=session) as rt:
+    async with open_runtime(settings, session=session, read_only=True) as rt:
         executions = await load_execution_items(rt.dynamo, settings.tables.execution_history, execution_id)
         records = await rt.store.records_by_execution(execution_id)
     chosen = candidates(execution_id, executions, records, include_non_drill=False)

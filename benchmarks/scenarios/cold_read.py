@@ -3,18 +3,25 @@ the read-only query handler and answers check-existing for the read scenario's 1
 the time from process start to the answer, for ``processes`` fresh processes, beside the bare
 interpreter's own start (``python -c pass``), which is subtracted from the percentiles.
 
-The child runs the deployed situation: ``syncengine/`` and ``handlers/`` copied to a temporary
-folder and compiled there as ``scripts/deploy.sh`` compiles the package (``compileall
---invalidation-mode unchecked-hash``), the child started in that folder with
-``PYTHONDONTWRITEBYTECODE=1`` (Lambda's code directory is read-only: nothing is written, each cold
-start uses what the package holds); the dependencies load from the virtualenv with the bytecode pip
-compiled at install, as the package's do. Beside it, ``uncompiled_p50_ms``: the same copy without
-its bytecode (fewer processes), what a package without bytecode costs in our own modules alone."""
+The child runs what ships: ``syncengine/`` and ``handlers/`` copied to a temporary folder and
+compiled there as ``scripts/deploy.sh`` compiles the package (``compileall --invalidation-mode
+unchecked-hash``), and the package's dependencies installed from ``requirements-lambda.lock`` with
+deploy.sh's own pip command (hash-checked manylinux wheels, for this interpreter's Python and
+machine) and compiled the same way (``lambda_dependencies``, kept under ``build/`` per lock and
+interpreter). The child sees only those two folders and the standard library (``python -I -S``:
+no virtualenv, none of its dev packages) and writes no bytecode (``-B``: Lambda's code directory
+is read-only, each cold start uses what the package holds); the bare interpreter starts with the
+same flags. Beside it, ``uncompiled_p50_ms``: the same copy without its bytecode (fewer
+processes), what a package without bytecode costs in our own modules alone; and
+``aiobotocore_p50_ms``: the compiled copy with ``SYNC_LIGHT_READS=false`` (the read path's
+DynamoDB calls through aiobotocore, as before syncengine.dynamodb_http), the baseline."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import resource
 import shutil
 import subprocess
@@ -31,8 +38,16 @@ from benchmarks.events import check_existing_event
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.scenarios.read import PLAN_ID, PLAN_SERVERS, seeded_plan
 from benchmarks.sizes import BenchContext
-from syncengine.config import SyncSettings
+from syncengine.config import ENV_LIGHT_READS, SyncSettings
 
+# Every child starts here: only the package's folders on sys.path (argv[1], os.pathsep-separated),
+# after checking that no site-packages directory is reachable.
+PRELUDE = """
+import sys
+leaks = [p for p in sys.path if "site-packages" in p or "dist-packages" in p]
+assert not leaks, f"host packages reachable: {leaks}"
+sys.path[:0] = sys.argv.pop(1).split(__import__("os").pathsep)
+"""
 # What the child runs: import the handler, answer one API Gateway event, print when it answered.
 CHILD = """
 import json, sys, time
@@ -45,7 +60,12 @@ print(json.dumps({"answered_at": answered, "status": response.get("statusCode"),
 """
 BARE = "import time; print(time.time())"
 CHILD_TIMEOUT_S = 60.0
+# -I: no PYTHON* variables, no user site, no script folder on sys.path; -S: no site-packages;
+# -B: no bytecode written.
+CHILD_FLAGS = ("-I", "-S", "-B")
 ROOT = Path(__file__).resolve().parents[2]
+LAMBDA_LOCK = ROOT / "requirements-lambda.lock"
+PIP_TIMEOUT_S = 900.0
 # Our own packages as deploy.sh copies them (the simulator stays out of the package).
 PACKAGES = ("syncengine", "handlers")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "simulator")
@@ -57,11 +77,42 @@ def deployed_copy(folder: Path, *, compiled: bool) -> Path:
     for package in PACKAGES:
         shutil.copytree(ROOT / package, folder / package, ignore=IGNORED)
     if compiled:
-        command = [sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(folder)]
-        done = subprocess.run(command, env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, check=False)
-        if done.returncode != 0:
-            raise ScenarioBroken(f"compileall failed: {done.stdout[-2000:]!r}")
+        _compile(folder)
     return folder
+
+
+def lambda_dependencies(cache: Path = ROOT / "build" / "cold-read") -> Path:
+    """The Lambda package's dependencies as deploy.sh installs them (``requirements-lambda.lock``,
+    ``--require-hashes``, manylinux binary wheels), for this interpreter, compiled as deploy.sh
+    compiles them; built once per lock and interpreter under ``cache``."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    machine = "aarch64" if platform.machine() in {"aarch64", "arm64"} else "x86_64"
+    digest = hashlib.sha256(LAMBDA_LOCK.read_bytes() + f"{version}-{machine}".encode()).hexdigest()[:16]
+    target = cache / f"deps-{digest}"
+    if (target / ".complete").is_file():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    install += ["--platform", f"manylinux2014_{machine}", "--platform", f"manylinux_2_28_{machine}"]
+    install += ["--implementation", "cp", "--python-version", version, "--only-binary=:all:", "--require-hashes"]
+    install += ["--target", str(target), "-r", str(LAMBDA_LOCK)]
+    done = subprocess.run(install, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        raise ScenarioBroken(f"pip could not install requirements-lambda.lock: {done.stderr[-2000:]}")
+    shutil.rmtree(target / "bin", ignore_errors=True)
+    _compile(target)
+    (target / ".complete").write_text(LAMBDA_LOCK.name + "\n", encoding="utf-8")
+    return target
+
+
+def _compile(folder: Path) -> None:
+    command = [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
+    done = subprocess.run(
+        [*command, str(folder)], env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        raise ScenarioBroken(f"compileall failed: {done.stdout[-2000:]!r}")
 
 
 def child_environment(settings: SyncSettings) -> dict[str, str]:
@@ -79,14 +130,14 @@ def child_environment(settings: SyncSettings) -> dict[str, str]:
 def seconds_to_answer(
     code: str, argv: list[str], env: Mapping[str, str], cwd: Path | None = None
 ) -> tuple[float, dict[str, Any]]:
-    """Run ``python -c code *argv``; seconds from before the spawn to the time the child printed
-    (its last stdout line, JSON or a bare number), and what it printed, with the child's CPU
-    seconds (user + system, to its exit) under ``cpu_s``: on a shared machine CPU time moves less
-    with the load than wall time."""
+    """Run ``python -I -S -B -c code *argv``; seconds from before the spawn to the time the child
+    printed (its last stdout line, JSON or a bare number), and what it printed, with the child's
+    CPU seconds (user + system, to its exit) under ``cpu_s``: on a shared machine CPU time moves
+    less with the load than wall time."""
     cpu_before = _children_cpu_s()
     started = time.time()
     done = subprocess.run(
-        [sys.executable, "-c", code, *argv],
+        [sys.executable, *CHILD_FLAGS, "-c", code, *argv],
         env=dict(env),
         cwd=cwd,
         capture_output=True,
@@ -116,11 +167,15 @@ class ColdTimings:
     answers_cpu_ms: list[float] = field(default_factory=list)
     bare_cpu_ms: list[float] = field(default_factory=list)
     uncompiled_ms: list[float] = field(default_factory=list)
+    aiobotocore_ms: list[float] = field(default_factory=list)
 
 
-def cold_answer_s(env: Mapping[str, str], folder: Path) -> tuple[float, dict[str, Any]]:
-    """One cold check-existing from ``folder``'s copy of the package (and proof it was that copy)."""
-    seconds, printed = seconds_to_answer(CHILD, [json.dumps(check_existing_event(PLAN_ID))], env, cwd=folder)
+def cold_answer_s(env: Mapping[str, str], folder: Path, dependencies: Path) -> tuple[float, dict[str, Any]]:
+    """One cold check-existing from ``folder``'s copy of our code and the package's dependencies
+    (and proof it was that copy)."""
+    path = os.pathsep.join([str(folder), str(dependencies)])
+    event = json.dumps(check_existing_event(PLAN_ID))
+    seconds, printed = seconds_to_answer(PRELUDE + CHILD, [path, event], env, cwd=folder)
     if printed.get("status") != 200 or printed.get("instance_count") != PLAN_SERVERS:
         raise ScenarioBroken(f"cold check-existing answered {printed}")
     if not str(printed.get("handler", "")).startswith(str(folder)):
@@ -132,19 +187,22 @@ def cold_timings(settings: SyncSettings, processes: int) -> ColdTimings:
     """``processes`` cold checks from the compiled copy and as many bare interpreters, interleaved
     so a change of machine load touches both alike, and a quarter as many from an uncompiled copy."""
     env = child_environment(settings)
+    dependencies = lambda_dependencies()
     timings = ColdTimings()
     with tempfile.TemporaryDirectory(prefix="cold-read-") as work:
         compiled = deployed_copy(Path(work) / "compiled", compiled=True)
         uncompiled = deployed_copy(Path(work) / "uncompiled", compiled=False)
         for index in range(processes):
             if index % 4 == 0:
-                timings.uncompiled_ms.append(cold_answer_s(env, uncompiled)[0] * 1000)
-            _time_one(timings, env, compiled)
+                timings.uncompiled_ms.append(cold_answer_s(env, uncompiled, dependencies)[0] * 1000)
+                baseline = {**env, ENV_LIGHT_READS: "false"}
+                timings.aiobotocore_ms.append(cold_answer_s(baseline, compiled, dependencies)[0] * 1000)
+            _time_one(timings, env, compiled, dependencies)
     return timings
 
 
-def _time_one(timings: ColdTimings, env: Mapping[str, str], folder: Path) -> None:
-    seconds, printed = cold_answer_s(env, folder)
+def _time_one(timings: ColdTimings, env: Mapping[str, str], folder: Path, dependencies: Path) -> None:
+    seconds, printed = cold_answer_s(env, folder, dependencies)
     timings.answers_ms.append(seconds * 1000)
     timings.answers_cpu_ms.append(printed["cpu_s"] * 1000)
     bare_seconds, bare = seconds_to_answer(BARE, [], env)
@@ -167,6 +225,9 @@ def summary(timings: ColdTimings) -> dict[str, Any]:
         "uncompiled_p50_ms": round(h.percentile(timings.uncompiled_ms, 0.50) - interpreter, 1)
         if timings.uncompiled_ms
         else None,
+        "aiobotocore_p50_ms": round(h.percentile(timings.aiobotocore_ms, 0.50) - interpreter, 1)
+        if timings.aiobotocore_ms
+        else None,
         "servers": PLAN_SERVERS,
     }
 
@@ -181,6 +242,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     ctx.log(
         f"cold_read: p50 {section['p50_ms']} ms, p99 {section['p99_ms']} ms above the interpreter's "
         f"{section['interpreter_p50_ms']} ms; CPU p50 {section['cpu_p50_ms']} ms above its "
-        f"{section['interpreter_cpu_p50_ms']} ms; without bytecode p50 {section['uncompiled_p50_ms']} ms"
+        f"{section['interpreter_cpu_p50_ms']} ms; without bytecode p50 {section['uncompiled_p50_ms']} ms; "
+        f"reads through aiobotocore (SYNC_LIGHT_READS=false) p50 {section['aiobotocore_p50_ms']} ms"
     )
     return {"cold_read": section}

@@ -201,7 +201,8 @@ def test_lambda_package_holds_unchecked_bytecode_of_every_module(extracted: Path
         flags = int.from_bytes(header[4:8], "little")
         if flags != 0b01 or header[8:16] != importlib.util.source_hash(source.read_bytes()):
             stale.append(str(cached.relative_to(extracted)))
-    assert len(sources) > 1000
+    # Our own ~100 modules and the dependencies' (~880 modules in all since rich left the package).
+    assert len(sources) > 500
     assert missing == [], missing[:10]
     assert stale == [], stale[:10]
     assert (extracted / "handlers" / "__pycache__" / f"query.{tag}.pyc").is_file()

@@ -11,6 +11,7 @@ import pytest
 from benchmarks.run import selected_scenarios
 from benchmarks.scenarios.cold_read import (
     BARE,
+    PRELUDE,
     ColdTimings,
     child_environment,
     deployed_copy,
@@ -79,3 +80,13 @@ def test_deployed_copy_uncompiled_holds_no_bytecode(tmp_path: Path) -> None:
 def test_child_environment_writes_no_bytecode() -> None:
     """Lambda's code directory is read-only: the cold child writes nothing beside the package."""
     assert child_environment(SyncSettings())["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+def test_cold_child_sees_only_the_package_folders(tmp_path: Path) -> None:
+    """The child runs on the package's folders alone: the virtualenv's packages (rich, pytest, the
+    dev tools) are out of its reach, so what is measured is what ships."""
+    code = (
+        PRELUDE + "import importlib.util, time\nprint(time.time() if importlib.util.find_spec('pytest') is None else 0)"
+    )
+    seconds, _ = seconds_to_answer(code, [str(tmp_path)], os.environ)
+    assert seconds > 0

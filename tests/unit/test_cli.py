@@ -42,3 +42,14 @@ def test_cli_offers_only_operator_commands_without_devtools() -> None:
     assert "demo" not in done.stdout
     assert "simulate" not in done.stdout
     assert "tables" not in done.stdout
+
+
+def test_cli_without_rich_exits_with_the_extra_to_install() -> None:
+    """rich is the ``cli`` extra, not a runtime dependency: without it the commands say what to
+    install instead of failing with a traceback (and the module still imports)."""
+    code = (
+        "import sys\nsys.modules['rich'] = None\nimport syncengine.commands as c\n"
+        "try:\n    c.console()\nexcept SystemExit as exc:\n    print(exc.code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
+    assert "recovery-instance-sync[cli]" in done.stdout

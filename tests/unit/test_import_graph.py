@@ -17,7 +17,8 @@ import pytest
 from tests.cfn_yaml import ROOT
 
 # Modules of this project the read path may load: the handler plumbing, the runtime it opens
-# (AWS clients, DynamoDB, cache and status stores) and check-existing itself.
+# (DynamoDB through the light client, cache and status stores) and check-existing itself. Not the
+# aiobotocore clients (syncengine.aws, credentials, fastpath): a read builds them only on demand.
 ALLOWED_OWN = frozenset(
     {
         "handlers",
@@ -31,22 +32,18 @@ ALLOWED_OWN = frozenset(
         "handlers.routes",
         "syncengine",
         "syncengine.accounts",
-        "syncengine.aws",
+        "syncengine.callstats",
         "syncengine.concurrency",
         "syncengine.config",
-        "syncengine.credentials",
         "syncengine.health",
         "syncengine.orchestration",
         "syncengine.records",
         "syncengine.dynamo",
+        "syncengine.dynamodb_http",
         "syncengine.reads",
         "syncengine.runtime",
         "syncengine.errors",
         "syncengine.executions",
-        "syncengine.fastpath",
-        "syncengine.fastpath.clients",
-        "syncengine.fastpath.fields",
-        "syncengine.fastpath.parsers",
         "syncengine.gctune",
         "syncengine.logging",
         "syncengine.metrics",
@@ -60,10 +57,16 @@ ALLOWED_OWN = frozenset(
         "syncengine.terminate_rules",
     }
 )
-# Heavy or foreign packages, by what they cost when measured: rich + pygments ~40-60 ms (structlog's
-# dev console), the simulator and fault proxy (aiohttp servers), YAML (the table definitions),
-# multiprocessing (sharded syncs), and the test and benchmark tools.
+# Heavy or foreign packages, by what they cost when measured: aiobotocore with aiohttp ~130 ms and
+# botocore's client machinery ~90 ms (the read path's DynamoDB calls need neither:
+# syncengine.dynamodb_http), rich + pygments ~40-60 ms (structlog's dev console), the simulator and
+# fault proxy (aiohttp servers), YAML (the table definitions), multiprocessing (sharded syncs), and
+# the test and benchmark tools.
 FORBIDDEN = (
+    "aioboto3",
+    "aiobotocore",
+    "aiohttp",
+    "boto3",
     "rich",
     "pygments",
     "yaml",
@@ -76,6 +79,8 @@ FORBIDDEN = (
     "matplotlib",
     "psutil",
 )
+# botocore's package itself is small (Powertools imports it); its client machinery is not.
+FORBIDDEN_MODULES = ("botocore.client", "botocore.session", "botocore.endpoint", "botocore.parsers")
 
 
 def modules_after(statement: str) -> set[str]:
@@ -100,6 +105,10 @@ def test_import_graph_query_loads_only_read_path_modules(query_modules: set[str]
 def test_import_graph_query_loads_no_heavy_or_dev_package(query_modules: set[str]) -> None:
     loaded = sorted(m for m in query_modules if m.split(".")[0] in FORBIDDEN)
     assert loaded == []
+
+
+def test_import_graph_query_loads_no_botocore_client_machinery(query_modules: set[str]) -> None:
+    assert sorted(set(FORBIDDEN_MODULES) & query_modules) == []
 
 
 def test_import_graph_query_needs_no_sync_or_invoke_machinery(query_modules: set[str]) -> None:
