@@ -258,16 +258,7 @@ class SyncSettings:
         env = os.environ if environ is None else environ
         project = env.get(ENV_PROJECT_NAME) or DEFAULT_PROJECT_NAME
         environment = env.get(ENV_ENVIRONMENT) or DEFAULT_ENVIRONMENT
-        defaults = TableNames.for_project(project, environment)
-        tables = TableNames(
-            cache=env.get(ENV_CACHE_TABLE) or defaults.cache,
-            status=env.get(ENV_STATUS_TABLE) or defaults.status,
-            target_accounts=env.get(ENV_TARGET_ACCOUNTS_TABLE) or defaults.target_accounts,
-            execution_history=env.get(ENV_EXECUTION_HISTORY_TABLE) or defaults.execution_history,
-            recovery_plans=env.get(ENV_RECOVERY_PLANS_TABLE) or defaults.recovery_plans,
-            protection_groups=env.get(ENV_PROTECTION_GROUPS_TABLE) or defaults.protection_groups,
-            execution_index=env.get(ENV_EXECUTION_INDEX_TABLE) or defaults.execution_index,
-        )
+        tables = _tables_from_env(env, project, environment)
         values: dict[str, Any] = {
             "tables": tables,
             "environment": environment,
@@ -350,3 +341,17 @@ def _parse_int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _tables_from_env(env: Mapping[str, str], project: str, environment: str) -> TableNames:
+    """Each table's name from its variable, else the project's default name."""
+    defaults = TableNames.for_project(project, environment)
+    return TableNames(
+        cache=env.get(ENV_CACHE_TABLE) or defaults.cache,
+        status=env.get(ENV_STATUS_TABLE) or defaults.status,
+        target_accounts=env.get(ENV_TARGET_ACCOUNTS_TABLE) or defaults.target_accounts,
+        execution_history=env.get(ENV_EXECUTION_HISTORY_TABLE) or defaults.execution_history,
+        recovery_plans=env.get(ENV_RECOVERY_PLANS_TABLE) or defaults.recovery_plans,
+        protection_groups=env.get(ENV_PROTECTION_GROUPS_TABLE) or defaults.protection_groups,
+        execution_index=env.get(ENV_EXECUTION_INDEX_TABLE) or defaults.execution_index,
+    )
