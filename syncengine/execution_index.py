@@ -6,7 +6,9 @@ read by execution id. This table holds, persisted, the three maps of ``Execution
 per launch job (``job#<jobId>``), per recovery instance (``ri#<id>``) and per source server and
 region (``srv#<serverId>#<region>``), each naming the most recent execution (by ``startTime``,
 ties by ``executionId``) that lists it; markers for jobs no execution named when first seen
-(``job#<jobId>`` with ``firstSeen`` and no execution); and ``meta#state``, the index's own state.
+(``job#<jobId>`` with ``firstSeen`` and no execution); and ``meta#state``, the index's own state,
+including ``activeExecutions``: the executions not yet finished (``ACTIVE_STATUSES``) as the last
+rebuild saw them, kept current by every refresh, so "what is running now" needs no Scan.
 
 Reads: a scope's keys (``lookup``), the state. Writes: a refresh by execution id (a Query of the
 history on its partition key, then conditional puts), unknown-job markers, and the full rebuild
@@ -49,11 +51,13 @@ from syncengine.execution_index_items import (
 from syncengine.executions import ExecutionIndex, ExecutionRef
 from syncengine.logging import get_logger
 from syncengine.orchestration import load_execution_items, scan_execution_history
+from syncengine.terminate_rules import ACTIVE_STATUSES
 
 log = get_logger(__name__)
 
 STATE_KEY = "meta#state"
 FIRST_SEEN = "firstSeen"
+ACTIVE = "activeExecutions"
 # A refresh logged up to this long before a rebuild's claim is replayed after the rebuild's writes:
 # a refresh lives inside one Lambda invocation (at most 900 s).
 REPLAY_MARGIN_SECONDS = 900.0
@@ -191,7 +195,28 @@ class ExecutionIndexTable:
     async def _apply(self, execution_id: str, items: Sequence[Mapping[str, Any]] | None = None) -> int:
         if items is None:
             items = await load_execution_items(self.dynamo, self.history_table, execution_id)
-        return await self.put_all_latest(entries(ExecutionIndex.from_items(items)))
+        written = await self.put_all_latest(entries(ExecutionIndex.from_items(items)))
+        await self.set_active(execution_id, any(is_active(item) for item in items))
+        return written
+
+    async def set_active(self, execution_id: str, active: bool) -> None:
+        """Add ``execution_id`` to ``activeExecutions`` (running) or take it out (finished)."""
+        await self.dynamo.call(
+            "update_item",
+            TableName=self.table,
+            Key={KEY: {"S": STATE_KEY}},
+            UpdateExpression=f"{'ADD' if active else 'DELETE'} #active :id",
+            ExpressionAttributeNames={"#active": ACTIVE},
+            ExpressionAttributeValues={":id": {"SS": [execution_id]}},
+        )
+
+    async def active_executions(self) -> set[str] | None:
+        """The executions running now as far as the index knows; None before its first rebuild
+        (the caller must then look at the history itself)."""
+        state = await self.state()
+        if not state or state.get("lastRebuildTime") is None:
+            return None
+        return {str(execution_id) for execution_id in state.get(ACTIVE) or ()}
 
     async def _log_refresh(self, execution_id: str) -> None:
         await self.dynamo.call(
@@ -249,25 +274,42 @@ class ExecutionIndexTable:
             if not is_condition_failed(exc):
                 raise
 
-    async def rebuild(self, claimed_at: float, index: ExecutionIndex | None = None) -> RebuildReport:
-        """The full rebuild (claimed at ``claimed_at``): ``index`` when the caller scanned the
-        history already, else one Scan of it; then the keys absent or older in the table are
-        written in batches, the refreshes logged since shortly before the claim replayed, and the
-        state recorded."""
+    async def rebuild(
+        self, claimed_at: float, index: ExecutionIndex | None = None, active: set[str] | None = None
+    ) -> RebuildReport:
+        """The full rebuild (claimed at ``claimed_at``): ``index`` and ``active`` (the running
+        executions) when the caller scanned the history already, else one Scan of it; then the
+        keys absent or older in the table are written in batches, the running executions set, the
+        refreshes logged since shortly before the claim replayed, and the state recorded."""
         report = RebuildReport()
         if index is None:
             history = await scan_execution_history(self.dynamo, self.history_table)
             report.history_items = len(history)
-            index = ExecutionIndex.from_items(history)
+            index, active = ExecutionIndex.from_items(history), active_ids(history)
         computed = entries(index)
         report.keys = len(computed)
         stored = await self.get(computed)
         stale = [(k, ref) for k, ref in computed.items() if k not in stored or order(stored[k]) < order(ref)]
         await self._write_batches(stale)
         report.written = len(stale)
+        if active is not None:
+            await self._set_active_all(active)
         report.replayed = await self._replay(claimed_at)
         await self._record_rebuild(claimed_at, report)
         return report
+
+    async def _set_active_all(self, active: set[str]) -> None:
+        """The rebuild's view of what runs now (a refresh replayed after it corrects a racer)."""
+        update = "SET #active = :ids" if active else "REMOVE #active"
+        values = {":ids": {"SS": sorted(active)}} if active else None
+        await self.dynamo.call(
+            "update_item",
+            TableName=self.table,
+            Key={KEY: {"S": STATE_KEY}},
+            UpdateExpression=update,
+            ExpressionAttributeNames={"#active": ACTIVE},
+            **({"ExpressionAttributeValues": values} if values else {}),
+        )
 
     async def _write_batches(self, found: Sequence[tuple[str, ExecutionRef]]) -> None:
         async def write(batch: list[tuple[str, ExecutionRef]]) -> None:
@@ -317,6 +359,15 @@ class ExecutionIndexTable:
             ExpressionAttributeNames={"#built": "lastRebuildTime", "#keys": "keys", "#claimed": "rebuildClaimedAt"},
             ExpressionAttributeValues={":claimed": {"N": str(claimed_at)}, ":keys": {"N": str(report.keys)}},
         )
+
+
+def is_active(item: Mapping[str, Any]) -> bool:
+    """An execution item whose status says it is still running."""
+    return str(item.get("status", "")).upper() in ACTIVE_STATUSES
+
+
+def active_ids(history: Iterable[Mapping[str, Any]]) -> set[str]:
+    return {str(item["executionId"]) for item in history if is_active(item) and item.get("executionId")}
 
 
 def _as_float(value: str) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 from syncengine.config import SyncSettings
 from syncengine.dynamo import Dynamo
 from syncengine.errors import AwsError, ExecutionNotFoundError
-from syncengine.execution_index import ExecutionIndexTable, Lookup, RebuildReport
+from syncengine.execution_index import ExecutionIndexTable, Lookup, RebuildReport, active_ids
 from syncengine.execution_index_items import job_key
 from syncengine.executions import ExecutionIndex
 from syncengine.logging import get_logger
@@ -82,6 +82,8 @@ class ScannedExecutions:
     index: ExecutionIndex
     scanned_at: float
     unknown: set[str] = field(default_factory=set)
+    # The executions the Scan saw running (``activeExecutions`` of the index's state).
+    active: set[str] = field(default_factory=set)
 
     async def for_instances(
         self, dynamo: Dynamo, region: str, recovery_instances: Sequence[Mapping[str, Any]]
@@ -118,7 +120,7 @@ async def open_for_sync(dynamo: Dynamo, settings: SyncSettings) -> SyncExecution
         return SyncExecutions(StoredExecutions(table.table, table.history_table, float(state["lastRebuildTime"])))
     scanned_at = time.time()
     history = await scan_execution_history(dynamo, settings.tables.execution_history)
-    scanned = ScannedExecutions(ExecutionIndex.from_items(history), scanned_at)
+    scanned = ScannedExecutions(ExecutionIndex.from_items(history), scanned_at, active=active_ids(history))
     return SyncExecutions(scanned, scanned=scanned)
 
 
@@ -144,7 +146,9 @@ async def _rebuild(
         if scanned is not None and scanned.unknown:
             # Seen unknown by a Scan older than this claim: settled markers.
             await table.mark_unknown(sorted(scanned.unknown), scanned.scanned_at)
-        report = await table.rebuild(claimed_at, None if scanned is None else scanned.index)
+        report = await (
+            table.rebuild(claimed_at) if scanned is None else table.rebuild(claimed_at, scanned.index, scanned.active)
+        )
     except AwsError as exc:
         log.error("execution_index_rebuild_failed", error_type=exc.error_type, error=str(exc), early=early)
         try:

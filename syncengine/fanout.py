@@ -20,6 +20,7 @@ status ``degraded``; the record says how far it got (``fanoutRun`` in the status
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -28,13 +29,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncengine.accounts import load_targets, plan_scopes
+from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
-from syncengine.errors import AwsError
+from syncengine.errors import AwsError, ExecutionNotFoundError
+from syncengine.execution_index import ExecutionIndexTable, is_active
+from syncengine.execution_sync import index_table
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, ScopeResult, SyncReport, utc_now_iso
-from syncengine.orchestration import scan_execution_activity
+from syncengine.orchestration import load_execution_items, scan_execution_activity
 from syncengine.retry import CallContext
-from syncengine.terminate_rules import ACTIVE_STATUSES  # the contract's "still running" statuses
 
 log = get_logger(__name__)
 
@@ -62,11 +65,23 @@ class Enqueued:
 
 
 async def active_execution_scopes(rt: Any) -> set[Scope]:
-    """Account/regions where an execution of the orchestration is running now."""
-    items = await scan_execution_activity(rt.dynamo, rt.settings.tables.execution_history)
+    """Account/regions where an execution of the orchestration is running now: the executions the
+    execution index lists as running, each read by key (a handful; one found finished is taken off
+    the list), so the sweep's cost does not grow with the history. Before the index's first
+    rebuild, or when it cannot be read, one projected Scan of the history instead."""
+    table = index_table(rt.dynamo, rt.settings)
+    try:
+        running = await table.active_executions()
+    except AwsError as exc:
+        log.warning("execution_index_unreadable", error_type=exc.error_type, error=str(exc))
+        running = None
+    if running is None:
+        items = await scan_execution_activity(rt.dynamo, rt.settings.tables.execution_history)
+    else:
+        items = await _running_items(table, running)
     active: set[Scope] = set()
     for item in items:
-        if str(item.get("status", "")).upper() not in ACTIVE_STATUSES:
+        if not is_active(item):
             continue
         for wave in item.get("waves") or []:
             account = wave.get("accountId") or item.get("accountId")
@@ -74,6 +89,24 @@ async def active_execution_scopes(rt: Any) -> set[Scope]:
             if isinstance(account, str) and isinstance(region, str):
                 active.add(Scope(account, region))
     return active
+
+
+async def _running_items(table: ExecutionIndexTable, execution_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The items of the executions the index lists as running, read by key; an execution that
+    finished (or was deleted) since is taken off the list."""
+    found: list[dict[str, Any]] = []
+
+    async def read(execution_id: str) -> None:
+        try:
+            items = await load_execution_items(table.dynamo, table.history_table, execution_id)
+        except ExecutionNotFoundError:
+            items = []
+        found.extend(items)
+        if not any(is_active(item) for item in items):
+            await table.set_active(execution_id, False)
+
+    await run_concurrently(functools.partial(read, execution_id) for execution_id in sorted(execution_ids))
+    return found
 
 
 async def _send(rt: Any, queue_url: str, scopes: list[Scope], run_id: str, delayed: set[Scope]) -> Enqueued:

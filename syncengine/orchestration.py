@@ -50,12 +50,18 @@ async def load_groups(dynamo: Dynamo, table: str, group_ids: Iterable[str]) -> d
 
 
 # Only what the execution index needs: history items can carry large per-server payloads.
-_INDEX_PROJECTION = "#eid, #plan, #start, #waves"
-_INDEX_NAMES = {"#eid": "executionId", "#plan": "planName", "#start": "startTime", "#waves": "waves"}
+_INDEX_PROJECTION = "#eid, #plan, #start, #waves, #status"
+_INDEX_NAMES = {
+    "#eid": "executionId",
+    "#plan": "planName",
+    "#start": "startTime",
+    "#waves": "waves",
+    "#status": "status",
+}
 
 
 async def scan_execution_history(dynamo: Dynamo, table: str) -> list[dict[str, Any]]:
-    """Every execution's id, plan name, start time and waves: one paginated, projected scan."""
+    """Every execution's id, plan name, start time, status and waves: one paginated, projected scan."""
     return await dynamo.scan_all(table, ProjectionExpression=_INDEX_PROJECTION, ExpressionAttributeNames=_INDEX_NAMES)
 
 
