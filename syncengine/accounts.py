@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from syncengine.aws import AwsClients, drs_regions, role_arn_for
+from syncengine.concurrency import gather
 from syncengine.config import SyncSettings
 from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, to_item
 from syncengine.errors import InvalidRequestError
@@ -121,10 +122,16 @@ def targets_from_items(
 
 
 async def load_targets(aws: AwsClients, dynamo: Dynamo, settings: SyncSettings) -> list[AccountTarget]:
-    items = await dynamo.scan_all(settings.tables.target_accounts)
-    # Needed either way: to add the current account, and to use our own credentials (no
-    # AssumeRole) for an item that names it.
-    current = await aws.current_account_id()
+    """The active targets. The table's scan and STS's GetCallerIdentity run at once (the caller's
+    account id is needed either way: to add the current account, and to use our own credentials,
+    no AssumeRole, for an item that names it); both are on every sync's critical path."""
+
+    async def scan() -> list[dict[str, Any]]:
+        items = await dynamo.scan_all(settings.tables.target_accounts)
+        drs_regions()  # botocore's endpoint data (~40 ms of CPU, once) loads while STS answers
+        return items
+
+    items, current = await gather(scan, aws.current_account_id)
     return targets_from_items(items, settings, current)
 
 

@@ -141,6 +141,7 @@ async def describe_source_servers(
             cursor="nextToken",
             scope_limiter=limiter,
             answered=answered,
+            follow_up=True,  # the scope is under way: ahead of other scopes' first pages
             filters={"sourceServerIDs": batch},
             maxResults=DRS_PAGE_SIZE,
         )

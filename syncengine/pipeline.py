@@ -114,7 +114,7 @@ async def _checked_sync(
         return attempt.failed(ScopeOutcome.FAILED, "InvalidConfiguration", message)
     if await rt.regions.is_enabled(account, scope.region) is False:
         return attempt.not_enabled()
-    async with scope_lease(rt, attempt) as granted:
+    async with scope_lease(rt, attempt, account) as granted:
         if not granted:
             return attempt.failed(ScopeOutcome.SKIPPED, "ScopeBusy", BUSY_MESSAGE)
         observed_at = int(time.time() * 1000)
@@ -170,16 +170,32 @@ async def _write_status(rt: Runtime, attempt: ScopeAttempt) -> None:
 
 
 @contextlib.asynccontextmanager
-async def scope_lease(rt: Runtime, attempt: ScopeAttempt) -> AsyncIterator[bool]:
+async def scope_lease(rt: Runtime, attempt: ScopeAttempt, account: AccountTarget) -> AsyncIterator[bool]:
     """The scope's lease for the body, until the holder's deadline plus a margin; yields whether
     it was granted (another sync of the scope may hold it past ``scope_lease_wait``). The lease is
-    released by the status write of ``scope_recorded``, in the same conditional write."""
+    released by the status write of ``scope_recorded``, in the same conditional write. The
+    account's credentials are fetched meanwhile (``prefetch_credentials``)."""
     expires_at = time.time() + lease_seconds(rt.settings)
     attempt.may_hold_lease = True
-    attempt.may_hold_lease = await rt.status.acquire_scope_lease(
-        attempt.scope, attempt.run_id, wait=rt.settings.scope_lease_wait, expires_at=expires_at
-    )
+
+    async def acquire() -> None:
+        attempt.may_hold_lease = await rt.status.acquire_scope_lease(
+            attempt.scope, attempt.run_id, wait=rt.settings.scope_lease_wait, expires_at=expires_at
+        )
+
+    await run_concurrently((acquire, lambda: prefetch_credentials(rt, account)))
     yield attempt.may_hold_lease
+
+
+async def prefetch_credentials(rt: Runtime, account: AccountTarget) -> None:
+    """The account's assumed-role credentials, fetched while the scope's lease is acquired: the
+    AssumeRole round trip and the lease's DynamoDB write are independent, and both precede the
+    scope's first DRS call. Credentials are per account and per run (``AwsClients``), so a scope
+    that then finds its lease busy wasted nothing another scope of the account would not use. A
+    failure is remembered there and raised when discovery asks for its client (the scope fails
+    then, as it would have without the prefetch)."""
+    with contextlib.suppress(AwsError):
+        await rt.aws.credentials_for(account)
 
 
 async def discover_and_read_cache(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from syncengine.accounts import (
+    load_targets,
     plan_scopes,
     role_name_of,
     targets_from_items,
@@ -176,3 +179,33 @@ def test_opt_in_regions_are_the_eleven_drs_regions_launched_since_2019() -> None
     opt_in = {r for r in drs_regions() if is_opt_in_region(r)}
     assert len(opt_in) == len(drs_regions()) - 17
     assert {"af-south-1", "ap-east-1", "me-south-1", "il-central-1"} <= opt_in
+
+
+class _IdentityAsked:
+    """Stand-ins for the run's AWS and DynamoDB access: the scan notes whether STS was already
+    asked for the caller's identity while the scan was still waiting for its answer."""
+
+    def __init__(self) -> None:
+        self.identity_asked = False
+        self.asked_during_scan: bool | None = None
+
+    async def current_account_id(self) -> str:
+        self.identity_asked = True
+        await anyio.lowlevel.checkpoint()
+        return "111122223333"
+
+    async def scan_all(self, table: str) -> list[dict]:
+        await anyio.wait_all_tasks_blocked()
+        self.asked_during_scan = self.identity_asked
+        return [{"accountId": "444455556666"}]
+
+
+async def test_load_targets_asks_for_the_caller_identity_while_the_table_is_scanned() -> None:
+    """Both are on every sync's critical path before its first scope: neither waits for the other."""
+    fakes = _IdentityAsked()
+    targets = await load_targets(fakes, fakes, SETTINGS)  # type: ignore[arg-type]
+    assert fakes.asked_during_scan is True
+    assert [(t.account_id, t.is_current_account) for t in targets] == [
+        ("111122223333", True),
+        ("444455556666", False),
+    ]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import anyio
+import anyio.lowlevel
+
+from syncengine.config import SyncSettings
 from syncengine.discovery import ScopeDiscovery
+from syncengine.errors import AccessDeniedError
 from syncengine.executions import ExecutionIndex
-from syncengine.models import Scope, ScopeOutcome
-from syncengine.pipeline import ScopeAttempt, build_records
+from syncengine.models import AccountTarget, Scope, ScopeOutcome
+from syncengine.pipeline import ScopeAttempt, build_records, scope_lease
 
 SCOPE = Scope("123456789012", "us-east-1")
 
@@ -61,3 +66,50 @@ def test_pipeline_build_records_joins_the_ec2_instance() -> None:
     )
     (record,) = build_records(SCOPE, discovery, ExecutionIndex.from_items([]), observed_at=1)
     assert record.instance_type == "m5.large"
+
+
+class _LeaseAndRole:
+    """Stand-ins for a runtime's status store and AWS clients: the lease write notes whether the
+    account's role was already being assumed while it waited for DynamoDB's answer."""
+
+    def __init__(self, *, role_error: Exception | None = None) -> None:
+        self.settings = SyncSettings()
+        self.status = self
+        self.aws = self
+        self.role_error = role_error
+        self.role_asked = False
+        self.asked_during_lease: bool | None = None
+
+    async def credentials_for(self, account: AccountTarget) -> None:
+        self.role_asked = True
+        await anyio.lowlevel.checkpoint()
+        if self.role_error is not None:
+            raise self.role_error
+
+    async def acquire_scope_lease(self, scope: Scope, owner: str, **_: object) -> bool:
+        await anyio.wait_all_tasks_blocked()
+        self.asked_during_lease = self.role_asked
+        return True
+
+
+ACCOUNT = AccountTarget(account_id=SCOPE.account_id, role_arn="arn:aws:iam::123456789012:role/R")
+
+
+async def test_pipeline_scope_lease_assumes_the_role_while_the_lease_is_written() -> None:
+    """The AssumeRole round trip and the lease's write both precede the first DRS call: they overlap."""
+    rt = _LeaseAndRole()
+    attempt = ScopeAttempt(SCOPE, None, "run-1")
+    async with scope_lease(rt, attempt, ACCOUNT) as granted:  # type: ignore[arg-type]
+        assert granted is True
+    assert rt.asked_during_lease is True
+
+
+async def test_pipeline_scope_lease_leaves_a_role_failure_to_discovery() -> None:
+    """A role that cannot be assumed does not fail the lease: the failure is remembered by the
+    clients and raised when discovery asks for them (the scope then fails with it)."""
+    denied = AccessDeniedError("cannot assume", code="AccessDenied", operation="AssumeRole")
+    rt = _LeaseAndRole(role_error=denied)
+    attempt = ScopeAttempt(SCOPE, None, "run-1")
+    async with scope_lease(rt, attempt, ACCOUNT) as granted:  # type: ignore[arg-type]
+        assert granted is True
+    assert attempt.may_hold_lease is True
