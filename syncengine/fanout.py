@@ -5,10 +5,14 @@ sync in-process. The sweep (``start_fanout``):
 1. takes the full-sync lease for ``stale_after_seconds`` (the run's whole life: a second sweep
    never starts while this run's messages are in flight);
 2. writes the run record (``RUN``/``FANOUT``: the number of scopes enqueued);
-3. enqueues one scope message per scope, ``{"accountId", "region", "reason": "fanout",
-   "runId"}`` (the refresh function's own shape); a scope where a recovery is running now gets
-   its message delayed (``ACTIVE_EXECUTION_DELAY_S``) so the recovery's own DRS calls keep the
-   account's quota meanwhile (its events refresh what it launches).
+3. enqueues the scopes in small groups, ``{"scopes": [{"accountId", "region"}, ...], "reason":
+   "fanout", "runId"}`` (the refresh function's scope group message): at most
+   ``fanout_scopes_per_message`` scopes a message (10 by default), an account's regions together
+   where they fit (one role session per account in a worker). Fewer,
+   larger messages cost fewer SQS calls and invocations; a worker syncs a message's scopes
+   concurrently, each counted on its own. A scope where a recovery is running now goes in a
+   message of its own kind, delayed (``ACTIVE_EXECUTION_DELAY_S``) so the recovery's own DRS
+   calls keep the account's quota meanwhile (its events refresh what it launches).
 Workers (the refresh function, ``syncengine.refresh``) run the same engine per message and
 count each finished scope once (``finish_scope``); the worker whose count reaches the total
 finishes the run (``finish_run``): the removed-scope reconciliation, the run summary, the lease.
@@ -50,8 +54,36 @@ def fanout_wanted(settings: SyncSettings, scope_count: int) -> bool:
     return settings.fanout == "auto" and scope_count >= settings.fanout_threshold
 
 
-def scope_message(scope: Scope, run_id: str) -> dict[str, Any]:
-    return {"accountId": scope.account_id, "region": scope.region, "reason": FANOUT_REASON, "runId": run_id}
+def group_message(scopes: list[Scope], run_id: str) -> dict[str, Any]:
+    """The message of one group of scopes: the refresh function's scope group message."""
+    return {
+        "scopes": [{"accountId": s.account_id, "region": s.region} for s in scopes],
+        "reason": FANOUT_REASON,
+        "runId": run_id,
+    }
+
+
+def scope_groups(scopes: list[Scope], size: int) -> list[list[Scope]]:
+    """Groups of at most ``size`` scopes, in order, an account's scopes kept together when they
+    fit (an account with more than ``size`` scopes fills whole groups of its own)."""
+    by_account: dict[str, list[Scope]] = {}
+    for scope in scopes:
+        by_account.setdefault(scope.account_id, []).append(scope)
+    groups: list[list[Scope]] = []
+    current: list[Scope] = []
+    for account_scopes in by_account.values():
+        if current and len(current) + len(account_scopes) > size:
+            groups.append(current)
+            current = []
+        for start in range(0, len(account_scopes), size):
+            chunk = account_scopes[start : start + size]
+            if len(chunk) == size:
+                groups.append(chunk)
+            else:
+                current += chunk
+    if current:
+        groups.append(current)
+    return groups
 
 
 @dataclass(frozen=True)
@@ -77,28 +109,30 @@ async def active_execution_scopes(rt: Any) -> set[Scope]:
 
 
 async def _send(rt: Any, queue_url: str, scopes: list[Scope], run_id: str, delayed: set[Scope]) -> Enqueued:
+    """Send the scopes in groups; counts are scopes (a refused message's scopes all failed)."""
     sqs = await rt.aws.client("sqs", rt.settings.home_region)
+    size = rt.settings.fanout_scopes_per_message
+    now = [s for s in scopes if s not in delayed]
+    later = [s for s in scopes if s in delayed]
+    groups = [(g, 0) for g in scope_groups(now, size)]
+    groups += [(g, ACTIVE_EXECUTION_DELAY_S) for g in scope_groups(later, size)]
     sent = failed = 0
-    for start in range(0, len(scopes), SEND_BATCH_MAX):
-        chunk = scopes[start : start + SEND_BATCH_MAX]
+    for start in range(0, len(groups), SEND_BATCH_MAX):
+        chunk = groups[start : start + SEND_BATCH_MAX]
         entries = [
-            {
-                "Id": str(index),
-                "MessageBody": json.dumps(scope_message(scope, run_id)),
-                "DelaySeconds": ACTIVE_EXECUTION_DELAY_S if scope in delayed else 0,
-            }
-            for index, scope in enumerate(chunk)
+            {"Id": str(index), "MessageBody": json.dumps(group_message(group, run_id)), "DelaySeconds": delay}
+            for index, (group, delay) in enumerate(chunk)
         ]
         context = CallContext("sqs:SendMessageBatch", region=rt.settings.home_region)
         try:
             answer = await rt.aws.call(sqs, "send_message_batch", context, QueueUrl=queue_url, Entries=entries)
         except AwsError as exc:
-            log.error("fanout_enqueue_failed", error=str(exc), scopes=len(chunk))
-            failed += len(chunk)
+            log.error("fanout_enqueue_failed", error=str(exc), scopes=sum(len(g) for g, _ in chunk))
+            failed += sum(len(g) for g, _ in chunk)
             continue
-        failed += len(answer.get("Failed") or [])
-        sent += len(answer.get("Successful") or [])
-    return Enqueued(sent, failed, len(delayed & set(scopes)))
+        sent += sum(len(chunk[int(e["Id"])][0]) for e in answer.get("Successful") or [])
+        failed += sum(len(chunk[int(e["Id"])][0]) for e in answer.get("Failed") or [])
+    return Enqueued(sent, failed, len(later))
 
 
 async def start_fanout(rt: Any) -> SyncReport | None:
@@ -214,7 +248,8 @@ __all__ = [
     "fanout_wanted",
     "finish_run",
     "finish_scope",
-    "scope_message",
+    "group_message",
+    "scope_groups",
     "start_fanout",
     "summary_report",
 ]

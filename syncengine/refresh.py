@@ -1,8 +1,8 @@
 """Event-driven refresh: a batch of DRS/EC2 events and scope messages -> one targeted sync per
 (account, region) for the union of the servers they name.
 
-1. Parse every message (``refresh_events``); a malformed or unsupported one is logged and
-   acknowledged (retrying never makes it valid).
+1. Parse every message (``refresh_events``; a scope group message names several scopes); a
+   malformed or unsupported one is logged and acknowledged (retrying never makes it valid).
 2. Coalesce by scope.
 3. Map what only the cache can map, DynamoDB only: an EC2 instance id through the cache's EC2
    instance index, a recovery instance id through the scope index. An instance the cache does
@@ -30,9 +30,10 @@ from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
 from syncengine.engine import sync_scope_in_runtime
 from syncengine.errors import AwsError, InvalidRequestError
+from syncengine.executions import ExecutionIndex, load_execution_index
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, SyncReport
-from syncengine.refresh_events import RefreshRequest, ScopeWork, coalesce, parse_refresh_request
+from syncengine.refresh_events import RefreshRequest, ScopeWork, coalesce, parse_refresh_requests
 from syncengine.runtime import Runtime, open_runtime
 
 log = get_logger(__name__)
@@ -89,13 +90,16 @@ class RefreshResult:
 
     @property
     def failed_message_ids(self) -> list[str]:
-        return [
+        """Each message once: a scope group message fails when any of its scopes failed
+        uncounted (SQS then delivers it again; its other scopes sync again, counted once)."""
+        failed = (
             mid
             for s in self.scopes
             if s.status is RefreshStatus.FAILED
             for mid in s.message_ids
             if mid not in s.acknowledged
-        ]
+        )
+        return list(dict.fromkeys(failed))
 
     def to_dict(self) -> dict[str, Any]:
         failed = any(s.status is RefreshStatus.FAILED for s in self.scopes)
@@ -111,7 +115,7 @@ def _parse(messages: Sequence[RefreshMessage]) -> tuple[list[tuple[str, RefreshR
     rejected: list[str] = []
     for message in messages:
         try:
-            requests.append((message.message_id, parse_refresh_request(message.body)))
+            requests += [(message.message_id, r) for r in parse_refresh_requests(message.body)]
         except InvalidRequestError as exc:
             rejected.append(message.message_id)
             log.warning("refresh_message_rejected", message_id=message.message_id, error=str(exc))
@@ -138,7 +142,7 @@ async def _servers_of(rt: Runtime, work: ScopeWork) -> list[str] | None:
 
 
 async def _sync(
-    rt: Runtime, work: ScopeWork, server_ids: list[str] | None, targets: list[AccountTarget]
+    rt: Runtime, work: ScopeWork, server_ids: list[str] | None, targets: list[AccountTarget], executions: ExecutionIndex
 ) -> ScopeRefresh:
     scope = work.scope
     ids = tuple(work.message_ids)
@@ -149,7 +153,9 @@ async def _sync(
         return ScopeRefresh(scope, RefreshStatus.NOT_CONFIGURED, ids, named)
     # Only fan-out messages: a slice of a full run, which its run record reports.
     fanout_only = len(work.run_messages) == len(ids)
-    report = await sync_scope_in_runtime(rt, scope, server_ids, targets=targets, record_run=not fanout_only)
+    report = await sync_scope_in_runtime(
+        rt, scope, server_ids, targets=targets, executions=executions, record_run=not fanout_only
+    )
     status = RefreshStatus.SYNCED if report.status is RunStatus.SUCCESS else RefreshStatus.FAILED
     acknowledged = await _count_in_fanout_runs(rt, work, report)
     return ScopeRefresh(scope, status, ids, named, report=report, acknowledged=acknowledged)
@@ -201,8 +207,10 @@ async def _refresh_in_runtime(rt: Runtime, work: dict[Scope, ScopeWork]) -> list
 async def _sync_pending(
     rt: Runtime, pending: list[ScopeWork], servers: dict[Scope, list[str] | None], done: dict[Scope, ScopeRefresh]
 ) -> None:
+    # Read once for the batch, not once per scope: a batch of fan-out messages holds many scopes.
     try:
         targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+        executions = await load_execution_index(rt.dynamo, rt.settings.tables.execution_history)
     except AwsError as exc:
         log.warning("refresh_targets_failed", error_type=exc.error_type, error=str(exc))
         for item in pending:
@@ -211,7 +219,7 @@ async def _sync_pending(
 
     async def sync(item: ScopeWork) -> None:
         with structlog.contextvars.bound_contextvars(account_id=item.scope.account_id, region=item.scope.region):
-            done[item.scope] = await _sync(rt, item, servers[item.scope], targets)
+            done[item.scope] = await _sync(rt, item, servers[item.scope], targets, executions)
 
     await run_concurrently(functools.partial(sync, item) for item in pending)
 

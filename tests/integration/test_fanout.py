@@ -1,13 +1,15 @@
 """Fan-out of the full sync over the work queue (syncengine.fanout) on moto's SQS, with the local
 event source mapping (devtools.event_source) running the refresh function as the worker: the
-sweep enqueues one message per scope, the workers sync them with the same engine, the run record
-counts each scope once, and the worker that finishes the last one writes the run summary and
-removes scopes no longer configured. A run that lost a message never shows as healthy."""
+sweep enqueues the scopes in groups (here one account's two regions a message), the workers sync
+them with the same engine, the run record counts each scope once, and the worker that finishes
+the last one writes the run summary and removes scopes no longer configured. A run that lost a
+message never shows as healthy."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -42,7 +44,10 @@ def estate(ddb: Any, make_simulator: Any, moto_endpoint: str, queue: WorkQueue) 
     sim = make_simulator(accounts=3, regions=REGIONS, instances_per_scope=3, seed=11)
     base = engine_settings(ddb, sim, scope_lease_wait=0.5)
     settings = base.with_changes(
-        fanout="on", work_queue_url=queue.url, endpoint_urls=(*base.endpoint_urls, ("sqs", moto_endpoint))
+        fanout="on",
+        work_queue_url=queue.url,
+        endpoint_urls=(*base.endpoint_urls, ("sqs", moto_endpoint)),
+        fanout_scopes_per_message=len(REGIONS),
     )
     asyncio.run(seed(settings, sim.estate))
     dependencies.configure(settings=settings)
@@ -58,15 +63,24 @@ def work(sqs: Any, queue: WorkQueue) -> list[Any]:
     return EventSourcePoller(sqs, queue, lambda_handler, context=FakeLambdaContext()).run_until_idle()
 
 
-def test_fanout_sweep_enqueues_one_message_per_scope(sqs: Any, queue: WorkQueue, estate: Any) -> None:
+def received_bodies(sqs: Any, queue: WorkQueue) -> list[dict[str, Any]]:
+    bodies = []
+    while batch := sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get("Messages"):
+        bodies += [json.loads(m["Body"]) for m in batch]
+    return bodies
+
+
+def test_fanout_sweep_enqueues_one_message_per_group_of_scopes(sqs: Any, queue: WorkQueue, estate: Any) -> None:
     sim, settings = estate
 
     report = asyncio.run(sync_all(settings))
 
     assert report.scopes_enqueued == scope_count(sim)
-    received = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10)["Messages"]
-    body = json.loads(received[0]["Body"])
-    assert body["reason"] == "fanout" and body["runId"] == report.run_id
+    bodies = received_bodies(sqs, queue)
+    assert len(bodies) == len(sim.estate.accounts)  # one account's two regions a message
+    assert all(b["reason"] == "fanout" and b["runId"] == report.run_id for b in bodies)
+    enqueued = sorted((s["accountId"], s["region"]) for b in bodies for s in b["scopes"])
+    assert enqueued == sorted((a.account_id, r) for a in sim.estate.accounts for r in a.regions)
     assert asyncio.run(get_sync_status(settings)).status.value == "running"
 
 
@@ -115,6 +129,42 @@ def test_fanout_last_worker_removes_scopes_no_longer_configured(sqs: Any, queue:
     assert gone.account_id not in {s["accountId"] for s in status["scopes"]}
 
 
+def test_fanout_group_message_with_a_busy_scope_comes_back_and_counts_each_scope_once(
+    sqs: Any, queue: WorkQueue, estate: Any
+) -> None:
+    """One scope of a group busy: the group's message is reported failed (its other scope is
+    counted); redelivered, both scopes sync again and the run counts each scope exactly once."""
+    sim, settings = estate
+    account = next(a.account_id for a in sim.estate.accounts if not a.is_hub)
+    busy = Scope(account, REGIONS[0])
+
+    async def lease(expires_at: float) -> None:  # another sync's lease; expired = released
+        async with open_runtime(settings) as rt:
+            assert await rt.status.acquire_scope_lease(busy, "another-sync", wait=0, expires_at=expires_at)
+
+    started = asyncio.run(sync_all(settings))
+    asyncio.run(lease(time.time() + 600))
+    poller = EventSourcePoller(sqs, queue, lambda_handler, context=FakeLambdaContext())
+    messages = poller.receive_batch()
+    first = poller.invoke(messages)
+
+    (failed,) = first.failed
+    body = json.loads(next(m["Body"] for m in messages if m["MessageId"] == failed))
+    assert {(s["accountId"], s["region"]) for s in body["scopes"]} == {(account, r) for r in REGIONS}
+    assert asyncio.run(get_sync_status(settings)).to_dict()["fanoutRun"]["finished"] == started.scopes_enqueued - 1
+
+    asyncio.run(lease(time.time() - 60))
+    receipt = next(m["ReceiptHandle"] for m in messages if m["MessageId"] == failed)
+    sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=receipt, VisibilityTimeout=0)
+    again = work(sqs, queue)
+
+    assert [o.failed for o in again] == [()]
+    status = asyncio.run(get_sync_status(settings)).to_dict()
+    assert status["status"] == "healthy"
+    assert status["fanoutRun"]["finished"] == status["fanoutRun"]["scopes"] == scope_count(sim)
+    assert status["scopesSynced"] == scope_count(sim)
+
+
 def test_fanout_counts_a_redelivered_scope_once(estate: Any) -> None:
     _sim, settings = estate
 
@@ -149,6 +199,7 @@ def test_fanout_run_that_lost_a_message_is_not_healthy(sqs: Any, queue: WorkQueu
     started = asyncio.run(sync_all(settings))
     lost = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=1)["Messages"][0]
     sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=lost["ReceiptHandle"])
+    lost_scopes = len(json.loads(lost["Body"])["scopes"])
     work(sqs, queue)
 
     async def lease_expires() -> None:  # what the lease's expiry does after stale_after_seconds
@@ -159,7 +210,7 @@ def test_fanout_run_that_lost_a_message_is_not_healthy(sqs: Any, queue: WorkQueu
     status = asyncio.run(get_sync_status(settings)).to_dict()
     assert status["status"] != "healthy"
     assert status["fanoutRun"]["stale"] is True
-    assert status["fanoutRun"]["finished"] == started.scopes_enqueued - 1
+    assert status["fanoutRun"]["finished"] == started.scopes_enqueued - lost_scopes
 
 
 def test_fanout_scopes_that_could_not_be_enqueued_fail_and_the_run_still_finishes(
@@ -201,8 +252,7 @@ def test_fanout_delays_the_scope_of_a_running_recovery(sqs: Any, queue: WorkQueu
 
     report = asyncio.run(sync_all(settings))
 
-    visible = []
-    while batch := sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get("Messages"):
-        visible += [json.loads(m["Body"]) for m in batch]
+    visible = [(s["accountId"], s["region"]) for b in received_bodies(sqs, queue) for s in b["scopes"]]
     assert len(visible) == report.scopes_enqueued - 1
-    assert (account, "us-east-1") not in {(b["accountId"], b["region"]) for b in visible}
+    assert (account, "us-east-1") not in visible
+    assert (account, "us-west-2") in visible  # the account's other scope is not held back
