@@ -199,7 +199,7 @@ class SyncSettings:
     gc_tuning: bool = True
     # Worker processes for large syncs (syncengine.shards); 1 = everything in this event loop.
     workers: int = 1
-    # SYNC_FANOUT: the scheduled full sync enqueues one message per scope on the work queue
+    # SYNC_FANOUT: the scheduled full sync enqueues its scopes in small groups on the work queue
     # (SYNC_WORK_QUEUE_URL) for the refresh function's workers: "off", "on", or "auto" (from
     # ``fanout_threshold`` scopes).
     fanout: str = DEFAULT_FANOUT

@@ -24,6 +24,7 @@ status ``degraded``; the record says how far it got (``fanoutRun`` in the status
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -31,7 +32,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from syncengine.accounts import load_targets, plan_scopes
+from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
 from syncengine.errors import AwsError
 from syncengine.logging import get_logger
@@ -44,6 +48,7 @@ log = get_logger(__name__)
 
 FANOUT_REASON = "fanout"
 SEND_BATCH_MAX = 10  # SQS SendMessageBatch takes at most 10 entries
+SEND_CONCURRENCY = 8  # SendMessageBatch calls in flight at once
 # Delay of a scope message while a recovery runs in its account/region (SQS allows up to 900 s).
 ACTIVE_EXECUTION_DELAY_S = 300
 
@@ -109,30 +114,43 @@ async def active_execution_scopes(rt: Any) -> set[Scope]:
 
 
 async def _send(rt: Any, queue_url: str, scopes: list[Scope], run_id: str, delayed: set[Scope]) -> Enqueued:
-    """Send the scopes in groups; counts are scopes (a refused message's scopes all failed)."""
+    """Send the scopes in groups, ``SEND_CONCURRENCY`` SendMessageBatch calls at a time (the
+    first workers start on their batches while the rest is still being sent otherwise); counts
+    are scopes (a refused message's scopes all failed)."""
     sqs = await rt.aws.client("sqs", rt.settings.home_region)
     size = rt.settings.fanout_scopes_per_message
     now = [s for s in scopes if s not in delayed]
     later = [s for s in scopes if s in delayed]
     groups = [(g, 0) for g in scope_groups(now, size)]
     groups += [(g, ACTIVE_EXECUTION_DELAY_S) for g in scope_groups(later, size)]
-    sent = failed = 0
-    for start in range(0, len(groups), SEND_BATCH_MAX):
-        chunk = groups[start : start + SEND_BATCH_MAX]
-        entries = [
-            {"Id": str(index), "MessageBody": json.dumps(group_message(group, run_id)), "DelaySeconds": delay}
-            for index, (group, delay) in enumerate(chunk)
-        ]
-        context = CallContext("sqs:SendMessageBatch", region=rt.settings.home_region)
-        try:
-            answer = await rt.aws.call(sqs, "send_message_batch", context, QueueUrl=queue_url, Entries=entries)
-        except AwsError as exc:
-            log.error("fanout_enqueue_failed", error=str(exc), scopes=sum(len(g) for g, _ in chunk))
-            failed += sum(len(g) for g, _ in chunk)
-            continue
-        sent += sum(len(chunk[int(e["Id"])][0]) for e in answer.get("Successful") or [])
-        failed += sum(len(chunk[int(e["Id"])][0]) for e in answer.get("Failed") or [])
-    return Enqueued(sent, failed, len(later))
+    chunks = [groups[start : start + SEND_BATCH_MAX] for start in range(0, len(groups), SEND_BATCH_MAX)]
+    counts = [(0, 0)] * len(chunks)
+    limiter = anyio.CapacityLimiter(SEND_CONCURRENCY)
+
+    async def send(index: int) -> None:
+        async with limiter:
+            counts[index] = await _send_chunk(rt, sqs, queue_url, chunks[index], run_id)
+
+    await run_concurrently(functools.partial(send, index) for index in range(len(chunks)))
+    return Enqueued(sum(c[0] for c in counts), sum(c[1] for c in counts), len(later))
+
+
+async def _send_chunk(
+    rt: Any, sqs: Any, queue_url: str, chunk: list[tuple[list[Scope], int]], run_id: str
+) -> tuple[int, int]:
+    """One SendMessageBatch of up to 10 groups: (scopes sent, scopes refused)."""
+    entries = [
+        {"Id": str(index), "MessageBody": json.dumps(group_message(group, run_id)), "DelaySeconds": delay}
+        for index, (group, delay) in enumerate(chunk)
+    ]
+    context = CallContext("sqs:SendMessageBatch", region=rt.settings.home_region)
+    try:
+        answer = await rt.aws.call(sqs, "send_message_batch", context, QueueUrl=queue_url, Entries=entries)
+    except AwsError as exc:
+        log.error("fanout_enqueue_failed", error=str(exc), scopes=sum(len(g) for g, _ in chunk))
+        return 0, sum(len(g) for g, _ in chunk)
+    sent = sum(len(chunk[int(e["Id"])][0]) for e in answer.get("Successful") or [])
+    return sent, sum(len(chunk[int(e["Id"])][0]) for e in answer.get("Failed") or [])
 
 
 async def start_fanout(rt: Any) -> SyncReport | None:
@@ -190,8 +208,12 @@ async def finish_scope(rt: Any, run_ids: Iterable[str], result: ScopeResult) -> 
     """Count a scope a fan-out message asked for; the worker that counts the last one finishes
     the run. A message of an older run, or one delivered twice, counts nothing."""
     for run_id in run_ids:
-        record = await rt.status.finish_fanout_scope(run_id, result)
-        if record is not None and int(record["finished"]) >= int(record["total"]):
+        counted = await rt.status.finish_fanout_scope(run_id, result)
+        if counted is None or int(counted["remaining"]) > 0:
+            continue
+        # This count was the run's last: the whole record (consistent, every count in it).
+        record = await rt.status.fanout_run(consistent=True)
+        if record is not None and record.get("runId") == run_id:
             await finish_run(rt, record)
 
 

@@ -45,6 +45,8 @@ RUN_PK = "RUN"
 LATEST_SK = "LATEST"
 LAST_SCOPED_SK = "LAST_SCOPED"
 FANOUT_SK = "FANOUT"
+# The marker attribute of a scope a fan-out run has counted: ``done:<account>#<region>``.
+FANOUT_DONE_PREFIX = "done:"
 FANOUT_COUNTERS = (
     "scopesSynced",
     "scopesFailed",
@@ -247,7 +249,15 @@ class StatusStore(Leases):
 
     async def start_fanout_run(self, run_id: str, total: int, started_at: str) -> None:
         """The run record of a fan-out run that enqueued ``total`` scope messages."""
-        item = {"pk": RUN_PK, "sk": FANOUT_SK, "runId": run_id, "total": total, "finished": 0, "startedAt": started_at}
+        item = {
+            "pk": RUN_PK,
+            "sk": FANOUT_SK,
+            "runId": run_id,
+            "total": total,
+            "finished": 0,
+            "remaining": total,
+            "startedAt": started_at,
+        }
         # No condition: the new run replaces the previous run's record. Only the holder of the
         # full-sync lease starts a run, and a late message of the old run fails the runId
         # condition of ``finish_fanout_scope`` instead of counting in this one.
@@ -256,8 +266,9 @@ class StatusStore(Leases):
         )
 
     async def finish_fanout_scope(self, run_id: str, result: ScopeResult) -> dict[str, Any] | None:
-        """Count one finished scope of a fan-out run (atomic ADD); the record after the count, or
-        None when it did not count (another run's message, or a scope already counted)."""
+        """Count one finished scope of a fan-out run (atomic ADD); the counters after the count
+        (``finished``, ``remaining``: 0 when this was the run's last scope), or None when it did
+        not count (another run's message, or a scope already counted)."""
         counts = {
             "scopesSynced": int(result.ok),
             "scopesFailed": int(not result.ok and not result.not_enabled),
@@ -272,19 +283,24 @@ class StatusStore(Leases):
                 "update_item",
                 TableName=self.table,
                 Key=to_item({"pk": RUN_PK, "sk": FANOUT_SK}),
-                UpdateExpression=f"ADD finished :one, doneScopes :scope, {adds}",
+                # One marker attribute per counted scope, not a set of them: UPDATED_NEW then
+                # answers a few counters, where a growing set came back whole on every count
+                # (quadratic in the run's scopes: 2,000 scopes cost seconds of CPU).
+                UpdateExpression=f"ADD finished :one, remaining :minus_one, {adds} SET #done = :done",
                 # runId: the record is this run's (a newer run replaced it: this message is late
-                # and must not count in the other run). NOT contains: SQS delivers at least once;
-                # a scope counted twice would finish the run before its last scope did.
-                ConditionExpression="runId = :run AND NOT contains(doneScopes, :key)",
+                # and must not count in the other run). Marker absent: SQS delivers at least
+                # once; a scope counted twice would finish the run before its last scope did.
+                # remaining: a record written before it existed is never finished early.
+                ConditionExpression="runId = :run AND attribute_not_exists(#done) AND attribute_exists(remaining)",
+                ExpressionAttributeNames={"#done": f"{FANOUT_DONE_PREFIX}{result.scope.key}"},
                 ExpressionAttributeValues={
                     ":one": {"N": "1"},
-                    ":scope": {"SS": [result.scope.key]},
-                    ":key": {"S": result.scope.key},
+                    ":minus_one": {"N": "-1"},
+                    ":done": {"BOOL": True},
                     ":run": {"S": run_id},
                     **{f":{name}": {"N": str(value)} for name, value in counts.items()},
                 },
-                ReturnValues="ALL_NEW",
+                ReturnValues="UPDATED_NEW",
             )
         except AwsError as exc:
             if is_condition_failed(exc):
@@ -300,10 +316,14 @@ class StatusStore(Leases):
                 "update_item",
                 TableName=self.table,
                 Key=to_item({"pk": RUN_PK, "sk": FANOUT_SK}),
-                UpdateExpression="ADD finished :count, scopesFailed :count",
+                UpdateExpression="ADD finished :count, scopesFailed :count, remaining :minus",
                 # runId: only this run's record; a newer run's must not count our unsent scopes.
                 ConditionExpression="runId = :run",
-                ExpressionAttributeValues={":count": {"N": str(count)}, ":run": {"S": run_id}},
+                ExpressionAttributeValues={
+                    ":count": {"N": str(count)},
+                    ":minus": {"N": str(-count)},
+                    ":run": {"S": run_id},
+                },
                 ReturnValues="ALL_NEW",
             )
         except AwsError as exc:
@@ -312,9 +332,13 @@ class StatusStore(Leases):
             raise
         return from_item(response["Attributes"])
 
-    async def fanout_run(self) -> dict[str, Any] | None:
-        """The current (or last) fan-out run's record."""
-        return await self._run_item(FANOUT_SK)
+    async def fanout_run(self, *, consistent: bool = False) -> dict[str, Any] | None:
+        """The current (or last) fan-out run's record, without its scope markers (``consistent``:
+        a strongly consistent read, for the worker that writes the run's summary)."""
+        record = await self._run_item(FANOUT_SK, consistent=consistent)
+        if record is None:
+            return None
+        return {k: v for k, v in record.items() if not k.startswith(FANOUT_DONE_PREFIX)}
 
     async def latest_run(self) -> dict[str, Any] | None:
         """The last full run's summary."""
@@ -323,8 +347,10 @@ class StatusStore(Leases):
     async def last_scoped_run(self) -> dict[str, Any] | None:
         return await self._run_item(LAST_SCOPED_SK)
 
-    async def _run_item(self, sk: str) -> dict[str, Any] | None:
-        response = await self.dynamo.call("get_item", TableName=self.table, Key=to_item({"pk": RUN_PK, "sk": sk}))
+    async def _run_item(self, sk: str, *, consistent: bool = False) -> dict[str, Any] | None:
+        response = await self.dynamo.call(
+            "get_item", TableName=self.table, Key=to_item({"pk": RUN_PK, "sk": sk}), ConsistentRead=consistent
+        )
         item = response.get("Item")
         if not item:
             return None

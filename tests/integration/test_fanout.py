@@ -182,6 +182,45 @@ def test_fanout_counts_a_redelivered_scope_once(estate: Any) -> None:
     assert second is None
 
 
+def test_fanout_count_answers_counters_only_and_zero_remaining_on_the_last_scope(estate: Any) -> None:
+    """Each count answers a few counters (never the run's list of counted scopes, which would
+    grow with every count); the last one says nothing remains."""
+    _sim, settings = estate
+
+    async def count_both() -> tuple[Any, Any, Any]:
+        async with open_runtime(settings) as rt:
+            await rt.status.start_fanout_run("0123456789abcdef", 2, "2026-01-01T00:00:00Z")
+            first = await rt.status.finish_fanout_scope(
+                "0123456789abcdef", ScopeResult(Scope("111111111111", "us-east-1"), ScopeOutcome.SUCCESS)
+            )
+            last = await rt.status.finish_fanout_scope(
+                "0123456789abcdef", ScopeResult(Scope("111111111111", "us-west-2"), ScopeOutcome.FAILED)
+            )
+            return first, last, await rt.status.fanout_run(consistent=True)
+
+    first, last, record = asyncio.run(count_both())
+    assert (int(first["remaining"]), int(last["remaining"])) == (1, 0)
+    assert len(last) <= 10  # counters and this scope's marker, however many scopes were counted
+    assert (record["finished"], record["scopesSynced"], record["scopesFailed"]) == (2, 1, 1)
+    assert not any(key.startswith("done:") for key in record)
+
+
+def test_fanout_never_finishes_a_run_record_that_predates_the_remaining_count(estate: Any) -> None:
+    """A run record written before ``remaining`` existed must not be finished by its first count."""
+    from tests.integration.engine_support import put_raw
+
+    _sim, settings = estate
+    old = {"pk": "RUN", "sk": "FANOUT", "runId": "0123456789abcdef", "total": 5, "finished": 0}
+    asyncio.run(put_raw(settings, settings.tables.status, [old]))
+
+    async def count() -> Any:
+        async with open_runtime(settings) as rt:
+            result = ScopeResult(Scope("111111111111", "us-east-1"), ScopeOutcome.SUCCESS)
+            return await rt.status.finish_fanout_scope("0123456789abcdef", result)
+
+    assert asyncio.run(count()) is None
+
+
 def test_fanout_ignores_a_message_of_an_older_run(estate: Any) -> None:
     _sim, settings = estate
 
