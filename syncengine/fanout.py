@@ -42,6 +42,7 @@ from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, ScopeResult, SyncReport, utc_now_iso
 from syncengine.orchestration import scan_execution_activity
 from syncengine.retry import CallContext
+from syncengine.status import FANOUT_COUNT_CHUNK
 from syncengine.terminate_rules import ACTIVE_STATUSES  # the contract's "still running" statuses
 
 log = get_logger(__name__)
@@ -209,12 +210,30 @@ async def finish_scope(rt: Any, run_ids: Iterable[str], result: ScopeResult) -> 
     the run. A message of an older run, or one delivered twice, counts nothing."""
     for run_id in run_ids:
         counted = await rt.status.finish_fanout_scope(run_id, result)
-        if counted is None or int(counted["remaining"]) > 0:
+        await _finish_if_last(rt, run_id, counted)
+
+
+async def finish_scopes(rt: Any, run_id: str, results: list[ScopeResult]) -> None:
+    """Count a batch's finished scopes of one run, ``FANOUT_COUNT_CHUNK`` in one update (a
+    worker's batch holds hundreds); a chunk the run refuses (a scope already counted: SQS
+    delivered its message again) is counted scope by scope, so each scope counts exactly once."""
+    for start in range(0, len(results), FANOUT_COUNT_CHUNK):
+        chunk = results[start : start + FANOUT_COUNT_CHUNK]
+        counted = await rt.status.finish_fanout_scopes(run_id, chunk)
+        if counted is None:
+            for result in chunk:
+                await finish_scope(rt, (run_id,), result)
             continue
-        # This count was the run's last: the whole record (consistent, every count in it).
-        record = await rt.status.fanout_run(consistent=True)
-        if record is not None and record.get("runId") == run_id:
-            await finish_run(rt, record)
+        await _finish_if_last(rt, run_id, counted)
+
+
+async def _finish_if_last(rt: Any, run_id: str, counted: dict[str, Any] | None) -> None:
+    if counted is None or int(counted["remaining"]) > 0:
+        return
+    # This count was the run's last: the whole record (consistent, every count in it).
+    record = await rt.status.fanout_run(consistent=True)
+    if record is not None and record.get("runId") == run_id:
+        await finish_run(rt, record)
 
 
 def summary_report(record: dict[str, Any], removed_scopes: int, removed_records: int) -> SyncReport:
@@ -270,6 +289,7 @@ __all__ = [
     "fanout_wanted",
     "finish_run",
     "finish_scope",
+    "finish_scopes",
     "group_message",
     "scope_groups",
     "start_fanout",

@@ -16,6 +16,7 @@ A scope whose sync did not succeed reports its messages as failed, so SQS delive
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from syncengine.engine import sync_scope_in_runtime
 from syncengine.errors import AwsError, InvalidRequestError
 from syncengine.executions import ExecutionIndex, load_execution_index
 from syncengine.logging import get_logger
-from syncengine.models import AccountTarget, RunStatus, Scope, SyncReport
+from syncengine.models import AccountTarget, RunStatus, Scope, ScopeOutcome, ScopeResult, SyncReport
 from syncengine.refresh_events import RefreshRequest, ScopeWork, coalesce, parse_refresh_requests
 from syncengine.runtime import Runtime, open_runtime
 
@@ -149,7 +150,6 @@ async def _sync(
     named = None if server_ids is None else tuple(server_ids)
     if not plan_scopes(targets, rt.settings, account_id=scope.account_id, region=scope.region):
         log.warning("refresh_scope_not_configured", messages=len(ids))
-        await _count_in_fanout_runs(rt, work, None)
         return ScopeRefresh(scope, RefreshStatus.NOT_CONFIGURED, ids, named)
     # Only fan-out messages: a slice of a full run, which its run record reports.
     fanout_only = len(work.run_messages) == len(ids)
@@ -157,29 +157,43 @@ async def _sync(
         rt, scope, server_ids, targets=targets, executions=executions, record_run=not fanout_only
     )
     status = RefreshStatus.SYNCED if report.status is RunStatus.SUCCESS else RefreshStatus.FAILED
-    acknowledged = await _count_in_fanout_runs(rt, work, report)
-    return ScopeRefresh(scope, status, ids, named, report=report, acknowledged=acknowledged)
+    return ScopeRefresh(scope, status, ids, named, report=report)
 
 
-async def _count_in_fanout_runs(rt: Runtime, work: ScopeWork, report: SyncReport | None) -> tuple[str, ...]:
-    """Count the scope in the fan-out runs whose messages asked for it (syncengine.fanout); the
-    messages counted. A scope skipped (busy, deadline) is not counted: its message comes back."""
-    if not work.run_messages:
-        return ()
-    from syncengine.fanout import finish_scope
-    from syncengine.models import ScopeOutcome, ScopeResult
+def _fanout_result(done: ScopeRefresh) -> ScopeResult | None:
+    """What a fan-out run counts for a scope; None: not to be counted (skipped: busy or the
+    deadline; or never synced), so its message comes back."""
+    if done.status is RefreshStatus.NOT_CONFIGURED:  # no longer configured: neither synced nor failed
+        return ScopeResult(done.scope, ScopeOutcome.NOT_ENABLED)
+    result = done.report.scopes[0] if done.report is not None and done.report.scopes else None
+    if result is None or result.outcome is ScopeOutcome.SKIPPED:
+        return None
+    return result
 
-    result = report.scopes[0] if report is not None and report.scopes else None
-    if result is None:  # no longer configured: neither synced nor failed
-        result = ScopeResult(work.scope, ScopeOutcome.NOT_ENABLED)
-    if result.outcome is ScopeOutcome.SKIPPED:
-        return ()
-    try:
-        await finish_scope(rt, set(work.run_messages.values()), result)
-    except AwsError as exc:
-        log.warning("fanout_count_failed", error_type=exc.error_type, error=str(exc))
-        return ()
-    return tuple(work.run_messages)
+
+async def _count_in_fanout_runs(rt: Runtime, work: dict[Scope, ScopeWork], done: dict[Scope, ScopeRefresh]) -> None:
+    """Count the batch's scopes in the fan-out runs whose messages asked for them
+    (syncengine.fanout), a run's scopes together; a counted scope's fan-out messages are
+    acknowledged even if its sync failed (the run reports it; the next sweep retries it, as an
+    in-process full sync would). A scope not counted (skipped, or the count failed) is not: its
+    message comes back."""
+    from syncengine.fanout import finish_scopes
+
+    by_run: dict[str, list[ScopeResult]] = {}
+    for scope, item in work.items():
+        result = _fanout_result(done[scope]) if item.run_messages and scope in done else None
+        for run_id in dict.fromkeys(item.run_messages.values()) if result is not None else ():
+            by_run.setdefault(run_id, []).append(result)
+    counted: set[Scope] = set()
+    for run_id, results in by_run.items():
+        try:
+            await finish_scopes(rt, run_id, results)
+        except AwsError as exc:
+            log.warning("fanout_count_failed", run_id=run_id, error_type=exc.error_type, error=str(exc))
+            continue
+        counted |= {r.scope for r in results}
+    for scope in counted:
+        done[scope] = dataclasses.replace(done[scope], acknowledged=tuple(work[scope].run_messages))
 
 
 async def _refresh_in_runtime(rt: Runtime, work: dict[Scope, ScopeWork]) -> list[ScopeRefresh]:
@@ -201,6 +215,7 @@ async def _refresh_in_runtime(rt: Runtime, work: dict[Scope, ScopeWork]) -> list
     pending = [item for scope, item in work.items() if scope not in done]
     if pending:
         await _sync_pending(rt, pending, servers, done)
+        await _count_in_fanout_runs(rt, work, done)
     return [done[scope] for scope in work]
 
 

@@ -47,6 +47,22 @@ LAST_SCOPED_SK = "LAST_SCOPED"
 FANOUT_SK = "FANOUT"
 # The marker attribute of a scope a fan-out run has counted: ``done:<account>#<region>``.
 FANOUT_DONE_PREFIX = "done:"
+# Scopes counted in one update at most (its condition names each scope's marker).
+FANOUT_COUNT_CHUNK = 25
+
+
+def _fanout_counts(result: ScopeResult) -> dict[str, int]:
+    """What one finished scope adds to its fan-out run's counters."""
+    return {
+        "scopesSynced": int(result.ok),
+        "scopesFailed": int(not result.ok and not result.not_enabled),
+        "scopesNotEnabled": int(result.not_enabled),
+        "instancesUpdated": result.updated,
+        "instancesUnchanged": result.unchanged,
+        "instancesDeleted": result.deleted,
+    }
+
+
 FANOUT_COUNTERS = (
     "scopesSynced",
     "scopesFailed",
@@ -269,14 +285,7 @@ class StatusStore(Leases):
         """Count one finished scope of a fan-out run (atomic ADD); the counters after the count
         (``finished``, ``remaining``: 0 when this was the run's last scope), or None when it did
         not count (another run's message, or a scope already counted)."""
-        counts = {
-            "scopesSynced": int(result.ok),
-            "scopesFailed": int(not result.ok and not result.not_enabled),
-            "scopesNotEnabled": int(result.not_enabled),
-            "instancesUpdated": result.updated,
-            "instancesUnchanged": result.unchanged,
-            "instancesDeleted": result.deleted,
-        }
+        counts = _fanout_counts(result)
         adds = ", ".join(f"{name} :{name}" for name in counts)
         try:
             response = await self.dynamo.call(
@@ -307,6 +316,41 @@ class StatusStore(Leases):
                 return None
             raise
         return from_item(response["Attributes"])
+
+    async def finish_fanout_scopes(self, run_id: str, results: list[ScopeResult]) -> dict[str, Any] | None:
+        """Count several finished scopes of a fan-out run in one update (a batch's scopes of one
+        run, at most ``FANOUT_COUNT_CHUNK``): all of them, or none when any was counted already
+        or the run was replaced (None; the caller then counts them one by one)."""
+        totals = {name: 0 for name in FANOUT_COUNTERS}
+        for result in results:
+            for name, value in _fanout_counts(result).items():
+                totals[name] += value
+        markers = {f"#d{i}": f"{FANOUT_DONE_PREFIX}{r.scope.key}" for i, r in enumerate(results)}
+        adds = ", ".join(f"{name} :{name}" for name in totals)
+        try:
+            response = await self.dynamo.call(
+                "update_item",
+                TableName=self.table,
+                Key=to_item({"pk": RUN_PK, "sk": FANOUT_SK}),
+                UpdateExpression=f"ADD finished :n, remaining :minus_n, {adds} SET "
+                + ", ".join(f"{name} = :done" for name in markers),
+                ConditionExpression="runId = :run AND attribute_exists(remaining) AND "
+                + " AND ".join(f"attribute_not_exists({name})" for name in markers),
+                ExpressionAttributeNames=markers,
+                ExpressionAttributeValues={
+                    ":n": {"N": str(len(results))},
+                    ":minus_n": {"N": str(-len(results))},
+                    ":done": {"BOOL": True},
+                    ":run": {"S": run_id},
+                    **{f":{name}": {"N": str(value)} for name, value in totals.items()},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except AwsError as exc:
+            if is_condition_failed(exc):
+                return None
+            raise
+        return {k: v for k, v in from_item(response["Attributes"]).items() if not k.startswith(FANOUT_DONE_PREFIX)}
 
     async def count_unsent_fanout_scopes(self, run_id: str, count: int) -> dict[str, Any] | None:
         """Count ``count`` scopes whose messages could not be enqueued as finished and failed (no

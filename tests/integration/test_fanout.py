@@ -205,6 +205,32 @@ def test_fanout_count_answers_counters_only_and_zero_remaining_on_the_last_scope
     assert not any(key.startswith("done:") for key in record)
 
 
+def test_fanout_counts_a_batch_in_one_update_and_a_redelivered_scope_in_it_once(estate: Any) -> None:
+    """A batch's scopes of one run count together; a chunk holding a scope counted already (its
+    message delivered again) is refused whole and counted scope by scope: each counts once, and
+    the last count finishes the run."""
+    from syncengine.fanout import finish_scopes
+
+    _sim, settings = estate
+    run = "0123456789abcdef"
+    scopes = [Scope("111111111111", region) for region in ("us-east-1", "us-west-2", "eu-west-1")]
+
+    async def count() -> tuple[Any, Any, Any]:
+        async with open_runtime(settings) as rt:
+            await rt.status.start_fanout_run(run, 4, "2026-01-01T00:00:00Z")
+            first_two = [ScopeResult(s, ScopeOutcome.SUCCESS) for s in scopes[:2]]
+            together = await rt.status.finish_fanout_scopes(run, first_two)
+            again = [ScopeResult(s, ScopeOutcome.SUCCESS) for s in scopes]  # two counted already
+            again.append(ScopeResult(Scope("222222222222", "us-east-1"), ScopeOutcome.FAILED))
+            await finish_scopes(rt, run, again)
+            return together, await rt.status.fanout_run(consistent=True), await rt.status.latest_run()
+
+    together, record, summary = asyncio.run(count())
+    assert (int(together["finished"]), int(together["remaining"])) == (2, 2)
+    assert (record["finished"], record["remaining"], record["scopesSynced"], record["scopesFailed"]) == (4, 0, 3, 1)
+    assert summary is not None and summary["runId"] == run and summary["scopesSynced"] == 3
+
+
 def test_fanout_never_finishes_a_run_record_that_predates_the_remaining_count(estate: Any) -> None:
     """A run record written before ``remaining`` existed must not be finished by its first count."""
     from tests.integration.engine_support import put_raw
