@@ -185,14 +185,16 @@ async def _count_in_fanout_runs(rt: Runtime, work: dict[Scope, ScopeWork], done:
         for run_id in dict.fromkeys(item.run_messages.values()) if result is not None else ():
             by_run.setdefault(run_id, []).append(result)
     counted: set[Scope] = set()
+    uncounted: set[Scope] = set()  # a scope asked for by two runs is settled only when both counted it
     for run_id, results in by_run.items():
         try:
             await finish_scopes(rt, run_id, results)
         except AwsError as exc:
             log.warning("fanout_count_failed", run_id=run_id, error_type=exc.error_type, error=str(exc))
+            uncounted |= {r.scope for r in results}
             continue
         counted |= {r.scope for r in results}
-    for scope in counted:
+    for scope in counted - uncounted:
         done[scope] = dataclasses.replace(done[scope], acknowledged=tuple(work[scope].run_messages))
 
 
