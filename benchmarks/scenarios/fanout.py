@@ -15,19 +15,21 @@ it), and the 1-worker run.
 Batch size and window, from scopes and workers: every scope of this estate waits ~20 s on its DRS
 rate limit, so a second round of batches costs another 20 s. Deployed, Lambda's pollers start
 five concurrent batches and add up to 300 a minute, up to ``MaximumConcurrency``
-(https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html): 200 messages in
+(https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html): 250 messages in
 batches of 10 are all in flight at once. Here concurrency is capped at ``workers``, so the batch
 size is ``ceil(messages / workers)`` (one round, as the deployed mapping achieves by scaling out),
 and the window (``BATCH_WINDOW_S``, 3 s; Lambda requires at least 1 s above 10 messages,
 MaximumBatchingWindowInSeconds in the CreateEventSourceMapping API reference) must outlast the
 sweep's enqueueing: a batch invoked half full leaves messages for a second round, 20 s later. The
-last worker's batch is short and waits the window out. moto's SQS server runs in its own process,
-as SQS does: in this one it would share the interpreter lock with the sweep.
+last worker's batch is short and waits the window out. One worker alone cannot receive 250
+messages from moto within the window: its run takes two rounds (a baseline, not the goal). moto's
+SQS server runs in its own process, as SQS does: in this one it would share the interpreter lock
+with the sweep.
 
 Measured costs behind these choices (``benchmarks/RESULTS.md``, "fanout"): moto's SQS spends
 O(queue length) per message sent and received (its retention check recomputes every queue
-attribute), 0.78 s per ReceiveMessage on 2,000 messages; groups of 10 scopes keep the queue at
-200 messages, where it costs ~1.7 s for the whole run.
+attribute), 0.78 s per ReceiveMessage on 2,000 messages; groups of up to 10 scopes (an account's
+4 regions together: 8 a message) keep the queue at 250 messages, ~2 s of moto CPU a run.
 """
 
 from __future__ import annotations
