@@ -38,11 +38,11 @@ from syncengine.accounts import load_targets, plan_scopes
 from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
 from syncengine.errors import AwsError
+from syncengine.fanout_runs import FANOUT_COUNT_CHUNK
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, ScopeResult, SyncReport, utc_now_iso
 from syncengine.orchestration import scan_execution_activity
 from syncengine.retry import CallContext
-from syncengine.status import FANOUT_COUNT_CHUNK
 from syncengine.terminate_rules import ACTIVE_STATUSES  # the contract's "still running" statuses
 
 log = get_logger(__name__)
