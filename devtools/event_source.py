@@ -6,7 +6,10 @@ does what the event source mapping does
 (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html):
 
 1. receive up to ``batch_size`` messages, gathering for at most ``batch_window_s`` (SQS returns
-   at most 10 per ReceiveMessage call);
+   at most 10 per ReceiveMessage call), long polling as Lambda's pollers do
+   (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html: "Lambda uses long
+   polling to poll a queue until it becomes active"): ``idle_wait_s`` while the queue is empty,
+   the window's whole seconds left while gathering;
 2. invoke the handler with the SQS event shape (``Records`` with ``messageId``,
    ``receiptHandle``, ``body``, ``attributes``, ``eventSource: aws:sqs``, ``eventSourceARN``);
 3. with ``ReportBatchItemFailures``: delete every message except those the answer lists in
@@ -30,6 +33,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 SQS_EVENT_SOURCE = "aws:sqs"
 MAX_MESSAGES_PER_RECEIVE = 10  # SQS's limit per ReceiveMessage call
+MAX_WAIT_TIME_S = 20  # SQS's limit of WaitTimeSeconds (whole seconds)
 DEFAULT_BATCH_SIZE = 10
 DEFAULT_BATCH_WINDOW_S = 0.2
 
@@ -121,25 +125,30 @@ class EventSourcePoller:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         batch_window_s: float = DEFAULT_BATCH_WINDOW_S,
+        idle_wait_s: int = 0,
         context: Any = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if not 0 <= idle_wait_s <= MAX_WAIT_TIME_S:
+            raise ValueError(f"idle_wait_s must be 0 to {MAX_WAIT_TIME_S}")
         self.sqs, self.queue, self.handler = sqs, queue, handler
         self.batch_size, self.batch_window_s, self.context = batch_size, batch_window_s, context
+        self.idle_wait_s = idle_wait_s
 
     def receive_batch(self) -> list[dict[str, Any]]:
         """Up to ``batch_size`` messages, gathered for at most ``batch_window_s`` from the first
-        one received (an empty queue answers at once: nothing to invoke)."""
+        one received (an empty queue answers after ``idle_wait_s``: nothing to invoke)."""
         messages: list[dict[str, Any]] = []
         deadline = float("inf")
         while len(messages) < self.batch_size:
+            wait = self.idle_wait_s if not messages else int(max(0.0, deadline - time.monotonic()))
             answer = self.sqs.receive_message(
                 QueueUrl=self.queue.url,
                 MaxNumberOfMessages=min(MAX_MESSAGES_PER_RECEIVE, self.batch_size - len(messages)),
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=min(wait, MAX_WAIT_TIME_S),
             )
             received = answer.get("Messages") or []
             if not messages and not received:

@@ -22,6 +22,7 @@ import aioboto3
 from syncengine.accounts import validate_account_id, validate_region, validate_source_server_id
 from syncengine.config import SyncSettings
 from syncengine.errors import SyncEngineError
+from syncengine.execution_sync import SyncExecutions
 from syncengine.models import AccountTarget, Scope, SyncReport
 from syncengine.reads import get_cached_records, get_records_by_execution, get_sync_status
 from syncengine.run import RunRequest, require_configured_scope, run
@@ -82,15 +83,17 @@ async def sync_scope_in_runtime(
     server_ids: list[str] | None,
     *,
     targets: list[AccountTarget],
+    executions: SyncExecutions | None = None,
     record_run: bool = True,
 ) -> SyncReport:
-    """``sync_scope`` inside an open runtime, with the targets already read (the refresh
-    function syncs every scope of one batch in one runtime). Same lease, same reconciliation.
-    ``record_run`` False: not reported as the newest scoped sync (a fan-out slice of a full run)."""
+    """``sync_scope`` inside an open runtime, with the targets (and the execution history's
+    index, when given) already read: the refresh function syncs every scope of one batch in one
+    runtime and reads them once. Same lease, same reconciliation. ``record_run`` False: not
+    reported as the newest scoped sync (a fan-out slice of a full run)."""
     request = RunRequest(
         full=False, account_id=scope.account_id, region=scope.region, server_ids=server_ids, record_run=record_run
     )
-    return await run(rt, request, targets=targets)
+    return await run(rt, request, targets=targets, executions=executions)
 
 
 __all__ = [

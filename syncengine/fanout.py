@@ -5,10 +5,14 @@ sync in-process. The sweep (``start_fanout``):
 1. takes the full-sync lease for ``stale_after_seconds`` (the run's whole life: a second sweep
    never starts while this run's messages are in flight);
 2. writes the run record (``RUN``/``FANOUT``: the number of scopes enqueued);
-3. enqueues one scope message per scope, ``{"accountId", "region", "reason": "fanout",
-   "runId"}`` (the refresh function's own shape); a scope where a recovery is running now gets
-   its message delayed (``ACTIVE_EXECUTION_DELAY_S``) so the recovery's own DRS calls keep the
-   account's quota meanwhile (its events refresh what it launches).
+3. enqueues the scopes in small groups, ``{"scopes": [{"accountId", "region"}, ...], "reason":
+   "fanout", "runId"}`` (the refresh function's scope group message): at most
+   ``fanout_scopes_per_message`` scopes a message (10 by default), an account's regions together
+   where they fit (one role session per account in a worker). Fewer,
+   larger messages cost fewer SQS calls and invocations; a worker syncs a message's scopes
+   concurrently, each counted on its own. A scope where a recovery is running now goes in a
+   message of its own kind, delayed (``ACTIVE_EXECUTION_DELAY_S``) so the recovery's own DRS
+   calls keep the account's quota meanwhile (its events refresh what it launches).
 Workers (the refresh function, ``syncengine.refresh``) run the same engine per message and
 count each finished scope once (``finish_scope``); the worker whose count reaches the total
 finishes the run (``finish_run``): the removed-scope reconciliation, the run summary, the lease.
@@ -28,12 +32,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from syncengine.accounts import load_targets, plan_scopes
 from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
 from syncengine.errors import AwsError, ExecutionNotFoundError
 from syncengine.execution_index import ExecutionIndexTable, is_active
 from syncengine.execution_sync import index_table
+from syncengine.fanout_runs import FANOUT_COUNT_CHUNK
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, ScopeResult, SyncReport, utc_now_iso
 from syncengine.orchestration import load_execution_items, scan_execution_activity
@@ -43,6 +50,7 @@ log = get_logger(__name__)
 
 FANOUT_REASON = "fanout"
 SEND_BATCH_MAX = 10  # SQS SendMessageBatch takes at most 10 entries
+SEND_CONCURRENCY = 8  # SendMessageBatch calls in flight at once
 # Delay of a scope message while a recovery runs in its account/region (SQS allows up to 900 s).
 ACTIVE_EXECUTION_DELAY_S = 300
 
@@ -53,8 +61,36 @@ def fanout_wanted(settings: SyncSettings, scope_count: int) -> bool:
     return settings.fanout == "auto" and scope_count >= settings.fanout_threshold
 
 
-def scope_message(scope: Scope, run_id: str) -> dict[str, Any]:
-    return {"accountId": scope.account_id, "region": scope.region, "reason": FANOUT_REASON, "runId": run_id}
+def group_message(scopes: list[Scope], run_id: str) -> dict[str, Any]:
+    """The message of one group of scopes: the refresh function's scope group message."""
+    return {
+        "scopes": [{"accountId": s.account_id, "region": s.region} for s in scopes],
+        "reason": FANOUT_REASON,
+        "runId": run_id,
+    }
+
+
+def scope_groups(scopes: list[Scope], size: int) -> list[list[Scope]]:
+    """Groups of at most ``size`` scopes, in order, an account's scopes kept together when they
+    fit (an account with more than ``size`` scopes fills whole groups of its own)."""
+    by_account: dict[str, list[Scope]] = {}
+    for scope in scopes:
+        by_account.setdefault(scope.account_id, []).append(scope)
+    groups: list[list[Scope]] = []
+    current: list[Scope] = []
+    for account_scopes in by_account.values():
+        if current and len(current) + len(account_scopes) > size:
+            groups.append(current)
+            current = []
+        for start in range(0, len(account_scopes), size):
+            chunk = account_scopes[start : start + size]
+            if len(chunk) == size:
+                groups.append(chunk)
+            else:
+                current += chunk
+    if current:
+        groups.append(current)
+    return groups
 
 
 @dataclass(frozen=True)
@@ -110,28 +146,43 @@ async def _running_items(table: ExecutionIndexTable, execution_ids: Iterable[str
 
 
 async def _send(rt: Any, queue_url: str, scopes: list[Scope], run_id: str, delayed: set[Scope]) -> Enqueued:
+    """Send the scopes in groups, ``SEND_CONCURRENCY`` SendMessageBatch calls at a time (the
+    first workers start on their batches while the rest is still being sent otherwise); counts
+    are scopes (a refused message's scopes all failed)."""
     sqs = await rt.aws.client("sqs", rt.settings.home_region)
-    sent = failed = 0
-    for start in range(0, len(scopes), SEND_BATCH_MAX):
-        chunk = scopes[start : start + SEND_BATCH_MAX]
-        entries = [
-            {
-                "Id": str(index),
-                "MessageBody": json.dumps(scope_message(scope, run_id)),
-                "DelaySeconds": ACTIVE_EXECUTION_DELAY_S if scope in delayed else 0,
-            }
-            for index, scope in enumerate(chunk)
-        ]
-        context = CallContext("sqs:SendMessageBatch", region=rt.settings.home_region)
-        try:
-            answer = await rt.aws.call(sqs, "send_message_batch", context, QueueUrl=queue_url, Entries=entries)
-        except AwsError as exc:
-            log.error("fanout_enqueue_failed", error=str(exc), scopes=len(chunk))
-            failed += len(chunk)
-            continue
-        failed += len(answer.get("Failed") or [])
-        sent += len(answer.get("Successful") or [])
-    return Enqueued(sent, failed, len(delayed & set(scopes)))
+    size = rt.settings.fanout_scopes_per_message
+    now = [s for s in scopes if s not in delayed]
+    later = [s for s in scopes if s in delayed]
+    groups = [(g, 0) for g in scope_groups(now, size)]
+    groups += [(g, ACTIVE_EXECUTION_DELAY_S) for g in scope_groups(later, size)]
+    chunks = [groups[start : start + SEND_BATCH_MAX] for start in range(0, len(groups), SEND_BATCH_MAX)]
+    counts = [(0, 0)] * len(chunks)
+    limiter = anyio.CapacityLimiter(SEND_CONCURRENCY)
+
+    async def send(index: int) -> None:
+        async with limiter:
+            counts[index] = await _send_chunk(rt, sqs, queue_url, chunks[index], run_id)
+
+    await run_concurrently(functools.partial(send, index) for index in range(len(chunks)))
+    return Enqueued(sum(c[0] for c in counts), sum(c[1] for c in counts), len(later))
+
+
+async def _send_chunk(
+    rt: Any, sqs: Any, queue_url: str, chunk: list[tuple[list[Scope], int]], run_id: str
+) -> tuple[int, int]:
+    """One SendMessageBatch of up to 10 groups: (scopes sent, scopes refused)."""
+    entries = [
+        {"Id": str(index), "MessageBody": json.dumps(group_message(group, run_id)), "DelaySeconds": delay}
+        for index, (group, delay) in enumerate(chunk)
+    ]
+    context = CallContext("sqs:SendMessageBatch", region=rt.settings.home_region)
+    try:
+        answer = await rt.aws.call(sqs, "send_message_batch", context, QueueUrl=queue_url, Entries=entries)
+    except AwsError as exc:
+        log.error("fanout_enqueue_failed", error=str(exc), scopes=sum(len(g) for g, _ in chunk))
+        return 0, sum(len(g) for g, _ in chunk)
+    sent = sum(len(chunk[int(e["Id"])][0]) for e in answer.get("Successful") or [])
+    return sent, sum(len(chunk[int(e["Id"])][0]) for e in answer.get("Failed") or [])
 
 
 async def start_fanout(rt: Any) -> SyncReport | None:
@@ -189,9 +240,31 @@ async def finish_scope(rt: Any, run_ids: Iterable[str], result: ScopeResult) -> 
     """Count a scope a fan-out message asked for; the worker that counts the last one finishes
     the run. A message of an older run, or one delivered twice, counts nothing."""
     for run_id in run_ids:
-        record = await rt.status.finish_fanout_scope(run_id, result)
-        if record is not None and int(record["finished"]) >= int(record["total"]):
-            await finish_run(rt, record)
+        counted = await rt.status.finish_fanout_scope(run_id, result)
+        await _finish_if_last(rt, run_id, counted)
+
+
+async def finish_scopes(rt: Any, run_id: str, results: list[ScopeResult]) -> None:
+    """Count a batch's finished scopes of one run, ``FANOUT_COUNT_CHUNK`` in one update (a
+    worker's batch holds hundreds); a chunk the run refuses (a scope already counted: SQS
+    delivered its message again) is counted scope by scope, so each scope counts exactly once."""
+    for start in range(0, len(results), FANOUT_COUNT_CHUNK):
+        chunk = results[start : start + FANOUT_COUNT_CHUNK]
+        counted = await rt.status.finish_fanout_scopes(run_id, chunk)
+        if counted is None:
+            for result in chunk:
+                await finish_scope(rt, (run_id,), result)
+            continue
+        await _finish_if_last(rt, run_id, counted)
+
+
+async def _finish_if_last(rt: Any, run_id: str, counted: dict[str, Any] | None) -> None:
+    if counted is None or int(counted["remaining"]) > 0:
+        return
+    # This count was the run's last: the whole record (consistent, every count in it).
+    record = await rt.status.fanout_run(consistent=True)
+    if record is not None and record.get("runId") == run_id:
+        await finish_run(rt, record)
 
 
 def summary_report(record: dict[str, Any], removed_scopes: int, removed_records: int) -> SyncReport:
@@ -247,7 +320,9 @@ __all__ = [
     "fanout_wanted",
     "finish_run",
     "finish_scope",
-    "scope_message",
+    "finish_scopes",
+    "group_message",
+    "scope_groups",
     "start_fanout",
     "summary_report",
 ]

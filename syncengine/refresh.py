@@ -1,8 +1,8 @@
 """Event-driven refresh: a batch of DRS/EC2 events and scope messages -> one targeted sync per
 (account, region) for the union of the servers they name.
 
-1. Parse every message (``refresh_events``); a malformed or unsupported one is logged and
-   acknowledged (retrying never makes it valid).
+1. Parse every message (``refresh_events``; a scope group message names several scopes); a
+   malformed or unsupported one is logged and acknowledged (retrying never makes it valid).
 2. Coalesce by scope.
 3. Map what only the cache can map, DynamoDB only: an EC2 instance id through the cache's EC2
    instance index, a recovery instance id through the scope index. An instance the cache does
@@ -16,6 +16,7 @@ A scope whose sync did not succeed reports its messages as failed, so SQS delive
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
 from syncengine.engine import sync_scope_in_runtime
 from syncengine.errors import AwsError, InvalidRequestError
+from syncengine.execution_sync import SyncExecutions, open_for_sync
 from syncengine.logging import get_logger
-from syncengine.models import AccountTarget, RunStatus, Scope, SyncReport
-from syncengine.refresh_events import RefreshRequest, ScopeWork, coalesce, parse_refresh_request
+from syncengine.models import AccountTarget, RunStatus, Scope, ScopeOutcome, ScopeResult, SyncReport
+from syncengine.refresh_events import RefreshRequest, ScopeWork, coalesce, parse_refresh_requests
 from syncengine.runtime import Runtime, open_runtime
 
 log = get_logger(__name__)
@@ -89,13 +91,16 @@ class RefreshResult:
 
     @property
     def failed_message_ids(self) -> list[str]:
-        return [
+        """Each message once: a scope group message fails when any of its scopes failed
+        uncounted (SQS then delivers it again; its other scopes sync again, counted once)."""
+        failed = (
             mid
             for s in self.scopes
             if s.status is RefreshStatus.FAILED
             for mid in s.message_ids
             if mid not in s.acknowledged
-        ]
+        )
+        return list(dict.fromkeys(failed))
 
     def to_dict(self) -> dict[str, Any]:
         failed = any(s.status is RefreshStatus.FAILED for s in self.scopes)
@@ -111,7 +116,7 @@ def _parse(messages: Sequence[RefreshMessage]) -> tuple[list[tuple[str, RefreshR
     rejected: list[str] = []
     for message in messages:
         try:
-            requests.append((message.message_id, parse_refresh_request(message.body)))
+            requests += [(message.message_id, r) for r in parse_refresh_requests(message.body)]
         except InvalidRequestError as exc:
             rejected.append(message.message_id)
             log.warning("refresh_message_rejected", message_id=message.message_id, error=str(exc))
@@ -138,42 +143,59 @@ async def _servers_of(rt: Runtime, work: ScopeWork) -> list[str] | None:
 
 
 async def _sync(
-    rt: Runtime, work: ScopeWork, server_ids: list[str] | None, targets: list[AccountTarget]
+    rt: Runtime, work: ScopeWork, server_ids: list[str] | None, targets: list[AccountTarget], executions: SyncExecutions
 ) -> ScopeRefresh:
     scope = work.scope
     ids = tuple(work.message_ids)
     named = None if server_ids is None else tuple(server_ids)
     if not plan_scopes(targets, rt.settings, account_id=scope.account_id, region=scope.region):
         log.warning("refresh_scope_not_configured", messages=len(ids))
-        await _count_in_fanout_runs(rt, work, None)
         return ScopeRefresh(scope, RefreshStatus.NOT_CONFIGURED, ids, named)
     # Only fan-out messages: a slice of a full run, which its run record reports.
     fanout_only = len(work.run_messages) == len(ids)
-    report = await sync_scope_in_runtime(rt, scope, server_ids, targets=targets, record_run=not fanout_only)
+    report = await sync_scope_in_runtime(
+        rt, scope, server_ids, targets=targets, executions=executions, record_run=not fanout_only
+    )
     status = RefreshStatus.SYNCED if report.status is RunStatus.SUCCESS else RefreshStatus.FAILED
-    acknowledged = await _count_in_fanout_runs(rt, work, report)
-    return ScopeRefresh(scope, status, ids, named, report=report, acknowledged=acknowledged)
+    return ScopeRefresh(scope, status, ids, named, report=report)
 
 
-async def _count_in_fanout_runs(rt: Runtime, work: ScopeWork, report: SyncReport | None) -> tuple[str, ...]:
-    """Count the scope in the fan-out runs whose messages asked for it (syncengine.fanout); the
-    messages counted. A scope skipped (busy, deadline) is not counted: its message comes back."""
-    if not work.run_messages:
-        return ()
-    from syncengine.fanout import finish_scope
-    from syncengine.models import ScopeOutcome, ScopeResult
+def _fanout_result(done: ScopeRefresh) -> ScopeResult | None:
+    """What a fan-out run counts for a scope; None: not to be counted (skipped: busy or the
+    deadline; or never synced), so its message comes back."""
+    if done.status is RefreshStatus.NOT_CONFIGURED:  # no longer configured: neither synced nor failed
+        return ScopeResult(done.scope, ScopeOutcome.NOT_ENABLED)
+    result = done.report.scopes[0] if done.report is not None and done.report.scopes else None
+    if result is None or result.outcome is ScopeOutcome.SKIPPED:
+        return None
+    return result
 
-    result = report.scopes[0] if report is not None and report.scopes else None
-    if result is None:  # no longer configured: neither synced nor failed
-        result = ScopeResult(work.scope, ScopeOutcome.NOT_ENABLED)
-    if result.outcome is ScopeOutcome.SKIPPED:
-        return ()
-    try:
-        await finish_scope(rt, set(work.run_messages.values()), result)
-    except AwsError as exc:
-        log.warning("fanout_count_failed", error_type=exc.error_type, error=str(exc))
-        return ()
-    return tuple(work.run_messages)
+
+async def _count_in_fanout_runs(rt: Runtime, work: dict[Scope, ScopeWork], done: dict[Scope, ScopeRefresh]) -> None:
+    """Count the batch's scopes in the fan-out runs whose messages asked for them
+    (syncengine.fanout), a run's scopes together; a counted scope's fan-out messages are
+    acknowledged even if its sync failed (the run reports it; the next sweep retries it, as an
+    in-process full sync would). A scope not counted (skipped, or the count failed) is not: its
+    message comes back."""
+    from syncengine.fanout import finish_scopes
+
+    by_run: dict[str, list[ScopeResult]] = {}
+    for scope, item in work.items():
+        result = _fanout_result(done[scope]) if item.run_messages and scope in done else None
+        for run_id in dict.fromkeys(item.run_messages.values()) if result is not None else ():
+            by_run.setdefault(run_id, []).append(result)
+    counted: set[Scope] = set()
+    uncounted: set[Scope] = set()  # a scope asked for by two runs is settled only when both counted it
+    for run_id, results in by_run.items():
+        try:
+            await finish_scopes(rt, run_id, results)
+        except AwsError as exc:
+            log.warning("fanout_count_failed", run_id=run_id, error_type=exc.error_type, error=str(exc))
+            uncounted |= {r.scope for r in results}
+            continue
+        counted |= {r.scope for r in results}
+    for scope in counted - uncounted:
+        done[scope] = dataclasses.replace(done[scope], acknowledged=tuple(work[scope].run_messages))
 
 
 async def _refresh_in_runtime(rt: Runtime, work: dict[Scope, ScopeWork]) -> list[ScopeRefresh]:
@@ -195,14 +217,17 @@ async def _refresh_in_runtime(rt: Runtime, work: dict[Scope, ScopeWork]) -> list
     pending = [item for scope, item in work.items() if scope not in done]
     if pending:
         await _sync_pending(rt, pending, servers, done)
+        await _count_in_fanout_runs(rt, work, done)
     return [done[scope] for scope in work]
 
 
 async def _sync_pending(
     rt: Runtime, pending: list[ScopeWork], servers: dict[Scope, list[str] | None], done: dict[Scope, ScopeRefresh]
 ) -> None:
+    # Read once for the batch, not once per scope: a batch of fan-out messages holds many scopes.
     try:
         targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+        executions = await open_for_sync(rt.dynamo, rt.settings)
     except AwsError as exc:
         log.warning("refresh_targets_failed", error_type=exc.error_type, error=str(exc))
         for item in pending:
@@ -211,7 +236,7 @@ async def _sync_pending(
 
     async def sync(item: ScopeWork) -> None:
         with structlog.contextvars.bound_contextvars(account_id=item.scope.account_id, region=item.scope.region):
-            done[item.scope] = await _sync(rt, item, servers[item.scope], targets)
+            done[item.scope] = await _sync(rt, item, servers[item.scope], targets, executions)
 
     await run_concurrently(functools.partial(sync, item) for item in pending)
 

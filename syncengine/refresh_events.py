@@ -12,7 +12,10 @@ Shapes (``../shared/API-CONTRACT.md``, "Event-driven refresh"):
   ``detail.state``; account and region from the envelope
   (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/monitoring-instance-state-changes.html);
 - a scope message ``{"accountId", "region", "sourceServerIds"?, "reason"?, "runId"?}`` (no ids:
-  the whole scope; ``runId``: enqueued by a fan-out run, ``syncengine.fanout``).
+  the whole scope; ``runId``: enqueued by a fan-out run, ``syncengine.fanout``);
+- a scope group message ``{"scopes": [{"accountId", "region"}, ...], "reason"?, "runId"?}``:
+  several whole scopes in one message (a fan-out sweep packs small groups, one account's regions
+  together), one request per scope (``parse_refresh_requests``).
 DRS sends its events to EventBridge directly, best effort
 (https://docs.aws.amazon.com/eventbridge/latest/ref/events-ref-drs.html): the scheduled sweep
 stays the backstop. Anything else raises ``InvalidRequestError`` with a sentence; the caller logs
@@ -47,6 +50,8 @@ FAILBACK_STATE_CHANGE = "DRS Recovery Instance Failback State Change"
 EC2_STATE_CHANGE = "EC2 Instance State-change Notification"
 # A scope message may name at most this many servers (a wave; DRS filters take 200 ids a call).
 MAX_SCOPE_MESSAGE_SERVERS = 1000
+# A scope group message may name at most this many scopes (a few KB; SQS takes 256 KB a message).
+MAX_GROUP_MESSAGE_SCOPES = 100
 
 # arn:aws:drs:{region}:{account}:{source-server|recovery-instance}/{id} (any partition).
 _DRS_ARN = re.compile(r"arn:aws[a-z-]*:drs:([a-z0-9-]+):([0-9]{12}):(source-server|recovery-instance)/(\S+)", re.ASCII)
@@ -163,12 +168,32 @@ class ScopeMessage(DictWrapper):
     @property
     def run_id(self) -> str | None:
         """The fan-out run that enqueued this message (``syncengine.fanout``), if any."""
-        run_id = self.get("runId")
-        if run_id is None:
-            return None
-        if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
-            raise InvalidRequestError(f"runId must be a run id, got {str(run_id)[:40]!r}.")
-        return run_id
+        return _run_id(self.get("runId"))
+
+
+def _run_id(run_id: Any) -> str | None:
+    if run_id is None:
+        return None
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise InvalidRequestError(f"runId must be a run id, got {str(run_id)[:40]!r}.")
+    return run_id
+
+
+class ScopeGroupMessage(DictWrapper):
+    """``{"scopes": [{"accountId", "region"}, ...], "reason"?, "runId"?}``: whole scopes."""
+
+    @property
+    def scopes(self) -> list[Scope]:
+        items = self.get("scopes")
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_GROUP_MESSAGE_SCOPES:
+            raise InvalidRequestError(f"scopes must be a list of 1 to {MAX_GROUP_MESSAGE_SCOPES} scopes.")
+        if not all(isinstance(item, Mapping) for item in items):
+            raise InvalidRequestError("Each scope must be an object with accountId and region.")
+        return [Scope(validate_account_id(i.get("accountId")), validate_region(i.get("region"))) for i in items]
+
+    @property
+    def run_id(self) -> str | None:
+        return _run_id(self.get("runId"))
 
 
 @dataclass(frozen=True)
@@ -187,8 +212,7 @@ class RefreshRequest:
     run_id: str | None = None  # a fan-out run's scope message
 
 
-def parse_refresh_request(payload: Any) -> RefreshRequest:
-    """One event or scope message (a mapping, or the JSON text of an SQS message body)."""
+def _json_object(payload: Any) -> Mapping[str, Any]:
     if isinstance(payload, str | bytes):
         try:
             payload = json.loads(payload)
@@ -196,6 +220,24 @@ def parse_refresh_request(payload: Any) -> RefreshRequest:
             raise InvalidRequestError("The message body is not JSON.") from exc
     if not isinstance(payload, Mapping):
         raise InvalidRequestError("The message must be a JSON object.")
+    return payload
+
+
+def parse_refresh_requests(payload: Any) -> list[RefreshRequest]:
+    """What one message asks for: one request per scope it names (several for a scope group
+    message). Any malformed part rejects the whole message."""
+    payload = _json_object(payload)
+    if "scopes" not in payload or "accountId" in payload or "source" in payload:
+        return [parse_refresh_request(payload)]
+    group = ScopeGroupMessage(dict(payload))
+    run_id = group.run_id
+    scopes = list(dict.fromkeys(group.scopes))  # a scope named twice is one sync, counted once
+    return [RefreshRequest(RefreshKind.SCOPE, scope, whole_scope=True, run_id=run_id) for scope in scopes]
+
+
+def parse_refresh_request(payload: Any) -> RefreshRequest:
+    """One event or scope message (a mapping, or the JSON text of an SQS message body)."""
+    payload = _json_object(payload)
     source, detail_type = payload.get("source"), payload.get("detail-type")
     if source == DRS_SOURCE and detail_type == LAUNCH_RESULT:
         launch = DrsLaunchResultEvent(dict(payload))

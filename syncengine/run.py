@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from syncengine import metrics as m
 from syncengine.accounts import load_targets, plan_scopes
 from syncengine.errors import AwsError, InvalidRequestError, SyncInProgressError
-from syncengine.execution_sync import open_for_sync, rebuild_if_due
+from syncengine.execution_sync import SyncExecutions, open_for_sync, rebuild_if_due
 from syncengine.executions import ExecutionSource
 from syncengine.logging import get_logger, structlog
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult, SyncReport, utc_now_iso
@@ -80,15 +80,22 @@ class RunState:
         self.errors.append(ScopeError(self.request.account_id or "", self.request.region or "", error_type, message))
 
 
-async def run(rt: Runtime, request: RunRequest, *, targets: list[AccountTarget] | None = None) -> SyncReport:
-    """One run. ``targets``, when the caller already read them, saves reading them again."""
+async def run(
+    rt: Runtime,
+    request: RunRequest,
+    *,
+    targets: list[AccountTarget] | None = None,
+    executions: SyncExecutions | None = None,
+) -> SyncReport:
+    """One run. ``targets`` and ``executions``, when the caller already read them (the refresh
+    function, once per batch of scopes), save reading them again."""
     state = RunState(request)
     structlog.contextvars.bind_contextvars(run_id=state.run_id)
     if request.full:
         await _acquire_full_sync_lease(rt, state.run_id)
     try:
         with deadline_scope(rt.settings) as deadline:
-            await _plan_and_sync(rt, state, targets)
+            await _plan_and_sync(rt, state, targets, executions)
         if deadline.cancelled_caught and not state.setup_done:
             state.run_error("DeadlineExceeded", SETUP_DEADLINE_MESSAGE)
     finally:
@@ -99,7 +106,9 @@ async def run(rt: Runtime, request: RunRequest, *, targets: list[AccountTarget] 
     return report
 
 
-async def _plan_and_sync(rt: Runtime, state: RunState, targets: list[AccountTarget] | None) -> None:
+async def _plan_and_sync(
+    rt: Runtime, state: RunState, targets: list[AccountTarget] | None, executions: SyncExecutions | None
+) -> None:
     request = state.request
     try:
         if targets is None:
@@ -107,7 +116,8 @@ async def _plan_and_sync(rt: Runtime, state: RunState, targets: list[AccountTarg
         state.planned = plan_scopes(targets, rt.settings, account_id=request.account_id, region=request.region)
         if request.progress is not None:
             request.progress.start(len(state.planned))
-        executions = await open_for_sync(rt.dynamo, rt.settings)
+        if executions is None:
+            executions = await open_for_sync(rt.dynamo, rt.settings)
         state.setup_done = True
     except AwsError as exc:
         state.run_error(exc.error_type, str(exc))

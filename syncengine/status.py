@@ -9,8 +9,9 @@ Layout (partition ``pk``, sort ``sk``):
   event-driven run's report, which never replaces the full run's;
 * ``LEASE`` / ``FULL_SYNC``: held by a full sync so two never overlap (the leases are
   ``syncengine.leases``, the part of this table's owner that takes and frees them).
-* ``RUN`` / ``FANOUT``: the current fan-out run (``syncengine.fanout``): how many scope messages
-  it enqueued, how many finished (each scope counted once), and their summed results.
+* ``RUN`` / ``FANOUT``: the current fan-out run (``syncengine.fanout``): how many scopes it
+  enqueued, how many finished (each scope counted once), and their summed results (written and
+  read by ``syncengine.fanout_runs``, which this store inherits).
 
 Reading the status is one Query on ``SCOPE`` and three GetItems: never a scan of the cache.
 Health comes from the scopes: a configured scope (NOT_ENABLED ones aside) that failed its last
@@ -27,6 +28,7 @@ from typing import Any
 from syncengine.concurrency import gather
 from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, is_condition_failed, to_attr, to_item
 from syncengine.errors import AwsError
+from syncengine.fanout_runs import RUN_PK, FanoutRuns
 from syncengine.health import summarise_status, with_fanout_run
 from syncengine.leases import SCOPE_PK, Leases
 from syncengine.logging import get_logger
@@ -41,24 +43,14 @@ from syncengine.models import (
 
 log = get_logger(__name__)
 
-RUN_PK = "RUN"
 LATEST_SK = "LATEST"
 LAST_SCOPED_SK = "LAST_SCOPED"
-FANOUT_SK = "FANOUT"
-FANOUT_COUNTERS = (
-    "scopesSynced",
-    "scopesFailed",
-    "scopesNotEnabled",
-    "instancesUpdated",
-    "instancesUnchanged",
-    "instancesDeleted",
-)
 HISTORY_DAYS = 7
 # When a successful sync last reconciled the whole scope (a full-scope sync, not a targeted one).
 RECONCILED_ATTRIBUTE = "lastReconciledTime"
 
 
-class StatusStore(Leases):
+class StatusStore(FanoutRuns, Leases):
     def __init__(self, dynamo: Dynamo, table: str, *, lease_seconds: float = 900.0, stale_after_seconds: float = 900.0):
         self.dynamo = dynamo
         self.table = table
@@ -242,79 +234,6 @@ class StatusStore(Leases):
             TableName=self.table,
             Item=to_item({"pk": RUN_PK, "sk": f"HISTORY#{finished}#{report.run_id}", "ttl": history_ttl, **record}),
         )
-
-    # -- fan-out runs --------------------------------------------------------------------------
-
-    async def start_fanout_run(self, run_id: str, total: int, started_at: str) -> None:
-        """The run record of a fan-out run that enqueued ``total`` scope messages."""
-        item = {"pk": RUN_PK, "sk": FANOUT_SK, "runId": run_id, "total": total, "finished": 0, "startedAt": started_at}
-        # No condition: the new run replaces the previous run's record. Only the holder of the
-        # full-sync lease starts a run, and a late message of the old run fails the runId
-        # condition of ``finish_fanout_scope`` instead of counting in this one.
-        await self.dynamo.call(
-            "put_item", TableName=self.table, Item={**to_item(item), **{c: {"N": "0"} for c in FANOUT_COUNTERS}}
-        )
-
-    async def finish_fanout_scope(self, run_id: str, result: ScopeResult) -> dict[str, Any] | None:
-        """Count one finished scope of a fan-out run (atomic ADD); the record after the count, or
-        None when it did not count (another run's message, or a scope already counted)."""
-        counts = {
-            "scopesSynced": int(result.ok),
-            "scopesFailed": int(not result.ok and not result.not_enabled),
-            "scopesNotEnabled": int(result.not_enabled),
-            "instancesUpdated": result.updated,
-            "instancesUnchanged": result.unchanged,
-            "instancesDeleted": result.deleted,
-        }
-        adds = ", ".join(f"{name} :{name}" for name in counts)
-        try:
-            response = await self.dynamo.call(
-                "update_item",
-                TableName=self.table,
-                Key=to_item({"pk": RUN_PK, "sk": FANOUT_SK}),
-                UpdateExpression=f"ADD finished :one, doneScopes :scope, {adds}",
-                # runId: the record is this run's (a newer run replaced it: this message is late
-                # and must not count in the other run). NOT contains: SQS delivers at least once;
-                # a scope counted twice would finish the run before its last scope did.
-                ConditionExpression="runId = :run AND NOT contains(doneScopes, :key)",
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":scope": {"SS": [result.scope.key]},
-                    ":key": {"S": result.scope.key},
-                    ":run": {"S": run_id},
-                    **{f":{name}": {"N": str(value)} for name, value in counts.items()},
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except AwsError as exc:
-            if is_condition_failed(exc):
-                return None
-            raise
-        return from_item(response["Attributes"])
-
-    async def count_unsent_fanout_scopes(self, run_id: str, count: int) -> dict[str, Any] | None:
-        """Count ``count`` scopes whose messages could not be enqueued as finished and failed (no
-        worker will ever count them); the record after the count, None if the run was replaced."""
-        try:
-            response = await self.dynamo.call(
-                "update_item",
-                TableName=self.table,
-                Key=to_item({"pk": RUN_PK, "sk": FANOUT_SK}),
-                UpdateExpression="ADD finished :count, scopesFailed :count",
-                # runId: only this run's record; a newer run's must not count our unsent scopes.
-                ConditionExpression="runId = :run",
-                ExpressionAttributeValues={":count": {"N": str(count)}, ":run": {"S": run_id}},
-                ReturnValues="ALL_NEW",
-            )
-        except AwsError as exc:
-            if is_condition_failed(exc):
-                return None
-            raise
-        return from_item(response["Attributes"])
-
-    async def fanout_run(self) -> dict[str, Any] | None:
-        """The current (or last) fan-out run's record."""
-        return await self._run_item(FANOUT_SK)
 
     async def latest_run(self) -> dict[str, Any] | None:
         """The last full run's summary."""

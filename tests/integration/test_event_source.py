@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -89,6 +90,26 @@ def test_event_source_batches_up_to_the_batch_size(sqs: Any, queue: WorkQueue) -
     outcomes = EventSourcePoller(sqs, queue, handler, batch_size=12, batch_window_s=0.5).run_until_idle()
 
     assert sorted(len(o.message_ids) for o in outcomes) == [3, 12]
+
+
+def test_event_source_long_polls_a_message_sent_while_it_waits(sqs: Any, queue: WorkQueue) -> None:
+    """With ``idle_wait_s`` the receive waits on the empty queue (SQS long polling) and returns
+    the message sent meanwhile, instead of answering empty at once."""
+    handler = Recorder()
+    poller = EventSourcePoller(sqs, queue, handler, idle_wait_s=5)
+    sender = threading.Timer(0.5, send, args=(sqs, queue, {"n": 1}))
+    sender.start()
+    try:
+        outcome = poller.poll_once()
+    finally:
+        sender.join()
+
+    assert outcome is not None and len(outcome.deleted) == 1
+
+
+def test_event_source_refuses_a_long_poll_longer_than_sqs_allows(sqs: Any, queue: WorkQueue) -> None:
+    with pytest.raises(ValueError, match="idle_wait_s"):
+        EventSourcePoller(sqs, queue, Recorder(), idle_wait_s=21)
 
 
 def test_event_source_deletes_a_batch_that_succeeded(sqs: Any, queue: WorkQueue) -> None:

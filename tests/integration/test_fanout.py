@@ -1,13 +1,15 @@
 """Fan-out of the full sync over the work queue (syncengine.fanout) on moto's SQS, with the local
 event source mapping (devtools.event_source) running the refresh function as the worker: the
-sweep enqueues one message per scope, the workers sync them with the same engine, the run record
-counts each scope once, and the worker that finishes the last one writes the run summary and
-removes scopes no longer configured. A run that lost a message never shows as healthy."""
+sweep enqueues the scopes in groups (here one account's two regions a message), the workers sync
+them with the same engine, the run record counts each scope once, and the worker that finishes
+the last one writes the run summary and removes scopes no longer configured. A run that lost a
+message never shows as healthy."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -42,7 +44,10 @@ def estate(ddb: Any, make_simulator: Any, moto_endpoint: str, queue: WorkQueue) 
     sim = make_simulator(accounts=3, regions=REGIONS, instances_per_scope=3, seed=11)
     base = engine_settings(ddb, sim, scope_lease_wait=0.5)
     settings = base.with_changes(
-        fanout="on", work_queue_url=queue.url, endpoint_urls=(*base.endpoint_urls, ("sqs", moto_endpoint))
+        fanout="on",
+        work_queue_url=queue.url,
+        endpoint_urls=(*base.endpoint_urls, ("sqs", moto_endpoint)),
+        fanout_scopes_per_message=len(REGIONS),
     )
     asyncio.run(seed(settings, sim.estate))
     dependencies.configure(settings=settings)
@@ -58,15 +63,24 @@ def work(sqs: Any, queue: WorkQueue) -> list[Any]:
     return EventSourcePoller(sqs, queue, lambda_handler, context=FakeLambdaContext()).run_until_idle()
 
 
-def test_fanout_sweep_enqueues_one_message_per_scope(sqs: Any, queue: WorkQueue, estate: Any) -> None:
+def received_bodies(sqs: Any, queue: WorkQueue) -> list[dict[str, Any]]:
+    bodies = []
+    while batch := sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get("Messages"):
+        bodies += [json.loads(m["Body"]) for m in batch]
+    return bodies
+
+
+def test_fanout_sweep_enqueues_one_message_per_group_of_scopes(sqs: Any, queue: WorkQueue, estate: Any) -> None:
     sim, settings = estate
 
     report = asyncio.run(sync_all(settings))
 
     assert report.scopes_enqueued == scope_count(sim)
-    received = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10)["Messages"]
-    body = json.loads(received[0]["Body"])
-    assert body["reason"] == "fanout" and body["runId"] == report.run_id
+    bodies = received_bodies(sqs, queue)
+    assert len(bodies) == len(sim.estate.accounts)  # one account's two regions a message
+    assert all(b["reason"] == "fanout" and b["runId"] == report.run_id for b in bodies)
+    enqueued = sorted((s["accountId"], s["region"]) for b in bodies for s in b["scopes"])
+    assert enqueued == sorted((a.account_id, r) for a in sim.estate.accounts for r in a.regions)
     assert asyncio.run(get_sync_status(settings)).status.value == "running"
 
 
@@ -115,6 +129,42 @@ def test_fanout_last_worker_removes_scopes_no_longer_configured(sqs: Any, queue:
     assert gone.account_id not in {s["accountId"] for s in status["scopes"]}
 
 
+def test_fanout_group_message_with_a_busy_scope_comes_back_and_counts_each_scope_once(
+    sqs: Any, queue: WorkQueue, estate: Any
+) -> None:
+    """One scope of a group busy: the group's message is reported failed (its other scope is
+    counted); redelivered, both scopes sync again and the run counts each scope exactly once."""
+    sim, settings = estate
+    account = next(a.account_id for a in sim.estate.accounts if not a.is_hub)
+    busy = Scope(account, REGIONS[0])
+
+    async def lease(expires_at: float) -> None:  # another sync's lease; expired = released
+        async with open_runtime(settings) as rt:
+            assert await rt.status.acquire_scope_lease(busy, "another-sync", wait=0, expires_at=expires_at)
+
+    started = asyncio.run(sync_all(settings))
+    asyncio.run(lease(time.time() + 600))
+    poller = EventSourcePoller(sqs, queue, lambda_handler, context=FakeLambdaContext())
+    messages = poller.receive_batch()
+    first = poller.invoke(messages)
+
+    (failed,) = first.failed
+    body = json.loads(next(m["Body"] for m in messages if m["MessageId"] == failed))
+    assert {(s["accountId"], s["region"]) for s in body["scopes"]} == {(account, r) for r in REGIONS}
+    assert asyncio.run(get_sync_status(settings)).to_dict()["fanoutRun"]["finished"] == started.scopes_enqueued - 1
+
+    asyncio.run(lease(time.time() - 60))
+    receipt = next(m["ReceiptHandle"] for m in messages if m["MessageId"] == failed)
+    sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=receipt, VisibilityTimeout=0)
+    again = work(sqs, queue)
+
+    assert [o.failed for o in again] == [()]
+    status = asyncio.run(get_sync_status(settings)).to_dict()
+    assert status["status"] == "healthy"
+    assert status["fanoutRun"]["finished"] == status["fanoutRun"]["scopes"] == scope_count(sim)
+    assert status["scopesSynced"] == scope_count(sim)
+
+
 def test_fanout_counts_a_redelivered_scope_once(estate: Any) -> None:
     _sim, settings = estate
 
@@ -130,6 +180,71 @@ def test_fanout_counts_a_redelivered_scope_once(estate: Any) -> None:
     first, second = asyncio.run(count_twice())
     assert first is not None and int(first["finished"]) == 1
     assert second is None
+
+
+def test_fanout_count_answers_counters_only_and_zero_remaining_on_the_last_scope(estate: Any) -> None:
+    """Each count answers a few counters (never the run's list of counted scopes, which would
+    grow with every count); the last one says nothing remains."""
+    _sim, settings = estate
+
+    async def count_both() -> tuple[Any, Any, Any]:
+        async with open_runtime(settings) as rt:
+            await rt.status.start_fanout_run("0123456789abcdef", 2, "2026-01-01T00:00:00Z")
+            first = await rt.status.finish_fanout_scope(
+                "0123456789abcdef", ScopeResult(Scope("111111111111", "us-east-1"), ScopeOutcome.SUCCESS)
+            )
+            last = await rt.status.finish_fanout_scope(
+                "0123456789abcdef", ScopeResult(Scope("111111111111", "us-west-2"), ScopeOutcome.FAILED)
+            )
+            return first, last, await rt.status.fanout_run(consistent=True)
+
+    first, last, record = asyncio.run(count_both())
+    assert (int(first["remaining"]), int(last["remaining"])) == (1, 0)
+    assert len(last) <= 10  # counters and this scope's marker, however many scopes were counted
+    assert (record["finished"], record["scopesSynced"], record["scopesFailed"]) == (2, 1, 1)
+    assert not any(key.startswith("done:") for key in record)
+
+
+def test_fanout_counts_a_batch_in_one_update_and_a_redelivered_scope_in_it_once(estate: Any) -> None:
+    """A batch's scopes of one run count together; a chunk holding a scope counted already (its
+    message delivered again) is refused whole and counted scope by scope: each counts once, and
+    the last count finishes the run."""
+    from syncengine.fanout import finish_scopes
+
+    _sim, settings = estate
+    run = "0123456789abcdef"
+    scopes = [Scope("111111111111", region) for region in ("us-east-1", "us-west-2", "eu-west-1")]
+
+    async def count() -> tuple[Any, Any, Any]:
+        async with open_runtime(settings) as rt:
+            await rt.status.start_fanout_run(run, 4, "2026-01-01T00:00:00Z")
+            first_two = [ScopeResult(s, ScopeOutcome.SUCCESS) for s in scopes[:2]]
+            together = await rt.status.finish_fanout_scopes(run, first_two)
+            again = [ScopeResult(s, ScopeOutcome.SUCCESS) for s in scopes]  # two counted already
+            again.append(ScopeResult(Scope("222222222222", "us-east-1"), ScopeOutcome.FAILED))
+            await finish_scopes(rt, run, again)
+            return together, await rt.status.fanout_run(consistent=True), await rt.status.latest_run()
+
+    together, record, summary = asyncio.run(count())
+    assert (int(together["finished"]), int(together["remaining"])) == (2, 2)
+    assert (record["finished"], record["remaining"], record["scopesSynced"], record["scopesFailed"]) == (4, 0, 3, 1)
+    assert summary is not None and summary["runId"] == run and summary["scopesSynced"] == 3
+
+
+def test_fanout_never_finishes_a_run_record_that_predates_the_remaining_count(estate: Any) -> None:
+    """A run record written before ``remaining`` existed must not be finished by its first count."""
+    from tests.integration.engine_support import put_raw
+
+    _sim, settings = estate
+    old = {"pk": "RUN", "sk": "FANOUT", "runId": "0123456789abcdef", "total": 5, "finished": 0}
+    asyncio.run(put_raw(settings, settings.tables.status, [old]))
+
+    async def count() -> Any:
+        async with open_runtime(settings) as rt:
+            result = ScopeResult(Scope("111111111111", "us-east-1"), ScopeOutcome.SUCCESS)
+            return await rt.status.finish_fanout_scope("0123456789abcdef", result)
+
+    assert asyncio.run(count()) is None
 
 
 def test_fanout_ignores_a_message_of_an_older_run(estate: Any) -> None:
@@ -149,6 +264,7 @@ def test_fanout_run_that_lost_a_message_is_not_healthy(sqs: Any, queue: WorkQueu
     started = asyncio.run(sync_all(settings))
     lost = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=1)["Messages"][0]
     sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=lost["ReceiptHandle"])
+    lost_scopes = len(json.loads(lost["Body"])["scopes"])
     work(sqs, queue)
 
     async def lease_expires() -> None:  # what the lease's expiry does after stale_after_seconds
@@ -159,7 +275,7 @@ def test_fanout_run_that_lost_a_message_is_not_healthy(sqs: Any, queue: WorkQueu
     status = asyncio.run(get_sync_status(settings)).to_dict()
     assert status["status"] != "healthy"
     assert status["fanoutRun"]["stale"] is True
-    assert status["fanoutRun"]["finished"] == started.scopes_enqueued - 1
+    assert status["fanoutRun"]["finished"] == started.scopes_enqueued - lost_scopes
 
 
 def test_fanout_scopes_that_could_not_be_enqueued_fail_and_the_run_still_finishes(
@@ -201,8 +317,7 @@ def test_fanout_delays_the_scope_of_a_running_recovery(sqs: Any, queue: WorkQueu
 
     report = asyncio.run(sync_all(settings))
 
-    visible = []
-    while batch := sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get("Messages"):
-        visible += [json.loads(m["Body"]) for m in batch]
+    visible = [(s["accountId"], s["region"]) for b in received_bodies(sqs, queue) for s in b["scopes"]]
     assert len(visible) == report.scopes_enqueued - 1
-    assert (account, "us-east-1") not in {(b["accountId"], b["region"]) for b in visible}
+    assert (account, "us-east-1") not in visible
+    assert (account, "us-west-2") in visible  # the account's other scope is not held back

@@ -6,9 +6,9 @@ import pytest
 
 from syncengine.config import SyncSettings
 from syncengine.errors import ConfigurationError, InvalidRequestError
-from syncengine.fanout import fanout_wanted, scope_message, summary_report
+from syncengine.fanout import fanout_wanted, group_message, scope_groups, summary_report
 from syncengine.models import HealthStatus, RunStatus, Scope, SyncStatus
-from syncengine.refresh_events import coalesce, parse_refresh_request
+from syncengine.refresh_events import coalesce, parse_refresh_request, parse_refresh_requests
 from syncengine.status import with_fanout_run
 
 RUN = "0123456789abcdef"
@@ -39,12 +39,39 @@ def test_fanout_setting_rejects_an_unknown_mode() -> None:
         SyncSettings.from_env({"SYNC_FANOUT": "sometimes"})
 
 
-def test_fanout_scope_message_is_a_refresh_scope_message_with_its_run() -> None:
-    message = scope_message(Scope("111111111111", "us-east-1"), RUN)
-    request = parse_refresh_request(message)
-    assert request.whole_scope and request.run_id == RUN
-    (work,) = coalesce([("m1", request)]).values()
-    assert work.run_messages == {"m1": RUN}
+def test_fanout_group_message_is_a_refresh_scope_group_message_with_its_run() -> None:
+    scopes = [Scope("111111111111", "us-east-1"), Scope("111111111111", "us-west-2")]
+    requests = parse_refresh_requests(group_message(scopes, RUN))
+    assert [r.scope for r in requests] == scopes
+    assert all(r.whole_scope and r.run_id == RUN for r in requests)
+    work = coalesce([("m1", r) for r in requests])
+    assert [w.run_messages for w in work.values()] == [{"m1": RUN}, {"m1": RUN}]
+
+
+def _account_scopes(account: str, regions: int) -> list[Scope]:
+    return [Scope(account, f"region-{i}") for i in range(regions)]
+
+
+def test_fanout_scope_groups_keep_an_account_s_regions_together() -> None:
+    a, b, c = _account_scopes("1" * 12, 4), _account_scopes("2" * 12, 4), _account_scopes("3" * 12, 4)
+    assert scope_groups(a + b + c, 10) == [a + b, c]
+
+
+def test_fanout_scope_groups_split_an_account_larger_than_a_group() -> None:
+    a, b = _account_scopes("1" * 12, 5), _account_scopes("2" * 12, 1)
+    assert scope_groups(a + b, 2) == [a[0:2], a[2:4], [a[4], b[0]]]
+
+
+def test_fanout_scope_groups_hold_every_scope_once() -> None:
+    scopes = [s for n in range(30) for s in _account_scopes(f"{n:012d}", n % 7 + 1)]
+    groups = scope_groups(scopes, 10)
+    assert sorted(s for g in groups for s in g) == sorted(scopes)
+    assert max(len(g) for g in groups) <= 10
+
+
+def test_fanout_scopes_per_message_out_of_range_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="fanout_scopes_per_message"):
+        SyncSettings(fanout_scopes_per_message=101)
 
 
 def test_fanout_scope_message_with_a_malformed_run_id_is_rejected() -> None:

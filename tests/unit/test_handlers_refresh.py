@@ -60,6 +60,31 @@ def test_refresh_handler_reports_only_the_failed_messages(install: Any) -> None:
     assert answer == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]}
 
 
+def test_refresh_handler_reports_a_group_message_once_when_any_of_its_scopes_failed(install: Any) -> None:
+    """A scope group message spans scopes: one failed scope fails it, listed once however many."""
+    group = "2e1424d4-f796-459a-8184-9c92662be6da"
+    results = (
+        ScopeRefresh(SCOPE, RefreshStatus.SYNCED, (group,)),
+        ScopeRefresh(Scope("111122223333", "eu-west-1"), RefreshStatus.FAILED, (group,)),
+        ScopeRefresh(Scope("111122223333", "ap-southeast-2"), RefreshStatus.FAILED, (group,)),
+    )
+    install(RefreshResult(results))
+
+    answer = lambda_handler(load_event("sqs_refresh_batch"), FakeLambdaContext())
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": group}]}
+
+
+def test_refresh_handler_acknowledges_a_group_message_whose_failed_scope_was_counted(install: Any) -> None:
+    """A fan-out scope that failed but was counted in its run is acknowledged (the run reports
+    it); the group message fails only for a scope that was not counted."""
+    group = "2e1424d4-f796-459a-8184-9c92662be6da"
+    counted = ScopeRefresh(SCOPE, RefreshStatus.FAILED, (group,), acknowledged=(group,))
+    install(RefreshResult((counted, ScopeRefresh(Scope("111122223333", "eu-west-1"), RefreshStatus.SYNCED, (group,)))))
+
+    assert lambda_handler(load_event("sqs_refresh_batch"), FakeLambdaContext()) == {"batchItemFailures": []}
+
+
 def test_refresh_handler_answers_an_empty_failure_list_when_all_succeed(install: Any) -> None:
     install(RefreshResult((ScopeRefresh(SCOPE, RefreshStatus.SYNCED, ("m1",)),)))
 

@@ -11,7 +11,7 @@ import pytest
 
 from syncengine.errors import InvalidRequestError
 from syncengine.models import Scope
-from syncengine.refresh_events import RefreshKind, coalesce, parse_refresh_request
+from syncengine.refresh_events import RefreshKind, coalesce, parse_refresh_request, parse_refresh_requests
 from tests.events_loader import load_event
 
 ACCOUNT = "111122223333"
@@ -140,3 +140,37 @@ def test_coalesce_a_whole_scope_message_makes_the_scope_whole() -> None:
     whole = parse_refresh_request({"accountId": ACCOUNT, "region": "us-east-1"})
 
     assert coalesce([("m1", launch), ("m2", whole)])[SCOPE].whole_scope is True
+
+
+def test_parse_scope_group_message_is_one_whole_scope_request_per_scope() -> None:
+    body = {"scopes": [{"accountId": ACCOUNT, "region": "us-east-1"}, {"accountId": ACCOUNT, "region": "eu-west-1"}]}
+
+    requests = parse_refresh_requests(json.dumps(body))
+
+    assert [r.scope for r in requests] == [SCOPE, Scope(ACCOUNT, "eu-west-1")]
+    assert all(r.kind is RefreshKind.SCOPE and r.whole_scope and r.run_id is None for r in requests)
+
+
+def test_parse_scope_group_message_names_a_repeated_scope_once() -> None:
+    scope = {"accountId": ACCOUNT, "region": "us-east-1"}
+    assert [r.scope for r in parse_refresh_requests({"scopes": [scope, scope]})] == [SCOPE]
+
+
+def test_parse_requests_of_an_event_is_the_one_request() -> None:
+    event = load_event("eventbridge_drs_launch_result")
+    assert parse_refresh_requests(event) == [parse_refresh_request(event)]
+
+
+@pytest.mark.parametrize(
+    ("scopes", "fragment"),
+    [
+        pytest.param([], "1 to 100 scopes", id="empty"),
+        pytest.param([{"accountId": ACCOUNT, "region": "us-east-1"}] * 101, "1 to 100 scopes", id="too-many"),
+        pytest.param("us-east-1", "1 to 100 scopes", id="not-a-list"),
+        pytest.param(["us-east-1"], "accountId and region", id="not-objects"),
+        pytest.param([{"accountId": "12", "region": "us-east-1"}], "12", id="bad-account"),
+    ],
+)
+def test_parse_scope_group_message_refuses_a_malformed_group(scopes: Any, fragment: str) -> None:
+    with pytest.raises(InvalidRequestError, match=fragment):
+        parse_refresh_requests({"scopes": scopes, "runId": "0123456789abcdef"})
