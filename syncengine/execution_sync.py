@@ -9,7 +9,11 @@ owns the table; docs/EXECUTION-INDEX.md).
   syncs), run before the scope's records are built, so an execution the orchestration recorded
   without our hearing of it (no wave event) is attributed by its job at once. A failed early
   rebuild only leaves the job unattributed until the next one.
-- ``rebuild_if_due``, after a run's scopes: the periodic rebuild, claimed; never fails a scope.
+- ``rebuild_if_due``, after a full run's scopes and after a fan-out sweep's sending (and after the
+  first sync ever, whatever its kind, which must write the index out): the periodic rebuild,
+  claimed; never fails a scope. Targeted syncs (events, waves, fan-out slices) never try it: an
+  event's refresh never pays for a Scan of the history, and thousands of slices of one fan-out
+  run do not each try the claim.
 - ``refresh_quietly``: one execution read by key into the index (wave completion, terminate).
 """
 
@@ -124,9 +128,12 @@ async def open_for_sync(dynamo: Dynamo, settings: SyncSettings) -> SyncExecution
     return SyncExecutions(scanned, scanned=scanned)
 
 
-async def rebuild_if_due(dynamo: Dynamo, settings: SyncSettings, executions: SyncExecutions) -> RebuildReport | None:
-    """After a run's scopes: the rebuild, if this run claims it (none for
-    ``execution_index_rebuild_seconds``, none running). Never raises an AWS error."""
+async def rebuild_if_due(
+    dynamo: Dynamo, settings: SyncSettings, executions: SyncExecutions | None = None
+) -> RebuildReport | None:
+    """After a full run's scopes (or a fan-out sweep's sending): the rebuild, if this caller
+    claims it (none for ``execution_index_rebuild_seconds``, none running), from the run's own
+    Scan when it made one. Never raises an AWS error."""
     table = index_table(dynamo, settings)
     claimed_at = time.time()
     try:
@@ -135,7 +142,7 @@ async def rebuild_if_due(dynamo: Dynamo, settings: SyncSettings, executions: Syn
     except AwsError as exc:
         log.error("execution_index_rebuild_failed", error_type=exc.error_type, error=str(exc))
         return None
-    return await _rebuild(table, claimed_at, executions.scanned)
+    return await _rebuild(table, claimed_at, None if executions is None else executions.scanned)
 
 
 async def _rebuild(

@@ -39,7 +39,7 @@ from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
 from syncengine.errors import AwsError, ExecutionNotFoundError
 from syncengine.execution_index import ExecutionIndexTable, is_active
-from syncengine.execution_sync import index_table
+from syncengine.execution_sync import index_table, rebuild_if_due
 from syncengine.fanout_runs import FANOUT_COUNT_CHUNK
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, ScopeResult, SyncReport, utc_now_iso
@@ -221,6 +221,9 @@ async def start_fanout(rt: Any) -> SyncReport | None:
         failed=enqueued.failed,
         delayed=enqueued.delayed,
     )
+    # The workers' scopes are targeted syncs: the periodic rebuild of the execution index is the
+    # sweep's (after sending, so it delays no worker); it never raises.
+    await rebuild_if_due(rt.dynamo, settings)
     return SyncReport(
         status=RunStatus.SUCCESS if enqueued.failed == 0 else RunStatus.PARTIAL,
         instances_updated=0,

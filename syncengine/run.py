@@ -126,8 +126,10 @@ async def _plan_and_sync(
     await _sync_planned(rt, state, executions.source)
     if request.full:
         await _remove_after_full_sync(rt, state, targets)
-    # After the scopes (never delaying the page's data); its failure fails no scope.
-    await rebuild_if_due(rt.dynamo, rt.settings, executions)
+    # After the scopes (never delaying the page's data); its failure fails no scope. Targeted runs
+    # leave the periodic rebuild to full runs and the fan-out sweep (execution_sync's docstring).
+    if request.full or executions.scanned is not None:
+        await rebuild_if_due(rt.dynamo, rt.settings, executions)
 
 
 async def _remove_after_full_sync(rt: Runtime, state: RunState, targets: list[AccountTarget]) -> None:
