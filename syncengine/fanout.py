@@ -213,17 +213,22 @@ async def start_fanout(rt: Any) -> SyncReport | None:
         record = await rt.status.count_unsent_fanout_scopes(run_id, enqueued.failed)
         if record is not None and int(record["finished"]) >= int(record["total"]):
             await finish_run(rt, record)
+    # The workers' scopes are targeted syncs: the periodic rebuild of the execution index is the
+    # sweep's (after sending, so it delays no worker); it never raises.
+    await rebuild_if_due(rt.dynamo, settings)
+    return _sweep_report(run_id, len(scopes), enqueued, started_iso, started)
+
+
+def _sweep_report(run_id: str, scopes: int, enqueued: Enqueued, started_iso: str, started: float) -> SyncReport:
+    """The sweep's answer: nothing synced yet, ``scopes_enqueued`` sent to the workers."""
     log.info(
         "fanout_started",
         run_id=run_id,
-        scopes=len(scopes),
+        scopes=scopes,
         sent=enqueued.sent,
         failed=enqueued.failed,
         delayed=enqueued.delayed,
     )
-    # The workers' scopes are targeted syncs: the periodic rebuild of the execution index is the
-    # sweep's (after sending, so it delays no worker); it never raises.
-    await rebuild_if_due(rt.dynamo, settings)
     return SyncReport(
         status=RunStatus.SUCCESS if enqueued.failed == 0 else RunStatus.PARTIAL,
         instances_updated=0,
