@@ -70,37 +70,7 @@ class FanoutRuns:
         """Count one finished scope of a fan-out run (atomic ADD); the counters after the count
         (``finished``, ``remaining``: 0 when this was the run's last scope), or None when it did
         not count (another run's message, or a scope already counted)."""
-        counts = _fanout_counts(result)
-        adds = ", ".join(f"{name} :{name}" for name in counts)
-        try:
-            response = await self.dynamo.call(
-                "update_item",
-                TableName=self.table,
-                Key=to_item({"pk": RUN_PK, "sk": FANOUT_SK}),
-                # One marker attribute per counted scope, not a set of them: UPDATED_NEW then
-                # answers a few counters, where a growing set came back whole on every count
-                # (quadratic in the run's scopes: 2,000 scopes cost seconds of CPU).
-                UpdateExpression=f"ADD finished :one, remaining :minus_one, {adds} SET #done = :done",
-                # runId: the record is this run's (a newer run replaced it: this message is late
-                # and must not count in the other run). Marker absent: SQS delivers at least
-                # once; a scope counted twice would finish the run before its last scope did.
-                # remaining: a record written before it existed is never finished early.
-                ConditionExpression="runId = :run AND attribute_not_exists(#done) AND attribute_exists(remaining)",
-                ExpressionAttributeNames={"#done": f"{FANOUT_DONE_PREFIX}{result.scope.key}"},
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":minus_one": {"N": "-1"},
-                    ":done": {"BOOL": True},
-                    ":run": {"S": run_id},
-                    **{f":{name}": {"N": str(value)} for name, value in counts.items()},
-                },
-                ReturnValues="UPDATED_NEW",
-            )
-        except AwsError as exc:
-            if is_condition_failed(exc):
-                return None
-            raise
-        return from_item(response["Attributes"])
+        return await self.finish_fanout_scopes(run_id, [result])
 
     async def finish_fanout_scopes(self, run_id: str, results: list[ScopeResult]) -> dict[str, Any] | None:
         """Count several finished scopes of a fan-out run in one update (a batch's scopes of one
@@ -110,6 +80,13 @@ class FanoutRuns:
         for result in results:
             for name, value in _fanout_counts(result).items():
                 totals[name] += value
+        # One marker attribute per counted scope, not a set of them: UPDATED_NEW then answers a
+        # few counters, where a growing set came back whole on every count (quadratic in the
+        # run's scopes: 2,000 scopes cost seconds of CPU). The conditions: runId, the record is
+        # this run's (a newer run replaced it: a late message must not count in the other run);
+        # markers absent, SQS delivers at least once and a scope counted twice would finish the
+        # run before its last scope did; remaining, a record written before it existed is never
+        # finished early.
         markers = {f"#d{i}": f"{FANOUT_DONE_PREFIX}{r.scope.key}" for i, r in enumerate(results)}
         adds = ", ".join(f"{name} :{name}" for name in totals)
         try:
