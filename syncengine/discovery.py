@@ -9,7 +9,7 @@ event loop), so a scope costs about one round trip per page plus two.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,11 +254,15 @@ async def discover_scope(
     limiter: anyio.CapacityLimiter,
     server_ids: list[str] | None = None,
     first_answer: FirstAnswer | None = None,
+    on_listed: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
 ) -> ScopeDiscovery:
     """Recovery instances of ``scope`` with their source servers and EC2 instances.
 
     ``first_answer`` is set once DRS has answered the scope's first source-server call (or
-    discovery ended without one); EC2 lookups follow it (see ``DrsFirst``).
+    discovery ended without one); EC2 lookups follow it (see ``DrsFirst``). ``on_listed`` runs
+    with the recovery instances once every page of them arrived, beside the rest of discovery
+    (under a rate limit, while the source-server lookups wait out their ``Retry-After``); its
+    failure fails the discovery.
 
     Raises the engine's ``AwsError`` on failure (the whole scope fails: partial discovery must
     never drive reconciliation). An uninitialised region is an empty, successful scope.
@@ -277,6 +281,8 @@ async def discover_scope(
                     tg.start_soon(_enrich_page, aws, (drs, ec2), scope, limiter, page, result, first_answer)
             if not result.recovery_instances:
                 first_answer.set()
+            elif on_listed is not None:
+                tg.start_soon(on_listed, result.recovery_instances)
     except* _Uninitialized:
         uninitialized = True
     except* AwsError as group:

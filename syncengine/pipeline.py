@@ -118,9 +118,7 @@ async def _checked_sync(
         if not granted:
             return attempt.failed(ScopeOutcome.SKIPPED, "ScopeBusy", BUSY_MESSAGE)
         observed_at = int(time.time() * 1000)
-        discovery, cached = await discover_and_read_cache(rt, attempt, account, first_answer)
-        # The execution index's keys of these recovery instances only (syncengine.execution_index).
-        index = await executions.for_instances(rt.dynamo, scope.region, discovery.recovery_instances)
+        discovery, cached, index = await discover_and_read_cache(rt, attempt, account, first_answer, executions)
         records = build_records(scope, discovery, index, observed_at)
         log.debug("scope_discovered", initialized=discovery.initialized, found=len(records))
         del discovery  # the raw DRS/EC2 data is not needed while the writes wait
@@ -199,12 +197,17 @@ async def prefetch_credentials(rt: Runtime, account: AccountTarget) -> None:
 
 
 async def discover_and_read_cache(
-    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, first_answer: FirstAnswer
-) -> tuple[ScopeDiscovery, dict[str, CachedEntry]]:
-    """DRS/EC2 discovery and the cache's view of the scope (the scope lease keeps other writers
-    out meanwhile). The cache read is follow-up work (see ``DrsFirst``): it starts once DRS has
-    answered, and then overlaps the rest of discovery, off the scope's critical path."""
+    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, first_answer: FirstAnswer, executions: ExecutionSource
+) -> tuple[ScopeDiscovery, dict[str, CachedEntry], ExecutionIndex]:
+    """DRS/EC2 discovery, the cache's view of the scope (the scope lease keeps other writers out
+    meanwhile) and the execution index's entries of the recovery instances DRS listed. The reads
+    are follow-up work (see ``DrsFirst``): they start once DRS has answered, and then overlap the
+    rest of discovery, off the scope's critical path (under a rate limit, inside the wait)."""
     found: dict[str, Any] = {}
+
+    async def lookup(recovery_instances: list[dict[str, Any]]) -> None:
+        await first_answer.follow()
+        found["index"] = await executions.for_instances(rt.dynamo, attempt.scope.region, recovery_instances)
 
     async def discover() -> None:
         try:
@@ -215,6 +218,7 @@ async def discover_and_read_cache(
                 limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
                 server_ids=attempt.server_ids,
                 first_answer=first_answer,
+                on_listed=lookup,
             )
         finally:
             first_answer.set()
@@ -228,7 +232,10 @@ async def discover_and_read_cache(
     if attempt.server_ids is not None:
         wanted = set(attempt.server_ids)
         cached = {sid: entry for sid, entry in cached.items() if sid in wanted}
-    return found["discovery"], cached
+    discovery: ScopeDiscovery = found["discovery"]
+    if "index" not in found:  # DRS listed no recovery instance (the lookup never ran)
+        found["index"] = await executions.for_instances(rt.dynamo, attempt.scope.region, discovery.recovery_instances)
+    return discovery, cached, found["index"]
 
 
 def build_records(
