@@ -9,8 +9,9 @@ owns the table; docs/EXECUTION-INDEX.md).
   syncs), run before the scope's records are built, so an execution the orchestration recorded
   without our hearing of it (no wave event) is attributed by its job at once. A failed early
   rebuild only leaves the job unattributed until the next one.
-- ``rebuild_if_due``, after a full run's scopes and after a fan-out sweep's sending (and after the
-  first sync ever, whatever its kind, which must write the index out): the periodic rebuild,
+- ``rebuild_if_due``, after a full run's scopes and after a fan-out sweep's sending (and beside
+  the scopes of the first sync ever, whatever its kind, which writes out the Scan it made before
+  them, inside their throttle waits; ``settle_unknown`` after them): the periodic rebuild,
   claimed; never fails a scope. Targeted syncs (events, waves, fan-out slices) never try it: an
   event's refresh never pays for a Scan of the history, and thousands of slices of one fan-out
   run do not each try the claim.
@@ -150,9 +151,6 @@ async def _rebuild(
 ) -> RebuildReport | None:
     """A claimed rebuild; on failure logged, its claim released (the next sync tries again)."""
     try:
-        if scanned is not None and scanned.unknown:
-            # Seen unknown by a Scan older than this claim: settled markers.
-            await table.mark_unknown(sorted(scanned.unknown), scanned.scanned_at)
         report = await (
             table.rebuild(claimed_at) if scanned is None else table.rebuild(claimed_at, scanned.index, scanned.active)
         )
@@ -165,6 +163,18 @@ async def _rebuild(
         return None
     log.info("execution_index_rebuilt", early=early, **vars(report))
     return report
+
+
+async def settle_unknown(dynamo: Dynamo, settings: SyncSettings, scanned: ScannedExecutions) -> None:
+    """After the first sync's scopes, once its rebuild wrote the index: the jobs its scopes met that
+    no execution names, as settled markers (seen unknown by a Scan older than the rebuild's claim),
+    so the next sync asks for no early rebuild for them. A failure only costs that early rebuild."""
+    if not scanned.unknown:
+        return
+    try:
+        await index_table(dynamo, settings).mark_unknown(sorted(scanned.unknown), scanned.scanned_at)
+    except AwsError as exc:
+        log.warning("execution_index_mark_failed", error_type=exc.error_type, error=str(exc))
 
 
 async def refresh_quietly(dynamo: Dynamo, settings: SyncSettings, execution_id: str, items: Any = None) -> None:

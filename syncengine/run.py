@@ -13,14 +13,17 @@ log line are written after it, shielded, so a run cut short still says what it d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from syncengine import metrics as m
 from syncengine.accounts import load_targets, plan_scopes
+from syncengine.concurrency import run_concurrently
 from syncengine.errors import AwsError, InvalidRequestError, SyncInProgressError
-from syncengine.execution_sync import SyncExecutions, open_for_sync, rebuild_if_due
+from syncengine.execution_sync import SyncExecutions, open_for_sync, rebuild_if_due, settle_unknown
 from syncengine.executions import ExecutionSource
 from syncengine.logging import get_logger, structlog
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult, SyncReport, utc_now_iso
@@ -123,13 +126,30 @@ async def _plan_and_sync(
         state.run_error(exc.error_type, str(exc))
         log.error("sync_setup_failed", error_type=exc.error_type, error=str(exc))
         return
-    await _sync_planned(rt, state, executions.source)
+    if executions.scanned is not None:
+        await _sync_writing_first_index(rt, state, executions)
+    else:
+        await _sync_planned(rt, state, executions.source)
     if request.full:
         await _remove_after_full_sync(rt, state, targets)
     # After the scopes (never delaying the page's data); its failure fails no scope. Targeted runs
     # leave the periodic rebuild to full runs and the fan-out sweep (execution_sync's docstring).
-    if request.full or executions.scanned is not None:
+    if request.full and executions.scanned is None:
         await rebuild_if_due(rt.dynamo, rt.settings, executions)
+
+
+async def _sync_writing_first_index(rt: Runtime, state: RunState, executions: SyncExecutions) -> None:
+    """The first sync ever: its Scan of the history is in hand before the scopes, so the index is
+    written beside them (in their waits for DRS) instead of after them; the jobs they met that no
+    execution names are settled once they are done."""
+    written: list[Any] = []
+
+    async def first_index() -> None:
+        written.append(await rebuild_if_due(rt.dynamo, rt.settings, executions))
+
+    await run_concurrently((functools.partial(_sync_planned, rt, state, executions.source), first_index))
+    if written and written[0] is not None and executions.scanned is not None:
+        await settle_unknown(rt.dynamo, rt.settings, executions.scanned)
 
 
 async def _remove_after_full_sync(rt: Runtime, state: RunState, targets: list[AccountTarget]) -> None:
