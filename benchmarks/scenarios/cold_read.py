@@ -90,6 +90,9 @@ def lambda_dependencies(cache: Path = ROOT / "build" / "cold-read") -> Path:
     digest = hashlib.sha256(LAMBDA_LOCK.read_bytes() + f"{version}-{machine}".encode()).hexdigest()[:16]
     target = cache / f"deps-{digest}"
     if (target / ".complete").is_file():
+        # Compiled again (a no-op when every module's bytecode is there): a cleanup that removed
+        # __pycache__ folders would otherwise leave a package that compiles on every cold start.
+        _compile(target)
         return target
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
