@@ -181,6 +181,16 @@ class DrsFirst:
     def scope(self) -> FirstAnswer:
         return FirstAnswer(self)
 
+    async def everyone_answered(self, *, max_wait: float) -> None:
+        """Until every scope of the run has had its first DRS answer, or ``max_wait`` passed: for
+        run-wide work that is not any scope's (the first sync's index write)."""
+        with anyio.move_on_after(max_wait):
+            await self._all_answered.wait()
+
+    def release(self) -> None:
+        """No scope of this event loop will answer (they run in worker processes): nobody waits."""
+        self._all_answered.set()
+
     def _answered(self) -> None:
         self._pending -= 1
         if self._pending <= 0:

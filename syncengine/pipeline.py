@@ -291,10 +291,12 @@ async def sync_scopes(
     server_ids: list[str] | None = None,
     progress: SyncProgress | None = None,
     results: dict[Scope, ScopeResult],
+    drs_first: DrsFirst | None = None,
 ) -> None:
     """Every planned scope concurrently in this event loop, each result put in ``results`` as it
-    finishes (so a deadline that cuts the rest short loses none of the finished ones)."""
-    drs_first = DrsFirst(len(planned))
+    finishes (so a deadline that cuts the rest short loses none of the finished ones). ``drs_first``,
+    when the caller has run-wide work to hold back until the scopes heard from DRS, is theirs."""
+    drs_first = drs_first or DrsFirst(len(planned))
 
     async def run_scope(scope: Scope, account: AccountTarget) -> None:
         with structlog.contextvars.bound_contextvars(account_id=scope.account_id, region=scope.region):

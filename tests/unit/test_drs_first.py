@@ -61,3 +61,36 @@ async def test_without_a_gate_and_with_no_scopes_nothing_waits() -> None:
     with anyio.fail_after(5):  # neither waits for a gate: well inside max_wait
         await alone.follow()
         await nothing_planned.follow()
+
+
+async def test_everyone_answered_waits_for_every_scope_then_returns() -> None:
+    gate = DrsFirst(2, max_wait=0.0)
+    first, second = gate.scope(), gate.scope()
+    done: list[bool] = []
+
+    async def wait_for_all() -> None:
+        await gate.everyone_answered(max_wait=30.0)
+        done.append(True)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_for_all)
+        first.set()
+        await anyio.sleep(0.05)
+        assert done == []
+        second.set()
+    assert done == [True]
+
+
+async def test_everyone_answered_gives_up_after_max_wait() -> None:
+    gate = DrsFirst(1)
+    with anyio.fail_after(30):  # a hang guard, not a timing check
+        await gate.everyone_answered(max_wait=0.05)
+    assert not gate._all_answered.is_set()
+
+
+async def test_release_lets_waiters_go_when_the_scopes_run_elsewhere() -> None:
+    gate = DrsFirst(3)
+    gate.release()
+    with anyio.move_on_after(0.5) as waited:
+        await gate.everyone_answered(max_wait=30.0)
+    assert not waited.cancelled_caught
