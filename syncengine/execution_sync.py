@@ -5,10 +5,11 @@ owns the table; docs/EXECUTION-INDEX.md).
   ``StoredExecutions``); or, before the index was ever built, one Scan of the history as every
   sync did before the index (``ScannedExecutions``), which the run's rebuild writes out.
 - ``StoredExecutions.for_instances``, per scope: the scope's keys; a job the index has no item for
-  is marked, and asks for an early rebuild (at most one per ``EARLY_REBUILD_SECONDS`` for all
-  syncs), run before the scope's records are built, so an execution the orchestration recorded
-  without our hearing of it (no wave event) is attributed by its job at once. A failed early
-  rebuild only leaves the job unattributed until the next one.
+  is marked, and the run asks once for an early rebuild (at most one per
+  ``EARLY_REBUILD_SECONDS`` for all syncs), run before the asking scope's records are built, so
+  an execution the orchestration recorded without our hearing of it (no wave event) is
+  attributed by its job at once. A failed early rebuild only leaves the job unattributed until
+  the next one.
 - ``rebuild_if_due``, after a full run's scopes and after a fan-out sweep's sending (and beside
   the scopes of the first sync ever, whatever its kind, which writes out the Scan it made before
   them, inside their throttle waits; ``settle_unknown`` after them): the periodic rebuild,
@@ -41,6 +42,18 @@ log = get_logger(__name__)
 EARLY_REBUILD_SECONDS = 300.0
 
 
+@dataclass
+class EarlyClaim:
+    """Whether a scope of this run (of this process, for a run in shard workers) already asked for
+    the early rebuild: the run asks once, not once per scope. A fan-out batch of hundreds of
+    scopes meeting jobs launched outside the orchestration (a drill from the DRS console) made
+    hundreds of conditional writes to the index's one state item, all but the first failing; a
+    single item takes at most 1,000 write units a second
+    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html)."""
+
+    asked: bool = False
+
+
 @dataclass(frozen=True)
 class StoredExecutions:
     """A sync's execution source once the index exists: each scope reads the keys of its own
@@ -51,6 +64,7 @@ class StoredExecutions:
     # lastRebuildTime when the run opened the index: a marker not newer than it is settled (a
     # rebuild since looked for the job and did not find it).
     rebuilt_at: float
+    early: EarlyClaim = field(default_factory=EarlyClaim, compare=False)
 
     async def for_instances(
         self, dynamo: Dynamo, region: str, recovery_instances: Sequence[Mapping[str, Any]]
@@ -63,6 +77,9 @@ class StoredExecutions:
         try:
             if found.unknown:
                 await table.mark_unknown(found.unknown, now)
+            if self.early.asked:
+                return found.index  # the run's one ask was made; the marker waits for the next
+            self.early.asked = True
             if not await table.claim_rebuild(now, EARLY_REBUILD_SECONDS, early=True):
                 return found.index
         except AwsError as exc:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from syncengine.engine import open_runtime, sync_all
-from syncengine.execution_index import STATE_KEY
+from syncengine.execution_index import STATE_KEY, ExecutionIndexTable
 from syncengine.execution_index_items import entry_item, job_key, server_key
 from syncengine.execution_sync import index_table
 from syncengine.executions import ExecutionIndex, ExecutionRef
@@ -41,7 +41,8 @@ async def _state(settings: Any) -> dict[str, Any]:
 
 
 async def _drop_history(settings: Any) -> None:
-    async with open_runtime(settings) as rt:
+    # Through aiobotocore: the engine's light client serves only the calls the engine makes.
+    async with open_runtime(settings.with_changes(fast_paths=False)) as rt:
         await rt.dynamo.call("delete_table", TableName=settings.tables.execution_history)
 
 
@@ -179,3 +180,31 @@ async def test_execution_index_missing_entry_makes_terminate_skip_and_refreshes_
     await sync_all(settings)
     ended = await terminate_execution_instances(settings, "exec-late")
     assert {t["recoveryInstanceId"] for t in ended["terminated"]} == launched
+
+
+async def test_execution_index_run_asks_once_for_an_early_rebuild(
+    ddb: Any, make_simulator: Any, monkeypatch: Any
+) -> None:
+    """Every scope meets a job launched outside the orchestration (a console drill): each marks
+    it, and the run makes one claim on the index's state item, not one per scope."""
+    sim = make_simulator(accounts=4, regions=(REGION,), instances_per_scope=2, seed=11)
+    settings = engine_settings(ddb, sim)
+    await seed(settings, sim.estate, executions=[])
+    await sync_all(settings)
+    for account in sim.estate.accounts:
+        sim.estate.launch(account.account_id, REGION, 1)
+    claims: list[bool] = []
+    real_claim = ExecutionIndexTable.claim_rebuild
+
+    async def counted_claim(self: Any, now: float, every_seconds: float, *, early: bool = False) -> bool:
+        claims.append(early)
+        return await real_claim(self, now, every_seconds, early=early)
+
+    monkeypatch.setattr(ExecutionIndexTable, "claim_rebuild", counted_claim)
+
+    report = await sync_all(settings)
+
+    assert report.status is RunStatus.SUCCESS
+    assert report.instances_updated == len(sim.estate.accounts)
+    assert claims.count(True) == 1
+    assert "lastEarlyRebuildTime" in await _state(settings)
