@@ -16,6 +16,7 @@ region never loses cached data. Synchronous callers (Lambda handlers) run these 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import aioboto3
 
@@ -27,6 +28,9 @@ from syncengine.models import AccountTarget, Scope, SyncReport
 from syncengine.reads import get_cached_records, get_records_by_execution, get_sync_status
 from syncengine.run import RunRequest, require_configured_scope, run
 from syncengine.runtime import Runtime, SyncProgress, open_runtime
+
+if TYPE_CHECKING:  # pragma: no cover
+    from syncengine.discovery import DrsFirst
 
 
 async def sync_all(
@@ -85,13 +89,20 @@ async def sync_scope_in_runtime(
     targets: list[AccountTarget],
     executions: SyncExecutions | None = None,
     record_run: bool = True,
+    drs_first: DrsFirst | None = None,
 ) -> SyncReport:
     """``sync_scope`` inside an open runtime, with the targets (and the execution history's
     index, when given) already read: the refresh function syncs every scope of one batch in one
     runtime and reads them once. Same lease, same reconciliation. ``record_run`` False: not
-    reported as the newest scoped sync (a fan-out slice of a full run)."""
+    reported as the newest scoped sync (a fan-out slice of a full run). ``drs_first``: the batch's
+    gate (see ``RunRequest``)."""
     request = RunRequest(
-        full=False, account_id=scope.account_id, region=scope.region, server_ids=server_ids, record_run=record_run
+        full=False,
+        account_id=scope.account_id,
+        region=scope.region,
+        server_ids=server_ids,
+        record_run=record_run,
+        drs_first=drs_first,
     )
     return await run(rt, request, targets=targets, executions=executions)
 

@@ -67,6 +67,11 @@ class RunRequest:
     # False for a fan-out worker's slice of a full sync: the fan-out run's record reports it, and
     # as a scoped run it would hide the real newest scoped/wave/event sync (``lastScopedSync``).
     record_run: bool = True
+    # The DRS-first gate (``syncengine.discovery.DrsFirst``) when this run is one of several run
+    # together (the refresh function's batch: one run per scope): without it each run's scope would
+    # be ordered only against itself, and its follow-up reads would queue, on DynamoDB, ahead of
+    # the other scopes' lease writes and first DRS calls.
+    drs_first: DrsFirst | None = None
 
 
 @dataclass
@@ -133,7 +138,7 @@ async def _plan_and_sync(
     if executions.scanned is not None:
         await _sync_writing_first_index(rt, state, executions)
     else:
-        await _sync_planned(rt, state, executions.source)
+        await _sync_planned(rt, state, executions.source, state.request.drs_first)
     if request.full:
         await _remove_after_full_sync(rt, state, targets)
     # After the scopes (never delaying the page's data); its failure fails no scope. Targeted runs
@@ -153,7 +158,7 @@ async def _sync_writing_first_index(rt: Runtime, state: RunState, executions: Sy
     start of their back-off clocks (latency_bound: the lease writes took up to 1.3 s instead of
     0.6 s)."""
     written: list[Any] = []
-    drs_first = DrsFirst(len(state.planned))
+    drs_first = state.request.drs_first or DrsFirst(len(state.planned))
 
     async def first_index() -> None:
         await drs_first.everyone_answered(max_wait=FIRST_INDEX_MAX_WAIT)
