@@ -1,9 +1,13 @@
-"""The read path's DynamoDB client: DynamoDB's JSON protocol over the standard library, so a cold
+"""A light DynamoDB client: DynamoDB's JSON protocol over the standard library, so a cold
 read-only handler needs neither aiohttp nor botocore's client machinery (~200 ms of imports and
-~40 ms of service-model loading before the first call; see benchmarks/scenarios/cold_read.py).
+~40 ms of service-model loading before the first call; see benchmarks/scenarios/cold_read.py), and
+a sync spends ~0.1 ms of CPU a call instead of aiobotocore's ~0.6 ms (a fan-out worker makes
+seven DynamoDB calls a scope; fast path 7 of ``syncengine.fastpath``).
 
-Only reads (GetItem, BatchGetItem, Query, Scan), with the same parameters and answers as the low-level
-aiobotocore client, so ``syncengine.dynamo.Dynamo`` drives either. The wire format follows AWS:
+Reads (GetItem, BatchGetItem, Query, Scan) and, for the engine only (``writes=True``), its writes
+(PutItem, UpdateItem, DeleteItem, BatchWriteItem), with the same parameters and answers as the
+low-level aiobotocore client, so ``syncengine.dynamo.Dynamo`` drives either. The wire format
+follows AWS:
 
 * DynamoDB low-level API (POST ``/``, ``X-Amz-Target: DynamoDB_20120810.<Operation>``,
   ``Content-Type: application/x-amz-json-1.0``, errors as ``{"__type": "...#Code", "message"}``,
@@ -21,9 +25,10 @@ become the engine's tree
 through ``syncengine.retry.error_from_response``, the same classification as botocore's
 ``ClientError``; retries stay with the one retry layer.
 
-``light_reads_enabled`` decides when it is used: credentials in the environment (Lambda's
+``light_client_usable`` decides when it may be used: credentials in the environment (Lambda's
 execution role), nothing that only botocore would honour (profiles, FIPS or dual-stack endpoints,
-proxies, isolated partitions); else the read path uses the aiobotocore client.
+proxies, isolated partitions); else the aiobotocore client is used. The read path uses it unless
+``SYNC_LIGHT_READS`` is off, the engine unless ``SYNC_FAST_PATHS`` is.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from syncengine.errors import AwsError, MalformedResponseError, PermanentAwsError, TransientAwsError
+from syncengine.http1 import Answer, Connection, read_answer
 from syncengine.retry import CallContext, error_from_response
 
 SERVICE = "dynamodb"
@@ -51,6 +57,13 @@ CONTENT_TYPE = "application/x-amz-json-1.0"
 USER_AGENT = "recovery-instance-sync/light-dynamodb"
 # The read operations this client serves: method name (as on the aiobotocore client) -> operation.
 OPERATIONS = {"get_item": "GetItem", "batch_get_item": "BatchGetItem", "query": "Query", "scan": "Scan"}
+# And, for the engine's runtime only (``writes=True``), the writes the engine makes.
+WRITE_OPERATIONS = {
+    "put_item": "PutItem",
+    "update_item": "UpdateItem",
+    "delete_item": "DeleteItem",
+    "batch_write_item": "BatchWriteItem",
+}
 # Environment settings only botocore honours: with any of them set, the read path uses it.
 BOTOCORE_ONLY_SETTINGS = (
     "AWS_PROFILE",
@@ -109,8 +122,14 @@ def endpoint_for(region: str, explicit: str | None, environ: Mapping[str, str] |
 
 def light_reads_enabled(settings: Any, environ: Mapping[str, str] | None = None) -> bool:
     """Whether the read path may use this client instead of aiobotocore's (``SYNC_LIGHT_READS``)."""
+    return bool(settings.light_reads) and light_client_usable(settings, environ)
+
+
+def light_client_usable(settings: Any, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this client can stand in for aiobotocore's: credentials in the environment and
+    nothing only botocore honours."""
     env = os.environ if environ is None else environ
-    if not settings.light_reads or env_credentials(env) is None:
+    if env_credentials(env) is None:
         return False
     if any(env.get(name) for name in BOTOCORE_ONLY_SETTINGS):
         return False
@@ -164,26 +183,9 @@ def sigv4_headers(
 # -- the client ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection (asyncio streams)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader = reader
-        self.writer = writer
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 class DynamoDBHttpClient:
-    """Read-only DynamoDB calls on pooled keep-alive connections. ``async with`` closes them."""
+    """DynamoDB calls (reads; with ``writes``, the engine's writes too) on pooled keep-alive
+    connections. ``async with`` closes them."""
 
     def __init__(
         self,
@@ -193,6 +195,7 @@ class DynamoDBHttpClient:
         connect_timeout: float,
         read_timeout: float,
         environ: Mapping[str, str] | None = None,
+        writes: bool = False,
     ):
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -208,6 +211,7 @@ class DynamoDBHttpClient:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._environ = environ
+        self._operations = {**OPERATIONS, **WRITE_OPERATIONS} if writes else OPERATIONS
         self._idle: list[Connection] = []
         self._ssl: ssl.SSLContext | None = None
 
@@ -223,9 +227,9 @@ class DynamoDBHttpClient:
             connection.close()
 
     def __getattr__(self, method: str) -> Any:
-        if method.startswith("_") or method not in OPERATIONS:
-            # Writes and everything else stay with aiobotocore (and the query role cannot write).
-            raise AttributeError(f"{type(self).__name__} serves only reads, not {method!r}")
+        if method.startswith("_") or method not in self._operations:
+            # Unless asked for writes (the engine), reads only: the query role cannot write anyway.
+            raise AttributeError(f"{type(self).__name__} does not serve {method!r}")
 
         async def call(**params: Any) -> dict[str, Any]:
             return await self.request(method, params)
@@ -239,7 +243,8 @@ class DynamoDBHttpClient:
         credentials = env_credentials(self._environ)
         if credentials is None:
             raise PermanentAwsError("no AWS credentials in the environment", code="NoCredentials", **_where(context))
-        target = TARGET_PREFIX + OPERATIONS[method]
+        operation = self._operations[method]
+        target = TARGET_PREFIX + operation
         body = json.dumps(params, separators=(",", ":")).encode("utf-8")
         timestamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         headers = sigv4_headers(credentials, self.region, self._host_header, target, body, timestamp)
@@ -249,7 +254,7 @@ class DynamoDBHttpClient:
             f"Content-Length: {len(body)}\r\n{head}\r\n"
         ).encode("latin-1") + body
         for listener in REQUEST_LISTENERS:
-            listener(OPERATIONS[method])
+            listener(operation)
         return parse_answer(await self._exchange(message, context), context)
 
     async def _exchange(self, message: bytes, context: CallContext) -> Answer:
@@ -311,38 +316,6 @@ class DynamoDBHttpClient:
             env = os.environ if self._environ is None else self._environ
             self._ssl = ssl.create_default_context(cafile=env.get("AWS_CA_BUNDLE") or None)
         return self._ssl
-
-
-async def read_answer(reader: asyncio.StreamReader) -> tuple[Answer, bool]:
-    """An HTTP/1.1 answer (status, lower-case headers, body by Content-Length, chunked, or to the
-    end of the connection) and whether the connection may carry another request."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    status_line, _, header_block = head.partition(b"\r\n")
-    version, _, rest = status_line.decode("latin-1").partition(" ")
-    status = rest.partition(" ")[0]
-    headers: dict[str, str] = {}
-    for line in header_block.decode("latin-1").split("\r\n"):
-        name, colon, value = line.partition(":")
-        if colon:
-            headers[name.strip().lower()] = value.strip()
-    keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = await _read_chunked(reader)
-    elif "content-length" in headers:
-        body = await reader.readexactly(int(headers["content-length"]))
-    else:
-        body, keep_alive = await reader.read(), False
-    return Answer(int(status), headers, body), keep_alive
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
-    while size := int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16):
-        chunks.append(await reader.readexactly(size))
-        await reader.readexactly(2)
-    while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, up to the empty line
-        pass
-    return b"".join(chunks)
 
 
 def _where(context: CallContext) -> dict[str, str]:

@@ -14,7 +14,8 @@ discovery, record building and sharding are imported by ``syncengine.pipeline`` 
 ``syncengine.run``, which it never loads. A ``read_only`` runtime reads DynamoDB through
 ``syncengine.dynamodb_http`` when the environment allows it, and builds the aiobotocore clients
 only if something asks for one (the current account, for a plan without an account), so a cold
-read-only handler never imports aiobotocore.
+read-only handler never imports aiobotocore. Every other runtime (syncs, refresh, terminate) uses
+that client too, for its writes as well, as a CPU fast path (``SYNC_FAST_PATHS``).
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ async def open_runtime(
                 client = await _light_dynamodb(settings, stack)
             else:
                 aws = await stack.enter_async_context(_aws_clients(settings, session, stats))
-                client = await aws.client("dynamodb", settings.home_region)
+                if not read_only and session is None and settings.fast_paths and _light_client_usable(settings):
+                    client = await _light_dynamodb(settings, stack, writes=True)
+                else:
+                    client = await aws.client("dynamodb", settings.home_region)
             # One limiter for the cache's writes and the run's other reads (accounts, executions).
             dynamo = _dynamo(client, settings, stats, max(settings.write_concurrency, 4))
             yield Runtime(
@@ -122,6 +126,12 @@ def _light_reads_enabled(settings: SyncSettings) -> bool:
     return light_reads_enabled(settings)
 
 
+def _light_client_usable(settings: SyncSettings) -> bool:
+    from syncengine.dynamodb_http import light_client_usable
+
+    return light_client_usable(settings)
+
+
 class DeferredAwsClients:
     """``AwsClients`` built on first use: a read-only run whose DynamoDB calls go through the light
     client needs aiobotocore only for the rare STS question (the current account)."""
@@ -143,10 +153,10 @@ class DeferredAwsClients:
             await self._clients.__aexit__(*exc_info)
 
 
-async def _light_dynamodb(settings: SyncSettings, stack: contextlib.AsyncExitStack) -> Any:
-    """The light DynamoDB client of this run: the resident pool's when there is one (its
-    keep-alive connections serve the container's next invocations too), else a new one closed
-    with the run (``stack``)."""
+async def _light_dynamodb(settings: SyncSettings, stack: contextlib.AsyncExitStack, *, writes: bool = False) -> Any:
+    """The light DynamoDB client of this run (``writes``: the engine's, which writes too): the
+    resident pool's when there is one (its keep-alive connections serve the container's next
+    invocations too), else a new one closed with the run (``stack``)."""
     from syncengine.dynamodb_http import DynamoDBHttpClient, endpoint_for
 
     endpoint = endpoint_for(settings.home_region, settings.endpoint_url("dynamodb"))
@@ -159,13 +169,14 @@ async def _light_dynamodb(settings: SyncSettings, stack: contextlib.AsyncExitSta
             settings.home_region,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
+            writes=writes,
         )
         return client, client
 
     pool = current_pool()
     if pool is None:
         return await stack.enter_async_context((await open_client())[0])
-    key = ("dynamodb-http", settings.home_region, endpoint, settings.connect_timeout, settings.read_timeout)
+    key = ("dynamodb-http", settings.home_region, endpoint, settings.connect_timeout, settings.read_timeout, writes)
     return await pool.client(key, open_client)
 
 

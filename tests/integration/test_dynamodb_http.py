@@ -19,10 +19,11 @@ import pytest
 from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
 from syncengine.dynamo import Dynamo, to_item
 from syncengine.dynamodb_http import REQUEST_LISTENERS, DynamoDBHttpClient
-from syncengine.engine import get_cached_records, get_sync_status
+from syncengine.engine import get_cached_records, get_sync_status, open_runtime, sync_all
 from syncengine.errors import PermanentAwsError, ThrottledError
 from syncengine.plans import check_existing_instances
 from tests.cfn_yaml import ROOT
+from tests.integration.engine_support import cache_items, put_raw
 from tests.integration.test_check_existing import ESTATE, synced
 from tests.integration.test_handlers_support import plan_scenario, put, seed_plan
 
@@ -57,6 +58,7 @@ async def test_check_existing_light_reads_answer_as_aiobotocore(ddb, make_simula
     sim = make_simulator(**ESTATE)
     settings = await synced(ddb, sim)
     await seed_plan(settings, plan_scenario(sim.estate))
+    light_requests.clear()  # the sync's own calls (the engine uses the light client too)
 
     full = await check_existing_instances(settings.with_changes(light_reads=False), "plan-mixed")
     assert sum(light_requests.values()) == 0
@@ -70,6 +72,7 @@ async def test_check_existing_light_reads_answer_as_aiobotocore(ddb, make_simula
 async def test_sync_status_light_reads_answer_as_aiobotocore(ddb, make_simulator, light_requests) -> None:
     sim = make_simulator(**ESTATE)
     settings = await synced(ddb, sim)
+    light_requests.clear()
 
     full = (await get_sync_status(settings.with_changes(light_reads=False))).to_dict()
     light = (await get_sync_status(settings)).to_dict()
@@ -77,6 +80,34 @@ async def test_sync_status_light_reads_answer_as_aiobotocore(ddb, make_simulator
     assert light == full
     assert light["status"] == "healthy"
     assert sum(light_requests.values()) > 0
+
+
+async def test_sync_light_dynamodb_writes_as_aiobotocore(ddb, make_simulator, light_requests) -> None:
+    """A sync's DynamoDB calls, writes included, go through the light client (a fast path) and
+    leave the same cache as aiobotocore's; with fast paths off, none does."""
+    sim = make_simulator(**ESTATE)
+    settings = await synced(ddb, sim)
+    written = {"UpdateItem", "BatchWriteItem", "PutItem"} & set(light_requests)
+    light = await cache_items(settings)
+    await put_raw(settings, settings.tables.cache, [])  # keeps the tables; the next sync rewrites
+    for source_server_id in light:
+        async with open_runtime(settings) as rt:
+            await rt.dynamo.call(
+                "delete_item", TableName=settings.tables.cache, Key=to_item({"sourceServerId": source_server_id})
+            )
+    light_requests.clear()
+
+    report = await sync_all(settings.with_changes(fast_paths=False))
+
+    assert written == {"UpdateItem", "BatchWriteItem", "PutItem"}
+    assert sum(light_requests.values()) == 0
+    assert report.instances_updated == len(light) > 0
+    volatile = ("lastSyncTime", "observedAt")
+    assert _without(await cache_items(settings), volatile) == _without(light, volatile)
+
+
+def _without(items: dict[str, dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    return {sid: {k: v for k, v in item.items() if k not in keys} for sid, item in items.items()}
 
 
 async def test_light_client_error_is_the_aiobotocore_error(ddb) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from syncengine.config import SyncSettings
+from syncengine.dynamodb_http import DynamoDBHttpClient
 from syncengine.engine import get_sync_status, open_runtime, sync_all
 from syncengine.errors import RecoveryPlanNotFoundError
 from syncengine.logging import structlog
@@ -29,8 +30,10 @@ MARK: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_resident
 
 @pytest.fixture
 def settings(ddb: Any) -> Iterator[SyncSettings]:
+    """Settings whose runs use aiobotocore's DynamoDB client (fast paths off: with them, a sync
+    uses the light client, whose reuse ``test_run_blocking_reuses_light_dynamodb_client`` checks)."""
     close_resident()
-    yield ddb.settings()
+    yield ddb.settings(fast_paths=False)
     close_resident()
 
 
@@ -51,6 +54,18 @@ def test_run_blocking_reuses_dynamodb_client_across_calls(settings: SyncSettings
     second = run_blocking(dynamodb_client, settings)
     assert second is first
     assert is_open(first)
+
+
+def test_run_blocking_reuses_light_dynamodb_client(ddb: Any) -> None:
+    close_resident()
+    try:
+        fast = ddb.settings(fast_paths=True)
+        first = run_blocking(dynamodb_client, fast)
+        second = run_blocking(dynamodb_client, fast)
+        assert isinstance(first, DynamoDBHttpClient)
+        assert second is first
+    finally:
+        close_resident()
 
 
 def test_run_blocking_engine_call_answers_on_reused_client(settings: SyncSettings) -> None:

@@ -190,8 +190,16 @@ async def test_read_answer_closing_answer_releases_no_connection(raw: bytes) -> 
 def test_client_serves_only_reads() -> None:
     client = DynamoDBHttpClient("http://127.0.0.1:9", "us-east-1", connect_timeout=1, read_timeout=1)
     assert callable(client.batch_get_item)
-    with pytest.raises(AttributeError, match="only reads"):
+    with pytest.raises(AttributeError, match="put_item"):
         _ = client.put_item
+
+
+def test_client_with_writes_serves_the_engines_writes_and_nothing_else() -> None:
+    client = DynamoDBHttpClient("http://127.0.0.1:9", "us-east-1", connect_timeout=1, read_timeout=1, writes=True)
+    for method in ("put_item", "update_item", "delete_item", "batch_write_item", "query"):
+        assert callable(getattr(client, method))
+    with pytest.raises(AttributeError, match="delete_table"):
+        _ = client.delete_table
 
 
 @pytest.mark.parametrize(
