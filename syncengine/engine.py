@@ -90,12 +90,13 @@ async def sync_scope_in_runtime(
     executions: SyncExecutions | None = None,
     record_run: bool = True,
     drs_first: DrsFirst | None = None,
+    fanout_run: str | None = None,
 ) -> SyncReport:
     """``sync_scope`` inside an open runtime, with the targets (and the execution history's
     index, when given) already read: the refresh function syncs every scope of one batch in one
     runtime and reads them once. Same lease, same reconciliation. ``record_run`` False: not
     reported as the newest scoped sync (a fan-out slice of a full run). ``drs_first``: the batch's
-    gate (see ``RunRequest``)."""
+    gate; ``fanout_run``: the fan-out run it is a slice of (see ``RunRequest``)."""
     request = RunRequest(
         full=False,
         account_id=scope.account_id,
@@ -103,6 +104,7 @@ async def sync_scope_in_runtime(
         server_ids=server_ids,
         record_run=record_run,
         drs_first=drs_first,
+        fanout_run=fanout_run,
     )
     return await run(rt, request, targets=targets, executions=executions)
 

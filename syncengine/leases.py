@@ -22,6 +22,19 @@ log = get_logger(__name__)
 SCOPE_PK = "SCOPE"
 LEASE_PK = "LEASE"
 FULL_SYNC_SK = "FULL_SYNC"
+# A fan-out worker's sync names its lease ``<fan-out run id>.<run id>`` (``family_owner``).
+FAMILY_SEPARATOR = "."
+
+
+def family_owner(family: str | None, run_id: str) -> str:
+    """The lease owner name of a run: ``run_id``, prefixed by its fan-out run when it has one."""
+    return f"{family}{FAMILY_SEPARATOR}{run_id}" if family else run_id
+
+
+def lease_family(owner: str) -> str | None:
+    """The fan-out run of a lease owner named by ``family_owner``, None for any other owner."""
+    family, separator, _ = owner.rpartition(FAMILY_SEPARATOR)
+    return family if separator and family else None
 
 
 @dataclass(frozen=True)
@@ -106,7 +119,12 @@ class Leases:
         """Take the scope's lease until ``expires_at`` (epoch seconds: its holder's deadline plus
         a margin; default ``lease_seconds`` from now), waiting up to ``wait`` seconds for another
         sync of the same scope to finish. Syncs of one scope are serialised so that observation
-        order equals write order: an older observation can never overwrite a newer one."""
+        order equals write order: an older observation can never overwrite a newer one.
+
+        An owner of a fan-out run (``family_owner``) waits for no other sync of the same run: that
+        is a second delivery of the same message (SQS delivers at least once), already syncing the
+        scope; waiting would sync it again after it, and under a rate limit wait out another
+        Retry-After (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues-at-least-once-delivery.html)."""
         deadline = anyio.current_time() + wait
         delay = 0.05
         while True:
@@ -137,7 +155,24 @@ class Leases:
             except AwsError as exc:
                 if not is_condition_failed(exc):
                     raise
-            if anyio.current_time() + delay > deadline:
+            if anyio.current_time() + delay > deadline or await self._held_by_family(scope, owner):
                 return False
             await anyio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def _held_by_family(self, scope: Scope, owner: str) -> bool:
+        """Whether another sync of ``owner``'s fan-out run holds the scope's lease (one read, only
+        for a fan-out owner)."""
+        family = lease_family(owner)
+        if family is None:
+            return False
+        response = await self.dynamo.call(
+            "get_item",
+            TableName=self.table,
+            Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
+            ProjectionExpression="#owner",
+            ExpressionAttributeNames={"#owner": "leaseOwner"},
+            ConsistentRead=True,
+        )
+        holder = str(from_item(response.get("Item") or {}).get("leaseOwner", ""))
+        return holder != owner and lease_family(holder) == family

@@ -163,6 +163,7 @@ async def _sync(
         return ScopeRefresh(scope, RefreshStatus.NOT_CONFIGURED, ids, named)
     # Only fan-out messages: a slice of a full run, which its run record reports.
     fanout_only = len(work.run_messages) == len(ids)
+    fanout_runs = set(work.run_messages.values())
     report = await sync_scope_in_runtime(
         rt,
         scope,
@@ -171,6 +172,7 @@ async def _sync(
         executions=batch.executions,
         record_run=not fanout_only,
         drs_first=drs_first,
+        fanout_run=fanout_runs.pop() if fanout_only and len(fanout_runs) == 1 else None,
     )
     status = RefreshStatus.SYNCED if report.status is RunStatus.SUCCESS else RefreshStatus.FAILED
     return ScopeRefresh(scope, status, ids, named, report=report)

@@ -26,6 +26,7 @@ from syncengine.discovery import DrsFirst
 from syncengine.errors import AwsError, InvalidRequestError, SyncInProgressError
 from syncengine.execution_sync import SyncExecutions, open_for_sync, rebuild_if_due, settle_unknown
 from syncengine.executions import ExecutionSource
+from syncengine.leases import family_owner
 from syncengine.logging import get_logger, structlog
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult, SyncReport, utc_now_iso
 from syncengine.pipeline import sync_scopes
@@ -72,6 +73,9 @@ class RunRequest:
     # be ordered only against itself, and its follow-up reads would queue, on DynamoDB, ahead of
     # the other scopes' lease writes and first DRS calls.
     drs_first: DrsFirst | None = None
+    # The fan-out run this run is a slice of: its scope leases are named after it, so a second
+    # delivery of the same message gives way instead of syncing the scope again (``leases``).
+    fanout_run: str | None = None
 
 
 @dataclass
@@ -87,6 +91,9 @@ class RunState:
     errors: list[ScopeError] = field(default_factory=list)
     removed: RemovedScopes = field(default_factory=RemovedScopes)
     setup_done: bool = False
+
+    def __post_init__(self) -> None:
+        self.run_id = family_owner(self.request.fanout_run, self.run_id)
 
     def run_error(self, error_type: str, message: str) -> None:
         self.errors.append(ScopeError(self.request.account_id or "", self.request.region or "", error_type, message))

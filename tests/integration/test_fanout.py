@@ -23,6 +23,7 @@ from handlers.refresh import lambda_handler
 from syncengine.config import SyncSettings
 from syncengine.engine import get_sync_status, open_runtime, sync_all
 from syncengine.models import RunStatus, Scope, ScopeOutcome, ScopeResult
+from syncengine.refresh import RefreshMessage, refresh
 from tests.events_loader import FakeLambdaContext
 from tests.integration.engine_support import cache_items, engine_settings, seed
 
@@ -321,3 +322,29 @@ def test_fanout_delays_the_scope_of_a_running_recovery(sqs: Any, queue: WorkQueu
     assert len(visible) == report.scopes_enqueued - 1
     assert (account, "us-east-1") not in visible
     assert (account, "us-west-2") in visible  # the account's other scope is not held back
+
+
+def test_fanout_second_delivery_of_a_message_gives_way_instead_of_syncing_again(
+    sqs: Any, queue: WorkQueue, estate: Any
+) -> None:
+    """SQS delivers at least once: two copies of one group message at once. Where the first copy
+    holds a scope's lease, the second gives way at once (the lease names their fan-out run),
+    instead of waiting for it and syncing the scope again; each scope is synced and counted once."""
+    sim, base = estate
+    settings = base.with_changes(scope_lease_wait=20.0)
+    asyncio.run(sync_all(settings))
+    (message,) = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=1)["Messages"]
+    scopes = json.loads(message["Body"])["scopes"]
+    sim.set_faults(latency_ms=200)
+    sim.calls.reset()
+
+    async def deliver_twice() -> list[Any]:
+        copy = RefreshMessage(message["MessageId"], message["Body"])
+        return list(await asyncio.gather(refresh(settings, [copy]), refresh(settings, [copy])))
+
+    results = asyncio.run(deliver_twice())
+
+    assert sim.calls.count("drs", "DescribeRecoveryInstances") == len(scopes)
+    counted = asyncio.run(get_sync_status(settings)).to_dict()["fanoutRun"]["finished"]
+    assert counted == len(scopes)
+    assert any(result.failed_message_ids for result in results)  # the copy that gave way comes back
