@@ -16,13 +16,15 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from handlers import dependencies
 from handlers.dispatch import start_invocation
+from syncengine.aws import preload_service_models
 from syncengine.logging import configure_logging, get_logger
 from syncengine.refresh import RefreshMessage
 from syncengine.resident import run_blocking
 
 configure_logging()
 log = get_logger(__name__)
-dependencies.current()
+# In the init phase: the settings, and the DRS/EC2/STS models every batch's clients are built from.
+preload_service_models(dependencies.current().settings)
 
 SQS_EVENT_SOURCE = "aws:sqs"
 DIRECT_MESSAGE_ID = "direct"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from syncengine.aws import drs_regions, new_session, role_arn_for, shared_session
+from syncengine import aws as aws_module
+from syncengine.aws import drs_regions, new_session, preload_service_models, role_arn_for, shared_session
+from syncengine.config import SyncSettings
 from syncengine.credentials import CallScopedCredentials
 
 
@@ -29,3 +31,27 @@ async def test_aws_shared_client_credentials_refuse_to_sign_without_an_account()
     """A shared client called without AccountClient binding an account must not sign at all."""
     with pytest.raises(RuntimeError, match="without an account"):
         await CallScopedCredentials().get_frozen_credentials()
+
+
+async def test_aws_preloaded_models_leave_the_first_clients_nothing_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aws_module, "_shared_sessions", {})  # a fresh process's session
+    settings = SyncSettings()
+    preload_service_models(settings)
+    session = shared_session(fast_paths=settings.fast_paths)
+    loader = session._session.get_component("data_loader")
+    loaded: list[str] = []
+    real_load = loader.file_loader.load_file
+
+    def counted_load(path: str) -> object:
+        loaded.append(path)
+        return real_load(path)
+
+    monkeypatch.setattr(loader.file_loader, "load_file", counted_load)
+    keys = {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "example"}  # not a secret
+    for service in ("drs", "ec2", "sts"):
+        async with session.client(service, region_name="us-east-1", **keys):
+            pass
+
+    # Only the cheap probes for optional extras are left; no model or rule set is read again.
+    assert [path for path in loaded if path.endswith(("/service-2", "/endpoint-rule-set-1"))] == []
+    assert any(path.endswith("/ec2/2016-11-15/service-2.sdk-extras") for path in loaded)
