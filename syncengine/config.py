@@ -97,7 +97,8 @@ DEFAULT_FANOUT_THRESHOLD = 500
 # The execution index (syncengine.execution_index) is rebuilt from a full Scan of the execution
 # history at most this often; between rebuilds it is refreshed by key (wave events, terminate).
 DEFAULT_EXECUTION_INDEX_REBUILD_SECONDS = 3600.0
-# Scopes a fan-out message carries (syncengine.fanout); the refresh function accepts up to 100.
+# Scopes a fan-out message carries (syncengine.fanout); at most what the refresh function accepts
+# in a scope group message (a few KB; SQS takes 256 KB a message).
 DEFAULT_FANOUT_SCOPES_PER_MESSAGE = 10
 MAX_FANOUT_SCOPES_PER_MESSAGE = 100
 DEFAULT_RETRY_BASE_DELAY = 0.25

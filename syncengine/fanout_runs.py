@@ -89,49 +89,44 @@ class FanoutRuns:
         # finished early.
         markers = {f"#d{i}": f"{FANOUT_DONE_PREFIX}{r.scope.key}" for i, r in enumerate(results)}
         adds = ", ".join(f"{name} :{name}" for name in totals)
-        try:
-            response = await self.dynamo.call(
-                "update_item",
-                TableName=self.table,
-                Key=to_item({"pk": RUN_PK, "sk": FANOUT_SK}),
-                UpdateExpression=f"ADD finished :n, remaining :minus_n, {adds} SET "
-                + ", ".join(f"{name} = :done" for name in markers),
-                ConditionExpression="runId = :run AND attribute_exists(remaining) AND "
-                + " AND ".join(f"attribute_not_exists({name})" for name in markers),
-                ExpressionAttributeNames=markers,
-                ExpressionAttributeValues={
-                    ":n": {"N": str(len(results))},
-                    ":minus_n": {"N": str(-len(results))},
-                    ":done": {"BOOL": True},
-                    ":run": {"S": run_id},
-                    **{f":{name}": {"N": str(value)} for name, value in totals.items()},
-                },
-                ReturnValues="UPDATED_NEW",
-            )
-        except AwsError as exc:
-            if is_condition_failed(exc):
-                return None
-            raise
-        return {k: v for k, v in from_item(response["Attributes"]).items() if not k.startswith(FANOUT_DONE_PREFIX)}
+        attributes = await self._update_run_record(
+            run_id,
+            UpdateExpression=f"ADD finished :n, remaining :minus_n, {adds} SET "
+            + ", ".join(f"{name} = :done" for name in markers),
+            ConditionExpression="runId = :run AND attribute_exists(remaining) AND "
+            + " AND ".join(f"attribute_not_exists({name})" for name in markers),
+            ExpressionAttributeNames=markers,
+            ExpressionAttributeValues={
+                ":n": {"N": str(len(results))},
+                ":minus_n": {"N": str(-len(results))},
+                ":done": {"BOOL": True},
+                **{f":{name}": {"N": str(value)} for name, value in totals.items()},
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+        if attributes is None:
+            return None
+        return {k: v for k, v in attributes.items() if not k.startswith(FANOUT_DONE_PREFIX)}
 
     async def count_unsent_fanout_scopes(self, run_id: str, count: int) -> dict[str, Any] | None:
         """Count ``count`` scopes whose messages could not be enqueued as finished and failed (no
         worker will ever count them); the record after the count, None if the run was replaced."""
+        # runId: only this run's record; a newer run's must not count our unsent scopes.
+        return await self._update_run_record(
+            run_id,
+            UpdateExpression="ADD finished :count, scopesFailed :count, remaining :minus",
+            ConditionExpression="runId = :run",
+            ExpressionAttributeValues={":count": {"N": str(count)}, ":minus": {"N": str(-count)}},
+            ReturnValues="ALL_NEW",
+        )
+
+    async def _update_run_record(self, run_id: str, **params: Any) -> dict[str, Any] | None:
+        """An update of the fan-out run record whose condition names ``:run`` (its ``runId``); the
+        attributes it returns, or None when the condition refused it."""
+        params["ExpressionAttributeValues"] = {**params["ExpressionAttributeValues"], ":run": {"S": run_id}}
+        key = to_item({"pk": RUN_PK, "sk": FANOUT_SK})
         try:
-            response = await self.dynamo.call(
-                "update_item",
-                TableName=self.table,
-                Key=to_item({"pk": RUN_PK, "sk": FANOUT_SK}),
-                UpdateExpression="ADD finished :count, scopesFailed :count, remaining :minus",
-                # runId: only this run's record; a newer run's must not count our unsent scopes.
-                ConditionExpression="runId = :run",
-                ExpressionAttributeValues={
-                    ":count": {"N": str(count)},
-                    ":minus": {"N": str(-count)},
-                    ":run": {"S": run_id},
-                },
-                ReturnValues="ALL_NEW",
-            )
+            response = await self.dynamo.call("update_item", TableName=self.table, Key=key, **params)
         except AwsError as exc:
             if is_condition_failed(exc):
                 return None

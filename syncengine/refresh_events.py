@@ -40,6 +40,7 @@ from syncengine.accounts import (
     validate_region,
     validate_source_server_id,
 )
+from syncengine.config import MAX_FANOUT_SCOPES_PER_MESSAGE
 from syncengine.errors import InvalidRequestError
 from syncengine.models import Scope
 
@@ -50,8 +51,6 @@ FAILBACK_STATE_CHANGE = "DRS Recovery Instance Failback State Change"
 EC2_STATE_CHANGE = "EC2 Instance State-change Notification"
 # A scope message may name at most this many servers (a wave; DRS filters take 200 ids a call).
 MAX_SCOPE_MESSAGE_SERVERS = 1000
-# A scope group message may name at most this many scopes (a few KB; SQS takes 256 KB a message).
-MAX_GROUP_MESSAGE_SCOPES = 100
 
 # arn:aws:drs:{region}:{account}:{source-server|recovery-instance}/{id} (any partition).
 _DRS_ARN = re.compile(r"arn:aws[a-z-]*:drs:([a-z0-9-]+):([0-9]{12}):(source-server|recovery-instance)/(\S+)", re.ASCII)
@@ -185,8 +184,8 @@ class ScopeGroupMessage(DictWrapper):
     @property
     def scopes(self) -> list[Scope]:
         items = self.get("scopes")
-        if not isinstance(items, list) or not 1 <= len(items) <= MAX_GROUP_MESSAGE_SCOPES:
-            raise InvalidRequestError(f"scopes must be a list of 1 to {MAX_GROUP_MESSAGE_SCOPES} scopes.")
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_FANOUT_SCOPES_PER_MESSAGE:
+            raise InvalidRequestError(f"scopes must be a list of 1 to {MAX_FANOUT_SCOPES_PER_MESSAGE} scopes.")
         if not all(isinstance(item, Mapping) for item in items):
             raise InvalidRequestError("Each scope must be an object with accountId and region.")
         return [Scope(validate_account_id(i.get("accountId")), validate_region(i.get("region"))) for i in items]
