@@ -341,6 +341,13 @@ class Estate:
                 for job_id in scope.job_ids
             ]
 
+    def set_job_status(self, account_id: str, region: str, job_id: str, status: str) -> None:
+        """What DescribeJobs says of a job from now on (PENDING | STARTED | COMPLETED)."""
+        with self.lock:
+            job = self._scopes[(account_id, region)].jobs[job_id]
+            job.status = status
+            job.json = None
+
     def ec2_instance(self, instance_id: str) -> dict[str, Any] | None:
         """The EC2 instance in boto3's DescribeInstances shape, or None."""
         with self.lock:
