@@ -22,6 +22,11 @@ ENV_EXECUTION_HISTORY_TABLE = "EXECUTION_HISTORY_TABLE"
 ENV_RECOVERY_PLANS_TABLE = "RECOVERY_PLANS_TABLE"
 ENV_PROTECTION_GROUPS_TABLE = "PROTECTION_GROUPS_TABLE"
 ENV_EXECUTION_INDEX_TABLE = "EXECUTION_INDEX_TABLE"
+# The orchestration's DRS region-status table (key ``region``, ``serverCount``): where an account
+# whose item lists no regions is synced (cfn/dynamodb/tables-stack.yaml of the orchestration,
+# DRSRegionStatusTable; its functions get it as DRS_REGION_STATUS_TABLE). Optional: unset, such an
+# account is synced in the configured regions.
+ENV_DRS_REGION_STATUS_TABLE = "DRS_REGION_STATUS_TABLE"
 
 # Tunables.
 ENV_PROJECT_NAME = "PROJECT_NAME"
@@ -54,6 +59,7 @@ ALL_ENV_VARS = (
     ENV_RECOVERY_PLANS_TABLE,
     ENV_PROTECTION_GROUPS_TABLE,
     ENV_EXECUTION_INDEX_TABLE,
+    ENV_DRS_REGION_STATUS_TABLE,
     ENV_PROJECT_NAME,
     ENV_ENVIRONMENT,
     ENV_SYNC_REGIONS,
@@ -135,6 +141,8 @@ class TableNames:
     recovery_plans: str
     protection_groups: str
     execution_index: str
+    # The orchestration's region-status table, when it has one (never created by our stacks).
+    drs_region_status: str | None = None
 
     @classmethod
     def for_project(cls, project_name: str, environment: str) -> TableNames:
@@ -163,6 +171,7 @@ class TableNames:
             ENV_RECOVERY_PLANS_TABLE: self.recovery_plans,
             ENV_PROTECTION_GROUPS_TABLE: self.protection_groups,
             ENV_EXECUTION_INDEX_TABLE: self.execution_index,
+            **({ENV_DRS_REGION_STATUS_TABLE: self.drs_region_status} if self.drs_region_status else {}),
         }
 
 
@@ -366,4 +375,5 @@ def _tables_from_env(env: Mapping[str, str], project: str, environment: str) -> 
         recovery_plans=env.get(ENV_RECOVERY_PLANS_TABLE) or defaults.recovery_plans,
         protection_groups=env.get(ENV_PROTECTION_GROUPS_TABLE) or defaults.protection_groups,
         execution_index=env.get(ENV_EXECUTION_INDEX_TABLE) or defaults.execution_index,
+        drs_region_status=env.get(ENV_DRS_REGION_STATUS_TABLE) or None,
     )

@@ -135,11 +135,12 @@ class Estate:
         )
         self._factory = RecordFactory(rng, ids, fractions, staging)
         for index, account_id in enumerate(account_ids):
+            drawn_external_id = f"drs-ext-{rng.getrandbits(64):016x}"  # drawn either way: same estate
             self._accounts.append(
                 Account(
                     account_id=account_id,
                     role_name=config.role_name,
-                    external_id=f"drs-ext-{rng.getrandbits(64):016x}",
+                    external_id=config.external_id or drawn_external_id,
                     regions=config.regions,
                     is_hub=index == 0,
                     name="hub" if index == 0 else f"target-{index:02d}",
