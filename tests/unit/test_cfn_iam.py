@@ -170,7 +170,13 @@ def test_cfn_data_management_role_grants_what_the_handler_calls(lambda_stack: di
         "dynamodb:Query",
     } <= actions
     (assume,) = [s for s in statements if "sts:AssumeRole" in _actions(s)]
-    assert _resources(assume) == [{"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${CrossAccountRoleName}"}]
+    # One ARN per name of TargetRoleNames (test_cfn_beside renders them); the first always exists.
+    assert _resources(assume)[0] == {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:iam::*:role/${RoleName}",
+            {"RoleName": {"Fn::Select": [0, {"Fn::Split": [",", {"Ref": "TargetRoleNames"}]}]}},
+        ]
+    }
     (invoke,) = [s for s in statements if "lambda:InvokeFunction" in _actions(s)]
     own = ":function:${ProjectName}-data-management-${Environment}"
     assert [r["Fn::Sub"].split(":function:")[1] for r in _resources(invoke)] == [

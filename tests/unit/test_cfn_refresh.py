@@ -66,10 +66,14 @@ def test_cfn_work_queue_visibility_is_six_times_the_refresh_timeout(timeout: str
     assert resources["WorkQueue"]["Properties"]["VisibilityTimeout"] >= 6 * int(timeout)
 
 
-def test_cfn_work_queue_redrives_to_its_dead_letter_queue_after_a_few_receives() -> None:
+def test_cfn_work_queue_redrives_to_its_dead_letter_queue_after_five_receives_at_least() -> None:
+    """AWS advises maxReceiveCount >= 5 for an SQS event source (a throttled poll counts as a
+    receive); the parameter cannot go lower."""
     redrive = _lambda()["WorkQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == "<GetAtt WorkDeadLetterQueue.Arn>"
-    assert 1 < int(redrive["maxReceiveCount"]) <= 5
+    assert int(redrive["maxReceiveCount"]) >= 5
+    for template in ("lambda-stack.yaml", "master-template.yaml"):
+        assert load_template(template)["Parameters"]["RefreshMaxReceiveCount"]["MinValue"] >= 5
 
 
 def test_cfn_event_source_mapping_reports_partial_batch_failures_with_a_concurrency_cap() -> None:
@@ -147,13 +151,17 @@ def test_cfn_refresh_role_consumes_the_work_queue_only() -> None:
 
 
 def test_cfn_refresh_role_writes_only_its_own_tables() -> None:
-    """The cache and status tables; the execution index too, but never deleting from it."""
+    """The cache and status tables; the execution index too, but never deleting from it; of the
+    orchestration's tables only instancesTerminated on an execution item."""
     granted = _actions_on(_lambda()["RefreshHandlerRole"])
     _, outputs = _database({})
     own = {outputs["RecoveryInstancesCacheTableArn"], outputs["RecoveryInstanceSyncStatusTableArn"]}
     index = {outputs["ExecutionIndexTableArn"]}
-    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"):
+    history = {outputs["ExecutionHistoryTableArn"]}
+    for action in ("dynamodb:PutItem", "dynamodb:BatchWriteItem"):
         assert set(map(str, granted[action])) == set(map(str, own | index)), action
+    # ... and the execution history's termination completion, attribute-restricted (test_cfn_beside).
+    assert set(map(str, granted["dynamodb:UpdateItem"])) == set(map(str, own | index | history))
     assert set(map(str, granted["dynamodb:DeleteItem"])) == set(map(str, own))
 
 
