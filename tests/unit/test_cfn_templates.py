@@ -623,3 +623,15 @@ def test_cfn_monitoring_gets_the_deployed_names(master: dict[str, Any]) -> None:
     assert passed["Environment"] == {"Ref": "Environment"}
     assert passed["MetricsNamespace"] == {"Ref": "MetricsNamespace"}
     assert passed["QueryFunctionName"] == {"Fn::GetAtt": ["LambdaStack", "Outputs.QueryFunctionName"]}
+
+
+@pytest.mark.parametrize("name", TEMPLATE_FILES)
+def test_cfn_parameter_descriptions_hold_no_measurements(name: str) -> None:
+    """Numbers measured on this project belong in benchmarks/RESULTS.md, where they are dated and
+    reproducible; a parameter's description points there instead of quoting them."""
+    for parameter, spec in (load_template(name).get("Parameters") or {}).items():
+        description = spec.get("Description", "")
+        assert not re.search(r"~|\bmeasured\b|\bpeak\b|ms of CPU|\d+(\.\d+)? ?s without", description), (
+            parameter,
+            description,
+        )
