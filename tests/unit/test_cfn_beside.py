@@ -426,3 +426,20 @@ def test_cfn_master_passes_the_role_names_to_the_lambda_stack() -> None:
     passed = load_template("master-template.yaml")["Resources"]["LambdaStack"]["Properties"]["Parameters"]
     assert passed["TargetRoleNames"] == {"Fn::Join": [",", {"Ref": "TargetRoleNames"}]}
     assert passed["CrossAccountRoleName"] == {"Ref": "CrossAccountRoleName"}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "refused"),
+    [
+        pytest.param({"OrchestrationMode": "beside"}, True, id="beside-without-its-role"),
+        pytest.param(
+            {"OrchestrationMode": "beside", "TargetRoleNames": f"RecoveryInstanceSyncRole,{ORCHESTRATION_ROLE}"},
+            False,
+            id="beside-with-its-role",
+        ),
+        pytest.param({}, False, id="standalone"),
+    ],
+)
+def test_cfn_master_beside_requires_the_orchestrations_role(parameters: dict[str, str], refused: bool) -> None:
+    result = refused_by_rules(load_template("master-template.yaml"), parameters)
+    assert ("BesideAssumesTheOrchestrationsRole" in result) == refused
