@@ -84,6 +84,14 @@ esac
 if [[ -n "$CODE_KEY" && "$CODE_KEY" =~ -(arm64|x86_64)\.zip$ && "${BASH_REMATCH[1]}" != "$LAMBDA_ARCH" ]]; then
     die "--code-key $CODE_KEY was built for ${BASH_REMATCH[1]}, but LAMBDA_ARCH is $LAMBDA_ARCH"
 fi
+# Beside the orchestration the layer runs in its functions, which declare no architecture (x86_64):
+# native wheels built for arm64 would not load there.
+for param in "${EXTRA_PARAMS[@]+"${EXTRA_PARAMS[@]}"}"; do
+    if [[ "$param" == "OrchestrationMode=beside" && "$LAMBDA_ARCH" != "x86_64" ]]; then
+        echo "deploy: WARNING: OrchestrationMode=beside with LAMBDA_ARCH=$LAMBDA_ARCH: the orchestration's functions" >&2
+        echo "deploy: WARNING: run on x86_64 unless you changed them; build with LAMBDA_ARCH=x86_64 for its layer." >&2
+    fi
+done
 LAMBDA_PYTHON_VERSION="${LAMBDA_PYTHON_VERSION:-3.12}"
 [[ "$LAMBDA_PYTHON_VERSION" =~ ^3\.[0-9]+$ ]] || die "LAMBDA_PYTHON_VERSION must look like 3.12, got '$LAMBDA_PYTHON_VERSION'"
 LAMBDA_LOCK=requirements-lambda.lock

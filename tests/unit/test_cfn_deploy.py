@@ -237,3 +237,24 @@ def test_cfn_deploy_help_lists_the_options(tmp_path: Path, aws_stub: Path) -> No
     assert result.returncode == 0
     for option in ("--lambda-only", "--dry-run", "--skip-tests", "--code-key"):
         assert option in result.stdout
+
+
+@pytest.mark.parametrize(("arch", "warned"), [("arm64", True), ("x86_64", False)])
+def test_cfn_deploy_warns_when_the_layer_would_not_load_beside_the_orchestration(
+    tmp_path: Path, aws_stub: Path, arch: str, warned: bool
+) -> None:
+    """The orchestration's functions declare no architecture (x86_64): an arm64 layer's native wheels
+    would not load there."""
+    env = _env_without_credentials(tmp_path, aws_stub, LAMBDA_ARCH=arch)
+    args = [
+        "dev",
+        "--dry-run",
+        "--skip-tests",
+        "--skip-lint",
+        "--lambda-only",
+        "--code-key",
+        f"lambda/x/dev/abc-{arch}.zip",
+    ]
+    result = _run([*args, "--param", "OrchestrationMode=beside"], env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ("LAMBDA_ARCH=x86_64 for its layer" in result.stderr) == warned
