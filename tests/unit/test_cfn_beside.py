@@ -360,6 +360,16 @@ def test_cfn_master_passes_the_mode_to_every_stack_that_names_things() -> None:
     for stack in ("DatabaseStack", "EventBridgeStack", "ApiStack", "MonitoringStack"):
         passed = master["Resources"][stack]["Properties"]["Parameters"]
         assert passed["OrchestrationMode"] == {"Ref": "OrchestrationMode"}, stack
+    # The schedule's alarm metrics exist only where the schedule does.
+    monitoring = master["Resources"]["MonitoringStack"]["Properties"]["Parameters"]
+    assert monitoring["ScheduleRuleName"] == {
+        "Fn::If": [
+            "Standalone",
+            {"Fn::GetAtt": ["EventBridgeStack", "Outputs.ScheduleRuleName"]},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert master["Conditions"]["Standalone"] == {"Fn::Equals": [{"Ref": "OrchestrationMode"}, "standalone"]}
 
 
 # ---------------------------------------------------------------------------------------------
