@@ -311,7 +311,8 @@ build_package() {
 }
 
 # The layer the orchestration's functions attach: Lambda puts a layer's python/ on sys.path
-# (/opt/python), so `import recovery_instance_sync` finds the drop-in module and its engine there.
+# (/opt/python), so `import recovery_instance_sync` finds the drop-in module, its engine and the
+# operations behind our routes (handlers/) there.
 build_layer() {
     local layer_dir="$BUILD_DIR/layer-$LAMBDA_ARCH"
     LAYER_ZIP="$BUILD_DIR/recovery-instance-sync-layer.zip"
@@ -321,11 +322,9 @@ build_layer() {
     mkdir -p "$layer_dir"
     cp -R "$DEPENDENCIES_DIR" "$layer_dir/python"
     cp -R syncengine "$layer_dir/python/syncengine"
-    if [[ -f recovery_instance_sync.py ]]; then
-        cp recovery_instance_sync.py "$layer_dir/python/recovery_instance_sync.py"
-    else
-        echo "build: warning: recovery_instance_sync.py does not exist yet; the layer has no drop-in module" >&2
-    fi
+    # The drop-in answers through the operations our own routes use (handlers/operations.py).
+    cp -R handlers "$layer_dir/python/handlers"
+    cp recovery_instance_sync.py "$layer_dir/python/recovery_instance_sync.py"
     remove_stray_bytecode "$layer_dir"
     compile_bytecode "$layer_dir/python" /opt/python
     check_against_lock "$layer_dir/python"

@@ -57,7 +57,6 @@ sys.path.insert(0, folder)
 
 ARCH = "arm64" if platform.machine() in {"aarch64", "arm64"} else "x86_64"
 # The drop-in module (API-CONTRACT.md, "The orchestration's shared module"), at the repository root.
-DROP_IN = ROOT / "recovery_instance_sync.py"
 
 
 @pytest.fixture(scope="module")
@@ -262,8 +261,9 @@ print("ok", len(ours))
 
 
 def test_lambda_layer_holds_python_with_the_engine_and_the_locked_dependencies(layer: Path) -> None:
-    """Everything under python/ (where Lambda looks in a layer): syncengine/, the drop-in module when
-    the tree has it, the lock's distributions at their versions; no handler, test or dev code."""
+    """Everything under python/ (where Lambda looks in a layer): the drop-in module, syncengine/ and
+    handlers/ (the operations behind our routes, which the drop-in answers through), the lock's
+    distributions at their versions; no test or dev code."""
     with zipfile.ZipFile(layer) as archive:
         names = archive.namelist()
         metadata = [
@@ -271,9 +271,8 @@ def test_lambda_layer_holds_python_with_the_engine_and_the_locked_dependencies(l
         ]
     assert {name.split("/", 1)[0] for name in names} == {"python"}
     top_level = {name.split("/")[1] for name in names}
-    assert "syncengine" in top_level
-    assert ("recovery_instance_sync.py" in top_level) == DROP_IN.is_file()
-    assert not top_level & (FORBIDDEN_TOP_LEVEL | {"handlers"}), sorted(top_level & FORBIDDEN_TOP_LEVEL)
+    assert {"syncengine", "handlers", "recovery_instance_sync.py"} <= top_level
+    assert not top_level & FORBIDDEN_TOP_LEVEL, sorted(top_level & FORBIDDEN_TOP_LEVEL)
     lock = (ROOT / "requirements-lambda.lock").read_text(encoding="utf-8")
     pinned = {canonicalize_name(n): v for n, v in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", lock, re.M)}
     installed = {}
@@ -303,17 +302,25 @@ print("ok")
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.skipif(not DROP_IN.is_file(), reason="recovery_instance_sync.py is not in this tree yet")
 def test_lambda_layer_drop_in_imports_from_the_layer_alone(layer_python: Path) -> None:
-    """`import recovery_instance_sync` as the orchestration's functions will: from /opt/python."""
+    """`import recovery_instance_sync` as the orchestration's functions will (``python -I -S``, only
+    /opt/python on the path): the module and everything it and the engine behind each of its
+    functions load come from python/ or the standard library."""
     result = _isolated(
         layer_python,
         """
-import pathlib
+import importlib, pathlib, sysconfig
 import recovery_instance_sync
 assert pathlib.Path(recovery_instance_sync.__file__).parent == pathlib.Path(folder), recovery_instance_sync.__file__
-assert callable(recovery_instance_sync.sync_all_recovery_instances)
-assert callable(recovery_instance_sync.get_recovery_instance_sync_status)
+for name in recovery_instance_sync.__all__:
+    assert getattr(recovery_instance_sync, name)
+for name in ("syncengine.engine", "syncengine.terminate", "syncengine.plans", "syncengine.reads"):
+    importlib.import_module(name)
+allowed = [pathlib.Path(folder)] + [pathlib.Path(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")]
+for name, loaded in list(sys.modules.items()):
+    path = getattr(loaded, "__file__", None)
+    if path:
+        assert any(pathlib.Path(path).is_relative_to(root) for root in allowed), (name, path)
 print("ok")
 """,
     )
