@@ -160,7 +160,7 @@ async def in_use_regions(dynamo: Dynamo, settings: SyncSettings) -> dict[str, tu
 
     Empty when the table is not configured, is empty, or cannot be read (logged): the configured
     regions apply then, as before."""
-    table = settings.tables.drs_region_status
+    table = settings.drs_region_status_table
     if not table:
         return {}
     try:

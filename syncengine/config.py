@@ -141,8 +141,6 @@ class TableNames:
     recovery_plans: str
     protection_groups: str
     execution_index: str
-    # The orchestration's region-status table, when it has one (never created by our stacks).
-    drs_region_status: str | None = None
 
     @classmethod
     def for_project(cls, project_name: str, environment: str) -> TableNames:
@@ -171,7 +169,6 @@ class TableNames:
             ENV_RECOVERY_PLANS_TABLE: self.recovery_plans,
             ENV_PROTECTION_GROUPS_TABLE: self.protection_groups,
             ENV_EXECUTION_INDEX_TABLE: self.execution_index,
-            **({ENV_DRS_REGION_STATUS_TABLE: self.drs_region_status} if self.drs_region_status else {}),
         }
 
 
@@ -196,6 +193,9 @@ class SyncSettings:
     environment: str = DEFAULT_ENVIRONMENT
     # Regions used for accounts whose item lists none; empty means every region where DRS exists.
     regions: tuple[str, ...] = ()
+    # The orchestration's region-status table (not ours: never created by our stacks); when set,
+    # accounts whose item lists no regions are synced where it lists servers (syncengine.accounts).
+    drs_region_status_table: str | None = None
     include_current_account: bool = True
     default_role_name: str = DEFAULT_ROLE_NAME
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
@@ -285,6 +285,7 @@ class SyncSettings:
             "environment": environment,
             "home_region": env.get(ENV_HOME_REGION) or env.get(ENV_HOME_REGION_FALLBACK) or DEFAULT_HOME_REGION,
             "regions": _split_list(env.get(ENV_SYNC_REGIONS, "")),
+            "drs_region_status_table": env.get(ENV_DRS_REGION_STATUS_TABLE) or None,
             "include_current_account": _parse_bool(env.get(ENV_INCLUDE_CURRENT_ACCOUNT), True),
             "default_role_name": env.get(ENV_DEFAULT_ROLE_NAME) or DEFAULT_ROLE_NAME,
             "metrics_namespace": env.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
@@ -375,5 +376,4 @@ def _tables_from_env(env: Mapping[str, str], project: str, environment: str) -> 
         recovery_plans=env.get(ENV_RECOVERY_PLANS_TABLE) or defaults.recovery_plans,
         protection_groups=env.get(ENV_PROTECTION_GROUPS_TABLE) or defaults.protection_groups,
         execution_index=env.get(ENV_EXECUTION_INDEX_TABLE) or defaults.execution_index,
-        drs_region_status=env.get(ENV_DRS_REGION_STATUS_TABLE) or None,
     )

@@ -242,7 +242,8 @@ class _RegionStatusTables:
 
 REGION_STATUS_SETTINGS = SyncSettings(
     regions=("us-east-1", "eu-west-1", "ap-south-1"),
-    tables=dataclasses.replace(SyncSettings().tables, target_accounts="accounts", drs_region_status="region-status"),
+    tables=dataclasses.replace(SyncSettings().tables, target_accounts="accounts"),
+    drs_region_status_table="region-status",
 )
 
 

@@ -214,6 +214,7 @@ TABLE_ARN = {
     "recovery_plans": "RecoveryPlansTableArn",
     "protection_groups": "ProtectionGroupsTableArn",
     "execution_index": "ExecutionIndexTableArn",
+    "drs_region_status": "DrsRegionStatusTableName",  # the orchestration's, when there is one
 }
 
 
@@ -246,7 +247,15 @@ def _dynamodb_access(statements: list[dict[str, Any]]) -> tuple[set[str], set[st
         ),
         pytest.param(
             "ExecutionHandlerRole",
-            {"cache", "status", "target_accounts", "execution_history", "protection_groups", "execution_index"},
+            {
+                "cache",
+                "status",
+                "target_accounts",
+                "execution_history",
+                "protection_groups",
+                "execution_index",
+                "drs_region_status",
+            },
             {"cache", "status", "execution_index"},
             id="execution",
         ),
@@ -340,8 +349,9 @@ EXECUTION_KEY = {"executionId", "planId"}
 @pytest.mark.parametrize(
     ("role", "attributes"),
     [
+        # Terminate and the full sync (which follows its jobs to completion) run here; the refresh
+        # function writes nothing of the orchestration's (test_cfn_refresh).
         pytest.param("DataManagementHandlerRole", TERMINATION_ATTRIBUTES, id="data-management"),
-        pytest.param("RefreshHandlerRole", {"instancesTerminated", "instancesTerminatedAt"}, id="refresh"),
     ],
 )
 def test_cfn_execution_history_updates_only_the_attributes_we_write(

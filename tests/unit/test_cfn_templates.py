@@ -258,8 +258,32 @@ def _variables(lambda_stack: dict[str, Any], function: str) -> dict[str, Any]:
 
 
 def test_cfn_table_env_vars_are_the_codes() -> None:
-    """Every table variable syncengine.config reads is one CloudFormation sets."""
-    assert {name for name in config.ALL_ENV_VARS if name.endswith("_TABLE")} == set(TABLE_ENV_TO_PARAMETER)
+    """Every table variable syncengine.config reads is one CloudFormation sets (the
+    orchestration's region-status table only when there is one: below)."""
+    table_vars = {name for name in config.ALL_ENV_VARS if name.endswith("_TABLE")}
+    assert table_vars == set(TABLE_ENV_TO_PARAMETER) | {config.ENV_DRS_REGION_STATUS_TABLE}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_cfn_function_gets_the_region_status_table_when_there_is_one(
+    lambda_stack: dict[str, Any], function: str
+) -> None:
+    assert _variables(lambda_stack, function)[config.ENV_DRS_REGION_STATUS_TABLE] == {
+        "Fn::If": ["HasRegionStatus", {"Ref": "DrsRegionStatusTableName"}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def test_cfn_region_status_table_is_the_orchestrations_beside_it() -> None:
+    """Beside the orchestration its own table by default (its tables-stack.yaml names it
+    ${ProjectName}-drs-region-status-${Environment}); standalone none unless named."""
+    passed = load_template("master-template.yaml")["Resources"]["LambdaStack"]["Properties"]["Parameters"]
+    assert passed["DrsRegionStatusTableName"] == {
+        "Fn::If": [
+            "HasExistingRegionStatus",
+            {"Ref": "ExistingDrsRegionStatusTableName"},
+            {"Fn::If": ["Standalone", "", {"Fn::Sub": "${ProjectName}-drs-region-status-${Environment}"}]},
+        ]
+    }
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
