@@ -65,7 +65,8 @@ async def follow_terminations(rt: Runtime) -> int:
             async for raw in rt.dynamo.paginate(
                 "query",
                 TableName=rt.settings.tables.status,
-                KeyConditionExpression="pk = :pk",
+                KeyConditionExpression="#pk = :pk",
+                ExpressionAttributeNames={"#pk": "pk"},
                 ExpressionAttributeValues={":pk": {"S": PENDING_PK}},
             )
         ]

@@ -104,7 +104,8 @@ async def raw_execution_items(settings, execution_id: str) -> list[dict]:
         pages = rt.dynamo.paginate(
             "query",
             TableName=settings.tables.execution_history,
-            KeyConditionExpression="executionId = :e",
+            KeyConditionExpression="#e = :e",
+            ExpressionAttributeNames={"#e": "executionId"},
             ExpressionAttributeValues={":e": {"S": execution_id}},
         )
         raw = [item async for item in pages]
