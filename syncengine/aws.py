@@ -30,7 +30,6 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
 from syncengine.callstats import CallStats
-from syncengine.concurrency import RequestSlots
 from syncengine.config import NO_SDK_RETRIES, SyncSettings
 from syncengine.credentials import AccountClient, CallScopedCredentials, Credentials
 from syncengine.errors import AccessDeniedError, AwsError, MalformedResponseError
@@ -125,7 +124,7 @@ class AwsClients:
         self._pool = pool if pool is not None and self.session is shared else None
         # Bounded at or below the connection pool: aiobotocore signs before it waits for a
         # connection, and a request queued past ~5 minutes fails with "Signature expired".
-        self.limiter = RequestSlots(settings.max_concurrency)
+        self.limiter = anyio.CapacityLimiter(settings.max_concurrency)
         self._config = AioConfig(
             retries=dict(NO_SDK_RETRIES),
             max_pool_connections=settings.max_pool_connections,
@@ -322,14 +321,11 @@ class AwsClients:
         *,
         cursor: str,
         scope_limiter: anyio.CapacityLimiter | None = None,
-        answered: anyio.Event | None = None,
-        follow_up: bool = False,
         **params: Any,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every page of a paginated call, each page its own retried call (a throttle on page 7
         retries page 7, not the whole listing). ``cursor`` names the pagination token in the service's spelling
-        (``nextToken`` for DRS, ``NextToken`` for EC2). ``answered`` is set once the first page's
-        first attempt has an answer (see ``call``). Pages after the first are ``follow_up``s."""
+        (``nextToken`` for DRS, ``NextToken`` for EC2)."""
         token: str | None = None
         seen: set[str] = set()
         while True:
@@ -338,12 +334,9 @@ class AwsClients:
                 method,
                 context,
                 scope_limiter=scope_limiter,
-                answered=answered,
-                follow_up=follow_up,
                 **params,
                 **({cursor: token} if token else {}),
             )
-            answered, follow_up = None, True
             yield page
             token = page.get(cursor)
             if not token:
@@ -368,27 +361,17 @@ class AwsClients:
         context: CallContext,
         *,
         scope_limiter: anyio.CapacityLimiter | None = None,
-        answered: anyio.Event | None = None,
-        follow_up: bool = False,
         **params: Any,
     ) -> Any:
         """Call ``client.<method>(**params)`` under the limiters, retried by the one retry layer.
 
         The limiters are held per attempt, never across a backoff sleep, so a throttled scope does
-        not starve the others of connection slots. ``answered``, when given, is set as soon as the
-        first attempt has an answer (a result, a throttle, an error): callers use it to hold back
-        work that would only compete for CPU while this call is still being decided.
-        ``follow_up``: it continues a scope under way, so it waits ahead of others (``RequestSlots``).
-        """
+        not starve the others of connection slots."""
         operation = getattr(client, method)
 
         async def attempt() -> Any:
             self.stats.calls[context.operation] += 1
-            try:
-                async with scope_limiter or contextlib.nullcontext(), self.limiter.lane(follow_up=follow_up):
-                    return await operation(**params)
-            finally:
-                if answered is not None:
-                    answered.set()
+            async with scope_limiter or contextlib.nullcontext(), self.limiter:
+                return await operation(**params)
 
         return await call_with_retry(attempt, context, settings=self.settings.retry, on_retry=self.stats.record_retry)

@@ -78,7 +78,7 @@ async def open_runtime(
     """The run's resources; ``read_only``: for the read path (see the module docstring)."""
     stats = CallStats()
     light = read_only and session is None and _light_reads_enabled(settings)
-    with relaxed_gc() if settings.gc_tuning else contextlib.nullcontext():
+    with relaxed_gc():
         async with contextlib.AsyncExitStack() as stack:
             if light:
                 aws: Any = await stack.enter_async_context(DeferredAwsClients(settings, session, stats))

@@ -11,19 +11,14 @@ from syncengine.fastpath import FastResponseParserFactory
 from tests.fixtures.dynamodb import fast_paths_from_env
 
 
-def test_config_fast_paths_and_gc_tuning_on_by_default() -> None:
+def test_config_fast_paths_on_by_default() -> None:
     settings = SyncSettings.from_env({})
     assert settings.fast_paths is True
-    assert settings.gc_tuning is True
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("false", False), ("0", False), ("true", True), ("", True)])
 def test_config_fast_paths_from_env(raw: str, expected: bool) -> None:
     assert SyncSettings.from_env({"SYNC_FAST_PATHS": raw}).fast_paths is expected
-
-
-def test_config_gc_tuning_off_from_env() -> None:
-    assert SyncSettings.from_env({"SYNC_GC_TUNING": "off"}).gc_tuning is False
 
 
 def test_config_rejects_a_fast_paths_value_that_is_not_a_boolean() -> None:
