@@ -41,7 +41,6 @@ ENV_DEADLINE_SECONDS = "SYNC_DEADLINE_SECONDS"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_STALE_AFTER_SECONDS = "SYNC_STALE_AFTER_SECONDS"
 ENV_FAST_PATHS = "SYNC_FAST_PATHS"
-ENV_LIGHT_READS = "SYNC_LIGHT_READS"
 ENV_FANOUT = "SYNC_FANOUT"
 ENV_FANOUT_THRESHOLD = "SYNC_FANOUT_THRESHOLD"
 ENV_WORK_QUEUE_URL = "SYNC_WORK_QUEUE_URL"
@@ -70,7 +69,6 @@ ALL_ENV_VARS = (
     ENV_METRICS_NAMESPACE,
     ENV_STALE_AFTER_SECONDS,
     ENV_FAST_PATHS,
-    ENV_LIGHT_READS,
     ENV_FANOUT,
     ENV_FANOUT_THRESHOLD,
     ENV_WORK_QUEUE_URL,
@@ -213,9 +211,6 @@ class SyncSettings:
     emit_metrics: bool = False
     # CPU fast paths around botocore/aiobotocore (syncengine.fastpath); False: the libraries' own.
     fast_paths: bool = True
-    # The read path's DynamoDB calls through the standard library (syncengine.dynamodb_http) when
-    # the environment allows it; False: through aiobotocore, like everything else.
-    light_reads: bool = True
     # SYNC_FANOUT: the scheduled full sync enqueues its scopes in small groups on the work queue
     # (SYNC_WORK_QUEUE_URL) for the refresh function's workers: "off", "on", or "auto" (from
     # ``fanout_threshold`` scopes).
@@ -282,7 +277,6 @@ class SyncSettings:
             "metrics_namespace": env.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
             "emit_metrics": bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
             "fast_paths": _parse_bool(env.get(ENV_FAST_PATHS), True),
-            "light_reads": _parse_bool(env.get(ENV_LIGHT_READS), True),
         }
         max_concurrency = _parse_int(env, ENV_MAX_CONCURRENCY, DEFAULT_MAX_CONCURRENCY)
         values["max_concurrency"] = max_concurrency
