@@ -40,7 +40,6 @@ ENV_MAX_ATTEMPTS = "SYNC_MAX_ATTEMPTS"
 ENV_DEADLINE_SECONDS = "SYNC_DEADLINE_SECONDS"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_STALE_AFTER_SECONDS = "SYNC_STALE_AFTER_SECONDS"
-ENV_FAST_PATHS = "SYNC_FAST_PATHS"
 ENV_FANOUT = "SYNC_FANOUT"
 ENV_FANOUT_THRESHOLD = "SYNC_FANOUT_THRESHOLD"
 ENV_WORK_QUEUE_URL = "SYNC_WORK_QUEUE_URL"
@@ -68,7 +67,6 @@ ALL_ENV_VARS = (
     ENV_DEADLINE_SECONDS,
     ENV_METRICS_NAMESPACE,
     ENV_STALE_AFTER_SECONDS,
-    ENV_FAST_PATHS,
     ENV_FANOUT,
     ENV_FANOUT_THRESHOLD,
     ENV_WORK_QUEUE_URL,
@@ -209,8 +207,6 @@ class SyncSettings:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     # Emit CloudWatch embedded-metric-format lines (on in Lambda; off for the CLI by default).
     emit_metrics: bool = False
-    # CPU fast paths around botocore/aiobotocore (syncengine.fastpath); False: the libraries' own.
-    fast_paths: bool = True
     # SYNC_FANOUT: the scheduled full sync enqueues its scopes in small groups on the work queue
     # (SYNC_WORK_QUEUE_URL) for the refresh function's workers: "off", "on", or "auto" (from
     # ``fanout_threshold`` scopes).
@@ -276,7 +272,6 @@ class SyncSettings:
             "default_role_name": env.get(ENV_DEFAULT_ROLE_NAME) or DEFAULT_ROLE_NAME,
             "metrics_namespace": env.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
             "emit_metrics": bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
-            "fast_paths": _parse_bool(env.get(ENV_FAST_PATHS), True),
         }
         max_concurrency = _parse_int(env, ENV_MAX_CONCURRENCY, DEFAULT_MAX_CONCURRENCY)
         values["max_concurrency"] = max_concurrency

@@ -139,7 +139,8 @@ async def _dynamodb_client(settings: SyncSettings, stack: contextlib.AsyncExitSt
     """The DynamoDB client of this run (``writes``: the engine's, which writes too; else reads
     only): the resident pool's when there is one (its keep-alive connections serve the
     container's next invocations too), else a new one closed with the run (``stack``)."""
-    from syncengine.dynamodb_http import DynamoDBHttpClient, endpoint_for
+    from syncengine.dynamodb_http import DynamoDBHttpClient
+    from syncengine.sdk_config import endpoint_for
 
     endpoint = endpoint_for(settings.home_region, settings.endpoint_url("dynamodb"))
 

@@ -14,17 +14,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from syncengine import dynamodb_http
+from syncengine import sdk_config
 from syncengine.dynamodb_http import (
     Answer,
-    CredentialSource,
     DynamoDBHttpClient,
-    EnvCredentials,
-    endpoint_for,
     error_code_and_message,
     host_header,
     parse_answer,
-    proxy_for,
     read_answer,
     sigv4_headers,
 )
@@ -38,6 +34,7 @@ from syncengine.errors import (
     ValidationError,
 )
 from syncengine.retry import CallContext
+from syncengine.sdk_config import CredentialSource, EnvCredentials, endpoint_for, proxy_for
 
 TIMESTAMP = "20261129T203000Z"
 BODY = b'{"TableName":"cache","Key":{"sourceServerId":{"S":"s-1"}}}'
@@ -340,7 +337,7 @@ async def test_credentials_refreshable_are_refreshed_when_due(monkeypatch: pytes
         return {"access_key": issued[-1], "secret_key": "s", "token": "t", "expiry_time": expiry.isoformat()}
 
     chain = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
-    monkeypatch.setattr(dynamodb_http, "chain_credentials", lambda: chain)
+    monkeypatch.setattr(sdk_config, "chain_credentials", lambda: chain)
     source = CredentialSource({})
     assert (await source.current(CONTEXT)).access_key == "ASIA1"
     assert (await source.current(CONTEXT)).access_key == "ASIA1"
