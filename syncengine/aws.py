@@ -12,7 +12,7 @@ session whose credential provider (a public session component) hands it
 regional endpoint share its connections, as they share its host in AWS.
 
 Clients are never kept at module scope: a client bound to a dead loop fails in confusing ways.
-The Session (~20 MB and ~0.35 s to build) lives for the process; clients live for the run, except
+The Session (its loaded service models are the costly part) lives for the process; clients live for the run, except
 on the resident loop of ``syncengine.resident.run_blocking`` (a Lambda container), whose pool
 keeps our own account's clients and the shared DRS/EC2 clients across runs.
 """
@@ -105,7 +105,7 @@ def account_scoped_session(session: aioboto3.Session) -> aioboto3.Session:
 
 def preload_service_models(settings: SyncSettings) -> None:
     """Load what this process's first DRS, EC2 and STS clients would load on creation (service
-    models, endpoint rules, endpoint data: ~0.1 s of CPU, most of it EC2's model) into the shared
+    models, endpoint rules, endpoint data: most of it EC2's model) into the shared
     session's loader, so a Lambda function pays it in its init phase, not in its first invocation:
     "Initialize SDK clients ... outside of the function handler"
     (https://docs.aws.amazon.com/lambda/latest/dg/best-practices.html)."""
@@ -194,8 +194,8 @@ class AwsClients:
 
     async def release(self, services: tuple[str, ...], region: str, account: AccountTarget | None = None) -> None:
         """Drop the clients a finished scope used. An account's DRS/EC2 handle is only a reference
-        to its region's shared client; a client of our own account holds a connection pool and
-        ~0.4 MB, and is closed."""
+        to its region's shared client; a client of our own account holds a connection pool, and
+        is closed."""
         account_key = account.account_id if account and account.role_arn else ""
         with anyio.CancelScope(shield=True):
             for service in services:
