@@ -53,15 +53,9 @@ lint: install
 lint-cfn: install
 	bash scripts/lint-cfn.sh
 
-# The engine and handler tests run a second time with every fast path off (syncengine/fastpath/):
-# the engine must be right on botocore's and aiobotocore's own code too.
-NO_FAST_PATH_TESTS := tests/integration/test_engine_sync.py tests/integration/test_handlers_data_management.py \
-	tests/integration/test_handlers_execution.py tests/integration/test_refresh.py
-
 test: install lint
 	-@command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory dynalite
 	$(PY) -m pytest --cov --cov-report=term:skip-covered
-	SYNC_FAST_PATHS=false $(PY) -m pytest -q $(NO_FAST_PATH_TESTS)
 
 unit: install
 	$(PY) -m pytest tests/unit tests/property

@@ -26,15 +26,6 @@ def plot_scaling(document: Mapping[str, Any], path: Path) -> Path | None:
         x, [p["threadpool_boto3_s"] for p in points], "s-", color="tab:orange", label="boto3 + ThreadPoolExecutor(32)"
     )
     axes.plot(x, [p["engine_s"] for p in points], "o-", color="tab:blue", label="engine (asyncio, defaults: 1 process)")
-    if all("engine_workers_s" in p for p in points):
-        workers = (document.get("large") or {}).get("engine_workers", "auto")
-        axes.plot(
-            x,
-            [p["engine_workers_s"] for p in points],
-            "D-",
-            color="tab:purple",
-            label=f"engine, SYNC_WORKERS={workers}",
-        )
     axes.plot(x, [p["engine_cpu_s"] for p in points], "o:", color="tab:blue", alpha=0.6, label="engine CPU seconds")
     axes.plot(
         x, [p["lower_bound_s"] for p in points], "^--", color="tab:green", label="lower bound (latency + rate limits)"

@@ -87,13 +87,6 @@ GOALS: tuple[Goal, ...] = (
     Goal("large", "cold full sync", "< 60 s", lambda r: r["engine_s"] < 60, lambda r: f"{r['engine_s']:.1f} s"),
     Goal(
         "large",
-        "cold full sync, SYNC_WORKERS=auto",
-        "< 60 s",
-        lambda r: r["engine_workers_s"] < 60,
-        lambda r: f"{r['engine_workers_s']:.1f} s ({r['engine_workers']} workers)",
-    ),
-    Goal(
-        "large",
         "thread-pool peer no faster",
         "peer >= engine",
         lambda r: r["threadpool_boto3_s"] >= r["engine_s"],

@@ -171,21 +171,15 @@ def handler_check_existing(settings: SyncSettings, plan_id: str, repetitions: in
 
 def count_dynamodb_requests() -> Counter[str]:
     """Every DynamoDB request this process sends from now on (retries included), by operation:
-    a hook on the shared Session's events, which every client built afterwards inherits, and on
-    the read path's light client (syncengine.dynamodb_http)."""
-    from syncengine.aws import shared_session
+    a listener on the engine's DynamoDB client (syncengine.dynamodb_http)."""
     from syncengine.dynamodb_http import REQUEST_LISTENERS
 
     sent: Counter[str] = Counter()
 
-    def count(model: Any, **_: Any) -> None:
-        sent[model.name] += 1
-
-    def count_light(operation: str) -> None:
+    def count(operation: str) -> None:
         sent[operation] += 1
 
-    shared_session()._session.register("before-call.dynamodb", count)
-    REQUEST_LISTENERS.append(count_light)
+    REQUEST_LISTENERS.append(count)
     return sent
 
 

@@ -131,7 +131,7 @@ async def load_targets(aws: AwsClients, dynamo: Dynamo, settings: SyncSettings) 
 
     async def scan() -> list[dict[str, Any]]:
         items = await dynamo.scan_all(settings.tables.target_accounts)
-        drs_regions()  # botocore's endpoint data (~40 ms of CPU, once) loads while STS answers
+        drs_regions()  # botocore's endpoint data (loaded once) loads while STS answers
         return items
 
     async def in_use() -> dict[str, tuple[str, ...]]:

@@ -4,14 +4,15 @@ closed with it, and one ``call`` that applies the limiters and the retry policy.
 
 DRS and EC2 clients are shared by every account of a region: a client is bound to a region and
 an endpoint, not to an account, except through the credentials its signer holds. Building one
-costs ~5 ms of CPU (botocore copies the session's whole event-handler tree for each) and a
-connection pool; a large estate would build two per account and region. So each (service,
-region) gets one client whose signer reads the credentials of the account the *calling task*
-acts for (``CallScopedCredentials``, set per call by ``AccountClient``), and every account's
-requests to a regional endpoint share its connections, as they share its host in AWS.
+costs CPU (botocore copies the session's event-handler tree for each) and a connection pool; a
+large estate would build two per account and region. So each (service, region) gets one client
+whose credentials are those of the account the *calling task* acts for: the client comes from a
+session whose credential provider (a public session component) hands it
+``CallScopedCredentials``, bound per call by ``AccountClient``; every account's requests to a
+regional endpoint share its connections, as they share its host in AWS.
 
 Clients are never kept at module scope: a client bound to a dead loop fails in confusing ways.
-The Session (~20 MB and ~0.35 s to build) lives for the process; clients live for the run, except
+The Session (its loaded service models are the costly part) lives for the process; clients live for the run, except
 on the resident loop of ``syncengine.resident.run_blocking`` (a Lambda container), whose pool
 keeps our own account's clients and the shared DRS/EC2 clients across runs.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,21 +32,15 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
 from syncengine.callstats import CallStats
-from syncengine.concurrency import RequestSlots
 from syncengine.config import NO_SDK_RETRIES, SyncSettings
-from syncengine.credentials import AccountClient, CallScopedCredentials, Credentials
+from syncengine.credentials import AccountClient, CallScopedCredentialResolver, Credentials
 from syncengine.errors import AccessDeniedError, AwsError, MalformedResponseError
-from syncengine.fastpath import (
-    FastResponseParserFactory,
-    SharedSSLSession,
-    cache_user_agent,
-    enable_client_class_cache,
-    install_fast_serializer,
-)
+from syncengine.fastpath import FastResponseParserFactory
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget
 from syncengine.resident import current_pool
 from syncengine.retry import CallContext, call_with_retry
+from syncengine.sdk_internals import HostCheckingHTTPSession
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import AsyncIterator
@@ -59,34 +55,61 @@ ASSUME_ROLE_DURATION_SECONDS = 3600
 # tests/integration/test_shared_clients.py checks botocore's rules still say so.
 SHARED_CLIENT_SERVICES = frozenset({"drs", "ec2"})
 
-# The process's sessions: with the fast paths (True) and without (False).
-_shared_sessions: dict[bool, aioboto3.Session] = {}
+# The process's one Session, and the botocore session of each Session built here (aioboto3 keeps
+# it in a private attribute: we keep our own reference instead).
+_shared_session: aioboto3.Session | None = None
+_botocore_sessions: weakref.WeakKeyDictionary[aioboto3.Session, AioSession] = weakref.WeakKeyDictionary()
+# A Session's companion for shared DRS/EC2 clients (see ``account_scoped_session``).
+_scoped_sessions: weakref.WeakKeyDictionary[AioSession, aioboto3.Session] = weakref.WeakKeyDictionary()
 
 
-def new_session(*, fast_paths: bool = True) -> aioboto3.Session:
-    """An aioboto3 Session; with ``fast_paths`` its clients use the engine's parser fast paths and
-    cached client classes (syncengine.fastpath), without them botocore's own."""
+def new_session() -> aioboto3.Session:
+    """An aioboto3 Session whose clients parse the estate-sized answers with the engine's parsers
+    (``syncengine.fastpath``, a registered ``response_parser_factory``)."""
     botocore_session = AioSession()
-    if fast_paths:
-        botocore_session.register_component("response_parser_factory", FastResponseParserFactory())
-        enable_client_class_cache(botocore_session)
-    return aioboto3.Session(botocore_session=botocore_session)
+    botocore_session.register_component("response_parser_factory", FastResponseParserFactory())
+    session = aioboto3.Session(botocore_session=botocore_session)
+    _botocore_sessions[session] = botocore_session
+    return session
 
 
-def shared_session(*, fast_paths: bool = True) -> aioboto3.Session:
-    """The process's one aioboto3 Session (per-account Sessions cost ~20 MB and ~0.35 s each)."""
-    if fast_paths not in _shared_sessions:
-        _shared_sessions[fast_paths] = new_session(fast_paths=fast_paths)
-    return _shared_sessions[fast_paths]
+def shared_session() -> aioboto3.Session:
+    """The process's one aioboto3 Session (a Session loads its service models again)."""
+    global _shared_session
+    if _shared_session is None:
+        _shared_session = new_session()
+    return _shared_session
+
+
+def botocore_session_of(session: aioboto3.Session) -> AioSession:
+    """The botocore session of a Session built by ``new_session`` (else the shared Session's)."""
+    found = _botocore_sessions.get(session)
+    return found if found is not None else _botocore_sessions[shared_session()]
+
+
+def account_scoped_session(session: aioboto3.Session) -> aioboto3.Session:
+    """The Session that builds ``session``'s shared DRS/EC2 clients: its credential provider (the
+    public ``credential_provider`` component) gives every client ``CallScopedCredentials``, which
+    sign as the account bound to each call. It shares ``session``'s loaded service models and
+    parsers, so it costs no model loading of its own."""
+    base = botocore_session_of(session)
+    scoped = _scoped_sessions.get(base)
+    if scoped is None:
+        botocore_session = AioSession()
+        botocore_session.register_component("data_loader", base.get_component("data_loader"))
+        botocore_session.register_component("response_parser_factory", base.get_component("response_parser_factory"))
+        botocore_session.register_component("credential_provider", CallScopedCredentialResolver())
+        scoped = _scoped_sessions[base] = aioboto3.Session(botocore_session=botocore_session)
+    return scoped
 
 
 def preload_service_models(settings: SyncSettings) -> None:
     """Load what this process's first DRS, EC2 and STS clients would load on creation (service
-    models, endpoint rules, endpoint data: ~0.1 s of CPU, most of it EC2's model) into the shared
+    models, endpoint rules, endpoint data: most of it EC2's model) into the shared
     session's loader, so a Lambda function pays it in its init phase, not in its first invocation:
     "Initialize SDK clients ... outside of the function handler"
     (https://docs.aws.amazon.com/lambda/latest/dg/best-practices.html)."""
-    botocore_session = shared_session(fast_paths=settings.fast_paths)._session
+    botocore_session = botocore_session_of(shared_session())
     loader = botocore_session.get_component("data_loader")
     for service in ("drs", "ec2", "sts"):
         for model in ("service-2", "endpoint-rule-set-1"):
@@ -116,22 +139,22 @@ class AwsClients:
         stats: CallStats | None = None,
     ):
         self.settings = settings
-        self.session = session or shared_session(fast_paths=settings.fast_paths)
+        self.session = session or shared_session()
         self.stats = stats or CallStats()
         # The process's resident pool (syncengine.resident) when this run is on its loop and uses
         # the shared Session its clients were built from; None: every client is closed with the run.
         pool = current_pool()
-        shared = _shared_sessions.get(settings.fast_paths)
-        self._pool = pool if pool is not None and self.session is shared else None
+        self._pool = pool if pool is not None and self.session is _shared_session else None
         # Bounded at or below the connection pool: aiobotocore signs before it waits for a
         # connection, and a request queued past ~5 minutes fails with "Signature expired".
-        self.limiter = RequestSlots(settings.max_concurrency)
+        self.limiter = anyio.CapacityLimiter(settings.max_concurrency)
         self._config = AioConfig(
             retries=dict(NO_SDK_RETRIES),
             max_pool_connections=settings.max_pool_connections,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
-            **({"http_session_cls": SharedSSLSession} if settings.fast_paths else {}),
+            # Host names checked on TLS (syncengine.sdk_internals: aiobotocore leaves it off).
+            http_session_cls=HostCheckingHTTPSession,
             # botocore re-validates every attribute of every BatchWriteItem against the model
             # (the largest CPU cost of a cold sync in profiles); the engine builds its requests
             # from typed code and the services validate them anyway.
@@ -171,8 +194,8 @@ class AwsClients:
 
     async def release(self, services: tuple[str, ...], region: str, account: AccountTarget | None = None) -> None:
         """Drop the clients a finished scope used. An account's DRS/EC2 handle is only a reference
-        to its region's shared client; a client of our own account holds a connection pool and
-        ~0.4 MB, and is closed."""
+        to its region's shared client; a client of our own account holds a connection pool, and
+        is closed."""
         account_key = account.account_id if account and account.role_arn else ""
         with anyio.CancelScope(shield=True):
             for service in services:
@@ -226,19 +249,16 @@ class AwsClients:
         return client, None
 
     async def _open_new(self, service: str, region: str, *, shared: bool = False, **keys: Any) -> tuple[Any, Any]:
-        """A new client (and the context manager that closes it) with the engine's config, endpoint
-        override and fast paths; ``keys`` are explicit credentials, none: the session's own;
-        ``shared``: signed per call by ``CallScopedCredentials``."""
+        """A new client (and the context manager that closes it) with the engine's config and
+        endpoint override; ``keys`` are explicit credentials, none: the session's own; ``shared``:
+        from ``account_scoped_session``, signed per call as the bound account."""
         kwargs: dict[str, Any] = {"region_name": region, "config": self._config, **keys}
         endpoint = self.settings.endpoint_url(service)
         if endpoint:
             kwargs["endpoint_url"] = endpoint
-        context = self.session.client(service, **kwargs)
+        session = account_scoped_session(self.session) if shared else self.session
+        context = session.client(service, **kwargs)
         client = await context.__aenter__()
-        if self.settings.fast_paths:
-            client = cache_user_agent(install_fast_serializer(client))
-        if shared:
-            client._request_signer._credentials = CallScopedCredentials()
         return client, context
 
     async def _shared_client(self, service: str, region: str) -> Any:
@@ -247,10 +267,7 @@ class AwsClients:
         async with self._shared_locks.setdefault(key, anyio.Lock()):
             entry = self._shared.get(key)
             if entry is None:
-                # Placeholder keys so botocore does not search for credentials; the signer's
-                # credentials are replaced below and never sign with these.
-                placeholder = {"aws_access_key_id": "-", "aws_secret_access_key": "-"}  # not a secret
-                client, context = await self._open(service, region, shared=True, **placeholder)
+                client, context = await self._open(service, region, shared=True)
                 entry = self._shared[key] = (client, context)
             return entry[0]
 
@@ -322,14 +339,11 @@ class AwsClients:
         *,
         cursor: str,
         scope_limiter: anyio.CapacityLimiter | None = None,
-        answered: anyio.Event | None = None,
-        follow_up: bool = False,
         **params: Any,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every page of a paginated call, each page its own retried call (a throttle on page 7
         retries page 7, not the whole listing). ``cursor`` names the pagination token in the service's spelling
-        (``nextToken`` for DRS, ``NextToken`` for EC2). ``answered`` is set once the first page's
-        first attempt has an answer (see ``call``). Pages after the first are ``follow_up``s."""
+        (``nextToken`` for DRS, ``NextToken`` for EC2)."""
         token: str | None = None
         seen: set[str] = set()
         while True:
@@ -338,12 +352,9 @@ class AwsClients:
                 method,
                 context,
                 scope_limiter=scope_limiter,
-                answered=answered,
-                follow_up=follow_up,
                 **params,
                 **({cursor: token} if token else {}),
             )
-            answered, follow_up = None, True
             yield page
             token = page.get(cursor)
             if not token:
@@ -368,27 +379,17 @@ class AwsClients:
         context: CallContext,
         *,
         scope_limiter: anyio.CapacityLimiter | None = None,
-        answered: anyio.Event | None = None,
-        follow_up: bool = False,
         **params: Any,
     ) -> Any:
         """Call ``client.<method>(**params)`` under the limiters, retried by the one retry layer.
 
         The limiters are held per attempt, never across a backoff sleep, so a throttled scope does
-        not starve the others of connection slots. ``answered``, when given, is set as soon as the
-        first attempt has an answer (a result, a throttle, an error): callers use it to hold back
-        work that would only compete for CPU while this call is still being decided.
-        ``follow_up``: it continues a scope under way, so it waits ahead of others (``RequestSlots``).
-        """
+        not starve the others of connection slots."""
         operation = getattr(client, method)
 
         async def attempt() -> Any:
             self.stats.calls[context.operation] += 1
-            try:
-                async with scope_limiter or contextlib.nullcontext(), self.limiter.lane(follow_up=follow_up):
-                    return await operation(**params)
-            finally:
-                if answered is not None:
-                    answered.set()
+            async with scope_limiter or contextlib.nullcontext(), self.limiter:
+                return await operation(**params)
 
         return await call_with_retry(attempt, context, settings=self.settings.retry, on_retry=self.stats.record_retry)

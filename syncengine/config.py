@@ -39,11 +39,7 @@ ENV_PER_SCOPE_CONCURRENCY = "SYNC_PER_SCOPE_CONCURRENCY"
 ENV_MAX_ATTEMPTS = "SYNC_MAX_ATTEMPTS"
 ENV_DEADLINE_SECONDS = "SYNC_DEADLINE_SECONDS"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
-ENV_WORKERS = "SYNC_WORKERS"
 ENV_STALE_AFTER_SECONDS = "SYNC_STALE_AFTER_SECONDS"
-ENV_FAST_PATHS = "SYNC_FAST_PATHS"
-ENV_GC_TUNING = "SYNC_GC_TUNING"
-ENV_LIGHT_READS = "SYNC_LIGHT_READS"
 ENV_FANOUT = "SYNC_FANOUT"
 ENV_FANOUT_THRESHOLD = "SYNC_FANOUT_THRESHOLD"
 ENV_WORK_QUEUE_URL = "SYNC_WORK_QUEUE_URL"
@@ -70,11 +66,7 @@ ALL_ENV_VARS = (
     ENV_MAX_ATTEMPTS,
     ENV_DEADLINE_SECONDS,
     ENV_METRICS_NAMESPACE,
-    ENV_WORKERS,
     ENV_STALE_AFTER_SECONDS,
-    ENV_FAST_PATHS,
-    ENV_GC_TUNING,
-    ENV_LIGHT_READS,
     ENV_FANOUT,
     ENV_FANOUT_THRESHOLD,
     ENV_WORK_QUEUE_URL,
@@ -215,15 +207,6 @@ class SyncSettings:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     # Emit CloudWatch embedded-metric-format lines (on in Lambda; off for the CLI by default).
     emit_metrics: bool = False
-    # CPU fast paths around botocore/aiobotocore (syncengine.fastpath); False: the libraries' own.
-    fast_paths: bool = True
-    # The read path's DynamoDB calls through the standard library (syncengine.dynamodb_http) when
-    # the environment allows it; False: through aiobotocore, like everything else.
-    light_reads: bool = True
-    # Raised GC thresholds while a run is open (syncengine.gctune); False: the process's own.
-    gc_tuning: bool = True
-    # Worker processes for large syncs (syncengine.shards); 1 = everything in this event loop.
-    workers: int = 1
     # SYNC_FANOUT: the scheduled full sync enqueues its scopes in small groups on the work queue
     # (SYNC_WORK_QUEUE_URL) for the refresh function's workers: "off", "on", or "auto" (from
     # ``fanout_threshold`` scopes).
@@ -247,7 +230,7 @@ class SyncSettings:
         return None
 
     def __post_init__(self) -> None:
-        positive = ("max_concurrency", "max_pool_connections", "per_scope_concurrency", "write_concurrency", "workers")
+        positive = ("max_concurrency", "max_pool_connections", "per_scope_concurrency", "write_concurrency")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -290,16 +273,11 @@ class SyncSettings:
             "default_role_name": env.get(ENV_DEFAULT_ROLE_NAME) or DEFAULT_ROLE_NAME,
             "metrics_namespace": env.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
             "emit_metrics": bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
-            "fast_paths": _parse_bool(env.get(ENV_FAST_PATHS), True),
-            "gc_tuning": _parse_bool(env.get(ENV_GC_TUNING), True),
-            "light_reads": _parse_bool(env.get(ENV_LIGHT_READS), True),
         }
         max_concurrency = _parse_int(env, ENV_MAX_CONCURRENCY, DEFAULT_MAX_CONCURRENCY)
         values["max_concurrency"] = max_concurrency
         values["max_pool_connections"] = max(max_concurrency, DEFAULT_MAX_POOL_CONNECTIONS)
         values["per_scope_concurrency"] = _parse_int(env, ENV_PER_SCOPE_CONCURRENCY, DEFAULT_PER_SCOPE_CONCURRENCY)
-        raw_workers = (env.get(ENV_WORKERS) or "1").strip().lower()
-        values["workers"] = (os.cpu_count() or 1) if raw_workers == "auto" else _parse_int(env, ENV_WORKERS, 1)
         values["retry"] = RetrySettings(max_attempts=_parse_int(env, ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS))
         deadline = env.get(ENV_DEADLINE_SECONDS)
         if deadline:

@@ -3,7 +3,10 @@
 A shared DRS/EC2 client (``syncengine.aws``) signs each request with the credentials of the
 account the *calling task* acts for: ``AccountClient`` binds them for the duration of one call
 (a ContextVar, so only that task sees them) and ``CallScopedCredentials``, the shared client's
-signer credentials, reads them, refusing to sign when none are bound.
+credentials, reads them, refusing to sign when none are bound. The client gets them the public
+way, from its session's credential provider (``CallScopedCredentialResolver``, registered as the
+session's ``credential_provider`` component); botocore's signer asks credentials for
+``get_frozen_credentials()`` before every signature.
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ class CallScopedCredentials(AioCredentials):
         if current is None:
             raise RuntimeError("a shared client was called without an account (use AwsClients.client)")
         return ReadOnlyCredentials(current.access_key_id, current.secret_access_key, current.session_token, None)
+
+
+class CallScopedCredentialResolver:
+    """A session's credential provider (what botocore's ``CredentialResolver`` is to a session)
+    whose clients sign as the account bound to each call."""
+
+    async def load_credentials(self) -> CallScopedCredentials:
+        return CallScopedCredentials()
 
 
 class AccountClient:

@@ -2,9 +2,8 @@
 by up to 200 ids a call). No call per instance.
 
 Pages are pipelined: as soon as a page of recovery instances arrives, its source servers are
-requested while the next page is fetched, and its EC2 instances once DRS has answered that
-request (``DrsFirst``: DRS is the scarce quota, so its requests go out before EC2 parsing takes the
-event loop), so a scope costs about one round trip per page plus two.
+and its EC2 instances requested while the next page is fetched, so a scope costs about one round
+trip per page plus one.
 """
 
 from __future__ import annotations
@@ -126,11 +125,8 @@ async def describe_source_servers(
     scope: Scope,
     limiter: anyio.CapacityLimiter,
     server_ids: list[str],
-    *,
-    answered: anyio.Event | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Source servers by id: one filtered call per 200 ids (paginated in case DRS pages it).
-    ``answered`` is set when DRS has answered the first call (or there was none to make)."""
+    """Source servers by id: one filtered call per 200 ids (paginated in case DRS pages it)."""
     context = CallContext("drs:DescribeSourceServers", scope.account_id, scope.region)
     found: dict[str, dict[str, Any]] = {}
     for batch in chunked(dict.fromkeys(server_ids), DRS_FILTER_MAX_IDS):
@@ -140,86 +136,14 @@ async def describe_source_servers(
             context,
             cursor="nextToken",
             scope_limiter=limiter,
-            answered=answered,
-            follow_up=True,  # the scope is under way: ahead of other scopes' first pages
             filters={"sourceServerIDs": batch},
             maxResults=DRS_PAGE_SIZE,
         )
-        answered = None
         async for page in pages:
             for server in page_items(page, context):
                 if server.get("sourceServerID"):
                     found[server["sourceServerID"]] = server
-    if answered is not None:
-        answered.set()
     return found
-
-
-# How long a scope's follow-up work (EC2 lookups, its cache read) waits for the rest of the run's
-# scopes to hear from DRS, after hearing itself. Bounded so that one slow scope (a busy lease, a
-# slow role) delays the others' follow-ups by at most this much.
-DRS_FIRST_MAX_WAIT = 2.0
-
-
-class DrsFirst:
-    """Run-wide ordering: every scope's first DRS answer before anyone's follow-up work.
-
-    DRS is each account's scarce quota (a few requests a second) and, when it throttles, a scope
-    learns how long to back off only from DRS's answer. The event loop runs ready work in arrival
-    order, so EC2 parsing and cache reads of scopes that already heard from DRS would delay other
-    scopes' DRS requests, and with them the start of their back-off clocks. Follow-ups therefore
-    wait until every scope of the run has had its first DRS answer, or ``max_wait`` after their
-    own scope's, whichever comes first. Unthrottled, this only reorders the same CPU work."""
-
-    def __init__(self, scopes: int, *, max_wait: float = DRS_FIRST_MAX_WAIT):
-        self._pending = scopes
-        self._all_answered = anyio.Event()
-        self.max_wait = max_wait
-        if scopes <= 0:
-            self._all_answered.set()
-
-    def scope(self) -> FirstAnswer:
-        return FirstAnswer(self)
-
-    async def everyone_answered(self, *, max_wait: float) -> None:
-        """Until every scope of the run has had its first DRS answer, or ``max_wait`` passed: for
-        run-wide work that is not any scope's (the first sync's index write)."""
-        with anyio.move_on_after(max_wait):
-            await self._all_answered.wait()
-
-    def release(self) -> None:
-        """No scope of this event loop will answer (they run in worker processes): nobody waits."""
-        self._all_answered.set()
-
-    def _answered(self) -> None:
-        self._pending -= 1
-        if self._pending <= 0:
-            self._all_answered.set()
-
-
-class FirstAnswer:
-    """One scope's side of ``DrsFirst``: ``set()`` once DRS has answered the scope's first call
-    (or the scope will make none: it must be set on every path), ``follow()`` before follow-up
-    work."""
-
-    def __init__(self, gate: DrsFirst | None = None):
-        self._gate = gate
-        self._event = anyio.Event()
-        self._follow_after = 0.0
-
-    def set(self) -> None:
-        if self._event.is_set():
-            return
-        self._event.set()
-        if self._gate is not None:
-            self._follow_after = anyio.current_time() + self._gate.max_wait
-            self._gate._answered()
-
-    async def follow(self) -> None:
-        await self._event.wait()
-        if self._gate is not None:
-            with anyio.move_on_after(self._follow_after - anyio.current_time()):
-                await self._gate._all_answered.wait()
 
 
 async def _enrich_page(
@@ -229,16 +153,14 @@ async def _enrich_page(
     limiter: anyio.CapacityLimiter,
     page: list[dict[str, Any]],
     result: ScopeDiscovery,
-    first_answer: FirstAnswer,
 ) -> None:
     """The source servers and EC2 instances of one page of recovery instances, into ``result``."""
     drs, ec2 = clients
     server_batch = [ri["sourceServerID"] for ri in page if ri.get("sourceServerID")]
     ec2_batch = [ri["ec2InstanceID"] for ri in page if ri.get("ec2InstanceID")]
-    drs_answered = anyio.Event()
 
     async def servers() -> None:
-        servers = await describe_source_servers(aws, drs, scope, limiter, server_batch, answered=drs_answered)
+        servers = await describe_source_servers(aws, drs, scope, limiter, server_batch)
         result.source_servers.update((sid, slim_source_server(server)) for sid, server in servers.items())
 
     async def instances() -> None:
@@ -247,11 +169,6 @@ async def _enrich_page(
     async with anyio.create_task_group() as inner:
         if server_batch:
             inner.start_soon(servers)
-            # DRS first (see DrsFirst): the EC2 lookup follows DRS's answer to this page's
-            # source servers; unthrottled that costs one round trip per page.
-            await drs_answered.wait()
-        first_answer.set()
-        await first_answer.follow()
         if ec2_batch:
             inner.start_soon(instances)
 
@@ -263,13 +180,11 @@ async def discover_scope(
     *,
     limiter: anyio.CapacityLimiter,
     server_ids: list[str] | None = None,
-    first_answer: FirstAnswer | None = None,
     on_listed: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
 ) -> ScopeDiscovery:
     """Recovery instances of ``scope`` with their source servers and EC2 instances.
 
-    ``first_answer`` is set once DRS has answered the scope's first source-server call (or
-    discovery ended without one); EC2 lookups follow it (see ``DrsFirst``). ``on_listed`` runs
+    ``on_listed`` runs
     with the recovery instances once every page of them arrived, beside the rest of discovery
     (under a rate limit, while the source-server lookups wait out their ``Retry-After``); its
     failure fails the discovery.
@@ -278,7 +193,6 @@ async def discover_scope(
     never drive reconciliation). An uninitialised region is an empty, successful scope.
     """
     result = ScopeDiscovery()
-    first_answer = first_answer or FirstAnswer()
     drs = await aws.client("drs", scope.region, account)
     ec2 = await aws.client("ec2", scope.region, account)
 
@@ -288,10 +202,8 @@ async def discover_scope(
             async for page in _drs_pages(aws, drs, scope, limiter, server_ids):
                 if page:
                     result.recovery_instances.extend(slim_recovery_instance(ri) for ri in page)
-                    tg.start_soon(_enrich_page, aws, (drs, ec2), scope, limiter, page, result, first_answer)
-            if not result.recovery_instances:
-                first_answer.set()
-            elif on_listed is not None:
+                    tg.start_soon(_enrich_page, aws, (drs, ec2), scope, limiter, page, result)
+            if result.recovery_instances and on_listed is not None:
                 tg.start_soon(on_listed, result.recovery_instances)
     except* _Uninitialized:
         uninitialized = True

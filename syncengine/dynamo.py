@@ -8,7 +8,6 @@ per-value dispatch shows up in profiles.
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -18,7 +17,7 @@ import anyio
 from syncengine.callstats import CallStats
 from syncengine.config import RetrySettings
 from syncengine.errors import AwsError, TransientAwsError
-from syncengine.retry import CallContext, call_with_retry
+from syncengine.retry import CallContext, call_with_retry, full_jitter
 
 # BatchWriteItem takes at most 25 requests and BatchGetItem 100 keys; DynamoDB rejects a batch
 # naming one key twice.
@@ -130,6 +129,17 @@ class Dynamo:
 
         return await call_with_retry(attempt, context, settings=self.retry, on_retry=on_retry)
 
+    async def write_if(self, method: str, **params: Any) -> dict[str, Any] | None:
+        """A write whose ``ConditionExpression`` may refuse it: DynamoDB's answer, or None when
+        the condition did not hold (not a fault: the item is not the one the write was meant for;
+        each caller's condition says why it exists)."""
+        try:
+            return await self.call(method, **params)
+        except AwsError as exc:
+            if is_condition_failed(exc):
+                return None
+            raise
+
     async def paginate(self, method: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
         """Query/Scan pages, following LastEvaluatedKey."""
         while True:
@@ -144,10 +154,6 @@ class Dynamo:
     async def scan_all(self, table: str, **params: Any) -> list[dict[str, Any]]:
         return [from_item(item) async for item in self.paginate("scan", TableName=table, **params)]
 
-    async def _backoff(self, round_number: int) -> None:
-        ceiling = min(self.retry.max_delay, self.retry.base_delay * (2**round_number))
-        await anyio.sleep(random.uniform(0, ceiling))
-
     async def batch_write(self, table: str, requests: list[dict[str, Any]]) -> None:
         """One BatchWriteItem of at most 25 requests, re-sending ``UnprocessedItems`` with backoff
         until none are left; raises TransientAwsError if DynamoDB keeps pushing back."""
@@ -160,7 +166,7 @@ class Dynamo:
             if not pending:
                 return
             self.stats.dynamodb_throttles += len(pending)
-            await self._backoff(round_number)
+            await anyio.sleep(full_jitter(self.retry, round_number))
         raise TransientAwsError(
             f"DynamoDB left {len(pending)} writes unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds",
             code="UnprocessedItems",
@@ -180,7 +186,7 @@ class Dynamo:
             if not pending.get(table, {}).get("Keys"):
                 return found
             self.stats.dynamodb_throttles += len(pending[table]["Keys"])
-            await self._backoff(round_number)
+            await anyio.sleep(full_jitter(self.retry, round_number))
         raise TransientAwsError(
             f"DynamoDB left keys unprocessed after {UNPROCESSED_MAX_ROUNDS} rounds",
             code="UnprocessedKeys",

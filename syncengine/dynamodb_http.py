@@ -1,34 +1,38 @@
-"""A light DynamoDB client: DynamoDB's JSON protocol over the standard library, so a cold
-read-only handler needs neither aiohttp nor botocore's client machinery (~200 ms of imports and
-~40 ms of service-model loading before the first call; see benchmarks/scenarios/cold_read.py), and
-a sync spends ~0.1 ms of CPU a call instead of aiobotocore's ~0.6 ms (a fan-out worker makes
-seven DynamoDB calls a scope; fast path 7 of ``syncengine.fastpath``).
+"""The engine's DynamoDB client: DynamoDB's JSON protocol over the standard library, for every
+DynamoDB call the engine makes (reads, and with ``writes=True`` the engine's writes). A cold
+read-only handler needs neither aiohttp nor botocore's client machinery, and a call costs a
+fraction of aiobotocore's CPU (benchmarks/RESULTS.md, cold_read and dynamodb_costs).
 
-Reads (GetItem, BatchGetItem, Query, Scan) and, for the engine only (``writes=True``), its writes
-(PutItem, UpdateItem, DeleteItem, BatchWriteItem), with the same parameters and answers as the
-low-level aiobotocore client, so ``syncengine.dynamo.Dynamo`` drives either. The wire format
+Its calls take the same parameters and give the same answers as the low-level aiobotocore
+client's, so ``syncengine.dynamo.Dynamo`` drives it as it would drive that client. The wire format
 follows AWS:
 
-* DynamoDB low-level API (POST ``/``, ``X-Amz-Target: DynamoDB_20120810.<Operation>``,
-  ``Content-Type: application/x-amz-json-1.0``, errors as ``{"__type": "...#Code", "message"}``,
-  ``x-amz-crc32`` over the body):
+* DynamoDB low-level API (POST to the endpoint's path, ``X-Amz-Target:
+  DynamoDB_20120810.<Operation>``, ``Content-Type: application/x-amz-json-1.0``, errors as
+  ``{"__type": "...#Code", "message"}``, ``x-amz-crc32`` over the body):
   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.LowLevelAPI.html
-* Signature Version 4 (canonical request, string to sign, derived key):
-  https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
+* Signature Version 4: https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
   (tests/unit/test_dynamodb_http.py checks the signature equals botocore's ``SigV4Auth``).
 
-Requests run on keep-alive HTTP/1.1 connections over asyncio streams, pooled per client (the
-resident loop's pool keeps them across a Lambda container's invocations): cancellable by the
-run's deadline, concurrent like aiobotocore's calls, and without a thread hop per call (blocking
-``http.client`` calls in worker threads cost ~1 ms more per call on the read benchmark). Errors
-become the engine's tree
-through ``syncengine.retry.error_from_response``, the same classification as botocore's
-``ClientError``; retries stay with the one retry layer.
+What it honours, as botocore does (resolved in ``syncengine.sdk_config``):
 
-``light_client_usable`` decides when it may be used: credentials in the environment (Lambda's
-execution role), nothing that only botocore would honour (profiles, FIPS or dual-stack endpoints,
-proxies, isolated partitions); else the aiobotocore client is used. The read path uses it unless
-``SYNC_LIGHT_READS`` is off, the engine unless ``SYNC_FAST_PATHS`` is.
+* credentials: the environment's keys (botocore's first provider), else botocore's own credential
+  chain (``botocore.session.Session().get_credentials()``: profiles, SSO, web identity, container
+  and instance credentials), refreshed through its public ``get_frozen_credentials``;
+* the endpoint: an explicit override or ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL``
+  (path prefix kept), else the regional endpoint; with FIPS or dual-stack endpoints asked for
+  (``AWS_USE_FIPS_ENDPOINT`` / ``AWS_USE_DUALSTACK_ENDPOINT``, or a profile's
+  ``use_fips_endpoint`` / ``use_dualstack_endpoint`` when the credentials come from botocore's
+  chain) and in isolated partitions, the endpoint botocore's public endpoint resolution gives a
+  DynamoDB client (``client.meta.endpoint_url``);
+* ``AWS_CA_BUNDLE``, certificate and host name verification (tests/integration/test_tls.py);
+* ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` (a CONNECT tunnel for HTTPS).
+
+Requests run on keep-alive HTTP/1.1 connections over asyncio streams, pooled per client (the
+resident loop's pool keeps them across a Lambda container's invocations), cancellable by the run's
+deadline. Bodies are asked for uncompressed (``Accept-Encoding: identity``: ``x-amz-crc32`` covers
+the bytes as sent). Errors become the engine's tree through ``syncengine.retry.error_from_response``,
+the same classification as botocore's ``ClientError``; retries stay with the one retry layer.
 """
 
 from __future__ import annotations
@@ -42,19 +46,25 @@ import os
 import ssl
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from syncengine.errors import AwsError, MalformedResponseError, PermanentAwsError, TransientAwsError
+from syncengine.errors import (
+    AwsError,
+    ConfigurationError,
+    MalformedResponseError,
+    PermanentAwsError,
+    TransientAwsError,
+)
 from syncengine.http1 import Answer, Connection, read_answer
 from syncengine.retry import CallContext, error_from_response
+from syncengine.sdk_config import CredentialSource, EnvCredentials, proxy_for
 
 SERVICE = "dynamodb"
 TARGET_PREFIX = "DynamoDB_20120810."
 CONTENT_TYPE = "application/x-amz-json-1.0"
-USER_AGENT = "recovery-instance-sync/light-dynamodb"
+USER_AGENT = "recovery-instance-sync/dynamodb"
 # The read operations this client serves: method name (as on the aiobotocore client) -> operation.
 OPERATIONS = {"get_item": "GetItem", "batch_get_item": "BatchGetItem", "query": "Query", "scan": "Scan"}
 # And, for the engine's runtime only (``writes=True``), the writes the engine makes.
@@ -64,78 +74,23 @@ WRITE_OPERATIONS = {
     "delete_item": "DeleteItem",
     "batch_write_item": "BatchWriteItem",
 }
-# Environment settings only botocore honours: with any of them set, the read path uses it.
-BOTOCORE_ONLY_SETTINGS = (
-    "AWS_PROFILE",
-    "AWS_USE_FIPS_ENDPOINT",
-    "AWS_USE_DUALSTACK_ENDPOINT",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-)
-# Regions whose endpoints are not ``dynamodb.<region>.<suffix>`` with a suffix known here.
-ISOLATED_REGION_PREFIXES = ("us-iso", "eu-iso", "us-isob", "us-isof")
 # A reused keep-alive connection the server closed while idle (a Lambda container is frozen
 # between invocations) fails like this before any answer: sent once more on a new connection.
 STALE_CONNECTION_ERRORS = (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError)
-# Called with the operation name of every request sent (retries included): what botocore's
-# ``before-call`` event is to its clients, for benchmarks and tests that count calls.
+# Called with the operation name and parameters of every request before it is sent (retries
+# included; the parameters may be changed), and with the parsed answer after: what botocore's
+# ``provide-client-params`` and ``after-call`` events are to its clients, for benchmarks and
+# tests that count calls.
 REQUEST_LISTENERS: list[Callable[[str], None]] = []
+CALL_OBSERVERS: list[CallObserver] = []
 
 
-@dataclass(frozen=True)
-class EnvCredentials:
-    access_key: str
-    secret_key: str
-    token: str | None = None
+class CallObserver:
+    """Sees every call's parameters before it is sent and its answer after (``CALL_OBSERVERS``)."""
 
+    def before(self, operation: str, params: dict[str, Any]) -> None: ...
 
-def env_credentials(environ: Mapping[str, str] | None = None) -> EnvCredentials | None:
-    """The credentials botocore's environment provider would use (the first of its chain)."""
-    env = os.environ if environ is None else environ
-    access_key, secret_key = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-    if not access_key or not secret_key:
-        return None
-    return EnvCredentials(access_key, secret_key, env.get("AWS_SESSION_TOKEN") or None)
-
-
-def endpoint_for(region: str, explicit: str | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """DynamoDB's endpoint as botocore resolves it for our settings: the explicit override, then
-    ``AWS_ENDPOINT_URL_DYNAMODB`` and ``AWS_ENDPOINT_URL`` (unless
-    ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``), then the regional endpoint; None where the rules
-    need botocore (an isolated partition)."""
-    env = os.environ if environ is None else environ
-    if explicit:
-        return explicit
-    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() != "true":
-        configured = env.get("AWS_ENDPOINT_URL_DYNAMODB") or env.get("AWS_ENDPOINT_URL")
-        if configured:
-            return configured
-    if region.startswith(ISOLATED_REGION_PREFIXES):
-        return None
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://dynamodb.{region}.{suffix}"
-
-
-def light_reads_enabled(settings: Any, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the read path may use this client instead of aiobotocore's (``SYNC_LIGHT_READS``)."""
-    return bool(settings.light_reads) and light_client_usable(settings, environ)
-
-
-def light_client_usable(settings: Any, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether this client can stand in for aiobotocore's: credentials in the environment and
-    nothing only botocore honours."""
-    env = os.environ if environ is None else environ
-    if env_credentials(env) is None:
-        return False
-    if any(env.get(name) for name in BOTOCORE_ONLY_SETTINGS):
-        return False
-    if env.get("AWS_CA_BUNDLE") and not os.path.isfile(env["AWS_CA_BUNDLE"]):
-        return False
-    return endpoint_for(settings.home_region, settings.endpoint_url(SERVICE), env) is not None
+    def after(self, operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any]) -> None: ...
 
 
 # -- Signature Version 4 --------------------------------------------------------------------------
@@ -146,10 +101,16 @@ def _hmac(key: bytes, text: str) -> bytes:
 
 
 def sigv4_headers(
-    credentials: EnvCredentials, region: str, host: str, target: str, body: bytes, timestamp: str
+    credentials: EnvCredentials,
+    region: str,
+    host: str,
+    target: str,
+    body: bytes,
+    timestamp: str,
+    path: str = "/",
 ) -> dict[str, str]:
-    """The headers of a signed DynamoDB POST ``/`` (``timestamp`` as ``YYYYMMDDTHHMMSSZ``): every
-    header but ``User-Agent`` is signed, as botocore signs them."""
+    """The headers of a signed DynamoDB POST to ``path`` (``timestamp`` as ``YYYYMMDDTHHMMSSZ``):
+    every header but ``User-Agent`` and ``Accept-Encoding`` is signed, as botocore signs them."""
     headers = {"Content-Type": CONTENT_TYPE, "X-Amz-Target": target, "X-Amz-Date": timestamp}
     if credentials.token:
         headers["X-Amz-Security-Token"] = credentials.token
@@ -158,7 +119,7 @@ def sigv4_headers(
     canonical_request = "\n".join(
         [
             "POST",
-            "/",
+            quote(path, safe="/~"),
             "",
             "".join(f"{name}:{signed[name]}\n" for name in names),
             ";".join(names),
@@ -183,6 +144,13 @@ def sigv4_headers(
 # -- the client ------------------------------------------------------------------------------------
 
 
+def host_header(host: str, port: int, default_port: int) -> str:
+    """The Host header (and signed host): IPv6 literals in brackets, the port only when it is not
+    the scheme's default (as botocore and RFC 9110 write it)."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port == default_port else f"{name}:{port}"
+
+
 class DynamoDBHttpClient:
     """DynamoDB calls (reads; with ``writes``, the engine's writes too) on pooled keep-alive
     connections. ``async with`` closes them."""
@@ -199,21 +167,28 @@ class DynamoDBHttpClient:
     ):
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an HTTP endpoint: {endpoint!r}")
+            raise ConfigurationError(f"not an HTTP endpoint: {endpoint!r}")
         self.endpoint = endpoint
         self.region = region
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         default_port = 443 if self._https else 80
         self._port = parts.port or default_port
-        # The Host header (and signed host): the port only when it is not the scheme's default.
-        self._host_header = self._host if self._port == default_port else f"{self._host}:{self._port}"
+        self._host_header = host_header(self._host, self._port, default_port)
+        # An endpoint's path prefix is kept, as botocore joins it with the operation's path ("/").
+        self._path = parts.path or "/"
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._environ = environ
+        self._credentials = CredentialSource(environ)
+        proxy = proxy_for(endpoint, environ)
+        self._proxy = urlsplit(proxy) if proxy else None
+        if self._proxy is not None and not self._proxy.hostname:
+            raise ConfigurationError(f"not a proxy URL: {proxy!r}")
         self._operations = {**OPERATIONS, **WRITE_OPERATIONS} if writes else OPERATIONS
         self._idle: list[Connection] = []
         self._ssl: ssl.SSLContext | None = None
+        self.closed = False
 
     async def __aenter__(self) -> DynamoDBHttpClient:
         return self
@@ -222,6 +197,7 @@ class DynamoDBHttpClient:
         self.close()
 
     def close(self) -> None:
+        self.closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
@@ -240,22 +216,29 @@ class DynamoDBHttpClient:
         """One DynamoDB call (``method`` as the aiobotocore client names it): the parsed answer,
         or the engine's error for it."""
         context = CallContext(f"dynamodb:{method}", region=self.region)
-        credentials = env_credentials(self._environ)
-        if credentials is None:
-            raise PermanentAwsError("no AWS credentials in the environment", code="NoCredentials", **_where(context))
+        credentials = await self._credentials.current(context)
         operation = self._operations[method]
+        if CALL_OBSERVERS:
+            params = dict(params)
+            for observer in CALL_OBSERVERS:
+                observer.before(operation, params)
         target = TARGET_PREFIX + operation
         body = json.dumps(params, separators=(",", ":")).encode("utf-8")
         timestamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        headers = sigv4_headers(credentials, self.region, self._host_header, target, body, timestamp)
+        headers = sigv4_headers(credentials, self.region, self._host_header, target, body, timestamp, self._path)
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        # Through a proxy, plain HTTP asks for the absolute URI (RFC 9112, 3.2.2); HTTPS tunnels.
+        target_uri = self._path if self._https or self._proxy is None else self.endpoint
         message = (
-            f"POST / HTTP/1.1\r\nHost: {self._host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
-            f"Content-Length: {len(body)}\r\n{head}\r\n"
+            f"POST {target_uri} HTTP/1.1\r\nHost: {self._host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
+            f"Accept-Encoding: identity\r\nContent-Length: {len(body)}\r\n{head}\r\n"
         ).encode("latin-1") + body
         for listener in REQUEST_LISTENERS:
             listener(operation)
-        return parse_answer(await self._exchange(message, context), context)
+        parsed = parse_answer(await self._exchange(message, context), context)
+        for observer in CALL_OBSERVERS:
+            observer.after(operation, params, parsed)
+        return parsed
 
     async def _exchange(self, message: bytes, context: CallContext) -> Answer:
         """Send ``message`` and read the answer; transport failures as TransientAwsError."""
@@ -304,10 +287,31 @@ class DynamoDBHttpClient:
 
     async def _new_connection(self) -> Connection:
         async with asyncio.timeout(self._connect_timeout):
+            if self._proxy is None:
+                reader, writer = await asyncio.open_connection(
+                    self._host, self._port, ssl=self._ssl_context() if self._https else None
+                )
+                return Connection(reader, writer)
+            proxy = self._proxy
+            proxy_port = proxy.port or (443 if proxy.scheme == "https" else 80)
             reader, writer = await asyncio.open_connection(
-                self._host, self._port, ssl=self._ssl_context() if self._https else None
+                proxy.hostname, proxy_port, ssl=self._ssl_context() if proxy.scheme == "https" else None
             )
-        return Connection(reader, writer)
+            if self._https:
+                await self._tunnel(reader, writer)
+                await writer.start_tls(self._ssl_context(), server_hostname=self._host)
+            return Connection(reader, writer)
+
+    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Ask the proxy for a tunnel to the endpoint (HTTP CONNECT, RFC 9110 9.3.6)."""
+        authority = host_header(self._host, self._port, -1)
+        writer.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode("latin-1"))
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = head.split(b" ", 2)[1] if head.count(b" ") >= 1 else b""
+        if not status.startswith(b"2"):
+            writer.close()
+            raise ConnectionRefusedError(f"the proxy refused a tunnel to {authority}: {head.splitlines()[0]!r}")
 
     def _ssl_context(self) -> ssl.SSLContext:
         """Built on the first HTTPS connection (loading CA certificates costs milliseconds):

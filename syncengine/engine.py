@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aioboto3
 
@@ -36,9 +36,6 @@ from syncengine.reads import get_cached_records, get_records_by_execution, get_s
 from syncengine.retry import CallContext
 from syncengine.run import RunRequest, require_configured_scope, run
 from syncengine.runtime import Runtime, SyncProgress, open_runtime
-
-if TYPE_CHECKING:  # pragma: no cover
-    from syncengine.discovery import DrsFirst
 
 EC2_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}", re.ASCII)
 
@@ -172,21 +169,19 @@ async def sync_scope_in_runtime(
     targets: list[AccountTarget],
     executions: SyncExecutions | None = None,
     record_run: bool = True,
-    drs_first: DrsFirst | None = None,
     fanout_run: str | None = None,
 ) -> SyncReport:
     """``sync_scope`` inside an open runtime, with the targets (and the execution history's
     index, when given) already read: the refresh function syncs every scope of one batch in one
     runtime and reads them once. Same lease, same reconciliation. ``record_run`` False: not
-    reported as the newest scoped sync (a fan-out slice of a full run). ``drs_first``: the batch's
-    gate; ``fanout_run``: the fan-out run it is a slice of (see ``RunRequest``)."""
+    reported as the newest scoped sync (a fan-out slice of a full run); ``fanout_run``: the fan-out
+    run it is a slice of (see ``RunRequest``)."""
     request = RunRequest(
         full=False,
         account_id=scope.account_id,
         region=scope.region,
         server_ids=server_ids,
         record_run=record_run,
-        drs_first=drs_first,
         fanout_run=fanout_run,
     )
     return await run(rt, request, targets=targets, executions=executions)

@@ -10,7 +10,6 @@
     │   └── ExecutionNotFoundError
     ├── SyncInProgressError           a full sync holds the lease (HTTP 409)
     ├── ExecutionInProgressError      terminate asked of an execution still running (HTTP 409)
-    ├── DeadlineExceededError         the run's deadline passed before the work finished
     └── AwsError                      an AWS call failed; carries account, region, operation, code
         ├── TransientAwsError         worth retrying: throttling, 5xx, connection resets, timeouts
         │   ├── ThrottledError        the service asked us to slow down (may carry Retry-After)
@@ -82,10 +81,6 @@ class ExecutionInProgressError(SyncEngineError):
         super().__init__(message)
         self.execution_id = execution_id
         self.execution_status = execution_status
-
-
-class DeadlineExceededError(SyncEngineError):
-    error_code = "DEADLINE_EXCEEDED"
 
 
 class AwsError(SyncEngineError):
@@ -174,7 +169,6 @@ __all__ = [
     "AwsError",
     "ClockSkewError",
     "ConfigurationError",
-    "DeadlineExceededError",
     "ExecutionInProgressError",
     "ExecutionNotFoundError",
     "InvalidRequestError",

@@ -7,7 +7,7 @@ per launch job (``job#<jobId>``), per recovery instance (``ri#<id>``) and per so
 region (``srv#<serverId>#<region>``), each naming the most recent execution (by ``startTime``,
 ties by ``executionId``) that lists it; markers for jobs no execution named when first seen
 (``job#<jobId>`` with ``firstSeen`` and no execution); and ``meta#state``, the index's own state,
-including ``activeExecutions``: the executions not yet finished (``ACTIVE_STATUSES``) as the last
+including ``activeExecutions``: the executions not yet finished (``executions.is_active``) as the last
 rebuild saw them, kept current by every refresh, so "what is running now" needs no Scan.
 
 Reads: a scope's keys (``lookup``), the state. Writes: a refresh by execution id (a Query of the
@@ -34,7 +34,6 @@ from syncengine.dynamo import (
     Dynamo,
     chunked,
     from_item,
-    is_condition_failed,
 )
 from syncengine.errors import AwsError, ExecutionNotFoundError
 from syncengine.execution_index_items import (
@@ -48,10 +47,9 @@ from syncengine.execution_index_items import (
     order,
     second_keys,
 )
-from syncengine.executions import ExecutionIndex, ExecutionRef
+from syncengine.executions import ExecutionIndex, ExecutionRef, is_active
 from syncengine.logging import get_logger
 from syncengine.orchestration import load_execution_items, scan_execution_history
-from syncengine.terminate_rules import ACTIVE_STATUSES
 
 log = get_logger(__name__)
 
@@ -148,20 +146,15 @@ class ExecutionIndexTable:
     async def put_latest(self, key: str, ref: ExecutionRef) -> bool:
         """Write ``key`` -> ``ref`` only if the stored entry is absent or older; False when a newer
         (or the same) execution is stored already."""
-        try:
-            await self.dynamo.call(
-                "put_item",
-                TableName=self.table,
-                Item=entry_item(key, ref),
-                ConditionExpression=_NEWER_CONDITION,
-                ExpressionAttributeNames=_NEWER_NAMES,
-                ExpressionAttributeValues={":start": {"N": str(ref.start_time)}, ":eid": {"S": ref.execution_id}},
-            )
-        except AwsError as exc:
-            if is_condition_failed(exc):
-                return False
-            raise
-        return True
+        written = await self.dynamo.write_if(
+            "put_item",
+            TableName=self.table,
+            Item=entry_item(key, ref),
+            ConditionExpression=_NEWER_CONDITION,
+            ExpressionAttributeNames=_NEWER_NAMES,
+            ExpressionAttributeValues={":start": {"N": str(ref.start_time)}, ":eid": {"S": ref.execution_id}},
+        )
+        return written is not None
 
     async def put_all_latest(self, found: Mapping[str, ExecutionRef]) -> int:
         written = 0
@@ -235,44 +228,35 @@ class ExecutionIndexTable:
         ran for that long) and no other is running: one conditional update, so two syncs never
         both rebuild."""
         last = "lastEarlyRebuildTime" if early else "lastRebuildTime"
-        try:
-            await self.dynamo.call(
-                "update_item",
-                TableName=self.table,
-                Key={KEY: {"S": STATE_KEY}},
-                UpdateExpression="SET #claimed = :now" + (", #last = :now" if early else ""),
-                ConditionExpression=(
-                    "(attribute_not_exists(#last) OR #last <= :due) "
-                    "AND (attribute_not_exists(#claimed) OR #claimed <= :stale)"
-                ),
-                ExpressionAttributeNames={"#claimed": "rebuildClaimedAt", "#last": last},
-                ExpressionAttributeValues={
-                    ":now": {"N": str(now)},
-                    ":due": {"N": str(now - every_seconds)},
-                    ":stale": {"N": str(now - CLAIM_SECONDS)},
-                },
-            )
-        except AwsError as exc:
-            if is_condition_failed(exc):
-                return False
-            raise
-        return True
+        written = await self.dynamo.write_if(
+            "update_item",
+            TableName=self.table,
+            Key={KEY: {"S": STATE_KEY}},
+            UpdateExpression="SET #claimed = :now" + (", #last = :now" if early else ""),
+            ConditionExpression=(
+                "(attribute_not_exists(#last) OR #last <= :due) "
+                "AND (attribute_not_exists(#claimed) OR #claimed <= :stale)"
+            ),
+            ExpressionAttributeNames={"#claimed": "rebuildClaimedAt", "#last": last},
+            ExpressionAttributeValues={
+                ":now": {"N": str(now)},
+                ":due": {"N": str(now - every_seconds)},
+                ":stale": {"N": str(now - CLAIM_SECONDS)},
+            },
+        )
+        return written is not None
 
     async def release_claim(self, claimed_at: float) -> None:
         """Give up our claim (a failed rebuild): the next sync may try again at once."""
-        try:
-            await self.dynamo.call(
-                "update_item",
-                TableName=self.table,
-                Key={KEY: {"S": STATE_KEY}},
-                UpdateExpression="REMOVE #claimed",
-                ConditionExpression="#claimed = :ours",
-                ExpressionAttributeNames={"#claimed": "rebuildClaimedAt"},
-                ExpressionAttributeValues={":ours": {"N": str(claimed_at)}},
-            )
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
+        await self.dynamo.write_if(
+            "update_item",
+            TableName=self.table,
+            Key={KEY: {"S": STATE_KEY}},
+            UpdateExpression="REMOVE #claimed",
+            ConditionExpression="#claimed = :ours",
+            ExpressionAttributeNames={"#claimed": "rebuildClaimedAt"},
+            ExpressionAttributeValues={":ours": {"N": str(claimed_at)}},
+        )
 
     async def rebuild(
         self, claimed_at: float, index: ExecutionIndex | None = None, active: set[str] | None = None
@@ -359,11 +343,6 @@ class ExecutionIndexTable:
             ExpressionAttributeNames={"#built": "lastRebuildTime", "#keys": "keys", "#claimed": "rebuildClaimedAt"},
             ExpressionAttributeValues={":claimed": {"N": str(claimed_at)}, ":keys": {"N": str(report.keys)}},
         )
-
-
-def is_active(item: Mapping[str, Any]) -> bool:
-    """An execution item whose status says it is still running."""
-    return str(item.get("status", "")).upper() in ACTIVE_STATUSES
 
 
 def active_ids(history: Iterable[Mapping[str, Any]]) -> set[str]:

@@ -19,6 +19,17 @@ from typing import Any, Protocol
 
 from syncengine.models import Attribution
 
+# Execution statuses of the orchestration that mean "still running" (the contract's list).
+ACTIVE_STATUSES = frozenset(
+    {"PENDING", "POLLING", "INITIATED", "LAUNCHING", "STARTED", "IN_PROGRESS", "RUNNING", "PAUSED", "CANCELLING"}
+)
+
+
+def is_active(item: Mapping[str, Any]) -> bool:
+    """An execution item whose status says it is still running: the one rule behind terminate's
+    refusal, the execution index's ``activeExecutions`` and the fan-out sweep's running scopes."""
+    return str(item.get("status") or "").upper() in ACTIVE_STATUSES
+
 
 @dataclass(frozen=True)
 class ExecutionRef:

@@ -38,8 +38,9 @@ from syncengine.accounts import load_targets, plan_scopes
 from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
 from syncengine.errors import AwsError, ExecutionNotFoundError
-from syncengine.execution_index import ExecutionIndexTable, is_active
+from syncengine.execution_index import ExecutionIndexTable
 from syncengine.execution_sync import index_table, rebuild_if_due
+from syncengine.executions import is_active
 from syncengine.fanout_runs import FANOUT_COUNT_CHUNK
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, ScopeResult, SyncReport, utc_now_iso

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncengine.dynamo import Dynamo, from_item, is_condition_failed, to_item
-from syncengine.errors import AwsError
+from syncengine.dynamo import Dynamo, from_item, to_item
 from syncengine.models import ScopeResult
 
 RUN_PK = "RUN"  # the status table's run partition (syncengine.status)
@@ -125,13 +124,8 @@ class FanoutRuns:
         attributes it returns, or None when the condition refused it."""
         params["ExpressionAttributeValues"] = {**params["ExpressionAttributeValues"], ":run": {"S": run_id}}
         key = to_item({"pk": RUN_PK, "sk": FANOUT_SK})
-        try:
-            response = await self.dynamo.call("update_item", TableName=self.table, Key=key, **params)
-        except AwsError as exc:
-            if is_condition_failed(exc):
-                return None
-            raise
-        return from_item(response["Attributes"])
+        response = await self.dynamo.write_if("update_item", TableName=self.table, Key=key, **params)
+        return None if response is None else from_item(response["Attributes"])
 
     async def fanout_run(self, *, consistent: bool = False) -> dict[str, Any] | None:
         """The current (or last) fan-out run's record, without its scope markers (``consistent``:

@@ -3,10 +3,9 @@
 A cold sync allocates tens of millions of short-lived containers (parsed responses, records,
 items); almost all are freed by reference counting, but each one counts toward CPython's
 generation-0 threshold (700 by default), so the cyclic collector runs thousands of times per
-run and, as the heap grows, each young collection scans more survivors. Measured on a cold sync
-of 25,000 instances: 9.7 s of 25.9 s CPU in 6,176 collections with the defaults; 1.3 s in 30
-collections with a generation-0 threshold of 50,000, for ~20 MB more peak RSS
-(``benchmarks/RESULTS.md``). Cyclic garbage is still collected, just in larger, rarer batches.
+run and, as the heap grows, each young collection scans more survivors. A high generation-0
+threshold makes those collections rare for a little more peak memory (the numbers are in
+``benchmarks/RESULTS.md``). Cyclic garbage is still collected, just in larger, rarer batches.
 
 The thresholds are raised while at least one run is open in the process and restored when the
 last one closes (runs may overlap: tests and the handlers' self-checks run several at once), and

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import anyio
 
-from syncengine.dynamo import Dynamo, from_item, is_condition_failed, to_item
-from syncengine.errors import AwsError, SyncInProgressError
+from syncengine.dynamo import Dynamo, from_item, to_item
+from syncengine.errors import SyncInProgressError
 from syncengine.logging import get_logger
 from syncengine.models import Scope, utc_now_iso
 
@@ -55,51 +55,45 @@ class Leases:
     async def acquire_full_sync_lease(self, owner: str, *, seconds: float | None = None) -> FullSyncLease:
         now = time.time()
         expires_at = now + (seconds or self.lease_seconds)
-        try:
-            await self.dynamo.call(
-                "put_item",
-                TableName=self.table,
-                Item=to_item(
-                    {
-                        "pk": LEASE_PK,
-                        "sk": FULL_SYNC_SK,
-                        "owner": owner,
-                        "expiresAt": int(expires_at),
-                        "acquiredAt": utc_now_iso(),
-                        "ttl": int(expires_at) + 86400,
-                    }
-                ),
-                # Only one full sync at a time; a lease whose holder died expires on its own; and
-                # our own lease again, when a retry follows an attempt whose answer was lost.
-                ConditionExpression="attribute_not_exists(#pk) OR #exp < :now OR #owner = :owner",
-                ExpressionAttributeNames={"#pk": "pk", "#exp": "expiresAt", "#owner": "owner"},
-                ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
-            )
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
+        written = await self.dynamo.write_if(
+            "put_item",
+            TableName=self.table,
+            Item=to_item(
+                {
+                    "pk": LEASE_PK,
+                    "sk": FULL_SYNC_SK,
+                    "owner": owner,
+                    "expiresAt": int(expires_at),
+                    "acquiredAt": utc_now_iso(),
+                    "ttl": int(expires_at) + 86400,
+                }
+            ),
+            # Only one full sync at a time; a lease whose holder died expires on its own; and
+            # our own lease again, when a retry follows an attempt whose answer was lost.
+            ConditionExpression="attribute_not_exists(#pk) OR #exp < :now OR #owner = :owner",
+            ExpressionAttributeNames={"#pk": "pk", "#exp": "expiresAt", "#owner": "owner"},
+            ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
+        )
+        if written is None:
             holder = await self.full_sync_holder()
             raise SyncInProgressError(
                 "A full sync is already running; try again when it finishes.",
                 holder=holder.owner if holder else None,
                 expires_at=holder.expires_at if holder else None,
-            ) from exc
+            )
         return FullSyncLease(owner, expires_at)
 
     async def release_full_sync_lease(self, owner: str) -> None:
-        try:
-            await self.dynamo.call(
-                "delete_item",
-                TableName=self.table,
-                Key=to_item({"pk": LEASE_PK, "sk": FULL_SYNC_SK}),
-                # Never release a lease that expired and was taken by another run.
-                ConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
+        written = await self.dynamo.write_if(
+            "delete_item",
+            TableName=self.table,
+            Key=to_item({"pk": LEASE_PK, "sk": FULL_SYNC_SK}),
+            # Never release a lease that expired and was taken by another run.
+            ConditionExpression="#owner = :owner",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":owner": {"S": owner}},
+        )
+        if written is None:
             log.warning("full_sync_lease_lost", owner=owner)
 
     async def full_sync_holder(self) -> FullSyncLease | None:
@@ -129,32 +123,29 @@ class Leases:
         delay = 0.05
         while True:
             now = time.time()
-            try:
-                await self.dynamo.call(
-                    "update_item",
-                    TableName=self.table,
-                    Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
-                    UpdateExpression="SET #owner = :owner, #exp = :exp, #acct = :acct, #region = :region",
-                    # Free, expired (its holder died), or already ours.
-                    ConditionExpression="attribute_not_exists(#exp) OR #exp < :now OR #owner = :owner",
-                    ExpressionAttributeNames={
-                        "#owner": "leaseOwner",
-                        "#exp": "leaseExpiresAt",
-                        "#acct": "accountId",
-                        "#region": "region",
-                    },
-                    ExpressionAttributeValues={
-                        ":owner": {"S": owner},
-                        ":exp": {"N": str(int(expires_at or now + self.lease_seconds))},
-                        ":now": {"N": str(int(now))},
-                        ":acct": {"S": scope.account_id},
-                        ":region": {"S": scope.region},
-                    },
-                )
+            written = await self.dynamo.write_if(
+                "update_item",
+                TableName=self.table,
+                Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
+                UpdateExpression="SET #owner = :owner, #exp = :exp, #acct = :acct, #region = :region",
+                # Free, expired (its holder died), or already ours.
+                ConditionExpression="attribute_not_exists(#exp) OR #exp < :now OR #owner = :owner",
+                ExpressionAttributeNames={
+                    "#owner": "leaseOwner",
+                    "#exp": "leaseExpiresAt",
+                    "#acct": "accountId",
+                    "#region": "region",
+                },
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":exp": {"N": str(int(expires_at or now + self.lease_seconds))},
+                    ":now": {"N": str(int(now))},
+                    ":acct": {"S": scope.account_id},
+                    ":region": {"S": scope.region},
+                },
+            )
+            if written is not None:
                 return True
-            except AwsError as exc:
-                if not is_condition_failed(exc):
-                    raise
             if anyio.current_time() + delay > deadline or await self._held_by_family(scope, owner):
                 return False
             await anyio.sleep(delay)

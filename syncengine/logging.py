@@ -16,8 +16,8 @@ from types import ModuleType
 from typing import Any
 
 # Optional packages structlog imports eagerly when they are installed, for its development console
-# (pretty tracebacks): ~40-60 ms of a cold start for rich and pygments, in every process,
-# although the engine renders JSON in Lambda and plain text on a terminal. rich stays installed
+# (pretty tracebacks): rich and pygments lengthen every cold start, although the engine renders
+# JSON in Lambda and plain text on a terminal. rich stays installed
 # for the CLI's progress bar, which imports it itself.
 _STRUCTLOG_OPTIONAL = ("rich",)
 

@@ -2,8 +2,7 @@
 
 One JSON line per flush on stdout; CloudWatch turns it into metrics without a PutMetricData call.
 Powertools builds and validates the document (``EphemeralMetrics``: no state shared between
-emitters); its import costs the read path nothing, which loads Powertools already (measured:
-0 more modules after ``import handlers.query``).
+emitters); its import costs the read path nothing, which loads Powertools already.
 Every metric name lives here so the monitoring stack's alarms and dashboard can be checked
 against what the code really emits (tests/unit/test_cfn_*).
 """

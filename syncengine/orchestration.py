@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, is_condition_failed, to_attr, to_item
+from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_attr, to_item
 from syncengine.errors import AwsError, ExecutionNotFoundError, RecoveryPlanNotFoundError
 from syncengine.logging import get_logger
 
@@ -152,20 +152,17 @@ async def _append_job(dynamo: Dynamo, table: str, key: dict[str, Any], job_id: s
             # attribute_exists: never create a phantom execution item if it was deleted meanwhile;
             # attribute_not_exists(#jobs): nobody recorded a first job meanwhile (else read again).
             condition = "attribute_exists(#eid) AND attribute_not_exists(#jobs)"
-        try:
-            await dynamo.call(
-                "update_item",
-                TableName=table,
-                Key=key,
-                UpdateExpression="SET #jobs = list_append(if_not_exists(#jobs, :empty), :job), #at = :at",
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
+        written = await dynamo.write_if(
+            "update_item",
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET #jobs = list_append(if_not_exists(#jobs, :empty), :job), #at = :at",
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        if written is not None:
             return
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
     log.warning("terminate_execution_update_contended", job_id=job_id)
 
 
@@ -176,24 +173,21 @@ async def mark_instances_terminated(dynamo: Dynamo, table: str, keys: Iterable[M
     Details page polls the execution until the flag is true. Returns how many items changed."""
     changed = 0
     for key in keys:
-        try:
-            await dynamo.call(
-                "update_item",
-                TableName=table,
-                Key=to_item({"executionId": key["executionId"], "planId": key["planId"]}),
-                UpdateExpression="SET #done = :true, #at = :at",
-                # attribute_exists: never create a phantom item; the flag not yet true: the first
-                # time wins, as the orchestration sets it only when it is not set.
-                ConditionExpression="attribute_exists(#eid) AND (attribute_not_exists(#done) OR #done <> :true)",
-                ExpressionAttributeNames={
-                    "#done": "instancesTerminated",
-                    "#at": "instancesTerminatedAt",
-                    "#eid": "executionId",
-                },
-                ExpressionAttributeValues={":true": {"BOOL": True}, ":at": to_attr(int(time.time()))},
-            )
+        written = await dynamo.write_if(
+            "update_item",
+            TableName=table,
+            Key=to_item({"executionId": key["executionId"], "planId": key["planId"]}),
+            UpdateExpression="SET #done = :true, #at = :at",
+            # attribute_exists: never create a phantom item; the flag not yet true: the first
+            # time wins, as the orchestration sets it only when it is not set.
+            ConditionExpression="attribute_exists(#eid) AND (attribute_not_exists(#done) OR #done <> :true)",
+            ExpressionAttributeNames={
+                "#done": "instancesTerminated",
+                "#at": "instancesTerminatedAt",
+                "#eid": "executionId",
+            },
+            ExpressionAttributeValues={":true": {"BOOL": True}, ":at": to_attr(int(time.time()))},
+        )
+        if written is not None:
             changed += 1
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
     return changed

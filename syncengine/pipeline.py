@@ -5,8 +5,7 @@ another (only bugs escape). The steps, each a short function:
 
 1. checks that need no lease: the account's configuration, whether the region is enabled;
 2. ``scope_lease``: the scope's lease, so syncs of one scope write in the order they observed;
-3. ``discover_and_read_cache``: DRS/EC2 discovery, and the cache's view of the scope once DRS
-   has answered (``DrsFirst``);
+3. ``discover_and_read_cache``: DRS/EC2 discovery, and the cache's view of the scope beside it;
 4. ``build_records``: one cache record per recovery instance;
 5. ``write_and_reconcile``: changed records written, then (only after discovery and writes
    succeeded for the whole scope) cached records DRS no longer reports deleted, so a throttled
@@ -28,7 +27,7 @@ from typing import Any
 import anyio
 
 from syncengine.concurrency import run_concurrently
-from syncengine.discovery import DrsFirst, FirstAnswer, ScopeDiscovery, discover_scope
+from syncengine.discovery import ScopeDiscovery, discover_scope
 from syncengine.enrich import build_record
 from syncengine.errors import AwsError
 from syncengine.executions import ExecutionIndex, ExecutionSource
@@ -92,21 +91,18 @@ async def sync_one_scope(
     *,
     run_id: str,
     server_ids: list[str] | None,
-    first_answer: FirstAnswer | None = None,
 ) -> ScopeResult:
-    first_answer = first_answer or FirstAnswer()
     attempt = ScopeAttempt(scope, server_ids, run_id)
     async with scope_recorded(rt, attempt):
         try:
-            attempt.result = await _checked_sync(rt, attempt, account, executions, first_answer)
+            attempt.result = await _checked_sync(rt, attempt, account, executions)
         finally:
-            first_answer.set()  # a skipped or failed scope must not hold the others' follow-ups
             await rt.aws.release(("drs", "ec2"), scope.region, account)
     return attempt.result
 
 
 async def _checked_sync(
-    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, executions: ExecutionSource, first_answer: FirstAnswer
+    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, executions: ExecutionSource
 ) -> ScopeResult:
     scope = attempt.scope
     if account.config_error:
@@ -118,7 +114,7 @@ async def _checked_sync(
         if not granted:
             return attempt.failed(ScopeOutcome.SKIPPED, "ScopeBusy", BUSY_MESSAGE)
         observed_at = int(time.time() * 1000)
-        discovery, cached, index = await discover_and_read_cache(rt, attempt, account, first_answer, executions)
+        discovery, cached, index = await discover_and_read_cache(rt, attempt, account, executions)
         records = build_records(scope, discovery, index, observed_at)
         log.debug("scope_discovered", initialized=discovery.initialized, found=len(records))
         del discovery  # the raw DRS/EC2 data is not needed while the writes wait
@@ -197,34 +193,27 @@ async def prefetch_credentials(rt: Runtime, account: AccountTarget) -> None:
 
 
 async def discover_and_read_cache(
-    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, first_answer: FirstAnswer, executions: ExecutionSource
+    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, executions: ExecutionSource
 ) -> tuple[ScopeDiscovery, dict[str, CachedEntry], ExecutionIndex]:
     """DRS/EC2 discovery, the cache's view of the scope (the scope lease keeps other writers out
     meanwhile) and the execution index's entries of the recovery instances DRS listed. The reads
-    are follow-up work (see ``DrsFirst``): they start once DRS has answered, and then overlap the
-    rest of discovery, off the scope's critical path (under a rate limit, inside the wait)."""
+    overlap discovery, off the scope's critical path (under a rate limit, inside the wait)."""
     found: dict[str, Any] = {}
 
     async def lookup(recovery_instances: list[dict[str, Any]]) -> None:
-        await first_answer.follow()
         found["index"] = await executions.for_instances(rt.dynamo, attempt.scope.region, recovery_instances)
 
     async def discover() -> None:
-        try:
-            found["discovery"] = await discover_scope(
-                rt.aws,
-                attempt.scope,
-                account,
-                limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
-                server_ids=attempt.server_ids,
-                first_answer=first_answer,
-                on_listed=lookup,
-            )
-        finally:
-            first_answer.set()
+        found["discovery"] = await discover_scope(
+            rt.aws,
+            attempt.scope,
+            account,
+            limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
+            server_ids=attempt.server_ids,
+            on_listed=lookup,
+        )
 
     async def read_cache() -> None:
-        await first_answer.follow()
         found["cached"] = await rt.store.scope_entries(attempt.scope)
 
     await run_concurrently((discover, read_cache))
@@ -291,18 +280,13 @@ async def sync_scopes(
     server_ids: list[str] | None = None,
     progress: SyncProgress | None = None,
     results: dict[Scope, ScopeResult],
-    drs_first: DrsFirst | None = None,
 ) -> None:
     """Every planned scope concurrently in this event loop, each result put in ``results`` as it
-    finishes (so a deadline that cuts the rest short loses none of the finished ones). ``drs_first``,
-    when the caller has run-wide work to hold back until the scopes heard from DRS, is theirs."""
-    drs_first = drs_first or DrsFirst(len(planned))
+    finishes (so a deadline that cuts the rest short loses none of the finished ones)."""
 
     async def run_scope(scope: Scope, account: AccountTarget) -> None:
         with structlog.contextvars.bound_contextvars(account_id=scope.account_id, region=scope.region):
-            result = await sync_one_scope(
-                rt, scope, account, executions, run_id=run_id, server_ids=server_ids, first_answer=drs_first.scope()
-            )
+            result = await sync_one_scope(rt, scope, account, executions, run_id=run_id, server_ids=server_ids)
         results[scope] = result
         if progress is not None:
             progress.advance(result)

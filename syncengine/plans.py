@@ -211,11 +211,6 @@ async def plan_servers(rt: Runtime, plan: Mapping[str, Any]) -> dict[str, Scope]
     return selected.explicit
 
 
-async def plan_server_ids(rt: Runtime, plan: Mapping[str, Any]) -> list[str]:
-    """Every source server of a plan, in wave order, without duplicates."""
-    return list(await plan_servers(rt, plan))
-
-
 def unverified_server_ids(
     servers: Mapping[str, Scope],
     records: Sequence[Mapping[str, Any]],
@@ -326,7 +321,6 @@ def _report_lookups(
 __all__ = [
     "check_existing_instances",
     "existing_instances_body",
-    "plan_server_ids",
     "plan_servers",
     "selection_tags",
     "tags_match",

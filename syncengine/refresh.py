@@ -29,7 +29,6 @@ import structlog
 from syncengine.accounts import load_targets, plan_scopes
 from syncengine.concurrency import run_concurrently
 from syncengine.config import SyncSettings
-from syncengine.discovery import DrsFirst
 from syncengine.engine import sync_scope_in_runtime
 from syncengine.errors import AwsError, InvalidRequestError
 from syncengine.execution_sync import SyncExecutions, open_for_sync
@@ -151,15 +150,12 @@ async def _servers_of(rt: Runtime, work: ScopeWork) -> list[str] | None:
     return sorted(servers)
 
 
-async def _sync(
-    rt: Runtime, work: ScopeWork, server_ids: list[str] | None, batch: _Batch, drs_first: DrsFirst
-) -> ScopeRefresh:
+async def _sync(rt: Runtime, work: ScopeWork, server_ids: list[str] | None, batch: _Batch) -> ScopeRefresh:
     scope = work.scope
     ids = tuple(work.message_ids)
     named = None if server_ids is None else tuple(server_ids)
     if not plan_scopes(batch.targets, rt.settings, account_id=scope.account_id, region=scope.region):
         log.warning("refresh_scope_not_configured", messages=len(ids))
-        drs_first.scope().set()  # it will ask DRS nothing: the others' follow-ups must not wait for it
         return ScopeRefresh(scope, RefreshStatus.NOT_CONFIGURED, ids, named)
     # Only fan-out messages: a slice of a full run, which its run record reports.
     fanout_only = len(work.run_messages) == len(ids)
@@ -171,7 +167,6 @@ async def _sync(
         targets=batch.targets,
         executions=batch.executions,
         record_run=not fanout_only,
-        drs_first=drs_first,
         fanout_run=fanout_runs.pop() if fanout_only and len(fanout_runs) == 1 else None,
     )
     status = RefreshStatus.SYNCED if report.status is RunStatus.SUCCESS else RefreshStatus.FAILED
@@ -252,16 +247,11 @@ async def _sync_pending(
             done[item.scope] = _failed(item, str(exc))
         return
 
-    # One DRS-first gate for the batch's scopes (``DrsFirst``): each is its own run, and a fan-out
-    # batch holds hundreds; ordered each only against itself, the first scopes' follow-up reads
-    # queued on DynamoDB ahead of the later scopes' lease writes (fanout, 8 workers: lease writes
-    # took up to 8 s, and the scopes' first DRS calls spread over 10 s).
-    drs_first = DrsFirst(len(pending))
     batch = _Batch(targets, executions)
 
     async def sync(item: ScopeWork) -> None:
         with structlog.contextvars.bound_contextvars(account_id=item.scope.account_id, region=item.scope.region):
-            done[item.scope] = await _sync(rt, item, servers[item.scope], batch, drs_first)
+            done[item.scope] = await _sync(rt, item, servers[item.scope], batch)
 
     await run_concurrently(functools.partial(sync, item) for item in pending)
 

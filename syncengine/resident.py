@@ -84,7 +84,7 @@ class Resident:
         return self._pool
 
     def run(self, function: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> Any:
-        if asyncio._get_running_loop() is not None:
+        if _loop_running():
             # Checked before the lock: a call from inside a running call would wait for itself.
             raise RuntimeError("run_blocking cannot be called from a running event loop; await the function")
         with self._lock:
@@ -170,3 +170,12 @@ def run_blocking(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> 
     """Run an async engine function from synchronous code (a Lambda handler) on the process's
     resident event loop, with its client pool (see the module docstring)."""
     return resident().run(function, *args, **kwargs)
+
+
+def _loop_running() -> bool:
+    """Whether this thread is inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

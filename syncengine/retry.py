@@ -210,12 +210,16 @@ def error_from_response(
     return PermanentAwsError(message, code=code, status_code=status, **where)
 
 
+def full_jitter(settings: RetrySettings, retries_so_far: int) -> float:
+    """AWS's "full jitter": uniform(0, min(cap, base * 2**retries_so_far)) seconds."""
+    return random.uniform(0, min(settings.max_delay, settings.base_delay * (2**retries_so_far)))
+
+
 def full_jitter_wait(settings: RetrySettings) -> Callable[[RetryCallState], float]:
-    """AWS's "full jitter": uniform(0, min(cap, base * 2**attempt)); at least Retry-After."""
+    """``full_jitter`` between attempts; at least Retry-After."""
 
     def wait(state: RetryCallState) -> float:
-        ceiling = min(settings.max_delay, settings.base_delay * (2 ** (state.attempt_number - 1)))
-        delay = random.uniform(0, ceiling)
+        delay = full_jitter(settings, state.attempt_number - 1)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, ThrottledError) and exc.retry_after is not None:
             # Spread the herd a little beyond the server's hint instead of all waking at once.
@@ -272,10 +276,6 @@ async def call_with_retry(
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
 
-def is_throttle(exc: BaseException) -> bool:
-    return isinstance(exc, ThrottledError)
-
-
 __all__ = [
     "ACCESS_DENIED_CODES",
     "CLOCK_SKEW_CODES",
@@ -285,6 +285,6 @@ __all__ = [
     "call_with_retry",
     "classify",
     "error_from_response",
+    "full_jitter",
     "full_jitter_wait",
-    "is_throttle",
 ]

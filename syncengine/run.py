@@ -2,8 +2,7 @@
 
 A run reads the target accounts (unless its caller already did), plans its scopes and opens the
 execution index (``syncengine.execution_index``: each scope reads its own keys), then syncs every
-scope (``syncengine.pipeline``) in this process or, for a large full sync on several vCPUs, in
-worker processes (``syncengine.shards``). A full sync holds the full-sync lease and, having read
+scope (``syncengine.pipeline``) in this event loop. A full sync holds the full-sync lease and, having read
 the configuration successfully, removes the scopes it no longer names. After the scopes, a run may
 rebuild the execution index (at most once per ``EXECUTION_INDEX_REBUILD_SECONDS``, claimed). The
 run's deadline is a cancel scope; the report, the run's status, the metrics and the one summary
@@ -22,7 +21,6 @@ from typing import Any
 from syncengine import metrics as m
 from syncengine.accounts import load_targets, plan_scopes
 from syncengine.concurrency import run_concurrently
-from syncengine.discovery import DrsFirst
 from syncengine.errors import AwsError, InvalidRequestError, SyncInProgressError
 from syncengine.execution_sync import SyncExecutions, open_for_sync, rebuild_if_due, settle_unknown
 from syncengine.executions import ExecutionSource
@@ -31,7 +29,6 @@ from syncengine.logging import get_logger, structlog
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult, SyncReport, utc_now_iso
 from syncengine.pipeline import sync_scopes
 from syncengine.runtime import Runtime, SyncProgress, deadline_scope, lease_seconds, shielded_cleanup
-from syncengine.shards import run_in_processes, shard_by_account, worker_count
 from syncengine.terminate_completion import follow_terminations
 
 log = get_logger(__name__)
@@ -42,9 +39,6 @@ NO_SCOPES_MESSAGE = (
 )
 SETUP_DEADLINE_MESSAGE = "the run's deadline passed while loading accounts and execution history"
 UNSTARTED_MESSAGE = "the run's deadline passed before this scope started"
-# How long the first sync's index write waits for the scopes' first DRS answers (a scope held up,
-# e.g. by another sync's lease, must not hold the index back for the whole run).
-FIRST_INDEX_MAX_WAIT = 5.0
 Planned = list[tuple[Scope, AccountTarget]]
 
 
@@ -69,11 +63,6 @@ class RunRequest:
     # False for a fan-out worker's slice of a full sync: the fan-out run's record reports it, and
     # as a scoped run it would hide the real newest scoped/wave/event sync (``lastScopedSync``).
     record_run: bool = True
-    # The DRS-first gate (``syncengine.discovery.DrsFirst``) when this run is one of several run
-    # together (the refresh function's batch: one run per scope): without it each run's scope would
-    # be ordered only against itself, and its follow-up reads would queue, on DynamoDB, ahead of
-    # the other scopes' lease writes and first DRS calls.
-    drs_first: DrsFirst | None = None
     # The fan-out run this run is a slice of: its scope leases are named after it, so a second
     # delivery of the same message gives way instead of syncing the scope again (``leases``).
     fanout_run: str | None = None
@@ -146,7 +135,7 @@ async def _plan_and_sync(
     if executions.scanned is not None:
         await _sync_writing_first_index(rt, state, executions)
     else:
-        await _sync_planned(rt, state, executions.source, state.request.drs_first)
+        await _sync_planned(rt, state, executions.source)
     if request.full:
         await _remove_after_full_sync(rt, state, targets)
         # Terminate jobs followed until complete (``instancesTerminated`` on the execution).
@@ -160,21 +149,13 @@ async def _plan_and_sync(
 async def _sync_writing_first_index(rt: Runtime, state: RunState, executions: SyncExecutions) -> None:
     """The first sync ever: its Scan of the history is in hand before the scopes, so the index is
     written beside them (in their waits for DRS) instead of after them; the jobs they met that no
-    execution names are settled once they are done.
-
-    The index's writes (thousands of items on a large history) wait until every scope has had its
-    first DRS answer: started at once, they queued ahead of the scopes' lease writes, on DynamoDB
-    and in the client's limiter, and so delayed the scopes' first DRS calls and with them the
-    start of their back-off clocks (latency_bound: the lease writes took up to 1.3 s instead of
-    0.6 s)."""
+    execution names are settled once they are done."""
     written: list[Any] = []
-    drs_first = state.request.drs_first or DrsFirst(len(state.planned))
 
     async def first_index() -> None:
-        await drs_first.everyone_answered(max_wait=FIRST_INDEX_MAX_WAIT)
         written.append(await rebuild_if_due(rt.dynamo, rt.settings, executions))
 
-    sync = functools.partial(_sync_planned, rt, state, executions.source, drs_first)
+    sync = functools.partial(_sync_planned, rt, state, executions.source)
     await run_concurrently((sync, first_index))
     if written and written[0] is not None and executions.scanned is not None:
         await settle_unknown(rt.dynamo, rt.settings, executions.scanned)
@@ -191,21 +172,8 @@ async def _remove_after_full_sync(rt: Runtime, state: RunState, targets: list[Ac
         await remove_unconfigured_scopes(rt, state.planned, targets, state.removed)
 
 
-async def _sync_planned(
-    rt: Runtime, state: RunState, executions: ExecutionSource, drs_first: DrsFirst | None = None
-) -> None:
-    """In this event loop, or in worker processes (a whole-scope sync big enough to pay for them).
-    ``drs_first``: see ``sync_scopes``."""
+async def _sync_planned(rt: Runtime, state: RunState, executions: ExecutionSource) -> None:
     request = state.request
-    workers = worker_count(rt.settings, len(state.planned)) if request.server_ids is None else 1
-    if workers > 1:
-        if drs_first is not None:
-            drs_first.release()
-        shards = shard_by_account(state.planned, workers)
-        await run_in_processes(
-            rt, shards, executions, run_id=state.run_id, progress=request.progress, results=state.results
-        )
-        return
     await sync_scopes(
         rt,
         state.planned,
@@ -214,7 +182,6 @@ async def _sync_planned(
         server_ids=request.server_ids,
         progress=request.progress,
         results=state.results,
-        drs_first=drs_first,
     )
 
 

@@ -9,13 +9,12 @@ Time: a run's deadline is a cancel scope (``deadline_scope``); leases live as lo
 holder plus a margin (``lease_seconds``); cleanup that must happen after the deadline (status
 writes, lease release) runs shielded within ``cleanup_budget``.
 
-The read path (status, check-existing, the terminate preview) needs only this module: the sync's
-discovery, record building and sharding are imported by ``syncengine.pipeline`` and
-``syncengine.run``, which it never loads. A ``read_only`` runtime reads DynamoDB through
-``syncengine.dynamodb_http`` when the environment allows it, and builds the aiobotocore clients
-only if something asks for one (the current account, for a plan without an account), so a cold
-read-only handler never imports aiobotocore. Every other runtime (syncs, refresh, terminate) uses
-that client too, for its writes as well, as a CPU fast path (``SYNC_FAST_PATHS``).
+Every runtime reads and writes DynamoDB through ``syncengine.dynamodb_http``. The read path
+(status, check-existing, the terminate preview) needs only this module: the sync's discovery and
+record building are imported by ``syncengine.pipeline`` and ``syncengine.run``, which it never
+loads. A ``read_only`` runtime builds the aiobotocore clients only if something asks for one (the
+current account, for a plan without an account), so a cold read-only handler never imports
+aiobotocore.
 """
 
 from __future__ import annotations
@@ -77,18 +76,13 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """The run's resources; ``read_only``: for the read path (see the module docstring)."""
     stats = CallStats()
-    light = read_only and session is None and _light_reads_enabled(settings)
-    with relaxed_gc() if settings.gc_tuning else contextlib.nullcontext():
+    with relaxed_gc():
         async with contextlib.AsyncExitStack() as stack:
-            if light:
+            if read_only:
                 aws: Any = await stack.enter_async_context(DeferredAwsClients(settings, session, stats))
-                client = await _light_dynamodb(settings, stack)
             else:
                 aws = await stack.enter_async_context(_aws_clients(settings, session, stats))
-                if not read_only and session is None and settings.fast_paths and _light_client_usable(settings):
-                    client = await _light_dynamodb(settings, stack, writes=True)
-                else:
-                    client = await aws.client("dynamodb", settings.home_region)
+            client = await _dynamodb_client(settings, stack, writes=not read_only)
             # One limiter for the cache's writes and the run's other reads (accounts, executions).
             dynamo = _dynamo(client, settings, stats, max(settings.write_concurrency, 4))
             yield Runtime(
@@ -120,21 +114,9 @@ def _aws_clients(settings: SyncSettings, session: aioboto3.Session | None, stats
     return AwsClients(settings, session=session, stats=stats)
 
 
-def _light_reads_enabled(settings: SyncSettings) -> bool:
-    from syncengine.dynamodb_http import light_reads_enabled
-
-    return light_reads_enabled(settings)
-
-
-def _light_client_usable(settings: SyncSettings) -> bool:
-    from syncengine.dynamodb_http import light_client_usable
-
-    return light_client_usable(settings)
-
-
 class DeferredAwsClients:
-    """``AwsClients`` built on first use: a read-only run whose DynamoDB calls go through the light
-    client needs aiobotocore only for the rare STS question (the current account)."""
+    """``AwsClients`` built on first use: a read-only run needs aiobotocore only for the rare STS
+    question (the current account)."""
 
     def __init__(self, settings: SyncSettings, session: aioboto3.Session | None, stats: CallStats):
         self._arguments = (settings, session, stats)
@@ -153,15 +135,14 @@ class DeferredAwsClients:
             await self._clients.__aexit__(*exc_info)
 
 
-async def _light_dynamodb(settings: SyncSettings, stack: contextlib.AsyncExitStack, *, writes: bool = False) -> Any:
-    """The light DynamoDB client of this run (``writes``: the engine's, which writes too): the
-    resident pool's when there is one (its keep-alive connections serve the container's next
-    invocations too), else a new one closed with the run (``stack``)."""
-    from syncengine.dynamodb_http import DynamoDBHttpClient, endpoint_for
+async def _dynamodb_client(settings: SyncSettings, stack: contextlib.AsyncExitStack, *, writes: bool) -> Any:
+    """The DynamoDB client of this run (``writes``: the engine's, which writes too; else reads
+    only): the resident pool's when there is one (its keep-alive connections serve the
+    container's next invocations too), else a new one closed with the run (``stack``)."""
+    from syncengine.dynamodb_http import DynamoDBHttpClient
+    from syncengine.sdk_config import endpoint_for
 
     endpoint = endpoint_for(settings.home_region, settings.endpoint_url("dynamodb"))
-    if endpoint is None:  # pragma: no cover - light_reads_enabled said yes
-        raise RuntimeError("no endpoint for the light DynamoDB client")
 
     async def open_client() -> tuple[Any, Any]:
         client = DynamoDBHttpClient(

@@ -26,8 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from syncengine.concurrency import gather
-from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, is_condition_failed, to_attr, to_item
-from syncengine.errors import AwsError
+from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_attr, to_item
 from syncengine.fanout_runs import RUN_PK, FanoutRuns
 from syncengine.health import summarise_status, with_fanout_run
 from syncengine.leases import SCOPE_PK, Leases
@@ -102,40 +101,30 @@ class StatusStore(FanoutRuns, Leases):
             # Release only our own lease; if it expired and another sync took it, leave theirs.
             params["ConditionExpression"] = "#owner = :owner"
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        try:
-            await self.dynamo.call(
-                "update_item",
-                TableName=self.table,
-                Key=to_item({"pk": SCOPE_PK, "sk": result.scope.key}),
-                UpdateExpression=expression,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                **params,
-            )
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
-            return False
-        return True
+        written = await self.dynamo.write_if(
+            "update_item",
+            TableName=self.table,
+            Key=to_item({"pk": SCOPE_PK, "sk": result.scope.key}),
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            **params,
+        )
+        return written is not None
 
     async def remove_scope(self, scope: Scope) -> bool:
         """Delete a scope's status item (a scope no longer configured). False when a sync holds
         its lease: that sync would write the item again, so the next full sync retries."""
-        try:
-            await self.dynamo.call(
-                "delete_item",
-                TableName=self.table,
-                Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
-                # Never under a live lease: its holder is still writing this scope.
-                ConditionExpression="attribute_not_exists(#exp) OR #exp < :now",
-                ExpressionAttributeNames={"#exp": "leaseExpiresAt"},
-                ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
-            )
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
-            return False
-        return True
+        written = await self.dynamo.write_if(
+            "delete_item",
+            TableName=self.table,
+            Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
+            # Never under a live lease: its holder is still writing this scope.
+            ConditionExpression="attribute_not_exists(#exp) OR #exp < :now",
+            ExpressionAttributeNames={"#exp": "leaseExpiresAt"},
+            ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
+        )
+        return written is not None
 
     async def scope_statuses(self) -> list[ScopeStatus]:
         statuses: list[ScopeStatus] = []
@@ -192,20 +181,16 @@ class StatusStore(FanoutRuns, Leases):
         finished = report.finished_at or utc_now_iso()
         if not full:
             scoped = {**body, "errors": body["errors"][:100], "lastSyncTime": finished}
-            try:
-                await self.dynamo.call(
-                    "put_item",
-                    TableName=self.table,
-                    Item=to_item({"pk": RUN_PK, "sk": LAST_SCOPED_SK, **scoped}),
-                    # Two scoped syncs finishing close together may write in either order: the
-                    # newest (ISO times of one format compare as strings) must stay the newest.
-                    ConditionExpression="attribute_not_exists(#t) OR #t <= :t",
-                    ExpressionAttributeNames={"#t": "lastSyncTime"},
-                    ExpressionAttributeValues={":t": {"S": finished}},
-                )
-            except AwsError as exc:
-                if not is_condition_failed(exc):
-                    raise
+            await self.dynamo.write_if(
+                "put_item",
+                TableName=self.table,
+                Item=to_item({"pk": RUN_PK, "sk": LAST_SCOPED_SK, **scoped}),
+                # Two scoped syncs finishing close together may write in either order: the
+                # newest (ISO times of one format compare as strings) must stay the newest.
+                ConditionExpression="attribute_not_exists(#t) OR #t <= :t",
+                ExpressionAttributeNames={"#t": "lastSyncTime"},
+                ExpressionAttributeValues={":t": {"S": finished}},
+            )
             return
         record = {
             "status": body["status"],

@@ -16,8 +16,7 @@ from typing import Any
 import anyio
 
 from syncengine.concurrency import run_concurrently
-from syncengine.dynamo import BATCH_GET_MAX, BATCH_WRITE_MAX, Dynamo, chunked, from_item, is_condition_failed
-from syncengine.errors import AwsError
+from syncengine.dynamo import BATCH_GET_MAX, BATCH_WRITE_MAX, Dynamo, chunked, from_item
 from syncengine.logging import get_logger
 from syncengine.models import RecoveryInstanceRecord, Scope
 from syncengine.records import newer, public_record, record_to_item
@@ -220,17 +219,14 @@ class CacheStore:
         return deleted
 
     async def _delete_if_unchanged(self, scope: Scope, entry: CachedEntry) -> bool:
-        try:
-            await self.dynamo.call(
-                "delete_item",
-                TableName=self.table,
-                Key={"sourceServerId": {"S": entry.source_server_id}},
-                # Only the record reconciliation saw in the index (see _unchanged_condition).
-                **_unchanged_condition(scope, entry),
-            )
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
+        written = await self.dynamo.write_if(
+            "delete_item",
+            TableName=self.table,
+            Key={"sourceServerId": {"S": entry.source_server_id}},
+            # Only the record reconciliation saw in the index (see _unchanged_condition).
+            **_unchanged_condition(scope, entry),
+        )
+        if written is None:
             log.info("stale_delete_skipped", source_server_id=entry.source_server_id, reason="record changed")
             return False
         return True
@@ -247,18 +243,16 @@ class CacheStore:
         async def delete(server_id: str) -> None:
             nonlocal deleted
             async with limiter:
-                try:
-                    await self.dynamo.call(
-                        "delete_item",
-                        TableName=self.table,
-                        Key={"sourceServerId": {"S": server_id}},
-                        ConditionExpression="#scope = :scope",
-                        ExpressionAttributeNames={"#scope": "scopeKey"},
-                        ExpressionAttributeValues={":scope": {"S": scope.key}},
-                    )
-                except AwsError as exc:
-                    if not is_condition_failed(exc):
-                        raise
+                written = await self.dynamo.write_if(
+                    "delete_item",
+                    TableName=self.table,
+                    Key={"sourceServerId": {"S": server_id}},
+                    # Still this scope's record: the index named the key, another scope may own it now.
+                    ConditionExpression="#scope = :scope",
+                    ExpressionAttributeNames={"#scope": "scopeKey"},
+                    ExpressionAttributeValues={":scope": {"S": scope.key}},
+                )
+                if written is None:
                     return
             deleted += 1
 
@@ -268,22 +262,17 @@ class CacheStore:
     async def delete_terminated(self, source_server_id: str, recovery_instance_id: str) -> bool:
         """Delete a server's record after its recovery instance was terminated; False when the
         record now holds another instance (or is gone)."""
-        try:
-            await self.dynamo.call(
-                "delete_item",
-                TableName=self.table,
-                Key={"sourceServerId": {"S": source_server_id}},
-                # A sync may have replaced the record with the server's newer recovery instance
-                # since it was read: delete only the record of the terminated one.
-                ConditionExpression="#rid = :rid",
-                ExpressionAttributeNames={"#rid": "recoveryInstanceId"},
-                ExpressionAttributeValues={":rid": {"S": recovery_instance_id}},
-            )
-        except AwsError as exc:
-            if not is_condition_failed(exc):
-                raise
-            return False
-        return True
+        written = await self.dynamo.write_if(
+            "delete_item",
+            TableName=self.table,
+            Key={"sourceServerId": {"S": source_server_id}},
+            # A sync may have replaced the record with the server's newer recovery instance
+            # since it was read: delete only the record of the terminated one.
+            ConditionExpression="#rid = :rid",
+            ExpressionAttributeNames={"#rid": "recoveryInstanceId"},
+            ExpressionAttributeValues={":rid": {"S": recovery_instance_id}},
+        )
+        return written is not None
 
     async def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         if not requests:

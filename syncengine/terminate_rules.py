@@ -14,13 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncengine.errors import ExecutionInProgressError, InvalidRequestError
-from syncengine.executions import ExecutionIndex
+from syncengine.executions import ExecutionIndex, is_active
 from syncengine.models import Attribution
 
-# Execution statuses of the orchestration that mean "still running" (the contract's list).
-ACTIVE_STATUSES = frozenset(
-    {"PENDING", "POLLING", "INITIATED", "LAUNCHING", "STARTED", "IN_PROGRESS", "RUNNING", "PAUSED", "CANCELLING"}
-)
 TERMINABLE_ATTRIBUTIONS = frozenset({Attribution.JOB, Attribution.RECOVERY_INSTANCE})
 INCLUDE_NON_DRILL = "includeNonDrill"
 BODY_KEYS = frozenset({INCLUDE_NON_DRILL})
@@ -68,14 +64,14 @@ def parse_terminate_body(data: Any, *, ignored: frozenset[str] = frozenset()) ->
 def execution_status(executions: Sequence[Mapping[str, Any]]) -> str | None:
     """The execution's status; an active one wins when its plan items disagree."""
     statuses = [str(item.get("status") or "").upper() for item in executions]
-    active = [s for s in statuses if s in ACTIVE_STATUSES]
+    active = [status for status, item in zip(statuses, executions, strict=True) if is_active(item)]
     present = [s for s in statuses if s]
     return (active or present or [None])[0]
 
 
 def refuse_if_active(execution_id: str, executions: Sequence[Mapping[str, Any]]) -> None:
     status = execution_status(executions)
-    if status in ACTIVE_STATUSES:
+    if any(is_active(item) for item in executions):
         raise ExecutionInProgressError(
             f"Execution {execution_id!r} is still {status}: its recovery instances are terminated "
             "only once it has finished.",

@@ -12,9 +12,7 @@ interpreter). The child sees only those two folders and the standard library (``
 no virtualenv, none of its dev packages) and writes no bytecode (``-B``: Lambda's code directory
 is read-only, each cold start uses what the package holds); the bare interpreter starts with the
 same flags. Beside it, ``uncompiled_p50_ms``: the same copy without its bytecode (fewer
-processes), what a package without bytecode costs in our own modules alone; and
-``aiobotocore_p50_ms``: the compiled copy with ``SYNC_LIGHT_READS=false`` (the read path's
-DynamoDB calls through aiobotocore, as before syncengine.dynamodb_http), the baseline."""
+processes), what a package without bytecode costs in our own modules alone."""
 
 from __future__ import annotations
 
@@ -38,7 +36,7 @@ from benchmarks.events import check_existing_event
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.scenarios.read import PLAN_ID, PLAN_SERVERS, seeded_plan
 from benchmarks.sizes import BenchContext
-from syncengine.config import ENV_LIGHT_READS, SyncSettings
+from syncengine.config import SyncSettings
 
 # Every child starts here: only the package's folders on sys.path (argv[1], os.pathsep-separated),
 # after checking that no site-packages directory is reachable.
@@ -170,7 +168,6 @@ class ColdTimings:
     answers_cpu_ms: list[float] = field(default_factory=list)
     bare_cpu_ms: list[float] = field(default_factory=list)
     uncompiled_ms: list[float] = field(default_factory=list)
-    aiobotocore_ms: list[float] = field(default_factory=list)
 
 
 def cold_answer_s(env: Mapping[str, str], folder: Path, dependencies: Path) -> tuple[float, dict[str, Any]]:
@@ -198,8 +195,6 @@ def cold_timings(settings: SyncSettings, processes: int) -> ColdTimings:
         for index in range(processes):
             if index % 4 == 0:
                 timings.uncompiled_ms.append(cold_answer_s(env, uncompiled, dependencies)[0] * 1000)
-                baseline = {**env, ENV_LIGHT_READS: "false"}
-                timings.aiobotocore_ms.append(cold_answer_s(baseline, compiled, dependencies)[0] * 1000)
             _time_one(timings, env, compiled, dependencies)
     return timings
 
@@ -228,9 +223,6 @@ def summary(timings: ColdTimings) -> dict[str, Any]:
         "uncompiled_p50_ms": round(h.percentile(timings.uncompiled_ms, 0.50) - interpreter, 1)
         if timings.uncompiled_ms
         else None,
-        "aiobotocore_p50_ms": round(h.percentile(timings.aiobotocore_ms, 0.50) - interpreter, 1)
-        if timings.aiobotocore_ms
-        else None,
         "servers": PLAN_SERVERS,
     }
 
@@ -245,7 +237,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     ctx.log(
         f"cold_read: p50 {section['p50_ms']} ms, p99 {section['p99_ms']} ms above the interpreter's "
         f"{section['interpreter_p50_ms']} ms; CPU p50 {section['cpu_p50_ms']} ms above its "
-        f"{section['interpreter_cpu_p50_ms']} ms; without bytecode p50 {section['uncompiled_p50_ms']} ms; "
-        f"reads through aiobotocore (SYNC_LIGHT_READS=false) p50 {section['aiobotocore_p50_ms']} ms"
+        f"{section['interpreter_cpu_p50_ms']} ms; without bytecode p50 {section['uncompiled_p50_ms']} ms"
     )
     return {"cold_read": section}

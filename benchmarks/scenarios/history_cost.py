@@ -7,24 +7,25 @@ then a rebuild and the same steady-state sync are measured with H and again with
 accumulates). The rebuild is paid at most once per EXECUTION_INDEX_REBUILD_SECONDS; before the
 index, every sync paid about its history read units.
 
-Counted in this process, per table, from botocore's events: calls, and DynamoDB's own
-``ConsumedCapacity`` (``ReturnConsumedCapacity=TOTAL`` added to every read and write), so the
-numbers are read units as DynamoDB bills them, not estimates. Counts, not times: fast paths off.
+Counted in this process, per table, by an observer of the engine's DynamoDB client
+(``syncengine.dynamodb_http.CALL_OBSERVERS``): calls, and DynamoDB's own ``ConsumedCapacity``
+(``ReturnConsumedCapacity=TOTAL`` added to every read and write), so the numbers are read units as
+DynamoDB bills them, not estimates.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
-
-import aioboto3
 
 from benchmarks import harness as h
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.sizes import BenchContext
 from syncengine.config import SyncSettings
+from syncengine.dynamodb_http import CALL_OBSERVERS, CallObserver
 from syncengine.engine import open_runtime, sync_all
 from syncengine.execution_sync import index_table
 
@@ -38,8 +39,9 @@ _CAPACITY_OPERATIONS = frozenset(
 _READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan"})
 
 
-class DynamoCounter:
-    """Calls and consumed read/write units per table, from a session's botocore events."""
+class DynamoCounter(CallObserver):
+    """Calls and consumed read/write units per table, seen by the engine's DynamoDB client while
+    ``observing``."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
@@ -51,25 +53,26 @@ class DynamoCounter:
         self.read_units.clear()
         self.write_units.clear()
 
-    def session(self) -> aioboto3.Session:
-        session = aioboto3.Session()
-        session._session.register("provide-client-params.dynamodb", self._before)
-        session._session.register("after-call.dynamodb", self._after)
-        return session
+    @contextlib.contextmanager
+    def observing(self) -> Iterator[None]:
+        CALL_OBSERVERS.append(self)
+        try:
+            yield
+        finally:
+            CALL_OBSERVERS.remove(self)
 
-    def _before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+    def before(self, operation: str, params: dict[str, Any]) -> None:
         tables = [params["TableName"]] if "TableName" in params else list(params.get("RequestItems") or {})
-        context["bench_tables"] = tables
         for table in tables:
             self.calls[table] += 1
-        if model.name in _CAPACITY_OPERATIONS:
+        if operation in _CAPACITY_OPERATIONS:
             params["ReturnConsumedCapacity"] = "TOTAL"
 
-    def _after(self, parsed: Mapping[str, Any], model: Any, context: Mapping[str, Any], **_: Any) -> None:
+    def after(self, operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any]) -> None:
         consumed = parsed.get("ConsumedCapacity") or []
         for entry in [consumed] if isinstance(consumed, Mapping) else consumed:
             units = float(entry.get("CapacityUnits") or 0)
-            target = self.read_units if model.name in _READS else self.write_units
+            target = self.read_units if operation in _READS else self.write_units
             target[str(entry.get("TableName"))] += units
 
     def of(self, table: str) -> dict[str, float]:
@@ -118,7 +121,8 @@ def padding(count: int, offset: int) -> list[dict[str, Any]]:
 
 async def _steady_sync(settings: SyncSettings, counter: DynamoCounter) -> dict[str, Any]:
     counter.reset()
-    report = await sync_all(settings, session=counter.session())
+    with counter.observing():
+        report = await sync_all(settings)
     if report.status.value != "SUCCESS" or report.instances_updated != 0:
         raise ScenarioBroken(f"history_cost: the steady-state sync was not steady: {report.to_dict()}")
     tables = settings.tables
@@ -132,8 +136,9 @@ async def _steady_sync(settings: SyncSettings, counter: DynamoCounter) -> dict[s
 
 async def _rebuild(settings: SyncSettings, counter: DynamoCounter) -> dict[str, Any]:
     counter.reset()
-    async with open_runtime(settings, session=counter.session()) as rt:
-        report = await index_table(rt.dynamo, settings).rebuild(time.time())
+    with counter.observing():
+        async with open_runtime(settings) as rt:
+            report = await index_table(rt.dynamo, settings).rebuild(time.time())
     return {
         "history": counter.of(settings.tables.execution_history),
         "index": counter.of(settings.tables.execution_index),
@@ -155,7 +160,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         accounts = sim.estate()["accounts"]
         estate_history = h.seeded_execution_history(sim.endpoint_url, accounts)
         history = [*estate_history, *padding(size - len(estate_history), 0)]
-        settings = h.seeded_settings(ctx.dynamodb_url, sim, accounts, history, "hist", fast_paths=False)
+        settings = h.seeded_settings(ctx.dynamodb_url, sim, accounts, history, "hist")
         counter = DynamoCounter()
         ctx.log(f"history_cost: {len(history)} executions, cold sync and two settling syncs")
         for _ in range(3):

@@ -4,7 +4,6 @@ its own fresh tables)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from benchmarks import harness as h
@@ -12,9 +11,8 @@ from benchmarks.lower_bound import bound_for
 from benchmarks.sizes import BenchContext
 from benchmarks.variants import engine_sync, threadpool_sync
 
-# The engine with default settings (one process), the engine with SYNC_WORKERS=auto (one shard
-# worker per core), and the thread-pool peer.
-VARIANTS = ("engine", "engine_workers", "threadpool_boto3")
+# The engine with default settings and the thread-pool peer.
+VARIANTS = ("engine", "threadpool_boto3")
 
 
 class ScenarioBroken(RuntimeError):
@@ -38,8 +36,6 @@ def sync_pair(
         history = h.seeded_execution_history(sim.endpoint_url, accounts)
         for variant in VARIANTS:
             settings = h.seeded_settings(ctx.dynamodb_url, sim, accounts, history, f"{label}-{variant[:6]}")
-            if variant == "engine_workers":
-                settings = settings.with_changes(workers=os.cpu_count() or 1)
             sim.set_faults(faults)
             sim.reset_calls()
             ctx.log(f"{label}: {variant} on {expected:,} instances ({spec.scopes} scopes)")
@@ -74,9 +70,6 @@ def problems(out: dict[str, Any], *, steady_state: bool) -> dict[str, str]:
     cold = engine["report"]
     if cold["status"] != "SUCCESS" or cold["instances_found"] != expected or cold["instances_updated"] != expected:
         found["large"] = f"engine cold sync: {cold}"
-    workers = out["engine_workers"]["report"]
-    if workers["status"] != "SUCCESS" or workers["instances_found"] != expected:
-        found["large"] = f"engine with SYNC_WORKERS=auto: {workers}"
     peer = out["threadpool_boto3"]["report"]
     if peer["scopes_failed"] or peer["instances_found"] != expected:
         found["large"] = f"thread-pool peer: {peer}"
@@ -89,7 +82,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     spec, faults = ctx.sizes.large, ctx.sizes.large_faults
     raw = sync_pair(ctx, spec, faults, steady_state=True, label="large")
     engine, peer = raw["engine"], raw["threadpool_boto3"]
-    workers_run = raw["engine_workers"]["run"]
     instances = raw["expected_instances"]
     cold = engine["run"]
     bound = bound_for(spec, faults)
@@ -108,11 +100,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "cpu_us_per_instance": round(cold["cpu_s"] / instances * 1e6, 1),
         "peak_rss_mb": round(cold["peak_rss_mb"], 1),
         "rss_before_sync_mb": round(cold["rss_before_mb"], 1),
-        "engine_workers": os.cpu_count(),
-        "engine_workers_s": round(workers_run["wall_s"], 2),
-        "engine_workers_cpu_s": round(workers_run["cpu_s"], 2),
-        "engine_workers_peak_rss_mb": round(workers_run["peak_rss_mb"], 1),
-        "engine_workers_child_peak_rss_mb": round(workers_run["peak_rss_children_mb"], 1),
         "threadpool_boto3_cpu_s": round(peer["run"]["cpu_s"], 2),
         "threadpool_boto3_peak_rss_mb": round(peer["run"]["peak_rss_mb"], 1),
         "lower_bound_s": round(bound.seconds, 3),

@@ -1,6 +1,6 @@
 """latency_bound: many scopes, each under a tight per-scope rate limit and high latency. The
 estate's lower bound comes from the simulator's parameters (``benchmarks.lower_bound``); the engine
-runs every scope at once (and again with SYNC_WORKERS=auto), the thread-pool peer 32 at a time.
+runs every scope at once, the thread-pool peer 32 at a time.
 
 The full run also measures the issue's example parameters (2 requests/s, bucket of 2) on the same
 estate, where the bound is pure latency: it shows how far a 2-core machine's CPU is from it.
@@ -8,7 +8,6 @@ estate, where the bound is pure latency: it shows how far a 2-core machine's CPU
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from benchmarks import harness as h
@@ -30,10 +29,8 @@ def measure(
     spec = sim.spec
     bound = bound_for(spec, faults)
     measured: dict[str, Any] = {"bound": bound}
-    for variant in ("engine", "engine_workers", "threadpool_boto3"):
+    for variant in ("engine", "threadpool_boto3"):
         settings = h.seeded_settings(ctx.dynamodb_url, sim, accounts, history, f"{label}-{variant[:10]}")
-        if variant == "engine_workers":
-            settings = settings.with_changes(workers=os.cpu_count() or 1)
         sim.set_faults(faults)
         sim.reset_calls()
         ctx.log(f"{label}: {variant} on {spec.scopes} scopes (bound {bound.seconds:.2f} s)")
@@ -58,7 +55,6 @@ def measure(
 
 def summary(spec: h.EstateSpec, faults: h.Faults, measured: dict[str, Any]) -> dict[str, Any]:
     engine, peer, bound = measured["engine"], measured["threadpool_boto3"], measured["bound"]
-    workers = measured["engine_workers"]
     return {
         "scopes": spec.scopes,
         "instances": spec.instances,
@@ -72,9 +68,6 @@ def summary(spec: h.EstateSpec, faults: h.Faults, measured: dict[str, Any]) -> d
         "engine_timeline": engine["timeline"],
         "lower_bound_s": round(bound.seconds, 3),
         "lower_bound": bound.to_json(),
-        "engine_workers": os.cpu_count(),
-        "engine_workers_s": round(workers["wall_s"], 2),
-        "engine_workers_cpu_s": round(workers["cpu_s"], 2),
         "threadpool_boto3_s": round(peer["wall_s"], 2),
         "threadpool_boto3_cpu_s": round(peer["cpu_s"], 2),
         "threadpool_boto3_failed_scopes": peer["report"]["scopes_failed"],

@@ -68,16 +68,12 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         ctx.log(f"read: handler x{sizes.read_repetitions}")
         cache = h.in_fresh_process(handler_check_existing, settings, PLAN_ID, sizes.read_repetitions)
         cache_calls = sim.calls()
-        ctx.log(f"read: handler x{sizes.read_repetitions}, DynamoDB through aiobotocore (the baseline)")
-        baseline = h.in_fresh_process(
-            handler_check_existing, settings.with_changes(light_reads=False), PLAN_ID, sizes.read_repetitions
-        )
         ctx.log(f"read: live algorithm x{sizes.live_repetitions}")
         live = h.in_fresh_process(
             live_check_existing, settings, accounts_by_id(accounts), PLAN_ID, sizes.live_repetitions
         )
         h.run_async(h.drop_tables(ctx.dynamodb_url, settings.tables))
-    for name, result in (("cache", cache), ("aiobotocore", baseline), ("live", live)):
+    for name, result in (("cache", cache), ("live", live)):
         if result["instance_count"] != PLAN_SERVERS:
             raise ScenarioBroken(f"{name} check found {result['instance_count']} of {PLAN_SERVERS} instances")
     cache_ms, live_ms = cache["timings_ms"], live["timings_ms"]
@@ -90,9 +86,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "cache_mean_ms": round(sum(cache_ms) / len(cache_ms), 2),
         "cache_aws_calls": int(cache_calls.get("total", 0)),
         "cache_dynamodb_calls_per_check": round(cache["dynamodb_calls"] / max(1, cache["checks"]), 2),
-        # The same checks with the read path's DynamoDB calls through aiobotocore (SYNC_LIGHT_READS=false).
-        "cache_aiobotocore_p50_ms": round(h.percentile(baseline["timings_ms"], 0.50), 2),
-        "cache_aiobotocore_p99_ms": round(h.percentile(baseline["timings_ms"], 0.99), 2),
         "live_repetitions": len(live_ms),
         "live_p50_ms": round(h.percentile(live_ms, 0.50), 1),
         "live_max_ms": round(max(live_ms), 1),
@@ -102,8 +95,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
     }
     ctx.log(
         f"read: cache p50 {section['cache_p50_ms']} ms, p99 {section['cache_p99_ms']} ms, "
-        f"{section['cache_dynamodb_calls_per_check']} DynamoDB calls a check; through aiobotocore p50 "
-        f"{section['cache_aiobotocore_p50_ms']} ms, p99 {section['cache_aiobotocore_p99_ms']} ms; "
+        f"{section['cache_dynamodb_calls_per_check']} DynamoDB calls a check; "
         f"live p50 {section['live_p50_ms']} ms"
     )
     return {"read": section}

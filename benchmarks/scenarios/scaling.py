@@ -32,7 +32,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
                 "accounts": large["accounts"],
                 "engine_s": large["engine_s"],
                 "engine_cpu_s": large["cpu_s"],
-                "engine_workers_s": large["engine_workers_s"],
                 "threadpool_boto3_s": large["threadpool_boto3_s"],
                 "lower_bound_s": large["lower_bound_s"],
             }
@@ -48,7 +47,6 @@ def _point(spec: EstateSpec, raw: dict[str, Any], faults: Faults) -> dict[str, A
         "accounts": spec.accounts,
         "engine_s": round(raw["engine"]["run"]["wall_s"], 2),
         "engine_cpu_s": round(raw["engine"]["run"]["cpu_s"], 2),
-        "engine_workers_s": round(raw["engine_workers"]["run"]["wall_s"], 2),
         "threadpool_boto3_s": round(raw["threadpool_boto3"]["run"]["wall_s"], 2),
         "lower_bound_s": round(bound.seconds, 3),
     }

@@ -1,11 +1,14 @@
 """Response parsers for the operations that carry every instance of the estate.
 
-botocore's shape-driven parsers walk every member of every shape: ~1 ms per instance for EC2
-DescribeInstances (XML, ~60 members, every timestamp through dateutil), and a walk that converts
-nothing for DRS's describes and DynamoDB's reads (JSON already). For exactly those shapes these
-parsers decode the body once (ElementTree's C parser, ``json.loads``); EC2 instances keep the
-fields the engine reads (``syncengine.fastpath.fields``). Every other operation, every error
-response and any body a fast path does not recognise go through botocore's own parsers.
+botocore's shape-driven parsers walk every member of every shape: EC2 DescribeInstances (XML,
+~60 members, every timestamp through dateutil) and a walk that converts nothing for DRS's
+describes (JSON already). For exactly those shapes these parsers decode a successful body once
+(ElementTree's C parser, ``json.loads``); EC2 instances keep the fields the engine reads
+(``syncengine.fastpath.fields``). Every other operation, every error response and any body a fast
+path does not recognise go through botocore's own parsers.
+
+They hang on public extension points only: a parser factory registered as the session's
+``response_parser_factory`` component, whose parsers override the public ``parse()``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from aiobotocore.parsers import AioEC2QueryParser, AioJSONParser, AioResponseParserFactory, AioRestJSONParser
+from aiobotocore.parsers import AioEC2QueryParser, AioResponseParserFactory, AioRestJSONParser
 from botocore.parsers import ResponseParserError
 
 from syncengine.fastpath.fields import EC2_INSTANCE_SCALARS
@@ -26,9 +29,8 @@ FAST_JSON_SHAPES = frozenset(
     {"DescribeRecoveryInstancesResponse", "DescribeSourceServersResponse", "DescribeJobsResponse"}
 )
 FAST_EC2_SHAPES = frozenset({"DescribeInstancesResult"})
-# DynamoDB reads: items are attribute-value JSON already; botocore's walk only re-types them
-# (and turns B values into bytes: the engine's tables hold no binary attributes).
-FAST_DYNAMODB_SHAPES = frozenset({"QueryOutput", "ScanOutput", "BatchGetItemOutput", "GetItemOutput"})
+# botocore answers with an error (parsed by botocore) from this status on.
+ERROR_STATUS = 301
 
 
 # -- EC2 DescribeInstances ----------------------------------------------------------------------
@@ -142,47 +144,42 @@ def parse_failure(shape: Any, exc: Exception) -> ResponseParserError:
     return ResponseParserError(f"{name} could not be parsed: {type(exc).__name__}: {str(exc)[:200]}")
 
 
+def _metadata(response: dict[str, Any]) -> dict[str, Any]:
+    """The ``ResponseMetadata`` botocore's ``parse()`` adds to a successful answer."""
+    return {
+        "HTTPStatusCode": response["status_code"],
+        "HTTPHeaders": {str(k).lower(): v for k, v in response["headers"].items()},
+    }
+
+
 class FastEC2QueryParser(AioEC2QueryParser):
-    def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
-        if shape is not None and shape.name in FAST_EC2_SHAPES:
+    async def parse(self, response: dict[str, Any], shape: Any) -> Any:
+        if shape is not None and shape.name in FAST_EC2_SHAPES and response["status_code"] < ERROR_STATUS:
             try:
                 parsed = parse_describe_instances(response["body"])
             except FAST_PATH_FAILURES as exc:
                 note_fallback(shape.name, exc)
             else:
-                parsed["ResponseMetadata"] = {}
+                parsed["ResponseMetadata"] = _metadata(response)
                 return parsed
         try:
-            return super()._do_parse(response, shape)
+            return await super().parse(response, shape)
         except FAST_PATH_FAILURES as exc:
             raise parse_failure(shape, exc) from exc
 
 
 class FastRestJSONParser(AioRestJSONParser):
-    def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
-        if shape is not None and shape.name in FAST_JSON_SHAPES:
-            try:
-                return json_members(response["body"], shape)
-            except FAST_PATH_FAILURES as exc:
-                note_fallback(shape.name, exc)
-        try:
-            return super()._do_parse(response, shape)
-        except FAST_PATH_FAILURES as exc:
-            raise parse_failure(shape, exc) from exc
-
-
-class FastJSONParser(AioJSONParser):
-    async def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
-        if shape is not None and shape.name in FAST_DYNAMODB_SHAPES and not shape.event_stream_name:
+    async def parse(self, response: dict[str, Any], shape: Any) -> Any:
+        if shape is not None and shape.name in FAST_JSON_SHAPES and response["status_code"] < ERROR_STATUS:
             try:
                 parsed = json_members(response["body"], shape)
             except FAST_PATH_FAILURES as exc:
                 note_fallback(shape.name, exc)
             else:
-                self._inject_response_metadata(parsed, response["headers"])
+                parsed["ResponseMetadata"] = _metadata(response)
                 return parsed
         try:
-            return await super()._do_parse(response, shape)
+            return await super().parse(response, shape)
         except FAST_PATH_FAILURES as exc:
             raise parse_failure(shape, exc) from exc
 
@@ -195,6 +192,4 @@ class FastResponseParserFactory(AioResponseParserFactory):
             return FastEC2QueryParser()
         if protocol_name == "rest-json":
             return FastRestJSONParser()
-        if protocol_name == "json":
-            return FastJSONParser()
         return super().create_parser(protocol_name)

@@ -1,5 +1,5 @@
-"""The read path's light DynamoDB client (syncengine/dynamodb_http.py) on real servers (moto and
-dynalite): the same answers and errors as the aiobotocore client, UnprocessedKeys and throttles
+"""The engine's DynamoDB client (syncengine/dynamodb_http.py) on real servers (moto and dynalite):
+the same answers, writes and errors as the aiobotocore client, UnprocessedKeys and throttles
 through the fault proxy, a keep-alive connection the server dropped, and a cold handler that
 answers without loading aiobotocore."""
 
@@ -19,11 +19,10 @@ import pytest
 from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
 from syncengine.dynamo import Dynamo, to_item
 from syncengine.dynamodb_http import REQUEST_LISTENERS, DynamoDBHttpClient
-from syncengine.engine import get_cached_records, get_sync_status, open_runtime, sync_all
+from syncengine.engine import get_cached_records
 from syncengine.errors import PermanentAwsError, ThrottledError
 from syncengine.plans import check_existing_instances
 from tests.cfn_yaml import ROOT
-from tests.integration.engine_support import cache_items, put_raw
 from tests.integration.test_check_existing import ESTATE, synced
 from tests.integration.test_handlers_support import plan_scenario, put, seed_plan
 
@@ -49,65 +48,79 @@ async def proxy(ddb: Any) -> AsyncIterator[DynamoFaultProxy]:
         yield running
 
 
-def light_client(endpoint: str) -> DynamoDBHttpClient:
-    return DynamoDBHttpClient(endpoint, "us-east-1", connect_timeout=5, read_timeout=10)
+def light_client(endpoint: str, *, writes: bool = False) -> DynamoDBHttpClient:
+    return DynamoDBHttpClient(endpoint, "us-east-1", connect_timeout=5, read_timeout=10, writes=writes)
 
 
-async def test_check_existing_light_reads_answer_as_aiobotocore(ddb, make_simulator, light_requests) -> None:
-    """The same body from both clients; only the light run sends requests through the light client."""
+async def test_check_existing_reads_through_the_light_client(ddb, make_simulator, light_requests) -> None:
+    """The read path's DynamoDB calls (plan, groups, cache) go through the light client."""
     sim = make_simulator(**ESTATE)
     settings = await synced(ddb, sim)
     await seed_plan(settings, plan_scenario(sim.estate))
     light_requests.clear()  # the sync's own calls (the engine uses the light client too)
 
-    full = await check_existing_instances(settings.with_changes(light_reads=False), "plan-mixed")
-    assert sum(light_requests.values()) == 0
     light = await check_existing_instances(settings, "plan-mixed")
 
-    assert light == full
     assert light["instanceCount"] > 0
     assert {"GetItem", "BatchGetItem"} <= set(light_requests)
 
 
-async def test_sync_status_light_reads_answer_as_aiobotocore(ddb, make_simulator, light_requests) -> None:
+async def test_light_client_reads_answer_as_aiobotocore(ddb, make_simulator, light_requests) -> None:
+    """What a sync left in the cache and status tables reads the same through both clients."""
     sim = make_simulator(**ESTATE)
     settings = await synced(ddb, sim)
-    light_requests.clear()
+    assert {"UpdateItem", "BatchWriteItem", "PutItem"} <= set(light_requests)  # the sync's writes
+    retry = settings.retry
+    async with ddb.client() as client:
+        for table in (settings.tables.cache, settings.tables.status):
+            full = await Dynamo(client, retry=retry).scan_all(table)
+            light = await Dynamo(light_client(ddb.endpoint_url), retry=retry).scan_all(table)
+            key = "sourceServerId" if table == settings.tables.cache else "sk"
+            assert sorted(light, key=lambda item: str(item[key])) == sorted(full, key=lambda item: str(item[key]))
+            assert light
 
-    full = (await get_sync_status(settings.with_changes(light_reads=False))).to_dict()
-    light = (await get_sync_status(settings)).to_dict()
 
-    assert light == full
-    assert light["status"] == "healthy"
-    assert sum(light_requests.values()) > 0
-
-
-async def test_sync_light_dynamodb_writes_as_aiobotocore(ddb, make_simulator, light_requests) -> None:
-    """A sync's DynamoDB calls, writes included, go through the light client (a fast path) and
-    leave the same cache as aiobotocore's; with fast paths off, none does."""
-    sim = make_simulator(**ESTATE)
-    settings = await synced(ddb, sim)
-    written = {"UpdateItem", "BatchWriteItem", "PutItem"} & set(light_requests)
-    light = await cache_items(settings)
-    await put_raw(settings, settings.tables.cache, [])  # keeps the tables; the next sync rewrites
-    for source_server_id in light:
-        async with open_runtime(settings) as rt:
-            await rt.dynamo.call(
-                "delete_item", TableName=settings.tables.cache, Key=to_item({"sourceServerId": source_server_id})
+async def test_light_client_writes_as_aiobotocore(ddb) -> None:
+    """The engine's kinds of write (a conditional update, a put, a batch of puts and deletes, a
+    refused condition) leave the same items, and refuse the same way, through both clients."""
+    table = ddb.tables.cache
+    retry = ddb.settings().retry
+    results: list[Any] = []
+    async with ddb.client() as client:
+        for prefix, each in (("full", client), ("light", light_client(ddb.endpoint_url, writes=True))):
+            dynamo = Dynamo(each, retry=retry)
+            key = to_item({"sourceServerId": f"{prefix}-1"})
+            await dynamo.call("put_item", TableName=table, Item={**key, "n": {"N": "1"}, "tags": {"M": {}}})
+            await dynamo.call(
+                "update_item",
+                TableName=table,
+                Key=key,
+                UpdateExpression="SET #n = #n + :one, #s = :s",
+                ConditionExpression="attribute_exists(#n)",
+                ExpressionAttributeNames={"#n": "n", "#s": "state"},
+                ExpressionAttributeValues={":one": {"N": "1"}, ":s": {"S": "running"}},
             )
-    light_requests.clear()
-
-    report = await sync_all(settings.with_changes(fast_paths=False))
-
-    assert written == {"UpdateItem", "BatchWriteItem", "PutItem"}
-    assert sum(light_requests.values()) == 0
-    assert report.instances_updated == len(light) > 0
-    volatile = ("lastSyncTime", "observedAt")
-    assert _without(await cache_items(settings), volatile) == _without(light, volatile)
-
-
-def _without(items: dict[str, dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    return {sid: {k: v for k, v in item.items() if k not in keys} for sid, item in items.items()}
+            await dynamo.batch_write(
+                table,
+                [
+                    {"PutRequest": {"Item": to_item({"sourceServerId": f"{prefix}-2", "ok": True})}},
+                    {"DeleteRequest": {"Key": to_item({"sourceServerId": f"{prefix}-3"})}},
+                ],
+            )
+            with pytest.raises(PermanentAwsError) as refused:
+                await dynamo.call(
+                    "delete_item", TableName=table, Key=key, ConditionExpression="attribute_not_exists(n)"
+                )
+            items = {
+                str(item["sourceServerId"]).removeprefix(prefix): {
+                    k: v for k, v in item.items() if k != "sourceServerId"
+                }
+                for item in await dynamo.scan_all(table)
+                if str(item["sourceServerId"]).startswith(prefix)
+            }
+            results.append((items, type(refused.value), refused.value.code))
+    assert results[0] == results[1]
+    assert results[0][2] == "ConditionalCheckFailedException"
 
 
 async def test_light_client_error_is_the_aiobotocore_error(ddb) -> None:

@@ -430,23 +430,3 @@ async def test_sync_scope_rejects_an_account_that_is_not_a_target(ddb_moto, make
         await sync_scope(settings, "999999999999", "us-east-1")
     with pytest.raises(InvalidRequestError, match="not configured"):
         await sync_all(settings, account_id=sim.estate.hub_account_id, region="ap-south-1")
-
-
-async def test_sync_all_in_worker_processes_equals_in_process(ddb_moto, make_simulator) -> None:
-    """With workers, the scopes run in subprocesses: same cache, one AssumeRole per account."""
-    sim = make_simulator(
-        accounts=8, regions=("us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"), instances_per_scope=3, seed=20
-    )
-    settings = engine_settings(ddb_moto, sim, workers=2)
-    await seed(settings, sim.estate)
-    sim.calls.reset()
-
-    report = await sync_all(settings)
-
-    assert report.status is RunStatus.SUCCESS
-    assert report.scopes_synced == 32
-    cached = await cache_items(settings)
-    assert set(cached) == set(truth(sim.estate))
-    assert sim.calls.count(service="sts", operation="AssumeRole") == 7
-    status = await get_sync_status(settings)
-    assert len(status.scopes) == 32 and status.status.value == "healthy"

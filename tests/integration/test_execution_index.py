@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from syncengine.aws import AwsClients
+from syncengine.dynamo import Dynamo
 from syncengine.engine import open_runtime, sync_all
 from syncengine.execution_index import STATE_KEY, ExecutionIndexTable
 from syncengine.execution_index_items import entry_item, job_key, server_key
@@ -41,9 +43,10 @@ async def _state(settings: Any) -> dict[str, Any]:
 
 
 async def _drop_history(settings: Any) -> None:
-    # Through aiobotocore: the engine's light client serves only the calls the engine makes.
-    async with open_runtime(settings.with_changes(fast_paths=False)) as rt:
-        await rt.dynamo.call("delete_table", TableName=settings.tables.execution_history)
+    # Through aiobotocore: the engine's DynamoDB client serves only the calls the engine makes.
+    async with AwsClients(settings) as aws:
+        client = await aws.client("dynamodb", settings.home_region)
+        await Dynamo(client, retry=settings.retry).call("delete_table", TableName=settings.tables.execution_history)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ from typing import Any
 import boto3
 
 from devtools.event_source import create_work_queue
-from syncengine import run as run_module
 from syncengine.engine import open_runtime, sync_all, sync_scope
 from syncengine.execution_sync import index_table
 from tests.integration.engine_support import engine_settings, seed
@@ -82,27 +81,3 @@ async def test_execution_rebuild_owner_fanout_sweep_rebuilds_when_due(
 
     assert report.scopes_enqueued > 0
     assert (await _rebuilt_at(settings) or 0) > (built or 0)
-
-
-async def test_execution_rebuild_owner_first_sync_writes_the_index_after_the_scopes_heard_from_drs(
-    ddb: Any, make_simulator: Any, monkeypatch: Any
-) -> None:
-    # Written at once, the index's thousands of items queued ahead of the scopes' lease writes and
-    # so delayed their first DRS calls (and, under throttling, their back-off clocks).
-    sim, settings = await _estate(ddb, make_simulator)
-    sim.set_faults(latency_ms=50)
-    scopes = len(sim.estate.accounts)
-    drs_listings_at_rebuild: list[int] = []
-    real_rebuild = run_module.rebuild_if_due
-
-    async def observed_rebuild(*args: Any, **kwargs: Any) -> Any:
-        drs_listings_at_rebuild.append(sim.calls.count("drs", "DescribeRecoveryInstances"))
-        return await real_rebuild(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "rebuild_if_due", observed_rebuild)
-
-    report = await sync_all(settings)
-
-    assert report.scopes_synced == scopes
-    assert drs_listings_at_rebuild == [scopes]
-    assert await _rebuilt_at(settings) is not None

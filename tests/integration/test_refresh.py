@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +16,7 @@ from handlers import dependencies
 from handlers.refresh import lambda_handler
 from syncengine.config import SyncSettings
 from syncengine.engine import open_runtime, sync_all
-from syncengine.models import RunStatus, Scope, ScopeOutcome, ScopeResult
-from syncengine.store import CacheStore
+from syncengine.models import RunStatus, Scope
 from tests.events_loader import FakeLambdaContext, load_event
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 from tests.integration.test_handlers_support import execution_item
@@ -268,40 +266,3 @@ def test_refresh_wave_launch_events_bring_the_wave_into_the_cache_attributed_by_
     records = {i["recoveryInstanceId"]: i for i in cache(synced).values() if i["recoveryInstanceId"] in launched}
     assert set(records) == launched
     assert {(r["sourceExecutionId"], r["attribution"]) for r in records.values()} == {("exec-wave", "job")}
-
-
-def test_refresh_batch_follow_ups_wait_for_every_scope_of_the_batch_to_hear_from_drs(
-    sim: Any, synced: SyncSettings, monkeypatch: Any
-) -> None:
-    """One DRS-first gate for the batch (syncengine.discovery.DrsFirst): a scope's cache read
-    waits until the batch's other scope, held up by another sync's lease, has had DRS's answer;
-    ordered only against itself it read at once, ahead of the others' first calls."""
-    first, held = targets(sim)[:2]
-    blocker = "another-sync"
-
-    async def hold_lease() -> None:
-        async with open_runtime(synced) as rt:
-            assert await rt.status.acquire_scope_lease(Scope(held, REGION), blocker, wait=0)
-
-    async def release_lease() -> None:
-        async with open_runtime(synced) as rt:
-            await rt.status.finish_scope(ScopeResult(Scope(held, REGION), ScopeOutcome.SUCCESS), owner=blocker)
-
-    asyncio.run(hold_lease())
-    held_answers_at_read: dict[str, int] = {}
-    real_read = CacheStore.scope_entries
-
-    async def observed_read(self: Any, scope: Scope) -> Any:
-        held_answers_at_read[scope.account_id] = drs_calls(sim, "DescribeSourceServers", held)
-        return await real_read(self, scope)
-
-    monkeypatch.setattr(CacheStore, "scope_entries", observed_read)
-    releaser = threading.Timer(0.2, lambda: asyncio.run(release_lease()))
-    releaser.start()
-    try:
-        failed = deliver({"accountId": first, "region": REGION}, {"accountId": held, "region": REGION})
-    finally:
-        releaser.join()
-
-    assert failed == []
-    assert held_answers_at_read[first] >= 1

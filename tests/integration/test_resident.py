@@ -30,10 +30,8 @@ MARK: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_resident
 
 @pytest.fixture
 def settings(ddb: Any) -> Iterator[SyncSettings]:
-    """Settings whose runs use aiobotocore's DynamoDB client (fast paths off: with them, a sync
-    uses the light client, whose reuse ``test_run_blocking_reuses_light_dynamodb_client`` checks)."""
     close_resident()
-    yield ddb.settings(fast_paths=False)
+    yield ddb.settings()
     close_resident()
 
 
@@ -44,28 +42,16 @@ async def dynamodb_client(settings: SyncSettings) -> Any:
         return rt.dynamo.client
 
 
-def is_open(client: Any) -> bool:
-    # aiobotocore keeps its aiohttp sessions here while the client is open and clears them on close.
-    return bool(client._endpoint.http_session._sessions)
+def is_open(client: DynamoDBHttpClient) -> bool:
+    return not client.closed
 
 
 def test_run_blocking_reuses_dynamodb_client_across_calls(settings: SyncSettings) -> None:
     first = run_blocking(dynamodb_client, settings)
     second = run_blocking(dynamodb_client, settings)
+    assert isinstance(first, DynamoDBHttpClient)
     assert second is first
     assert is_open(first)
-
-
-def test_run_blocking_reuses_light_dynamodb_client(ddb: Any) -> None:
-    close_resident()
-    try:
-        fast = ddb.settings(fast_paths=True)
-        first = run_blocking(dynamodb_client, fast)
-        second = run_blocking(dynamodb_client, fast)
-        assert isinstance(first, DynamoDBHttpClient)
-        assert second is first
-    finally:
-        close_resident()
 
 
 def test_run_blocking_engine_call_answers_on_reused_client(settings: SyncSettings) -> None:

@@ -1,5 +1,7 @@
-"""TLS through the engine's own client stack: the shared SSL context verifies host names. A local
-HTTPS server presents a certificate the CA bundle trusts; only the name it was issued for differs.
+"""TLS through the engine's own client stacks (aiobotocore's, with syncengine.sdk_internals'
+host-checking session, and the DynamoDB client of syncengine.dynamodb_http): host names are
+verified. A local HTTPS server presents a certificate the CA bundle trusts; only the name it was
+issued for differs.
 Certificates are made here with the ``cryptography`` package (already a dependency of moto)."""
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from syncengine.aws import AwsClients, new_session
 from syncengine.config import RetrySettings, SyncSettings
+from syncengine.dynamodb_http import DynamoDBHttpClient
 from syncengine.errors import AwsError
 
 ACCOUNT = "111122223333"
@@ -55,7 +58,9 @@ def self_signed(directory: Path, host_name: str) -> tuple[Path, Path]:
 
 
 async def https_server(cert_path: Path, key_path: Path) -> AsyncIterator[int]:
-    async def answer(_request: web.Request) -> web.Response:
+    async def answer(request: web.Request) -> web.Response:
+        if request.headers.get("X-Amz-Target", "").startswith("DynamoDB_"):
+            return web.Response(text="{}", content_type="application/x-amz-json-1.0")
         return web.Response(text=CALLER_IDENTITY, content_type="text/xml")
 
     app = web.Application()
@@ -110,4 +115,30 @@ async def test_tls_certificate_for_another_host_is_refused(server_for, monkeypat
         await caller_account(port, ca_bundle, monkeypatch)
 
     assert raised.value.error_type == "SSLError"
+    assert "hostname mismatch" in str(raised.value).lower()
+
+
+async def dynamodb_get(port: int, ca_bundle: Path) -> dict:
+    """One GetItem through the engine's DynamoDB client, trusting ``ca_bundle`` (AWS_CA_BUNDLE)."""
+    environ = {"AWS_ACCESS_KEY_ID": "AKIATLSTEST", "AWS_SECRET_ACCESS_KEY": "s", "AWS_CA_BUNDLE": str(ca_bundle)}
+    endpoint = f"https://localhost:{port}"
+    async with DynamoDBHttpClient(endpoint, "us-east-1", connect_timeout=5, read_timeout=5, environ=environ) as client:
+        return await client.get_item(TableName="t", Key={"pk": {"S": "1"}})
+
+
+async def test_tls_dynamodb_client_accepts_the_certificate_for_the_host(server_for) -> None:
+    port, ca_bundle = await server_for("localhost")
+
+    answer = await dynamodb_get(port, ca_bundle)
+
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+async def test_tls_dynamodb_client_refuses_a_certificate_for_another_host(server_for) -> None:
+    port, ca_bundle = await server_for("wrong.example")
+
+    with pytest.raises(AwsError) as raised:
+        await dynamodb_get(port, ca_bundle)
+
+    assert raised.value.code == "SSLError"
     assert "hostname mismatch" in str(raised.value).lower()

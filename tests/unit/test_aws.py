@@ -2,21 +2,73 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from syncengine import aws as aws_module
-from syncengine.aws import drs_regions, new_session, preload_service_models, role_arn_for, shared_session
+from syncengine.aws import (
+    account_scoped_session,
+    botocore_session_of,
+    drs_regions,
+    new_session,
+    preload_service_models,
+    role_arn_for,
+    shared_session,
+)
 from syncengine.config import SyncSettings
 from syncengine.credentials import CallScopedCredentials
+from syncengine.fastpath import FastResponseParserFactory
 
 
 def test_aws_role_arn_for_an_account() -> None:
     assert role_arn_for("123456789012", "Sync") == "arn:aws:iam::123456789012:role/Sync"
 
 
-def test_aws_shared_session_is_one_per_process_and_mode() -> None:
-    assert shared_session(fast_paths=True) is shared_session(fast_paths=True)
-    assert shared_session(fast_paths=False) is not shared_session(fast_paths=True)
+def test_aws_shared_session_is_one_per_process() -> None:
+    assert shared_session() is shared_session()
+
+
+def test_aws_sessions_parse_with_the_engines_parsers() -> None:
+    """The parsers hang on the public ``response_parser_factory`` component, shared clients too."""
+    session = new_session()
+    factory = botocore_session_of(session).get_component("response_parser_factory")
+    assert isinstance(factory, FastResponseParserFactory)
+    assert account_scoped_session(session) is account_scoped_session(session)
+
+
+async def test_aws_shared_clients_sign_as_the_account_bound_to_each_call() -> None:
+    """A shared DRS client (from the account-scoped session) signs with the credentials that
+    ``AccountClient`` binds for the call, and refuses to sign with none bound."""
+    from datetime import UTC, datetime, timedelta
+
+    from syncengine.credentials import AccountClient, Credentials
+
+    signed: list[str] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        header = request.headers["Authorization"]
+        signed.append(header.decode() if isinstance(header, bytes) else header)
+        raise _Stop
+
+    scoped = account_scoped_session(new_session())
+    async with scoped.client("drs", region_name="us-east-1", endpoint_url="http://127.0.0.1:9") as client:
+        client.meta.events.register("before-send.drs", capture)
+        expiry = datetime.now(UTC) + timedelta(hours=1)
+        for key in ("ASIAFIRSTACCOUNT", "ASIASECONDACCOUNT"):
+            handle = AccountClient(client, Credentials(key, "secret", "token", expiry))
+            with pytest.raises(_Stop):
+                await handle.describe_jobs()
+        with pytest.raises(RuntimeError, match="without an account"):
+            await client.describe_jobs()
+    assert [header.split("Credential=")[1].split("/")[0] for header in signed] == [
+        "ASIAFIRSTACCOUNT",
+        "ASIASECONDACCOUNT",
+    ]
+
+
+class _Stop(Exception):
+    """Stops a request once it is signed."""
 
 
 def test_aws_new_session_is_new() -> None:
@@ -34,11 +86,11 @@ async def test_aws_shared_client_credentials_refuse_to_sign_without_an_account()
 
 
 async def test_aws_preloaded_models_leave_the_first_clients_nothing_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aws_module, "_shared_sessions", {})  # a fresh process's session
+    monkeypatch.setattr(aws_module, "_shared_session", None)  # a fresh process's session
     settings = SyncSettings()
     preload_service_models(settings)
-    session = shared_session(fast_paths=settings.fast_paths)
-    loader = session._session.get_component("data_loader")
+    session = shared_session()
+    loader = botocore_session_of(session).get_component("data_loader")
     loaded: list[str] = []
     real_load = loader.file_loader.load_file
 

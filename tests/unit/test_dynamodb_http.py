@@ -1,7 +1,6 @@
-"""The read path's light DynamoDB client: its SigV4 signature is botocore's, its answers and errors
-read as botocore's JSON protocol parser reads them, and it is used only where botocore would
-resolve the same endpoint and credentials. Behaviour on real servers: tests/integration/
-test_dynamodb_http.py."""
+"""The engine's DynamoDB client: its SigV4 signature is botocore's, its answers and errors read as
+botocore's JSON protocol parser reads them, and it resolves the endpoint and credentials botocore
+would. Behaviour on real servers: tests/integration/test_dynamodb_http.py."""
 
 from __future__ import annotations
 
@@ -15,20 +14,19 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from syncengine.config import SyncSettings
+from syncengine import sdk_config
 from syncengine.dynamodb_http import (
     Answer,
     DynamoDBHttpClient,
-    EnvCredentials,
-    endpoint_for,
     error_code_and_message,
-    light_reads_enabled,
+    host_header,
     parse_answer,
     read_answer,
     sigv4_headers,
 )
 from syncengine.errors import (
     AccessDeniedError,
+    ConfigurationError,
     MalformedResponseError,
     PermanentAwsError,
     ThrottledError,
@@ -36,6 +34,7 @@ from syncengine.errors import (
     ValidationError,
 )
 from syncengine.retry import CallContext
+from syncengine.sdk_config import CredentialSource, EnvCredentials, endpoint_for, proxy_for
 
 TIMESTAMP = "20261129T203000Z"
 BODY = b'{"TableName":"cache","Key":{"sourceServerId":{"S":"s-1"}}}'
@@ -43,9 +42,9 @@ CONTEXT = CallContext("dynamodb:get_item", region="eu-west-1")
 ENV = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}
 
 
-def botocore_authorization(credentials: EnvCredentials, host: str, headers: dict[str, str]) -> str:
+def botocore_authorization(credentials: EnvCredentials, host: str, headers: dict[str, str], path: str = "/") -> str:
     """botocore's SigV4Auth over the same request, at the same timestamp (set as add_auth sets it)."""
-    request = AWSRequest(method="POST", url=f"https://{host}/", data=BODY, headers=headers)
+    request = AWSRequest(method="POST", url=f"https://{host}{path}", data=BODY, headers=headers)
     request.context["timestamp"] = TIMESTAMP
     auth = SigV4Auth(
         Credentials(credentials.access_key, credentials.secret_key, credentials.token), "dynamodb", "eu-west-1"
@@ -70,6 +69,15 @@ def test_sigv4_headers_sign_as_botocore_sigv4auth(credentials: EnvCredentials, h
     assert headers["Authorization"] == botocore_authorization(credentials, host, unsigned)
     assert headers["X-Amz-Date"] == TIMESTAMP
     assert headers.get("X-Amz-Security-Token") == credentials.token
+
+
+@pytest.mark.parametrize("path", ["/dynamodb", "/prefix/dynamo%20db/", "/a~b"])
+def test_sigv4_headers_sign_an_endpoint_path_prefix_as_botocore(path: str) -> None:
+    credentials = EnvCredentials("AKIAEXAMPLE", "secret")
+    host = "gateway.example:8443"
+    headers = sigv4_headers(credentials, "eu-west-1", host, "DynamoDB_20120810.GetItem", BODY, TIMESTAMP, path)
+    unsigned = {"Content-Type": headers["Content-Type"], "X-Amz-Target": headers["X-Amz-Target"], "Host": host}
+    assert headers["Authorization"] == botocore_authorization(credentials, host, unsigned, path)
 
 
 def test_sigv4_headers_signature_changes_with_the_body() -> None:
@@ -205,24 +213,23 @@ def test_client_with_writes_serves_the_engines_writes_and_nothing_else() -> None
 @pytest.mark.parametrize(
     ("region", "explicit", "environ", "expected"),
     [
-        pytest.param("eu-west-1", None, {}, "https://dynamodb.eu-west-1.amazonaws.com", id="regional"),
-        pytest.param("cn-north-1", None, {}, "https://dynamodb.cn-north-1.amazonaws.com.cn", id="china"),
-        pytest.param("us-iso-east-1", None, {}, None, id="isolated"),
+        pytest.param("eu-west-1", None, ENV, "https://dynamodb.eu-west-1.amazonaws.com", id="regional"),
+        pytest.param("cn-north-1", None, ENV, "https://dynamodb.cn-north-1.amazonaws.com.cn", id="china"),
         pytest.param(
             "eu-west-1", "http://x:1", {"AWS_ENDPOINT_URL_DYNAMODB": "http://y:2"}, "http://x:1", id="explicit"
         ),
         pytest.param(
             "eu-west-1",
             None,
-            {"AWS_ENDPOINT_URL_DYNAMODB": "http://y:2", "AWS_ENDPOINT_URL": "http://z:3"},
-            "http://y:2",
+            {"AWS_ENDPOINT_URL_DYNAMODB": "http://y:2/prefix", "AWS_ENDPOINT_URL": "http://z:3"},
+            "http://y:2/prefix",
             id="service-variable",
         ),
         pytest.param("eu-west-1", None, {"AWS_ENDPOINT_URL": "http://z:3"}, "http://z:3", id="global-variable"),
         pytest.param(
             "eu-west-1",
             None,
-            {"AWS_ENDPOINT_URL": "http://z:3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"},
+            {**ENV, "AWS_ENDPOINT_URL": "http://z:3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"},
             "https://dynamodb.eu-west-1.amazonaws.com",
             id="ignored-variables",
         ),
@@ -234,29 +241,137 @@ def test_endpoint_for_resolves_as_botocore(
     assert endpoint_for(region, explicit, environ) == expected
 
 
-def test_light_reads_enabled_with_environment_credentials() -> None:
-    assert light_reads_enabled(SyncSettings(home_region="eu-west-1"), ENV) is True
+@pytest.mark.parametrize(
+    ("variable", "region", "expected"),
+    [
+        pytest.param("X_NO_VARIANT", "us-iso-east-1", "https://dynamodb.us-iso-east-1.c2s.ic.gov", id="isolated"),
+        pytest.param("AWS_USE_FIPS_ENDPOINT", "us-east-1", "https://dynamodb-fips.us-east-1.amazonaws.com", id="fips"),
+        pytest.param("AWS_USE_DUALSTACK_ENDPOINT", "eu-west-1", "https://dynamodb.eu-west-1.api.aws", id="dualstack"),
+    ],
+)
+def test_endpoint_for_variants_resolve_through_botocore(
+    monkeypatch: pytest.MonkeyPatch, variable: str, region: str, expected: str
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv(variable, "true")
+    assert endpoint_for(region, None, {**ENV, variable: "true"}) == expected
+
+
+def test_endpoint_for_a_variant_botocore_refuses_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_USE_FIPS_ENDPOINT", "true")
+    monkeypatch.setenv("AWS_USE_DUALSTACK_ENDPOINT", "true")
+    with pytest.raises(ConfigurationError, match="eu-isoe-west-1"):
+        endpoint_for("eu-isoe-west-1", None, {**ENV, "AWS_USE_FIPS_ENDPOINT": "true"})
 
 
 @pytest.mark.parametrize(
-    ("settings", "environ"),
+    ("host", "port", "default", "expected"),
     [
-        pytest.param(SyncSettings(light_reads=False), ENV, id="switched-off"),
-        pytest.param(SyncSettings(), {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE"}, id="no-secret"),
-        pytest.param(SyncSettings(), {}, id="no-credentials"),
-        pytest.param(SyncSettings(), {**ENV, "AWS_PROFILE": "dev"}, id="profile"),
-        pytest.param(SyncSettings(), {**ENV, "AWS_USE_FIPS_ENDPOINT": "true"}, id="fips"),
-        pytest.param(SyncSettings(), {**ENV, "HTTPS_PROXY": "http://proxy:3128"}, id="proxy"),
-        pytest.param(SyncSettings(), {**ENV, "AWS_CA_BUNDLE": "/no/such/bundle.pem"}, id="missing-ca-bundle"),
-        pytest.param(SyncSettings(home_region="us-iso-east-1"), ENV, id="isolated-partition"),
+        pytest.param("dynamodb.eu-west-1.amazonaws.com", 443, 443, "dynamodb.eu-west-1.amazonaws.com", id="default"),
+        pytest.param("127.0.0.1", 8000, 80, "127.0.0.1:8000", id="port"),
+        pytest.param("::1", 8000, 80, "[::1]:8000", id="ipv6-port"),
+        pytest.param("fd00::5", 443, 443, "[fd00::5]", id="ipv6"),
     ],
 )
-def test_light_reads_enabled_leaves_other_setups_to_aiobotocore(
-    settings: SyncSettings, environ: dict[str, str]
+def test_host_header_brackets_ipv6_and_omits_the_default_port(
+    host: str, port: int, default: int, expected: str
 ) -> None:
-    assert light_reads_enabled(settings, environ) is False
+    assert host_header(host, port, default) == expected
 
 
-def test_sync_settings_light_reads_from_environment() -> None:
-    assert SyncSettings.from_env({}).light_reads is True
-    assert SyncSettings.from_env({"SYNC_LIGHT_READS": "false"}).light_reads is False
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param({"HTTPS_PROXY": "http://proxy:3128"}, "http://proxy:3128", id="https-proxy"),
+        pytest.param({"https_proxy": "http://proxy:3128", "NO_PROXY": ".amazonaws.com"}, None, id="no-proxy"),
+        pytest.param({"HTTP_PROXY": "http://proxy:3128"}, None, id="only-for-http"),
+        pytest.param({}, None, id="none"),
+    ],
+)
+def test_proxy_for_reads_the_environment_as_botocore(environ: dict[str, str], expected: str | None) -> None:
+    assert proxy_for("https://dynamodb.eu-west-1.amazonaws.com", environ) == expected
+
+
+def _isolate_from_profiles(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, credentials_file: str = "") -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "credentials").write_text(credentials_file)
+    (tmp_path / "config").write_text("")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_credentials_without_environment_keys_come_from_botocores_chain(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A profile (here from the shared credentials file) signs, as botocore's chain finds it."""
+    profile = "[dev]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = profile-secret\n"
+    _isolate_from_profiles(monkeypatch, tmp_path, profile)
+    monkeypatch.setenv("AWS_PROFILE", "dev")
+    found = await CredentialSource().current(CONTEXT)
+    assert found == EnvCredentials("AKIAPROFILE", "profile-secret")
+
+
+async def test_credentials_from_the_environment_come_before_the_chain(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    _isolate_from_profiles(monkeypatch, tmp_path, "[default]\naws_access_key_id = A\naws_secret_access_key = B\n")
+    assert await CredentialSource(ENV).current(CONTEXT) == EnvCredentials("AKIAEXAMPLE", "secret")
+
+
+async def test_credentials_refreshable_are_refreshed_when_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expiring credentials (SSO, container, assumed role) are refreshed through botocore."""
+    from datetime import UTC, datetime, timedelta
+
+    from botocore.credentials import RefreshableCredentials
+
+    issued: list[str] = []
+
+    def refresh() -> dict[str, str]:
+        issued.append(f"ASIA{len(issued)}")
+        expiry = datetime.now(UTC) + (timedelta(seconds=30) if len(issued) == 1 else timedelta(hours=1))
+        return {"access_key": issued[-1], "secret_key": "s", "token": "t", "expiry_time": expiry.isoformat()}
+
+    chain = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    monkeypatch.setattr(sdk_config, "chain_credentials", lambda: chain)
+    source = CredentialSource({})
+    assert (await source.current(CONTEXT)).access_key == "ASIA1"
+    assert (await source.current(CONTEXT)).access_key == "ASIA1"
+
+
+async def test_credentials_none_anywhere_is_a_permanent_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    _isolate_from_profiles(monkeypatch, tmp_path)
+    with pytest.raises(PermanentAwsError, match="no AWS credentials"):
+        await CredentialSource().current(CONTEXT)
+
+
+async def test_request_sends_identity_encoding_to_the_endpoints_path_with_a_bracketed_ipv6_host() -> None:
+    """What goes on the wire: the endpoint's path, the Host as botocore writes it, no compression."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    try:
+        server = await asyncio.start_server(serve, "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = server.sockets[0].getsockname()[1]
+    async with (
+        server,
+        DynamoDBHttpClient(
+            f"http://[::1]:{port}/prefix", "eu-west-1", connect_timeout=2, read_timeout=2, environ=ENV
+        ) as client,
+    ):
+        await client.get_item(TableName="t", Key={"pk": {"S": "1"}})
+    head = seen[0].decode("latin-1").split("\r\n")
+    assert head[0] == "POST /prefix HTTP/1.1"
+    assert f"Host: [::1]:{port}" in head
+    assert "Accept-Encoding: identity" in head

@@ -12,18 +12,14 @@ from aiobotocore.parsers import AioResponseParserFactory
 from botocore.loaders import Loader
 from botocore.model import ServiceModel
 from botocore.parsers import ResponseParserError
-from botocore.serialize import create_serializer
 
 from syncengine.fastpath import (
     EC2_INSTANCE_FIELDS,
-    FastJSONSerializer,
     FastResponseParserFactory,
     UnexpectedBody,
-    install_fast_serializer,
     parse_describe_instances,
 )
 from syncengine.fastpath import parsers as fastpath
-from syncengine.fastpath.clients import _shared_ssl_context
 from tests.cfn_yaml import ROOT
 
 EC2_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
@@ -149,7 +145,6 @@ def test_parse_describe_instances_refuses_a_document_without_reservation_set() -
     [
         pytest.param("rest-json", "drs", "2020-02-26", "DescribeRecoveryInstances", b'{"items": [', id="drs-truncated"),
         pytest.param("rest-json", "drs", "2020-02-26", "DescribeRecoveryInstances", b"[1, 2]", id="drs-not-object"),
-        pytest.param("json", "dynamodb", "2012-08-10", "Query", b'{"Items": [', id="dynamodb-truncated"),
         pytest.param(
             "ec2", "ec2", "2016-11-15", "DescribeInstances", b"<DescribeInstancesResponse><reserv", id="ec2-truncated"
         ),
@@ -179,160 +174,6 @@ def test_fast_path_fallback_is_logged_once_per_shape(monkeypatch) -> None:
         for _ in range(3):
             fastpath.note_fallback("DescribeInstancesResult", ValueError("bad"))
     assert [entry["event"] for entry in logs] == ["fastpath_fallback"]
-
-
-@pytest.mark.parametrize("repeat", [1, 2])
-def test_shared_ssl_context_is_built_once(repeat: int) -> None:
-    """Every connector gets the same verified context instead of reloading the CA bundle."""
-    first = _shared_ssl_context(None, None, None)
-    assert all(_shared_ssl_context(None, None, None) is first for _ in range(repeat))
-
-
-async def test_client_classes_are_built_once_per_service() -> None:
-    """Two clients of one service from the engine's session share their class; other sessions don't."""
-    from aiobotocore.session import AioSession
-
-    from syncengine.aws import new_session
-
-    session = new_session()
-    kwargs = {"region_name": "us-east-1", "aws_access_key_id": "a", "aws_secret_access_key": "b"}
-    async with (
-        session.client("ec2", **kwargs) as first,
-        session.client("ec2", region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b") as second,
-    ):
-        assert type(first) is type(second)
-        assert first.meta.region_name != second.meta.region_name
-    plain = AioSession()
-    async with plain.create_client("ec2", **kwargs) as one, plain.create_client("ec2", **kwargs) as two:
-        assert type(one) is not type(two)
-
-
-async def test_fast_dynamodb_query_matches_botocore() -> None:
-    """A DynamoDB Query answer decodes to exactly botocore's structure."""
-    body = json.dumps(
-        {
-            "Items": [
-                {
-                    "sourceServerId": {"S": "s-1"},
-                    "observedAt": {"N": "5"},
-                    "tags": {"M": {"a": {"S": "b"}}},
-                    "list": {"L": [{"BOOL": True}, {"NULL": True}]},
-                }
-            ],
-            "Count": 1,
-            "ScannedCount": 1,
-            "LastEvaluatedKey": {"sourceServerId": {"S": "s-1"}},
-        }
-    ).encode()
-    shape = _model("dynamodb", "2012-08-10").operation_model("Query").output_shape
-    assert await _parse(FastResponseParserFactory(), "json", shape, body) == await _parse(
-        AioResponseParserFactory(), "json", shape, body
-    )
-
-
-CACHE_ITEM = {
-    "sourceServerId": {"S": "s-0123456789abcdef0"},
-    "recoveryInstanceId": {"S": "i-0123456789abcdef0"},
-    "observedAt": {"N": "1750000000000"},
-    "isDrill": {"BOOL": True},
-    "sourceServerTags": {"M": {"Name": {"S": "web-01"}, "Owner": {"S": "team \u00e9"}}},
-    "sourceSecurityGroupIds": {"L": [{"S": "sg-1"}, {"S": "sg-2"}]},
-}
-
-
-def _serialize_both(operation: str, params: dict) -> tuple[dict, dict]:
-    model = _model("dynamodb", "2012-08-10").operation_model(operation)
-    inner = create_serializer("json", include_validation=False)
-    return FastJSONSerializer(inner).serialize_to_request(params, model), inner.serialize_to_request(params, model)
-
-
-@pytest.mark.parametrize(
-    ("operation", "params"),
-    [
-        (
-            "BatchWriteItem",
-            {
-                "RequestItems": {
-                    "cache": [{"PutRequest": {"Item": CACHE_ITEM}}] * 2
-                    + [{"DeleteRequest": {"Key": {"sourceServerId": {"S": "s-1"}}}}]
-                }
-            },
-        ),
-        (
-            "BatchGetItem",
-            {
-                "RequestItems": {
-                    "cache": {
-                        "Keys": [{"sourceServerId": {"S": "s-1"}}],
-                        "ProjectionExpression": "#a",
-                        "ExpressionAttributeNames": {"#a": "x"},
-                        "ConsistentRead": True,
-                    }
-                },
-                "ReturnConsumedCapacity": "NONE",
-            },
-        ),
-    ],
-)
-def test_fast_dynamodb_serializer_matches_botocore(operation: str, params: dict) -> None:
-    """The fast batch request is botocore's request: same method, path, headers and JSON body."""
-    fast, slow = _serialize_both(operation, params)
-    assert json.loads(fast.pop("body")) == json.loads(slow.pop("body"))
-    assert fast == slow
-
-
-def test_fast_dynamodb_serializer_leaves_binary_and_other_operations_to_botocore() -> None:
-    """Bytes need botocore's base64 encoding; PutItem is not a batch: both take botocore's path."""
-    binary = {"RequestItems": {"t": [{"PutRequest": {"Item": {"k": {"B": b"\x00\x01"}}}}]}}
-    fast, slow = _serialize_both("BatchWriteItem", binary)
-    assert fast == slow
-    assert json.loads(fast["body"])["RequestItems"]["t"][0]["PutRequest"]["Item"]["k"]["B"] == "AAE="
-    put = {"TableName": "t", "Item": CACHE_ITEM}
-    fast, slow = _serialize_both("PutItem", put)
-    assert fast == slow
-
-
-async def test_engine_dynamodb_clients_get_the_fast_serializer() -> None:
-    """Clients opened through AwsClients serialize batches fast; EC2 keeps botocore's serializer."""
-    from syncengine.aws import AwsClients
-    from syncengine.config import SyncSettings
-
-    settings = SyncSettings(regions=("us-east-1",), endpoint_urls=(("dynamodb", "http://127.0.0.1:9"),))
-    async with AwsClients(settings) as aws:
-        dynamodb = await aws.client("dynamodb", "us-east-1")
-        ec2 = await aws.client("ec2", "us-east-1")
-        assert isinstance(dynamodb._serializer, FastJSONSerializer)
-        assert not isinstance(ec2._serializer, FastJSONSerializer)
-        assert not isinstance(
-            install_fast_serializer(dynamodb)._serializer._inner, FastJSONSerializer
-        )  # no double wrap
-
-
-async def test_cached_user_agent_is_the_header_botocore_builds() -> None:
-    """Per feature set, the cached User-Agent equals botocore's freshly built one."""
-    from botocore.context import start_as_current_context
-    from botocore.useragent import UserAgentString, register_feature_id
-
-    from syncengine.aws import new_session
-    from syncengine.fastpath import cache_user_agent
-
-    kwargs = {"region_name": "us-east-1", "aws_access_key_id": "a", "aws_secret_access_key": "b"}
-    async with new_session().client("drs", **kwargs) as client:
-        creator = client._user_agent_creator
-
-        def fresh() -> str:
-            return UserAgentString.to_string(creator)
-
-        cache_user_agent(client)
-        assert cache_user_agent(client) is client  # idempotent
-        plain = creator.to_string()
-        assert plain == fresh() and creator.to_string() is plain
-        with start_as_current_context():
-            register_feature_id("PAGINATOR")
-            with_feature = creator.to_string()
-            assert with_feature == fresh()
-        assert with_feature != plain
-        assert creator.to_string() == plain
 
 
 def _ec2_fields_read_by(path) -> set[str]:

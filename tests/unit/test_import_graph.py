@@ -115,7 +115,6 @@ def test_import_graph_query_needs_no_sync_or_invoke_machinery(query_modules: set
     unwanted = {
         "syncengine.discovery",
         "syncengine.enrich",
-        "syncengine.shards",
         "syncengine.terminate",
         "devtools.simulator",
         "devtools.faultproxy",

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from syncengine.errors import ExecutionInProgressError, InvalidRequestError
+from syncengine.executions import ACTIVE_STATUSES
 from syncengine.models import Attribution
 from syncengine.terminate_rules import (
-    ACTIVE_STATUSES,
     REASON_INFERRED,
     REASON_NOT_DRILL,
     candidates,
