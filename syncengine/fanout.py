@@ -203,7 +203,24 @@ async def start_fanout(rt: Any) -> SyncReport | None:
     run_id = uuid.uuid4().hex[:16]
     started_iso, started = utc_now_iso(), time.monotonic()
     await rt.status.acquire_full_sync_lease(run_id, seconds=settings.stale_after_seconds)
-    scopes = [scope for scope, _ in planned]
+    try:
+        return await _fan_out(rt, run_id, [scope for scope, _ in planned], started_iso, started)
+    except BaseException:
+        # Any failure after the lease was taken (the run record, the execution index, SQS, a
+        # cancellation): give the lease back, or every schedule would answer "already running"
+        # until it expired (``stale_after_seconds``). Messages already sent stay counted by
+        # their workers; a newer run replaces the record and refuses their counts.
+        with anyio.CancelScope(shield=True):
+            try:
+                await rt.status.release_full_sync_lease(run_id)
+            except AwsError as exc:
+                log.error("fanout_lease_release_failed", run_id=run_id, error_type=exc.error_type, error=str(exc))
+        raise
+
+
+async def _fan_out(rt: Any, run_id: str, scopes: list[Scope], started_iso: str, started: float) -> SyncReport:
+    """The sweep under its lease: the run record, the messages, the unsent scopes' count."""
+    settings = rt.settings
     await rt.status.start_fanout_run(run_id, len(scopes), started_iso)
     delayed = await active_execution_scopes(rt)
     enqueued = await _send(rt, settings.work_queue_url, scopes, run_id, delayed)

@@ -348,3 +348,29 @@ def test_fanout_second_delivery_of_a_message_gives_way_instead_of_syncing_again(
     counted = asyncio.run(get_sync_status(settings)).to_dict()["fanoutRun"]["finished"]
     assert counted == len(scopes)
     assert any(result.failed_message_ids for result in results)  # the copy that gave way comes back
+
+
+def test_fanout_sweep_that_fails_after_taking_the_lease_releases_it(estate: Any, monkeypatch: Any) -> None:
+    """A sweep that fails once it holds the full-sync lease (here the run record cannot be
+    written) gives the lease back: the next schedule runs instead of answering "already running"
+    for ``stale_after_seconds``."""
+    from syncengine.errors import AwsError
+    from syncengine.fanout_runs import FanoutRuns
+
+    _sim, settings = estate
+    real = FanoutRuns.start_fanout_run
+
+    async def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise AwsError("the status table refused the run record", code="InternalServerError")
+
+    monkeypatch.setattr(FanoutRuns, "start_fanout_run", refuse)
+    with pytest.raises(AwsError):
+        asyncio.run(sync_all(settings))
+
+    async def holder() -> Any:
+        async with open_runtime(settings) as rt:
+            return await rt.status.full_sync_holder()
+
+    assert asyncio.run(holder()) is None
+    monkeypatch.setattr(FanoutRuns, "start_fanout_run", real)
+    assert asyncio.run(sync_all(settings)).scopes_enqueued > 0  # no SYNC_IN_PROGRESS
