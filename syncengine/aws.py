@@ -41,6 +41,7 @@ from syncengine.fastpath import (
     enable_client_class_cache,
     install_fast_serializer,
 )
+from syncengine.fastpath.parsers import StrictResponseParserFactory
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget
 from syncengine.resident import current_pool
@@ -70,6 +71,9 @@ def new_session(*, fast_paths: bool = True) -> aioboto3.Session:
     if fast_paths:
         botocore_session.register_component("response_parser_factory", FastResponseParserFactory())
         enable_client_class_cache(botocore_session)
+    else:
+        # Not a fast path: a DRS body that is not JSON must fail, never read as an empty page.
+        botocore_session.register_component("response_parser_factory", StrictResponseParserFactory())
     return aioboto3.Session(botocore_session=botocore_session)
 
 

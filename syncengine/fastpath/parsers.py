@@ -158,9 +158,37 @@ class FastEC2QueryParser(AioEC2QueryParser):
             raise parse_failure(shape, exc) from exc
 
 
-class FastRestJSONParser(AioRestJSONParser):
+class StrictRestJSONParser(AioRestJSONParser):
+    """botocore's rest-json parser (DRS), except that a 2xx body that is not a JSON object is a
+    ``ResponseParserError``: botocore turns an undecodable body into ``{"message": body}`` and
+    then an answer without a single member, which a describe would read as an empty page (a
+    missing ``items`` is one: DRS's model does not require it). Not a fast path: the clients
+    use it with ``SYNC_FAST_PATHS=false`` too (``StrictResponseParserFactory``)."""
+
     def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
-        if shape is not None and shape.name in FAST_JSON_SHAPES:
+        if shape is not None and shape.members:
+            try:
+                decoded = json.loads(response["body"] or b"")
+            except ValueError as exc:
+                raise ResponseParserError(f"{shape.name}: the body is not JSON: {str(exc)[:200]}") from exc
+            if not isinstance(decoded, dict):
+                raise ResponseParserError(f"{shape.name}: the body is not a JSON object")
+        return super()._do_parse(response, shape)
+
+
+class StrictResponseParserFactory(AioResponseParserFactory):
+    """botocore's parsers with ``StrictRestJSONParser`` for rest-json (without the fast paths)."""
+
+    def create_parser(self, protocol_name: str) -> Any:
+        if protocol_name == "rest-json":
+            return StrictRestJSONParser()
+        return super().create_parser(protocol_name)
+
+
+class FastRestJSONParser(StrictRestJSONParser):
+    def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
+        # An empty body is no JSON object: the strict parser below refuses it.
+        if shape is not None and shape.name in FAST_JSON_SHAPES and response["body"]:
             try:
                 return json_members(response["body"], shape)
             except FAST_PATH_FAILURES as exc:
