@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from syncengine.aws import AwsClients, drs_regions, role_arn_for
+from syncengine.aws import AwsClients, drs_regions, partition_of, role_arn_for
 from syncengine.concurrency import gather
 from syncengine.config import SyncSettings
 from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, to_item
@@ -94,7 +94,11 @@ def target_from_item(item: Mapping[str, Any], settings: SyncSettings, current_ac
     return AccountTarget(
         account_id=account_id,
         account_name=str(item.get("accountName") or ""),
-        role_arn=None if is_current else role_arn_for(account_id, role_name_of(item, settings.default_role_name)),
+        role_arn=None
+        if is_current
+        else role_arn_for(
+            account_id, role_name_of(item, settings.default_role_name), partition_of(settings.home_region)
+        ),
         external_id=str(external_id) if external_id else None,
         regions=regions,
         is_current_account=is_current,
@@ -137,7 +141,7 @@ async def load_targets(aws: AwsClients, dynamo: Dynamo, settings: SyncSettings) 
 
 def regions_for(target: AccountTarget, settings: SyncSettings) -> tuple[str, ...]:
     """The item's regions, else the configured ones, else every region where DRS exists."""
-    return target.regions or settings.regions or tuple(sorted(drs_regions()))
+    return target.regions or settings.regions or tuple(sorted(drs_regions(partition_of(settings.home_region))))
 
 
 def plan_scopes(

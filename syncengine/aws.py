@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,7 @@ from syncengine.resident import current_pool
 from syncengine.retry import CallContext, call_with_retry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
 
 log = get_logger(__name__)
 
@@ -99,14 +100,47 @@ def preload_service_models(settings: SyncSettings) -> None:
     drs_regions()
 
 
+DEFAULT_PARTITION = "aws"
+
+
 @functools.cache
-def drs_regions() -> frozenset[str]:
-    """Every region where DRS exists, from botocore's endpoint data (no network call)."""
-    return frozenset(botocore.session.get_session().get_available_regions("drs"))
+def _endpoint_resolver() -> Any:
+    return botocore.session.get_session().get_component("endpoint_resolver")
 
 
-def role_arn_for(account_id: str, role_name: str) -> str:
-    return f"arn:aws:iam::{account_id}:role/{role_name}"
+@functools.cache
+def partition_of(region: str) -> str:
+    """The AWS partition of a region (``aws``, ``aws-us-gov``, ...), from botocore's endpoint
+    data (no network call); an unknown region is in the commercial partition."""
+    try:
+        return str(_endpoint_resolver().get_partition_for_region(region))
+    except Exception:  # botocore raises a bare exception for a region no partition matches
+        return DEFAULT_PARTITION
+
+
+def hub_partition(environ: Mapping[str, str] | None = None) -> str:
+    """The partition of the hub: its home region's (``AWS_REGION``, as ``SyncSettings`` reads it).
+    A GovCloud hub (``aws-us-gov``) syncs and accepts only GovCloud's DRS regions: credentials of
+    one partition are not valid in another."""
+    from syncengine.config import DEFAULT_HOME_REGION, ENV_HOME_REGION, ENV_HOME_REGION_FALLBACK
+
+    env = os.environ if environ is None else environ
+    return partition_of(env.get(ENV_HOME_REGION) or env.get(ENV_HOME_REGION_FALLBACK) or DEFAULT_HOME_REGION)
+
+
+def drs_regions(partition: str | None = None) -> frozenset[str]:
+    """Every region of ``partition`` (default: the hub's, ``hub_partition``) where DRS exists,
+    from botocore's partition and endpoint data (no network call)."""
+    return _drs_regions(partition or hub_partition())
+
+
+@functools.cache
+def _drs_regions(partition: str) -> frozenset[str]:
+    return frozenset(botocore.session.get_session().get_available_regions("drs", partition_name=partition))
+
+
+def role_arn_for(account_id: str, role_name: str, partition: str | None = None) -> str:
+    return f"arn:{partition or hub_partition()}:iam::{account_id}:role/{role_name}"
 
 
 class AwsClients:

@@ -10,12 +10,13 @@ from urllib.parse import parse_qsl
 
 from .context import Call, Reply
 from .errors import AwsError
+from .regions import partition_of
 
 NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 MIN_DURATION = 900
 # The default MaxSessionDuration of an IAM role.
 MAX_DURATION = 3600
-_ROLE_ARN = re.compile(r"^arn:aws:iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]+)$")
+_ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]+)$")
 _XML_HEADERS = {"Content-Type": "text/xml"}
 
 
@@ -69,7 +70,10 @@ def assume_role(call: Call, params: dict[str, str]) -> Reply:
     match = _ROLE_ARN.match(role_arn)
     if match is None:
         raise AwsError("ValidationError", f"{role_arn} is not a valid role ARN")
-    account_id, role_name = match.groups()
+    partition, account_id, role_name = match.groups()
+    if partition != partition_of(call.region):
+        # STS of one partition knows no role of another (a commercial ARN in GovCloud).
+        raise AwsError("ValidationError", f"{role_arn} is not a role ARN of partition {partition_of(call.region)}")
     backend = call.backend
     account = backend.estate.account(account_id)
     # One answer for every mismatch, as IAM does not say which condition of the trust failed.
@@ -84,7 +88,7 @@ def assume_role(call: Call, params: dict[str, str]) -> Reply:
     expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(session.expiration))
     result = (
         f"<AssumedRoleUser><AssumedRoleId>{session.role_id}:{_esc(session_name)}</AssumedRoleId>"
-        f"<Arn>arn:aws:sts::{account_id}:assumed-role/{role_name}/{_esc(session_name)}</Arn></AssumedRoleUser>"
+        f"<Arn>arn:{partition}:sts::{account_id}:assumed-role/{role_name}/{_esc(session_name)}</Arn></AssumedRoleUser>"
         f"<Credentials><AccessKeyId>{session.access_key_id}</AccessKeyId>"
         f"<SecretAccessKey>{session.secret_access_key}</SecretAccessKey>"
         f"<SessionToken>{session.session_token}</SessionToken>"
