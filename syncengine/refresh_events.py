@@ -7,7 +7,8 @@ Shapes (``../shared/API-CONTRACT.md``, "Event-driven refresh"):
 - ``aws.drs`` ``DRS Source Server Launch Result``: ``resources[0]`` the source server's ARN,
   ``detail.state``, ``detail.job-id``;
 - ``aws.drs`` ``DRS Recovery Instance Failback State Change``: ``resources[0]`` the recovery
-  instance's ARN, ``detail.state``;
+  instance's ARN, ``.../recovery-instance/i-...`` or the ``.../recovery-instance/ri-...`` form of
+  AWS's sample event, ``detail.state``;
 - ``aws.ec2`` ``EC2 Instance State-change Notification``: ``detail.instance-id``,
   ``detail.state``; account and region from the envelope
   (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/monitoring-instance-state-changes.html);
@@ -36,7 +37,6 @@ from aws_lambda_powertools.utilities.data_classes.common import DictWrapper
 
 from syncengine.accounts import (
     validate_account_id,
-    validate_recovery_instance_id,
     validate_region,
     validate_source_server_id,
 )
@@ -55,6 +55,10 @@ MAX_SCOPE_MESSAGE_SERVERS = 1000
 # arn:aws:drs:{region}:{account}:{source-server|recovery-instance}/{id} (any partition).
 _DRS_ARN = re.compile(r"arn:aws[a-z-]*:drs:([a-z0-9-]+):([0-9]{12}):(source-server|recovery-instance)/(\S+)", re.ASCII)
 _EC2_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}", re.ASCII)
+# A failback event's recovery instance, either form: DRS's own id (the EC2 instance id form,
+# ``i-`` + hex, what DescribeRecoveryInstances answers) or the ``ri-...`` form of AWS's sample
+# event (EventBridge reference, "DRS Recovery Instance Failback State Change").
+_FAILBACK_RECOVERY_INSTANCE_ID = re.compile(r"(?:i-[0-9a-fA-F]{8,17}|ri-([0-9a-zA-Z]{8,32}))", re.ASCII)
 _RUN_ID = re.compile(r"[0-9a-f]{16}", re.ASCII)
 
 
@@ -117,6 +121,20 @@ class DrsFailbackStateChangeEvent(_DrsResourceEvent):
     @property
     def recovery_instance(self) -> DrsArn:
         return self._resource_arn("recovery-instance")
+
+    @property
+    def recovery_instance_ids(self) -> frozenset[str]:
+        """The ids the cache may hold the recovery instance under: the id as the event gives it
+        and, for the ``ri-`` form, the ``i-`` form with the same suffix (a cache lookup only: an
+        id the cache does not hold costs no AWS call, ``syncengine.refresh``)."""
+        resource_id = self.recovery_instance.resource_id
+        match = _FAILBACK_RECOVERY_INSTANCE_ID.fullmatch(resource_id)
+        if match is None:
+            raise InvalidRequestError(
+                f"resources[0] must name a recovery instance (i-... or ri-...), got {resource_id[:100]!r}."
+            )
+        suffix = match.group(1)
+        return frozenset({resource_id, f"i-{suffix}"} if suffix else {resource_id})
 
 
 class Ec2StateChangeEvent(EventBridgeEvent):
@@ -250,11 +268,10 @@ def parse_refresh_request(payload: Any) -> RefreshRequest:
         )
     if source == DRS_SOURCE and detail_type == FAILBACK_STATE_CHANGE:
         failback = DrsFailbackStateChangeEvent(dict(payload))
-        arn = failback.recovery_instance
         return RefreshRequest(
             RefreshKind.FAILBACK,
-            arn.scope,
-            recovery_instance_ids=frozenset({validate_recovery_instance_id(arn.resource_id)}),
+            failback.recovery_instance.scope,
+            recovery_instance_ids=failback.recovery_instance_ids,
             state=failback.state,
         )
     if source == EC2_SOURCE and detail_type == EC2_STATE_CHANGE:

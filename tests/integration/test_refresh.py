@@ -232,6 +232,25 @@ def test_refresh_failback_event_finds_its_server_through_the_cache(sim: Any, syn
     assert cache(synced)[server]["name"] == "failed-back"
 
 
+def test_refresh_failback_event_in_the_ri_form_is_accepted_and_mapped(sim: Any, synced: SyncSettings) -> None:
+    """AWS's sample failback event names ``recovery-instance/ri-...``: acknowledged, never
+    rejected; the cache maps the ``i-`` form of the same suffix to its server."""
+    account = targets(sim)[0]
+    server, instance = sorted(live(sim, account).items())[3]
+    sim.estate.update_ec2(instance["ec2InstanceID"], name="failed-back-ri")
+    sim.events(drain=True)
+    event = load_event("eventbridge_drs_failback_state_change_ri")
+    event.update(account=account, region=REGION)
+    suffix = instance["recoveryInstanceID"].removeprefix("i-")
+    event["resources"] = [f"arn:aws:drs:{REGION}:{account}:recovery-instance/ri-{suffix}"]
+
+    summary = lambda_handler(event, FakeLambdaContext())
+
+    assert summary["rejectedMessages"] == 0
+    assert summary["scopes"][0]["serverIds"] == [server]
+    assert cache(synced)[server]["name"] == "failed-back-ri"
+
+
 def test_refresh_event_of_an_unconfigured_account_is_acknowledged(sim: Any, synced: SyncSettings) -> None:
     event = load_event("eventbridge_drs_launch_result")  # account 111122223333 is no target
 
