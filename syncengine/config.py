@@ -230,6 +230,9 @@ class SyncSettings:
     # Explicit per-service endpoints ((service, url), ...) for tests and the demo. Empty in
     # production: botocore then resolves AWS_ENDPOINT_URL_<SERVICE> / AWS_ENDPOINT_URL itself.
     endpoint_urls: tuple[tuple[str, str], ...] = ()
+    # Who calls AWS, for assumed-role session names (syncengine.sessions): the Lambda function's
+    # name (AWS_LAMBDA_FUNCTION_NAME), "cli" for the command line, else "local".
+    caller: str = "local"
 
     def endpoint_url(self, service: str) -> str | None:
         for name, url in self.endpoint_urls:
@@ -280,6 +283,7 @@ class SyncSettings:
             "default_role_name": env.get(ENV_DEFAULT_ROLE_NAME) or DEFAULT_ROLE_NAME,
             "metrics_namespace": env.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
             "emit_metrics": bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+            "caller": env.get("AWS_LAMBDA_FUNCTION_NAME") or "local",
             "fast_paths": _parse_bool(env.get(ENV_FAST_PATHS), True),
             "gc_tuning": _parse_bool(env.get(ENV_GC_TUNING), True),
             "light_reads": _parse_bool(env.get(ENV_LIGHT_READS), True),

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl
 
 from .context import Call, Reply
 from .errors import AwsError
+from .policy import parse_policy
 from .regions import partition_of
 
 NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
@@ -18,6 +19,8 @@ MIN_DURATION = 900
 MAX_DURATION = 3600
 _ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]+)$")
 _XML_HEADERS = {"Content-Type": "text/xml"}
+# RoleSessionName: 2 to 64 characters of [\w+=,.@-] (API_AssumeRole).
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 
 
 def parse(body: bytes) -> tuple[str, dict[str, str]]:
@@ -51,6 +54,14 @@ def assume_role(call: Call, params: dict[str, str]) -> Reply:
     session_name = params.get("RoleSessionName", "")
     if not role_arn or not session_name:
         raise AwsError("ValidationError", "RoleArn and RoleSessionName are required")
+    if not _SESSION_NAME.fullmatch(session_name):
+        raise AwsError(
+            "ValidationError",
+            f"1 validation error detected: Value '{session_name}' at 'roleSessionName' failed to satisfy "
+            "constraint: Member must have length 2 to 64 and match [\\w+=,.@-]*",
+        )
+    policy_text = params.get("Policy")
+    policy = parse_policy(policy_text) if policy_text is not None else None
     try:
         duration = int(params.get("DurationSeconds", MAX_DURATION))
     except ValueError:
@@ -84,7 +95,9 @@ def assume_role(call: Call, params: dict[str, str]) -> Reply:
         or backend.faults.is_denied(account_id)
     ):
         raise denied
-    session = backend.credentials.issue(account_id, role_name, session_name, duration, time.time())
+    session = backend.credentials.issue(
+        account_id, role_name, session_name, duration, time.time(), policy_text=policy_text, policy=policy
+    )
     expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(session.expiration))
     result = (
         f"<AssumedRoleUser><AssumedRoleId>{session.role_id}:{_esc(session_name)}</AssumedRoleId>"
