@@ -36,6 +36,7 @@ ENV_DEADLINE_SECONDS = "SYNC_DEADLINE_SECONDS"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_WORKERS = "SYNC_WORKERS"
 ENV_STALE_AFTER_SECONDS = "SYNC_STALE_AFTER_SECONDS"
+ENV_BUSY_RETRY_SECONDS = "SYNC_BUSY_RETRY_SECONDS"
 ENV_FAST_PATHS = "SYNC_FAST_PATHS"
 ENV_GC_TUNING = "SYNC_GC_TUNING"
 ENV_LIGHT_READS = "SYNC_LIGHT_READS"
@@ -66,6 +67,7 @@ ALL_ENV_VARS = (
     ENV_METRICS_NAMESPACE,
     ENV_WORKERS,
     ENV_STALE_AFTER_SECONDS,
+    ENV_BUSY_RETRY_SECONDS,
     ENV_FAST_PATHS,
     ENV_GC_TUNING,
     ENV_LIGHT_READS,
@@ -115,6 +117,10 @@ LEASE_MARGIN_SECONDS = 30.0
 # A configured scope with no successful sync for this long makes the status "degraded" and cannot
 # vouch for its servers in check-existing (three missed 5-minute schedules).
 DEFAULT_STALE_AFTER_SECONDS = 900.0
+# A refresh or fan-out message whose scope another sync holds comes back this soon (SQS
+# ChangeMessageVisibility: 0..43200 s), not after the queue's visibility timeout.
+DEFAULT_BUSY_RETRY_SECONDS = 30
+MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
 # botocore's own retries off (one attempt): tenacity (syncengine.retry) is the only retry layer,
 # and a non-idempotent call (terminate, a self-invoke) must never be repeated by the SDK.
 NO_SDK_RETRIES = {"total_max_attempts": 1, "mode": "standard"}
@@ -201,6 +207,8 @@ class SyncSettings:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     # Seconds after which a scope without a successful sync is stale (SYNC_STALE_AFTER_SECONDS).
     stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS
+    # SYNC_BUSY_RETRY_SECONDS: how soon the message of a scope busy with another sync comes back.
+    busy_retry_seconds: int = DEFAULT_BUSY_RETRY_SECONDS
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
@@ -260,6 +268,10 @@ class SyncSettings:
             raise ConfigurationError(
                 f"execution_index_rebuild_seconds must be positive, got {self.execution_index_rebuild_seconds}"
             )
+        if not 0 <= self.busy_retry_seconds <= MAX_VISIBILITY_TIMEOUT_SECONDS:
+            raise ConfigurationError(
+                f"{ENV_BUSY_RETRY_SECONDS} must be 0 to {MAX_VISIBILITY_TIMEOUT_SECONDS}, got {self.busy_retry_seconds}"
+            )
         if self.fanout_threshold < 1:
             raise ConfigurationError(f"fanout_threshold must be at least 1, got {self.fanout_threshold}")
         if not 1 <= self.fanout_scopes_per_message <= MAX_FANOUT_SCOPES_PER_MESSAGE:
@@ -298,6 +310,7 @@ class SyncSettings:
         deadline = env.get(ENV_DEADLINE_SECONDS)
         if deadline:
             values["deadline_seconds"] = _parse_float(ENV_DEADLINE_SECONDS, deadline)
+        values["busy_retry_seconds"] = _parse_int(env, ENV_BUSY_RETRY_SECONDS, DEFAULT_BUSY_RETRY_SECONDS)
         stale_after = env.get(ENV_STALE_AFTER_SECONDS)
         if stale_after:
             values["stale_after_seconds"] = _parse_seconds(ENV_STALE_AFTER_SECONDS, stale_after)

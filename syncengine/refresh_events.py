@@ -29,6 +29,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -227,6 +228,9 @@ class RefreshRequest:
     job_id: str | None = None
     state: str | None = None
     run_id: str | None = None  # a fan-out run's scope message
+    # When the event happened (its EventBridge ``time``, epoch ms; second precision); None for a
+    # scope message, or an event without a readable time.
+    event_time_ms: int | None = None
 
 
 def _json_object(payload: Any) -> Mapping[str, Any]:
@@ -238,6 +242,20 @@ def _json_object(payload: Any) -> Mapping[str, Any]:
     if not isinstance(payload, Mapping):
         raise InvalidRequestError("The message must be a JSON object.")
     return payload
+
+
+def event_time_ms(payload: Mapping[str, Any]) -> int | None:
+    """An EventBridge event's ``time`` (ISO 8601, UTC) in epoch ms, None when absent or unreadable."""
+    value = payload.get("time")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def parse_refresh_requests(payload: Any) -> list[RefreshRequest]:
@@ -265,6 +283,7 @@ def parse_refresh_request(payload: Any) -> RefreshRequest:
             server_ids=frozenset({validate_source_server_id(arn.resource_id)}),
             job_id=launch.job_id,
             state=launch.state,
+            event_time_ms=event_time_ms(payload),
         )
     if source == DRS_SOURCE and detail_type == FAILBACK_STATE_CHANGE:
         failback = DrsFailbackStateChangeEvent(dict(payload))
@@ -273,11 +292,16 @@ def parse_refresh_request(payload: Any) -> RefreshRequest:
             failback.recovery_instance.scope,
             recovery_instance_ids=failback.recovery_instance_ids,
             state=failback.state,
+            event_time_ms=event_time_ms(payload),
         )
     if source == EC2_SOURCE and detail_type == EC2_STATE_CHANGE:
         ec2 = Ec2StateChangeEvent(dict(payload))
         return RefreshRequest(
-            RefreshKind.EC2_STATE, ec2.scope, ec2_instance_ids=frozenset({ec2.instance_id}), state=ec2.state
+            RefreshKind.EC2_STATE,
+            ec2.scope,
+            ec2_instance_ids=frozenset({ec2.instance_id}),
+            state=ec2.state,
+            event_time_ms=event_time_ms(payload),
         )
     if "accountId" in payload:
         message = ScopeMessage(dict(payload))
@@ -306,6 +330,8 @@ class ScopeWork:
     job_ids: set[str] = field(default_factory=set)
     # message id -> fan-out run id, for the messages a fan-out sweep enqueued
     run_messages: dict[str, str] = field(default_factory=dict)
+    # message id -> when its newest event happened (epoch ms; None: not known from the body)
+    event_times: dict[str, int | None] = field(default_factory=dict)
 
     def add(self, message_id: str, request: RefreshRequest) -> None:
         self.message_ids.append(message_id)
@@ -317,6 +343,7 @@ class ScopeWork:
             self.job_ids.add(request.job_id)
         if request.run_id:
             self.run_messages[message_id] = request.run_id
+        self.event_times[message_id] = request.event_time_ms
 
 
 def coalesce(requests: Iterable[tuple[str, RefreshRequest]]) -> dict[Scope, ScopeWork]:

@@ -29,7 +29,7 @@ from syncengine.executions import ExecutionSource
 from syncengine.leases import family_owner
 from syncengine.logging import get_logger, structlog
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult, SyncReport, utc_now_iso
-from syncengine.pipeline import sync_scopes
+from syncengine.pipeline import BUSY_ERROR_TYPE, is_busy, sync_scopes
 from syncengine.runtime import Runtime, SyncProgress, deadline_scope, lease_seconds, shielded_cleanup
 from syncengine.shards import run_in_processes, shard_by_account, worker_count
 
@@ -317,7 +317,10 @@ async def finish_run(rt: Runtime, report: SyncReport, *, full: bool, record: boo
 
 
 def _run_metrics(rt: Runtime, report: SyncReport, *, full: bool) -> dict[str, float]:
-    busy = sum(1 for r in report.scopes if r.error is not None and r.error.error_type == "ScopeBusy")
+    # A scope busy with another sync is skipped, not failed: its holder syncs it. Neither is the
+    # run of a busy scope alone an error.
+    busy = sum(1 for r in report.scopes if is_busy(r))
+    errors = [e for e in report.errors if e.error_type != BUSY_ERROR_TYPE]
     return {
         m.SYNC_DURATION: report.duration_ms,
         m.INSTANCES_UPDATED: report.instances_updated,
@@ -328,7 +331,7 @@ def _run_metrics(rt: Runtime, report: SyncReport, *, full: bool) -> dict[str, fl
         m.SCOPES_NOT_ENABLED: report.scopes_not_enabled,
         m.SCOPES_REMOVED: report.scopes_removed,
         m.SYNCS_SKIPPED: busy,
-        m.SYNC_ERRORS: report.scopes_failed + (1 if report.scopes_synced == 0 and report.errors else 0),
+        m.SYNC_ERRORS: report.scopes_failed - busy + (1 if report.scopes_synced == 0 and errors else 0),
         m.THROTTLE_RETRIES: rt.stats.throttle_retries,
         m.DYNAMODB_THROTTLES: rt.stats.dynamodb_throttles,
         # A full sync that synced at least one scope (a scope failing in every run is the
