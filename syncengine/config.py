@@ -117,6 +117,7 @@ LEASE_MARGIN_SECONDS = 30.0
 # A configured scope with no successful sync for this long makes the status "degraded" and cannot
 # vouch for its servers in check-existing (three missed 5-minute schedules).
 DEFAULT_STALE_AFTER_SECONDS = 900.0
+DEFAULT_CLEANUP_SECONDS = 15.0
 # A refresh or fan-out message whose scope another sync holds comes back this soon (SQS
 # ChangeMessageVisibility: 0..43200 s), not after the queue's visibility timeout.
 DEFAULT_BUSY_RETRY_SECONDS = 30
@@ -203,6 +204,10 @@ class SyncSettings:
     # Wall-clock budget of one run in seconds; None = no deadline (Lambda sets one from context).
     deadline_seconds: float | None = None
     lambda_deadline_margin: float = DEFAULT_LAMBDA_DEADLINE_MARGIN
+    # How long shielded cleanup (status writes, lease releases) may run past the deadline when
+    # there is one: a caller with a hard limit (an API request: API Gateway's 29 s) shortens it and
+    # its deadline together, so deadline plus cleanup fits the limit.
+    cleanup_seconds: float = DEFAULT_CLEANUP_SECONDS
     scope_lease_wait: float = DEFAULT_SCOPE_LEASE_WAIT
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     # Seconds after which a scope without a successful sync is stale (SYNC_STALE_AFTER_SECONDS).
@@ -260,6 +265,8 @@ class SyncSettings:
             )
         if self.retry.max_attempts < 1:
             raise ConfigurationError("retry.max_attempts must be at least 1")
+        if self.cleanup_seconds <= 0:
+            raise ConfigurationError(f"cleanup_seconds must be positive, got {self.cleanup_seconds}")
         if self.stale_after_seconds <= 0:
             raise ConfigurationError(f"stale_after_seconds must be positive, got {self.stale_after_seconds}")
         if self.fanout not in FANOUT_MODES:

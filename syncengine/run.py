@@ -76,6 +76,9 @@ class RunRequest:
     # The fan-out run this run is a slice of: its scope leases are named after it, so a second
     # delivery of the same message gives way instead of syncing the scope again (``leases``).
     fanout_run: str | None = None
+    # When the run's deadline falls (``anyio.current_time()``), for a caller whose deadline began
+    # before the run (an API request: its setup counts); None: ``deadline_seconds`` from the start.
+    deadline_at: float | None = None
 
 
 @dataclass
@@ -113,7 +116,7 @@ async def run(
     if request.full:
         await _acquire_full_sync_lease(rt, state.run_id)
     try:
-        with deadline_scope(rt.settings) as deadline:
+        with deadline_scope(rt.settings, at=request.deadline_at) as deadline:
             await _plan_and_sync(rt, state, targets, executions)
         if deadline.cancelled_caught and not state.setup_done:
             state.run_error("DeadlineExceeded", SETUP_DEADLINE_MESSAGE)
@@ -234,6 +237,15 @@ def _report(state: RunState) -> SyncReport:
         scopes_removed=state.removed.scopes,
         instances_deleted=report.instances_deleted + state.removed.records,
     )
+
+
+def setup_deadline_report(account_id: str | None, region: str | None) -> SyncReport:
+    """The report of a run whose caller's deadline passed before it could start (the runtime's
+    setup, the scope's check): failed with ``DeadlineExceeded``, nothing touched."""
+    log.warning("sync_deadline_before_run", account_id=account_id, region=region)
+    error = ScopeError(account_id or "", region or "", "DeadlineExceeded", SETUP_DEADLINE_MESSAGE)
+    now = utc_now_iso()
+    return SyncReport.from_results([], duration_ms=0, started_at=now, finished_at=now, extra_errors=(error,))
 
 
 def deadline_skipped_report(scope: Scope, message: str) -> SyncReport:
