@@ -274,16 +274,16 @@ async def _count_in_fanout_runs(rt: Runtime, work: dict[Scope, ScopeWork], done:
     message comes back."""
     from syncengine.fanout import finish_scopes
 
-    by_run: dict[str, list[ScopeResult]] = {}
+    by_part: dict[tuple[str, int], list[ScopeResult]] = {}
     for scope, item in work.items():
         result = _fanout_result(done[scope]) if item.run_messages and scope in done else None
         for run_id in dict.fromkeys(item.run_messages.values()) if result is not None else ():
-            by_run.setdefault(run_id, []).append(result)
+            by_part.setdefault((run_id, item.run_parts.get(run_id, 0)), []).append(result)
     counted: set[Scope] = set()
     uncounted: set[Scope] = set()  # a scope asked for by two runs is settled only when both counted it
-    for run_id, results in by_run.items():
+    for (run_id, part), results in by_part.items():
         try:
-            await finish_scopes(rt, run_id, results)
+            await finish_scopes(rt, run_id, results, part=part)
         except AwsError as exc:
             log.warning("fanout_count_failed", run_id=run_id, error_type=exc.error_type, error=str(exc))
             uncounted |= {r.scope for r in results}

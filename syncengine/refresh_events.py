@@ -45,6 +45,9 @@ from syncengine.config import MAX_FANOUT_SCOPES_PER_MESSAGE
 from syncengine.errors import InvalidRequestError
 from syncengine.models import Scope
 
+# Parts of a fan-out run record (``syncengine.fanout_runs``): far more than any estate needs.
+MAX_FANOUT_PARTS = 100_000
+
 DRS_SOURCE = "aws.drs"
 EC2_SOURCE = "aws.ec2"
 LAUNCH_RESULT = "DRS Source Server Launch Result"
@@ -188,6 +191,19 @@ class ScopeMessage(DictWrapper):
         """The fan-out run that enqueued this message (``syncengine.fanout``), if any."""
         return _run_id(self.get("runId"))
 
+    @property
+    def part(self) -> int:
+        return _part(self.get("part"))
+
+
+def _part(value: Any) -> int:
+    """A fan-out message's ``part`` (``syncengine.fanout_runs``); 0 when absent (one part)."""
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_FANOUT_PARTS:
+        raise InvalidRequestError(f"part must be a part number, got {str(value)[:20]!r}.")
+    return value
+
 
 def _run_id(run_id: Any) -> str | None:
     if run_id is None:
@@ -213,6 +229,10 @@ class ScopeGroupMessage(DictWrapper):
     def run_id(self) -> str | None:
         return _run_id(self.get("runId"))
 
+    @property
+    def part(self) -> int:
+        return _part(self.get("part"))
+
 
 @dataclass(frozen=True)
 class RefreshRequest:
@@ -228,6 +248,7 @@ class RefreshRequest:
     job_id: str | None = None
     state: str | None = None
     run_id: str | None = None  # a fan-out run's scope message
+    part: int = 0  # the part of that run's record that counts the scope
     # When the event happened (its EventBridge ``time``, epoch ms; second precision); None for a
     # scope message, or an event without a readable time.
     event_time_ms: int | None = None
@@ -265,9 +286,9 @@ def parse_refresh_requests(payload: Any) -> list[RefreshRequest]:
     if "scopes" not in payload or "accountId" in payload or "source" in payload:
         return [parse_refresh_request(payload)]
     group = ScopeGroupMessage(dict(payload))
-    run_id = group.run_id
+    run_id, part = group.run_id, group.part
     scopes = list(dict.fromkeys(group.scopes))  # a scope named twice is one sync, counted once
-    return [RefreshRequest(RefreshKind.SCOPE, scope, whole_scope=True, run_id=run_id) for scope in scopes]
+    return [RefreshRequest(RefreshKind.SCOPE, scope, whole_scope=True, run_id=run_id, part=part) for scope in scopes]
 
 
 def parse_refresh_request(payload: Any) -> RefreshRequest:
@@ -312,6 +333,7 @@ def parse_refresh_request(payload: Any) -> RefreshRequest:
             server_ids=ids or frozenset(),
             whole_scope=ids is None,
             run_id=message.run_id,
+            part=message.part,
         )
     raise InvalidRequestError(f"Unsupported event: source {str(source)[:50]!r}, detail-type {str(detail_type)[:80]!r}.")
 
@@ -330,6 +352,8 @@ class ScopeWork:
     job_ids: set[str] = field(default_factory=set)
     # message id -> fan-out run id, for the messages a fan-out sweep enqueued
     run_messages: dict[str, str] = field(default_factory=dict)
+    # fan-out run id -> the part of its record that counts this scope
+    run_parts: dict[str, int] = field(default_factory=dict)
     # message id -> when its newest event happened (epoch ms; None: not known from the body)
     event_times: dict[str, int | None] = field(default_factory=dict)
 
@@ -343,6 +367,7 @@ class ScopeWork:
             self.job_ids.add(request.job_id)
         if request.run_id:
             self.run_messages[message_id] = request.run_id
+            self.run_parts[request.run_id] = request.part
         self.event_times[message_id] = request.event_time_ms
 
 
