@@ -1,32 +1,25 @@
-"""All AWS I/O goes through here: one shared aioboto3 Session, per-account credentials from
-STS AssumeRole (with ExternalId, cached until near expiry), clients opened inside the run and
-closed with it, and one ``call`` that applies the limiters and the retry policy.
+"""All AWS I/O goes through here: one shared aioboto3 Session, per-account credentials from STS
+AssumeRole (ExternalId, a session policy and name per purpose: ``syncengine.sessions``; cached
+until near expiry), clients opened inside the run and closed with it, and one ``call`` that
+applies the limiters and the retry policy. Partitions and DRS regions: ``syncengine.partitions``.
 
-DRS and EC2 clients are shared by every account of a region: a client is bound to a region and
-an endpoint, not to an account, except through the credentials its signer holds. Building one
-costs ~5 ms of CPU (botocore copies the session's whole event-handler tree for each) and a
-connection pool; a large estate would build two per account and region. So each (service,
-region) gets one client whose signer reads the credentials of the account the *calling task*
-acts for (``CallScopedCredentials``, set per call by ``AccountClient``), and every account's
-requests to a regional endpoint share its connections, as they share its host in AWS.
-
-Clients are never kept at module scope: a client bound to a dead loop fails in confusing ways.
-The Session (~20 MB and ~0.35 s to build) lives for the process; clients live for the run, except
-on the resident loop of ``syncengine.resident.run_blocking`` (a Lambda container), whose pool
-keeps our own account's clients and the shared DRS/EC2 clients across runs.
+DRS and EC2 clients are shared by every account of a region (building one costs ~5 ms of CPU and
+a connection pool): each (service, region) gets one client whose signer reads the credentials of
+the account the *calling task* acts for (``CallScopedCredentials``, set per call by
+``AccountClient``). Clients are never kept at module scope (a client bound to a dead loop fails in
+confusing ways). The Session (~20 MB, ~0.35 s to build) lives for the process; clients live for
+the run, except on the resident loop of ``syncengine.resident.run_blocking`` (a Lambda
+container), whose pool keeps our own account's clients and the shared DRS/EC2 clients.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import anyio
-import botocore.session
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
@@ -45,16 +38,15 @@ from syncengine.fastpath import (
 from syncengine.fastpath.parsers import StrictResponseParserFactory
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget
+from syncengine.partitions import drs_regions, hub_partition, partition_of, role_arn_for  # noqa: F401 (re-exported)
 from syncengine.resident import current_pool
 from syncengine.retry import CallContext, call_with_retry
-from syncengine.sessions import SessionPurpose, session_name, session_policy
+from syncengine.sessions import ASSUME_ROLE_DURATION_SECONDS, SessionPurpose, session_name, session_policy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator
 
 log = get_logger(__name__)
-
-ASSUME_ROLE_DURATION_SECONDS = 3600
 
 # Services whose clients every account of a region shares. Only services whose endpoint rules
 # do not depend on the caller's account (no ``AccountId`` parameter, unlike DynamoDB's):
@@ -72,8 +64,7 @@ def new_session(*, fast_paths: bool = True) -> aioboto3.Session:
     if fast_paths:
         botocore_session.register_component("response_parser_factory", FastResponseParserFactory())
         enable_client_class_cache(botocore_session)
-    else:
-        # Not a fast path: a DRS body that is not JSON must fail, never read as an empty page.
+    else:  # not a fast path: a DRS body that is not JSON fails, never reads as an empty page
         botocore_session.register_component("response_parser_factory", StrictResponseParserFactory())
     return aioboto3.Session(botocore_session=botocore_session)
 
@@ -98,49 +89,6 @@ def preload_service_models(settings: SyncSettings) -> None:
             loader.load_service_model(service, model)
     botocore_session.get_component("endpoint_resolver")
     drs_regions()
-
-
-DEFAULT_PARTITION = "aws"
-
-
-@functools.cache
-def _endpoint_resolver() -> Any:
-    return botocore.session.get_session().get_component("endpoint_resolver")
-
-
-@functools.cache
-def partition_of(region: str) -> str:
-    """The AWS partition of a region (``aws``, ``aws-us-gov``, ...), from botocore's endpoint
-    data (no network call); an unknown region is in the commercial partition."""
-    try:
-        return str(_endpoint_resolver().get_partition_for_region(region))
-    except Exception:  # botocore raises a bare exception for a region no partition matches
-        return DEFAULT_PARTITION
-
-
-def hub_partition(environ: Mapping[str, str] | None = None) -> str:
-    """The partition of the hub: its home region's (``AWS_REGION``, as ``SyncSettings`` reads it).
-    A GovCloud hub (``aws-us-gov``) syncs and accepts only GovCloud's DRS regions: credentials of
-    one partition are not valid in another."""
-    from syncengine.config import DEFAULT_HOME_REGION, ENV_HOME_REGION, ENV_HOME_REGION_FALLBACK
-
-    env = os.environ if environ is None else environ
-    return partition_of(env.get(ENV_HOME_REGION) or env.get(ENV_HOME_REGION_FALLBACK) or DEFAULT_HOME_REGION)
-
-
-def drs_regions(partition: str | None = None) -> frozenset[str]:
-    """Every region of ``partition`` (default: the hub's, ``hub_partition``) where DRS exists,
-    from botocore's partition and endpoint data (no network call)."""
-    return _drs_regions(partition or hub_partition())
-
-
-@functools.cache
-def _drs_regions(partition: str) -> frozenset[str]:
-    return frozenset(botocore.session.get_session().get_available_regions("drs", partition_name=partition))
-
-
-def role_arn_for(account_id: str, role_name: str, partition: str | None = None) -> str:
-    return f"arn:{partition or hub_partition()}:iam::{account_id}:role/{role_name}"
 
 
 class AwsClients:
@@ -215,17 +163,11 @@ class AwsClients:
             return ""
         return account.account_id if purpose is SessionPurpose.SYNC else f"{account.account_id}/{purpose.value}"
 
-    async def release(
-        self,
-        services: tuple[str, ...],
-        region: str,
-        account: AccountTarget | None = None,
-        purpose: SessionPurpose = SessionPurpose.SYNC,
-    ) -> None:
+    async def release(self, services: tuple[str, ...], region: str, account: AccountTarget | None = None) -> None:
         """Drop the clients a finished scope used. An account's DRS/EC2 handle is only a reference
         to its region's shared client; a client of our own account holds a connection pool and
         ~0.4 MB, and is closed."""
-        account_key = self._account_key(account, purpose)
+        account_key = self._account_key(account, SessionPurpose.SYNC)  # syncs release their clients
         with anyio.CancelScope(shield=True):
             for service in services:
                 await self._close((service, region, account_key))

@@ -26,6 +26,14 @@ FULL_SYNC_SK = "FULL_SYNC"
 # refresh that finds the scope busy learns whether the holder's read covers its event.
 LEASE_ACQUIRED_AT = "leaseAcquiredAt"
 LEASE_WHOLE_SCOPE = "leaseWholeScope"
+_SCOPE_LEASE_NAMES = {
+    "#owner": "leaseOwner",
+    "#exp": "leaseExpiresAt",
+    "#acct": "accountId",
+    "#region": "region",
+    "#acq": LEASE_ACQUIRED_AT,
+    "#whole": LEASE_WHOLE_SCOPE,
+}
 # A fan-out worker's sync names its lease ``<fan-out run id>.<run id>`` (``family_owner``).
 FAMILY_SEPARATOR = "."
 
@@ -134,8 +142,8 @@ class Leases:
     ) -> bool:
         """Take the scope's lease until ``expires_at`` (epoch seconds: its holder's deadline plus
         a margin; default ``lease_seconds`` from now), waiting up to ``wait`` seconds for another
-        sync of the same scope to finish. Syncs of one scope are serialised so that observation
-        order equals write order: an older observation can never overwrite a newer one.
+        sync of the same scope to finish; noting when, and whether for the ``whole_scope``.
+        Syncs of one scope are serialised: an older observation never overwrites a newer one.
 
         An owner of a fan-out run (``family_owner``) waits for no other sync of the same run: that
         is a second delivery of the same message (SQS delivers at least once), already syncing the
@@ -154,14 +162,7 @@ class Leases:
                     "#acq = :acq, #whole = :whole",
                     # Free, expired (its holder died), or already ours.
                     ConditionExpression="attribute_not_exists(#exp) OR #exp < :now OR #owner = :owner",
-                    ExpressionAttributeNames={
-                        "#owner": "leaseOwner",
-                        "#exp": "leaseExpiresAt",
-                        "#acct": "accountId",
-                        "#region": "region",
-                        "#acq": LEASE_ACQUIRED_AT,
-                        "#whole": LEASE_WHOLE_SCOPE,
-                    },
+                    ExpressionAttributeNames=dict(_SCOPE_LEASE_NAMES),
                     ExpressionAttributeValues={
                         ":owner": {"S": owner},
                         ":acq": {"N": str(int(now * 1000))},

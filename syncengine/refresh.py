@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -39,7 +39,7 @@ from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, ScopeOutcome, ScopeResult, SyncReport
 from syncengine.pipeline import is_busy
 from syncengine.refresh_events import RefreshRequest, ScopeWork, coalesce, parse_refresh_requests
-from syncengine.retry import CallContext
+from syncengine.refresh_sqs import RefreshMessage, newest_event_ms, retry_busy_soon
 from syncengine.runtime import Runtime, open_runtime
 
 log = get_logger(__name__)
@@ -58,19 +58,6 @@ class RefreshStatus(StrEnum):
     NOTHING_TO_SYNC = "NOTHING_TO_SYNC"
     # The scope is not one a full sync covers (no active target account, or region not configured).
     NOT_CONFIGURED = "NOT_CONFIGURED"
-
-
-@dataclass(frozen=True)
-class RefreshMessage:
-    """One message of a batch: its id (SQS ``messageId``) and its body (JSON text or a mapping);
-    for SQS also when it was sent (``SentTimestamp``, epoch ms), its receipt handle and its queue's
-    ARN (to bring a busy scope's message back soon: ``ChangeMessageVisibility``)."""
-
-    message_id: str
-    body: Any
-    sent_at_ms: int | None = None
-    receipt_handle: str | None = None
-    queue_arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,26 +147,6 @@ class _Batch:
     messages: dict[str, RefreshMessage]
 
 
-# An EventBridge ``time`` has second precision: the change happened within the second after it.
-EVENT_TIME_RESOLUTION_MS = 1000
-
-
-def newest_event_ms(work: ScopeWork, messages: dict[str, RefreshMessage]) -> int | None:
-    """The latest moment any of the scope's messages may describe (epoch ms): an event's own time
-    (plus its resolution), else when SQS received the message; None when one is not known."""
-    newest = 0
-    for mid in work.message_ids:
-        event_ms = work.event_times.get(mid)
-        moment = event_ms + EVENT_TIME_RESOLUTION_MS if event_ms is not None else None
-        if moment is None:
-            message = messages.get(mid)
-            moment = message.sent_at_ms if message is not None else None
-        if moment is None:
-            return None
-        newest = max(newest, moment)
-    return newest
-
-
 async def _busy(
     rt: Runtime, work: ScopeWork, named: tuple[str, ...] | None, report: SyncReport, batch: _Batch
 ) -> ScopeRefresh:
@@ -209,6 +176,17 @@ async def _busy(
     retry_after = None if duplicate else rt.settings.busy_retry_seconds
     log.info("refresh_scope_busy", holder=holder.owner if holder else None, retry_after_s=retry_after)
     return ScopeRefresh(scope, RefreshStatus.BUSY, ids, named, report=report, retry_after=retry_after)
+
+
+def _busy_delays(scopes: Iterable[ScopeRefresh]) -> dict[str, int]:
+    """Message id -> how soon it should come back, for the messages of busy scopes."""
+    delays: dict[str, int] = {}
+    for done in scopes:
+        if done.status is RefreshStatus.BUSY and done.retry_after is not None:
+            for mid in done.message_ids:
+                if mid not in done.acknowledged:
+                    delays[mid] = min(delays.get(mid, done.retry_after), done.retry_after)
+    return delays
 
 
 async def _servers_of(rt: Runtime, work: ScopeWork) -> list[str] | None:
@@ -348,57 +326,6 @@ async def _sync_pending(
     await run_concurrently(functools.partial(sync, item) for item in pending)
 
 
-def queue_url_of(queue_arn: str) -> str | None:
-    """``arn:<partition>:sqs:<region>:<account>:<name>`` -> the queue's URL (None if not one)."""
-    parts = queue_arn.split(":")
-    if len(parts) != 6 or parts[2] != "sqs":
-        return None
-    region, account, name = parts[3], parts[4], parts[5]
-    return f"https://sqs.{region}.amazonaws.com/{account}/{name}"
-
-
-async def _retry_busy_soon(rt: Runtime, scopes: list[ScopeRefresh], messages: dict[str, RefreshMessage]) -> None:
-    """Bring the messages of busy scopes back in ``retry_after`` seconds instead of the queue's
-    visibility timeout (minutes): ChangeMessageVisibility on the receipt handle this invocation
-    holds. A message of several scopes comes back once, at the earliest. When it cannot (no SQS
-    record, or the call fails: the role may lack sqs:ChangeMessageVisibility), the message is
-    still reported in batchItemFailures and comes back after the visibility timeout."""
-    delays: dict[str, int] = {}
-    for done in scopes:
-        if done.status is RefreshStatus.BUSY and done.retry_after is not None:
-            for mid in done.message_ids:
-                if mid not in done.acknowledged:
-                    delays[mid] = min(delays.get(mid, done.retry_after), done.retry_after)
-    for mid, seconds in delays.items():
-        message = messages.get(mid)
-        url = queue_url_of(message.queue_arn) if message is not None and message.queue_arn else None
-        if message is None or url is None or not message.receipt_handle:
-            log.info("refresh_busy_retry_at_visibility_timeout", message_id=mid, reason="not an SQS message")
-            continue
-        region = str(message.queue_arn).split(":")[3]
-        context = CallContext("sqs:ChangeMessageVisibility", region=region)
-        try:
-            sqs = await rt.aws.client("sqs", region)
-            await rt.aws.call(
-                sqs,
-                "change_message_visibility",
-                context,
-                QueueUrl=url,
-                ReceiptHandle=message.receipt_handle,
-                VisibilityTimeout=seconds,
-            )
-        except AwsError as exc:
-            log.warning(
-                "refresh_busy_retry_at_visibility_timeout",
-                message_id=mid,
-                error_type=exc.error_type,
-                error=str(exc),
-                note="the message comes back after the queue's visibility timeout instead",
-            )
-            continue
-        log.info("refresh_busy_retry_soon", message_id=mid, retry_after_s=seconds)
-
-
 # The batch's last work (fan-out counts, busy messages' visibility) gets this long after the
 # deadline of its syncs (at most a quarter of the whole deadline).
 REFRESH_TAIL_SECONDS = 5.0
@@ -437,7 +364,7 @@ async def refresh(
                 log.warning("refresh_deadline_passed", unfinished=sum(1 for scope in work if scope not in done))
             with anyio.CancelScope(shield=True), anyio.move_on_after(tail_seconds):
                 await _count_in_fanout_runs(rt, work, done)
-                await _retry_busy_soon(rt, list(done.values()), by_id)
+                await retry_busy_soon(rt, _busy_delays(done.values()), by_id)
     for scope, item in work.items():
         done.setdefault(scope, _failed(item, DEADLINE_MESSAGE))
     result = RefreshResult(tuple(done[scope] for scope in work), tuple(rejected))

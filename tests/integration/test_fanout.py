@@ -382,7 +382,7 @@ def test_fanout_run_of_several_parts_counts_every_scope_and_finishes(
 ) -> None:
     """Parts of two scopes (one message each here): each part counts its own scopes, the run
     record only the parts' totals; the last part finishes the run, every scope counted once."""
-    import syncengine.fanout as fanout_module
+    import syncengine.fanout_groups as fanout_module
 
     monkeypatch.setattr(fanout_module, "FANOUT_PART_SCOPES", 2)
     sim, settings = estate
