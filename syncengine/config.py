@@ -36,7 +36,6 @@ ENV_DEADLINE_SECONDS = "SYNC_DEADLINE_SECONDS"
 ENV_METRICS_NAMESPACE = "METRICS_NAMESPACE"
 ENV_WORKERS = "SYNC_WORKERS"
 ENV_STALE_AFTER_SECONDS = "SYNC_STALE_AFTER_SECONDS"
-ENV_BUSY_RETRY_SECONDS = "SYNC_BUSY_RETRY_SECONDS"
 ENV_FAST_PATHS = "SYNC_FAST_PATHS"
 ENV_GC_TUNING = "SYNC_GC_TUNING"
 ENV_LIGHT_READS = "SYNC_LIGHT_READS"
@@ -67,7 +66,6 @@ ALL_ENV_VARS = (
     ENV_METRICS_NAMESPACE,
     ENV_WORKERS,
     ENV_STALE_AFTER_SECONDS,
-    ENV_BUSY_RETRY_SECONDS,
     ENV_FAST_PATHS,
     ENV_GC_TUNING,
     ENV_LIGHT_READS,
@@ -212,7 +210,8 @@ class SyncSettings:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     # Seconds after which a scope without a successful sync is stale (SYNC_STALE_AFTER_SECONDS).
     stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS
-    # SYNC_BUSY_RETRY_SECONDS: how soon the message of a scope busy with another sync comes back.
+    # How soon the message of a scope busy with another sync comes back (no variable: the
+    # deployed value is the default; tests set it).
     busy_retry_seconds: int = DEFAULT_BUSY_RETRY_SECONDS
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
@@ -277,7 +276,7 @@ class SyncSettings:
             )
         if not 0 <= self.busy_retry_seconds <= MAX_VISIBILITY_TIMEOUT_SECONDS:
             raise ConfigurationError(
-                f"{ENV_BUSY_RETRY_SECONDS} must be 0 to {MAX_VISIBILITY_TIMEOUT_SECONDS}, got {self.busy_retry_seconds}"
+                f"busy_retry_seconds must be 0 to {MAX_VISIBILITY_TIMEOUT_SECONDS}, got {self.busy_retry_seconds}"
             )
         if self.fanout_threshold < 1:
             raise ConfigurationError(f"fanout_threshold must be at least 1, got {self.fanout_threshold}")
@@ -317,7 +316,6 @@ class SyncSettings:
         deadline = env.get(ENV_DEADLINE_SECONDS)
         if deadline:
             values["deadline_seconds"] = _parse_float(ENV_DEADLINE_SECONDS, deadline)
-        values["busy_retry_seconds"] = _parse_int(env, ENV_BUSY_RETRY_SECONDS, DEFAULT_BUSY_RETRY_SECONDS)
         stale_after = env.get(ENV_STALE_AFTER_SECONDS)
         if stale_after:
             values["stale_after_seconds"] = _parse_seconds(ENV_STALE_AFTER_SECONDS, stale_after)

@@ -166,14 +166,21 @@ class StrictRestJSONParser(AioRestJSONParser):
     use it with ``SYNC_FAST_PATHS=false`` too (``StrictResponseParserFactory``)."""
 
     def _do_parse(self, response: dict[str, Any], shape: Any) -> dict[str, Any]:
-        if shape is not None and shape.members:
+        body = response["body"]
+        # Only a JSON document body: not an output whose payload is a member (Lambda's Invoke
+        # streams its Payload), nor a body still to be read.
+        if shape is not None and shape.members and not shape.serialization.get("payload") and _is_bytes(body):
             try:
-                decoded = json.loads(response["body"] or b"")
+                decoded = json.loads(body or b"")
             except ValueError as exc:
                 raise ResponseParserError(f"{shape.name}: the body is not JSON: {str(exc)[:200]}") from exc
             if not isinstance(decoded, dict):
                 raise ResponseParserError(f"{shape.name}: the body is not a JSON object")
         return super()._do_parse(response, shape)
+
+
+def _is_bytes(body: Any) -> bool:
+    return isinstance(body, bytes | bytearray)
 
 
 class StrictResponseParserFactory(AioResponseParserFactory):
