@@ -47,8 +47,8 @@ demo: install
 	$(PY) -m syncengine demo
 
 lint: install
-	$(VENV)/bin/ruff check $(wildcard syncengine handlers devtools tests benchmarks scripts)
-	$(VENV)/bin/ruff format --check $(wildcard syncengine handlers devtools tests benchmarks scripts)
+	$(VENV)/bin/ruff check $(wildcard recovery_instance_sync.py syncengine handlers devtools tests benchmarks scripts)
+	$(VENV)/bin/ruff format --check $(wildcard recovery_instance_sync.py syncengine handlers devtools tests benchmarks scripts)
 
 lint-cfn: install
 	bash scripts/lint-cfn.sh

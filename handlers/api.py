@@ -89,7 +89,7 @@ def guard_terminate_routes(app: ApiGatewayResolver, next_middleware: Callable[..
     (handlers/authorization.py), whichever router serves them."""
     path = authorization.strip_base_path(app.current_event.path, authorization.base_path())
     if authorization.is_terminate_path(path):
-        reason = authorization.refusal(app.current_event.raw_event, authorization.allowed_group())
+        reason = authorization.refusal(app.current_event.raw_event, authorization.allowed_group(), path)
         if reason is not None:
             log.warning("terminate_forbidden", path=path[:200])
             return json_response(error_outcome(403, authorization.FORBIDDEN, reason))

@@ -9,7 +9,10 @@ them:
 - ``GET /executions/{executionId}/recovery-instances`` (the preview)
 
 Cognito (claims in ``requestContext.authorizer.claims``, or ``.jwt.claims`` for HTTP APIs):
-the caller's ``cognito:groups`` must hold the configured group (``TERMINATE_ALLOWED_GROUP``).
+the caller's ``cognito:groups`` must hold the configured group (``TERMINATE_ALLOWED_GROUP``), or
+a group the orchestration's RBAC gives the permission (lambda/shared/rbac_middleware.py of
+``johnjcousens/aws-elasticdrs-orchestrator``: ``TERMINATE_INSTANCES`` for terminate,
+``VIEW_EXECUTIONS`` for the preview, as its ENDPOINT_PERMISSIONS require them).
 IAM (a signed request: ``requestContext.identity.userArn``, or ``.authorizer.iam.userArn``):
 API Gateway has already evaluated the caller's IAM policy for exactly this method ARN, so the
 dedicated policy statement (docs/INTEGRATION.md) is the check. Neither: the method was reached
@@ -37,6 +40,37 @@ FORBIDDEN = "FORBIDDEN"
 # cannot take a request around the check.
 TERMINATE_PATHS = re.compile(r"/executions/[^/]+/(?:terminate-instances|recovery-instances)/?$")
 GROUPS_CLAIM = "cognito:groups"
+PREVIEW_PATH = re.compile(r"/recovery-instances/?$")
+
+# The orchestration's RBAC (lambda/shared/rbac_middleware.py, get_user_roles and
+# ROLE_PERMISSIONS at commit 8857e560): the Cognito groups whose role holds TERMINATE_INSTANCES
+# (DRSOrchestrationAdmin, DRSRecoveryManager and their aliases) ...
+RBAC_TERMINATE_GROUPS = frozenset(
+    {
+        "DRSOrchestrationAdmin",
+        "DRSRecoveryManager",
+        "aws:admin",
+        "aws:admin-limited",
+        "DRS-Administrator",
+        "DRS-Infrastructure-Admin",
+    }
+)
+# ... and those whose role holds VIEW_EXECUTIONS (every role it defines).
+RBAC_VIEW_EXECUTIONS_GROUPS = RBAC_TERMINATE_GROUPS | frozenset(
+    {
+        "DRSPlanManager",
+        "DRSOperator",
+        "DRSReadOnly",
+        "DRSAuditor",
+        "aws:power-user",
+        "aws:operator",
+        "aws:read-only",
+        "DRS-Recovery-Plan-Manager",
+        "DRS-Operator",
+        "DRS-Read-Only",
+        "DRS-Auditor",
+    }
+)
 
 
 def base_path(environ: Mapping[str, str] | None = None) -> str:
@@ -75,14 +109,20 @@ def parse_groups(value: Any) -> frozenset[str]:
     return frozenset(part for part in re.split(r"[,\s]+", value.strip().strip("[]")) if part)
 
 
-def refusal(raw_event: Mapping[str, Any], group: str) -> str | None:
-    """Why this caller may not use a terminate route; None when it may."""
+def refusal(raw_event: Mapping[str, Any], group: str, path: str = "") -> str | None:
+    """Why this caller may not use a terminate route (``path``: which one); None when it may."""
     context = _mapping(raw_event, "requestContext")
     claims = _mapping(context, "authorizer", "claims") or _mapping(context, "authorizer", "jwt", "claims")
     if claims:
-        if group and group in parse_groups(claims.get(GROUPS_CLAIM)):
+        rbac = RBAC_VIEW_EXECUTIONS_GROUPS if PREVIEW_PATH.search(path) else RBAC_TERMINATE_GROUPS
+        allowed = rbac | ({group} if group else set())
+        if allowed & parse_groups(claims.get(GROUPS_CLAIM)):
             return None
-        return f"Terminating recovery instances needs membership of the group {group or '(none configured)'!r}."
+        needed = "VIEW_EXECUTIONS" if rbac is RBAC_VIEW_EXECUTIONS_GROUPS else "TERMINATE_INSTANCES"
+        return (
+            f"Terminating recovery instances needs membership of the group {group or '(none configured)'!r} "
+            f"or of a group whose orchestration role has the {needed} permission."
+        )
     iam_user = _mapping(context, "identity").get("userArn") or _mapping(context, "authorizer", "iam").get("userArn")
     if isinstance(iam_user, str) and iam_user:
         return None

@@ -24,10 +24,14 @@ def _raw_event(router: Router) -> Mapping[str, Any]:
 
 
 def path_parameter(router: Router, name: str, matched: str) -> str:
-    """API Gateway's decoded path parameter when it sent one, else the route's match decoded."""
+    """API Gateway's decoded path parameter when it sent one (under our name, or ``id``: the
+    orchestration's API names both its plan and execution resources ``{id}``,
+    cfn/apigateway/resources-stack.yaml), else the route's match decoded."""
     params = _raw_event(router).get("pathParameters")
-    if isinstance(params, Mapping) and isinstance(params.get(name), str):
-        return str(params[name])
+    if isinstance(params, Mapping):
+        for key in (name, "id"):
+            if isinstance(params.get(key), str):
+                return str(params[key])
     return unquote(matched)
 
 

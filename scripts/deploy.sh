@@ -4,9 +4,10 @@
 # Usage: scripts/deploy.sh ENV [options]
 #
 #   ENV                 environment name (dev, test, prod, ...): the Environment parameter
-#   --lambda-only       build and upload the package, then update the three functions' code only
-#   --dry-run           everything except calls to AWS (lint, tests, build); prints the AWS
-#                       commands it would run; needs no credentials
+#   --lambda-only       build and upload the package, then update the four functions' code (and
+#                       publish the layer) without touching the stack
+#   --dry-run           everything except calls to AWS (lint, tests, build of the package and the
+#                       layer); prints the AWS commands it would run; needs no credentials
 #   --skip-tests        do not run `make test`
 #   --skip-lint         do not run scripts/lint-cfn.sh (cfn-lint + checkov)
 #   --code-key KEY      deploy an already uploaded package (rollback) instead of building one
@@ -20,12 +21,17 @@
 #   DEPLOY_BUCKET       artifact bucket (default ${PROJECT_NAME}-deploy-<account>-<region>,
 #                       created, private and encrypted, on first deploy)
 #   LAMBDA_ARCH         arm64 (default) or x86_64: the functions' architecture and the wheels'
-#   BUILD_DIR           where the package is built (default build/)
+#   BUILD_DIR           where the package and the layer are built (default build/)
+#   LAYER_NAME          the Lambda layer of recovery_instance_sync (default
+#                       ${PROJECT_NAME}-recovery-instance-sync-${ENVIRONMENT}); a real run publishes
+#                       a version of it (lambda publish-layer-version) and prints its ARN
 #   LAMBDA_PYTHON_VERSION  Python the wheels are chosen for (default 3.12, the functions' runtime;
 #                       tests build for their own interpreter with the same lock and steps); the
 #                       package holds bytecode only when the build interpreter is this version
 #
-# The package's dependencies come from requirements-lambda.lock (hash-locked, `make lock`); the
+# The package's dependencies come from requirements-lambda.lock (hash-locked, `make lock`) and are
+# installed once per build, for both the function package and the layer (python/: the drop-in
+# module recovery_instance_sync.py, syncengine/ and the same dependencies); the
 # packaged templates are built locally (no `cloudformation package`), so every S3 call names the
 # expected bucket owner. A dry run drops the shell's AWS credentials: it never needs them.
 #   NOTIFICATION_EMAIL, API_AUTH_TYPE, COGNITO_USER_POOL_ARN, CORS_ALLOW_ORIGIN: parameters
@@ -78,10 +84,20 @@ esac
 if [[ -n "$CODE_KEY" && "$CODE_KEY" =~ -(arm64|x86_64)\.zip$ && "${BASH_REMATCH[1]}" != "$LAMBDA_ARCH" ]]; then
     die "--code-key $CODE_KEY was built for ${BASH_REMATCH[1]}, but LAMBDA_ARCH is $LAMBDA_ARCH"
 fi
+# Beside the orchestration the layer runs in its functions, which declare no architecture (x86_64):
+# native wheels built for arm64 would not load there.
+for param in "${EXTRA_PARAMS[@]+"${EXTRA_PARAMS[@]}"}"; do
+    if [[ "$param" == "OrchestrationMode=beside" && "$LAMBDA_ARCH" != "x86_64" ]]; then
+        echo "deploy: WARNING: OrchestrationMode=beside with LAMBDA_ARCH=$LAMBDA_ARCH: the orchestration's functions" >&2
+        echo "deploy: WARNING: run on x86_64 unless you changed them; build with LAMBDA_ARCH=x86_64 for its layer." >&2
+    fi
+done
 LAMBDA_PYTHON_VERSION="${LAMBDA_PYTHON_VERSION:-3.12}"
 [[ "$LAMBDA_PYTHON_VERSION" =~ ^3\.[0-9]+$ ]] || die "LAMBDA_PYTHON_VERSION must look like 3.12, got '$LAMBDA_PYTHON_VERSION'"
 LAMBDA_LOCK=requirements-lambda.lock
 BUILD_DIR="${BUILD_DIR:-build}"
+LAYER_NAME="${LAYER_NAME:-${PROJECT_NAME}-recovery-instance-sync-${ENVIRONMENT}}"
+[[ "$LAYER_NAME" =~ ^[A-Za-z0-9_-]{1,140}$ ]] || die "LAYER_NAME must match ^[A-Za-z0-9_-]{1,140}\$, got '$LAYER_NAME'"
 if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY="${PYTHON:-python3}"; fi
 
 # Every AWS call goes through `aws_cmd`: printed in a dry run, run otherwise.
@@ -143,7 +159,7 @@ fi
 # the zip's fixed timestamps would not match it); PYTHONHASHSEED=0 and the stripped build path
 # make them the same bytes on every build, so the zip's SHA-256 stays reproducible.
 compile_bytecode() {
-    local package_dir="$1" build_version
+    local package_dir="$1" runtime_path="$2" build_version
     build_version="$("$PY" -c 'import sys; print(f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}")')"
     if [[ "$build_version" != "cpython-$LAMBDA_PYTHON_VERSION" ]]; then
         {
@@ -154,27 +170,25 @@ compile_bytecode() {
         return 0
     fi
     if ! PYTHONHASHSEED=0 "$PY" -m compileall -q -j 0 --invalidation-mode unchecked-hash \
-        -s "$package_dir" -p /var/task "$package_dir" >"$BUILD_DIR/compileall.log" 2>&1; then
+        -s "$package_dir" -p "$runtime_path" "$package_dir" >"$BUILD_DIR/compileall.log" 2>&1; then
         cat "$BUILD_DIR/compileall.log" >&2
         die "compileall failed on the package (a source file the runtime cannot compile)"
     fi
-    echo "build: bytecode for cpython-$LAMBDA_PYTHON_VERSION: $(find "$package_dir" -name '*.pyc' | wc -l) modules (unchecked-hash)"
+    echo "build: bytecode for cpython-$LAMBDA_PYTHON_VERSION: $(find "$package_dir" -name '*.pyc' | wc -l) modules (unchecked-hash, $runtime_path)"
 }
 
 # ------------------------------------------------------------------------------------------
-# 4. The Lambda package: runtime dependencies of pyproject.toml (not the dev extras) as
-#    manylinux wheels for the Lambda architecture and Python, plus syncengine/ and handlers/ at
-#    the zip root. Deterministic (sorted entries, fixed timestamps): the same sources give the
-#    same SHA-256, hence the same S3 key, hence no needless function update.
-build_package() {
-    local package_dir="$BUILD_DIR/lambda-package-$LAMBDA_ARCH"
+# 4. The Lambda package and the layer. The runtime dependencies of pyproject.toml (not the dev
+#    extras) are installed once, as manylinux wheels for the Lambda architecture and Python, and
+#    copied into both: the function package (syncengine/ and handlers/ at the zip root, read from
+#    /var/task) and the layer (python/ holding recovery_instance_sync.py and syncengine/, read from
+#    /opt/python by the orchestration's functions). Both deterministic (sorted entries, fixed
+#    timestamps): the same sources give the same SHA-256, hence the same S3 key.
+install_runtime_dependencies() {
+    DEPENDENCIES_DIR="$BUILD_DIR/runtime-dependencies-$LAMBDA_ARCH"
     local requirements="$BUILD_DIR/requirements-lambda.txt"
-    ZIP_PATH="$BUILD_DIR/lambda-$LAMBDA_ARCH.zip"
-
-    step "build: $ZIP_PATH (python $LAMBDA_PYTHON_VERSION, manylinux $WHEEL_ARCH)"
-    mkdir -p "$BUILD_DIR"
-    rm -rf "$package_dir" "$ZIP_PATH"
-    mkdir -p "$package_dir"
+    rm -rf "$DEPENDENCIES_DIR"
+    mkdir -p "$DEPENDENCIES_DIR"
 
     # The lock must be the one the tests ran against: regenerated from the dev lock, nothing else.
     "$PY" scripts/lambda_lock.py --check || die "$LAMBDA_LOCK is stale: run \`make lock\` and commit it"
@@ -192,31 +206,20 @@ build_package() {
         --python-version "$LAMBDA_PYTHON_VERSION" \
         --only-binary=:all: \
         --require-hashes \
-        --target "$package_dir" \
+        --target "$DEPENDENCIES_DIR" \
         -r "$requirements" 2>"$pip_log"; then
         cat "$pip_log" >&2
         die "pip could not download the runtime dependencies for manylinux/$WHEEL_ARCH (network, or a dependency without a binary wheel)"
     fi
     # Keep what pip had to say, minus its notes about unreadable extra index locations.
     grep -v "^WARNING: Location '.*' is ignored" "$pip_log" >&2 || true
+    # Console scripts are of no use in Lambda.
+    rm -rf "$DEPENDENCIES_DIR/bin"
+}
 
-    # The product is syncengine/ + handlers/ and nothing else: dev tools (simulator, fault proxy,
-    # embedded DynamoDB, seeding, demo) live in devtools/, which the product never imports.
-    cp -R syncengine "$package_dir/syncengine"
-    if [[ -d handlers ]]; then
-        cp -R handlers "$package_dir/handlers"
-    else
-        echo "build: warning: handlers/ does not exist yet; the package has no Lambda entry points" >&2
-    fi
-    # Console scripts are of no use in Lambda; stray bytecode (the sources' own caches) goes, and
-    # the package's bytecode is compiled below, for the runtime's Python only.
-    find "$package_dir" -name '__pycache__' -type d -prune -exec rm -rf {} +
-    find "$package_dir" -name '*.pyc' -delete
-    rm -rf "$package_dir/bin"
-    compile_bytecode "$package_dir"
-
-    # Exactly the lock: every distribution in the package is pinned there at the same version.
-    "$PY" - "$package_dir" "$requirements" <<'PYEOF' || die "the package does not match $LAMBDA_LOCK"
+# Exactly the lock: every distribution in a directory is pinned there at the same version.
+check_against_lock() {
+    "$PY" - "$1" "$LAMBDA_LOCK" <<'PYEOF' || die "$1 does not match $LAMBDA_LOCK"
 import pathlib
 import re
 import sys
@@ -236,10 +239,19 @@ if installed != pinned:
     extra = {n: v for n, v in installed.items() if pinned.get(n) != v}
     missing = {n: v for n, v in pinned.items() if installed.get(n) != v}
     sys.exit(f"not in the lock: {extra}; lock entries not installed: {missing}")
-print(f"package: {len(installed)} distributions, each at its locked version")
+print(f"{package}: {len(installed)} distributions, each at its locked version")
 PYEOF
+}
 
-    "$PY" - "$package_dir" "$ZIP_PATH" <<'PYEOF'
+# Our sources' own caches go: the bytecode is compiled for the runtime's Python only.
+remove_stray_bytecode() {
+    find "$1" -name '__pycache__' -type d -prune -exec rm -rf {} +
+    find "$1" -name '*.pyc' -delete
+}
+
+# A deterministic zip of a directory, and its SHA-256 beside it (ZIP.sha256).
+zip_directory() {
+    "$PY" - "$1" "$2" <<'PYEOF'
 import hashlib
 import os
 import sys
@@ -266,15 +278,59 @@ with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compressleve
         total += len(data)
         archive.writestr(info, data)
 if total > UNZIPPED_LIMIT:
-    sys.exit(f"package unzips to {total / 2**20:.1f} MiB, over Lambda's 250 MiB limit")
+    sys.exit(f"{target} unzips to {total / 2**20:.1f} MiB, over Lambda's 250 MiB limit")
 digest = hashlib.sha256(open(target, "rb").read()).hexdigest()
-print(f"package: {target}: {len(entries)} files, {os.path.getsize(target) / 2**20:.1f} MiB zipped, "
+print(f"zip: {target}: {len(entries)} files, {os.path.getsize(target) / 2**20:.1f} MiB zipped, "
       f"{total / 2**20:.1f} MiB unzipped, sha256 {digest}")
 with open(target + ".sha256", "w", encoding="utf-8") as out:
     out.write(digest + "\n")
 PYEOF
+}
+
+build_package() {
+    local package_dir="$BUILD_DIR/lambda-package-$LAMBDA_ARCH"
+    ZIP_PATH="$BUILD_DIR/lambda-$LAMBDA_ARCH.zip"
+
+    step "build: $ZIP_PATH (the functions' package)"
+    rm -rf "$package_dir" "$ZIP_PATH"
+    cp -R "$DEPENDENCIES_DIR" "$package_dir"
+    # The product is syncengine/ + handlers/ and nothing else: dev tools (simulator, fault proxy,
+    # embedded DynamoDB, seeding, demo) live in devtools/, which the product never imports.
+    cp -R syncengine "$package_dir/syncengine"
+    if [[ -d handlers ]]; then
+        cp -R handlers "$package_dir/handlers"
+    else
+        echo "build: warning: handlers/ does not exist yet; the package has no Lambda entry points" >&2
+    fi
+    remove_stray_bytecode "$package_dir"
+    compile_bytecode "$package_dir" /var/task
+    check_against_lock "$package_dir"
+    zip_directory "$package_dir" "$ZIP_PATH"
     CODE_SHA256="$(cat "$ZIP_PATH.sha256")"
     CODE_KEY="lambda/${PROJECT_NAME}/${ENVIRONMENT}/${CODE_SHA256}-${LAMBDA_ARCH}.zip"
+}
+
+# The layer the orchestration's functions attach: Lambda puts a layer's python/ on sys.path
+# (/opt/python), so `import recovery_instance_sync` finds the drop-in module, its engine and the
+# operations behind our routes (handlers/) there.
+build_layer() {
+    local layer_dir="$BUILD_DIR/layer-$LAMBDA_ARCH"
+    LAYER_ZIP="$BUILD_DIR/recovery-instance-sync-layer.zip"
+
+    step "build: $LAYER_ZIP (the recovery_instance_sync layer)"
+    rm -rf "$layer_dir" "$LAYER_ZIP"
+    mkdir -p "$layer_dir"
+    cp -R "$DEPENDENCIES_DIR" "$layer_dir/python"
+    cp -R syncengine "$layer_dir/python/syncengine"
+    # The drop-in answers through the operations our own routes use (handlers/operations.py).
+    cp -R handlers "$layer_dir/python/handlers"
+    cp recovery_instance_sync.py "$layer_dir/python/recovery_instance_sync.py"
+    remove_stray_bytecode "$layer_dir"
+    compile_bytecode "$layer_dir/python" /opt/python
+    check_against_lock "$layer_dir/python"
+    zip_directory "$layer_dir" "$LAYER_ZIP"
+    LAYER_SHA256="$(cat "$LAYER_ZIP.sha256")"
+    LAYER_KEY="layers/${PROJECT_NAME}/${ENVIRONMENT}/${LAYER_SHA256}-${LAMBDA_ARCH}.zip"
 }
 
 # The packaged templates: each nested template is uploaded under its own SHA-256 and the master
@@ -317,11 +373,16 @@ print(f"packaged: {len(uploads)} nested templates, master {len(text.encode())} b
 PYEOF
 }
 
+LAYER_ZIP=""
 if [[ -n "$CODE_KEY" ]]; then
     step "build: skipped, deploying the uploaded package s3://$DEPLOY_BUCKET/$CODE_KEY (--code-key)"
     ZIP_PATH=""
 else
+    mkdir -p "$BUILD_DIR"
+    step "build: runtime dependencies (python $LAMBDA_PYTHON_VERSION, manylinux $WHEEL_ARCH)"
+    install_runtime_dependencies
     build_package
+    build_layer
 fi
 $LAMBDA_ONLY || package_templates
 
@@ -359,9 +420,34 @@ if [[ -n "$ZIP_PATH" ]]; then
         --expected-bucket-owner "$ACCOUNT_ID"
 fi
 
+# The layer goes out with the code it carries, in a full deploy and with --lambda-only alike: a new
+# version each time, whose ARN the orchestration's functions attach (docs/DEPLOY.md).
+publish_layer() {
+    step "aws: publish the layer $LAYER_NAME"
+    aws_cmd s3 cp "$LAYER_ZIP" "s3://$DEPLOY_BUCKET/$LAYER_KEY" --region "$REGION" \
+        --expected-bucket-owner "$ACCOUNT_ID"
+    local publish=(lambda publish-layer-version --region "$REGION" --layer-name "$LAYER_NAME"
+        --description "recovery_instance_sync ${LAYER_SHA256:0:12} ($ENVIRONMENT)"
+        --content "S3Bucket=$DEPLOY_BUCKET,S3Key=$LAYER_KEY"
+        --compatible-runtimes "python$LAMBDA_PYTHON_VERSION" --compatible-architectures "$LAMBDA_ARCH"
+        --query LayerVersionArn --output text)
+    if $DRY_RUN; then
+        aws_cmd "${publish[@]}"
+        echo "deploy: layer: a real run publishes $LAYER_ZIP and prints its version ARN"
+    else
+        LAYER_VERSION_ARN="$(aws "${publish[@]}")"
+        echo "deploy: layer version ARN: $LAYER_VERSION_ARN"
+    fi
+}
+if [[ -n "$LAYER_ZIP" ]]; then
+    publish_layer
+else
+    echo "deploy: layer: not built with --code-key; attach an earlier version of $LAYER_NAME to roll it back"
+fi
+
 if $LAMBDA_ONLY; then
     step "aws: update the functions' code (--lambda-only)"
-    for output_key in DataManagementFunctionName ExecutionFunctionName QueryFunctionName; do
+    for output_key in DataManagementFunctionName ExecutionFunctionName QueryFunctionName RefreshFunctionName; do
         if $DRY_RUN; then
             aws_cmd cloudformation describe-stacks --stack-name "$STACK_NAME" --region "$REGION" \
                 --query "Stacks[0].Outputs[?OutputKey=='$output_key'].OutputValue" --output text
@@ -369,6 +455,7 @@ if $LAMBDA_ONLY; then
                 DataManagementFunctionName) function_name="${PROJECT_NAME}-data-management-${ENVIRONMENT}" ;;
                 ExecutionFunctionName) function_name="${PROJECT_NAME}-execution-${ENVIRONMENT}" ;;
                 QueryFunctionName) function_name="${PROJECT_NAME}-query-${ENVIRONMENT}" ;;
+                RefreshFunctionName) function_name="${PROJECT_NAME}-refresh-${ENVIRONMENT}" ;;
             esac
         else
             function_name="$(aws cloudformation describe-stacks --stack-name "$STACK_NAME" --region "$REGION" \
@@ -432,7 +519,7 @@ fi
 
 echo
 if $DRY_RUN; then
-    echo "deploy: dry run complete${ZIP_PATH:+; package $ZIP_PATH}"
+    echo "deploy: dry run complete${ZIP_PATH:+; package $ZIP_PATH}${LAYER_ZIP:+; layer $LAYER_ZIP}"
 else
     echo "deploy: done"
 fi

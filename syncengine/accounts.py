@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from syncengine.aws import AwsClients, drs_regions, partition_of, role_arn_for
 from syncengine.concurrency import gather
 from syncengine.config import SyncSettings
 from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, to_item
-from syncengine.errors import InvalidRequestError
+from syncengine.errors import AwsError, InvalidRequestError
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, Scope
+from syncengine.status import StatusStore
 
 log = get_logger(__name__)
 
@@ -128,19 +130,74 @@ def targets_from_items(
 async def load_targets(aws: AwsClients, dynamo: Dynamo, settings: SyncSettings) -> list[AccountTarget]:
     """The active targets. The table's scan and STS's GetCallerIdentity run at once (the caller's
     account id is needed either way: to add the current account, and to use our own credentials,
-    no AssumeRole, for an item that names it); both are on every sync's critical path."""
+    no AssumeRole, for an item that names it); both are on every sync's critical path. With the
+    orchestration's region-status table configured, it is read beside them (``in_use_regions``)."""
 
     async def scan() -> list[dict[str, Any]]:
         items = await dynamo.scan_all(settings.tables.target_accounts)
         drs_regions()  # botocore's endpoint data (~40 ms of CPU, once) loads while STS answers
         return items
 
-    items, current = await gather(scan, aws.current_account_id)
-    return targets_from_items(items, settings, current)
+    async def in_use() -> dict[str, tuple[str, ...]]:
+        return await in_use_regions(dynamo, settings)
+
+    items, current, in_use_by_account = await gather(scan, aws.current_account_id, in_use)
+    targets = targets_from_items(items, settings, current)
+    if not in_use_by_account:
+        return targets
+    shared = in_use_by_account.get("", ())
+    return [
+        t if t.regions else replace(t, regions=tuple(sorted({*shared, *in_use_by_account.get(t.account_id, ())})))
+        for t in targets
+    ]
+
+
+async def in_use_regions(dynamo: Dynamo, settings: SyncSettings) -> dict[str, tuple[str, ...]]:
+    """Where DRS is in use, for accounts whose item lists no regions: {"": regions}, the regions
+    the orchestration's region-status table lists with ``serverCount > 0`` (as its own
+    ``get_active_regions`` reads it: lambda/shared/active_region_filter.py), and per account the
+    regions its scopes held instances in at their last sync (our status table). The second part
+    keeps a region synced while it holds recovery instances: the orchestration keys that table by
+    region alone, so the last account it wrote decides a region's ``serverCount`` (its
+    handle_sync_source_server_inventory), and a region must not be dropped, its records deleted,
+    because another account has no servers there.
+
+    Empty when the table is not configured, is empty, or cannot be read (logged): the configured
+    regions apply then, as before."""
+    table = settings.drs_region_status_table
+    if not table:
+        return {}
+    try:
+        rows = await dynamo.scan_all(
+            table,
+            ProjectionExpression="#region, #count",
+            FilterExpression="#count > :zero",
+            ExpressionAttributeNames={"#region": "region", "#count": "serverCount"},
+            ExpressionAttributeValues={":zero": {"N": "0"}},
+        )
+    except AwsError as exc:
+        log.warning("region_status_unreadable", table=table, error_type=exc.error_type, error=str(exc))
+        return {}
+    known = drs_regions()
+    listed = tuple(sorted({str(r["region"]) for r in rows if str(r.get("region")) in known}))
+    if not listed:
+        return {}
+    by_account: dict[str, set[str]] = {"": set(listed)}
+    try:
+        for status in await StatusStore(dynamo, settings.tables.status).scope_statuses():
+            if status.instance_count > 0 and status.region in known:
+                by_account.setdefault(status.account_id, set()).add(status.region)
+    except AwsError as exc:
+        # Without it a region could be dropped whose records are still cached: use every
+        # configured region this time instead.
+        log.warning("scope_status_unreadable", error_type=exc.error_type, error=str(exc))
+        return {}
+    return {account: tuple(sorted(regions)) for account, regions in by_account.items()}
 
 
 def regions_for(target: AccountTarget, settings: SyncSettings) -> tuple[str, ...]:
-    """The item's regions, else the configured ones, else every region where DRS exists."""
+    """The item's regions (or those found in use), else the configured ones, else every region
+    where DRS exists (in the hub's partition)."""
     return target.regions or settings.regions or tuple(sorted(drs_regions(partition_of(settings.home_region))))
 
 

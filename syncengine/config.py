@@ -22,6 +22,11 @@ ENV_EXECUTION_HISTORY_TABLE = "EXECUTION_HISTORY_TABLE"
 ENV_RECOVERY_PLANS_TABLE = "RECOVERY_PLANS_TABLE"
 ENV_PROTECTION_GROUPS_TABLE = "PROTECTION_GROUPS_TABLE"
 ENV_EXECUTION_INDEX_TABLE = "EXECUTION_INDEX_TABLE"
+# The orchestration's DRS region-status table (key ``region``, ``serverCount``): where an account
+# whose item lists no regions is synced (cfn/dynamodb/tables-stack.yaml of the orchestration,
+# DRSRegionStatusTable; its functions get it as DRS_REGION_STATUS_TABLE). Optional: unset, such an
+# account is synced in the configured regions.
+ENV_DRS_REGION_STATUS_TABLE = "DRS_REGION_STATUS_TABLE"
 
 # Tunables.
 ENV_PROJECT_NAME = "PROJECT_NAME"
@@ -54,6 +59,7 @@ ALL_ENV_VARS = (
     ENV_RECOVERY_PLANS_TABLE,
     ENV_PROTECTION_GROUPS_TABLE,
     ENV_EXECUTION_INDEX_TABLE,
+    ENV_DRS_REGION_STATUS_TABLE,
     ENV_PROJECT_NAME,
     ENV_ENVIRONMENT,
     ENV_SYNC_REGIONS,
@@ -192,6 +198,9 @@ class SyncSettings:
     environment: str = DEFAULT_ENVIRONMENT
     # Regions used for accounts whose item lists none; empty means every region where DRS exists.
     regions: tuple[str, ...] = ()
+    # The orchestration's region-status table (not ours: never created by our stacks); when set,
+    # accounts whose item lists no regions are synced where it lists servers (syncengine.accounts).
+    drs_region_status_table: str | None = None
     include_current_account: bool = True
     default_role_name: str = DEFAULT_ROLE_NAME
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
@@ -210,8 +219,7 @@ class SyncSettings:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     # Seconds after which a scope without a successful sync is stale (SYNC_STALE_AFTER_SECONDS).
     stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS
-    # How soon the message of a scope busy with another sync comes back (no variable: the
-    # deployed value is the default; tests set it).
+    # How soon a busy scope's message comes back (no variable: the default is deployed).
     busy_retry_seconds: int = DEFAULT_BUSY_RETRY_SECONDS
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
@@ -275,9 +283,7 @@ class SyncSettings:
                 f"execution_index_rebuild_seconds must be positive, got {self.execution_index_rebuild_seconds}"
             )
         if not 0 <= self.busy_retry_seconds <= MAX_VISIBILITY_TIMEOUT_SECONDS:
-            raise ConfigurationError(
-                f"busy_retry_seconds must be 0 to {MAX_VISIBILITY_TIMEOUT_SECONDS}, got {self.busy_retry_seconds}"
-            )
+            raise ConfigurationError(f"busy_retry_seconds must be 0 to 43200, got {self.busy_retry_seconds}")
         if self.fanout_threshold < 1:
             raise ConfigurationError(f"fanout_threshold must be at least 1, got {self.fanout_threshold}")
         if not 1 <= self.fanout_scopes_per_message <= MAX_FANOUT_SCOPES_PER_MESSAGE:
@@ -297,6 +303,7 @@ class SyncSettings:
             "environment": environment,
             "home_region": env.get(ENV_HOME_REGION) or env.get(ENV_HOME_REGION_FALLBACK) or DEFAULT_HOME_REGION,
             "regions": _split_list(env.get(ENV_SYNC_REGIONS, "")),
+            "drs_region_status_table": env.get(ENV_DRS_REGION_STATUS_TABLE) or None,
             "include_current_account": _parse_bool(env.get(ENV_INCLUDE_CURRENT_ACCOUNT), True),
             "default_role_name": env.get(ENV_DEFAULT_ROLE_NAME) or DEFAULT_ROLE_NAME,
             "metrics_namespace": env.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,

@@ -16,22 +16,32 @@ region never loses cached data. Synchronous callers (Lambda handlers) run these 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 
-from syncengine.accounts import validate_account_id, validate_region, validate_source_server_id
+from syncengine.accounts import (
+    target_from_item,
+    targets_by_id,
+    validate_account_id,
+    validate_region,
+    validate_source_server_id,
+)
 from syncengine.config import SyncSettings
-from syncengine.errors import SyncEngineError
+from syncengine.errors import InvalidRequestError, SyncEngineError
 from syncengine.execution_sync import SyncExecutions
 from syncengine.models import AccountTarget, Scope, SyncReport
 from syncengine.reads import get_cached_records, get_records_by_execution, get_sync_status
+from syncengine.retry import CallContext
 from syncengine.run import RunRequest, require_configured_scope, run, setup_deadline_report
 from syncengine.runtime import Runtime, SyncProgress, deadline_at, deadline_scope, open_runtime
 
 if TYPE_CHECKING:  # pragma: no cover
     from syncengine.discovery import DrsFirst
+
+EC2_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}", re.ASCII)
 
 
 async def sync_all(
@@ -77,10 +87,15 @@ async def sync_scope(
     region: str,
     server_ids: Iterable[str] | None = None,
     *,
+    account: Mapping[str, Any] | None = None,
     session: aioboto3.Session | None = None,
 ) -> SyncReport:
     """Sync one account/region; with ``server_ids`` only those servers (a wave's), and
-    reconciliation then touches only those servers' records."""
+    reconciliation then touches only those servers' records.
+
+    ``account``: how to reach the account, as a target-accounts item or the orchestration's
+    ``accountContext`` (``accountId``, ``roleArn`` or ``assumeRoleName``, ``externalId``) reads;
+    the scope then need not be configured. Without it the scope must be configured."""
     validate_account_id(account_id)
     validate_region(region)
     ids = None if server_ids is None else [validate_source_server_id(sid) for sid in dict.fromkeys(server_ids)]
@@ -89,11 +104,79 @@ async def sync_scope(
     async with contextlib.AsyncExitStack() as stack:
         with deadline_scope(settings, at=ends_at) as setup:
             rt = await stack.enter_async_context(open_runtime(settings, session=session))
-            targets = await require_configured_scope(rt, account_id, region)
+            targets = await _scope_targets(rt, account_id, region, account)
         if setup.cancelled_caught:
             return setup_deadline_report(account_id, region)
         return await run(rt, request, targets=targets)
     raise AssertionError("unreachable")  # pragma: no cover (the stack's body always returns)
+
+
+async def _scope_targets(
+    rt: Runtime, account_id: str, region: str, account: Mapping[str, Any] | None
+) -> list[AccountTarget]:
+    """The scope's account as ``account`` describes it, else as configured (which it must be)."""
+    if account is None:
+        return await require_configured_scope(rt, account_id, region)
+    if str(account.get("accountId") or account_id) != account_id:
+        raise InvalidRequestError("The account context names another account than accountId.")
+    current = await rt.aws.current_account_id()
+    return [target_from_item({**account, "accountId": account_id}, rt.settings, current)]
+
+
+async def sync_and_read_scope(
+    settings: SyncSettings,
+    account_id: str,
+    region: str,
+    *,
+    account: Mapping[str, Any] | None = None,
+    session: aioboto3.Session | None = None,
+) -> tuple[SyncReport, list[dict[str, Any]]]:
+    """Sync one whole account/region, then read its cached records (the scope's recovery
+    instances as DRS and EC2 just described them)."""
+    validate_account_id(account_id)
+    validate_region(region)
+    async with open_runtime(settings, session=session) as rt:
+        targets = await _scope_targets(rt, account_id, region, account)
+        report = await run(rt, RunRequest(full=False, account_id=account_id, region=region), targets=targets)
+        return report, await rt.store.scope_records(Scope(account_id, region))
+
+
+async def describe_ec2_instance(
+    settings: SyncSettings,
+    instance_id: str,
+    region: str,
+    account_id: str,
+    *,
+    account: Mapping[str, Any] | None = None,
+    session: aioboto3.Session | None = None,
+) -> dict[str, Any] | None:
+    """One EC2 instance's ``Name`` tag, IPs, type and launch time (None when EC2 does not know
+    it), described in its account with the account's sync role."""
+    validate_account_id(account_id)
+    validate_region(region)
+    if not isinstance(instance_id, str) or not EC2_INSTANCE_ID.fullmatch(instance_id):
+        raise InvalidRequestError(f"ec2_instance_id must look like i-0123456789abcdef0, got {str(instance_id)[:40]!r}.")
+    async with open_runtime(settings, session=session) as rt:
+        if account is None:
+            target = (await targets_by_id(rt.aws, rt.dynamo, settings, [account_id]))[account_id]
+        else:
+            (target,) = await _scope_targets(rt, account_id, region, account)
+        ec2 = await rt.aws.client("ec2", region, target)
+        context = CallContext("ec2:DescribeInstances", account_id, region)
+        answer = await rt.aws.call(ec2, "describe_instances", context, InstanceIds=[instance_id])
+    instances = [i for r in answer.get("Reservations") or [] for i in r.get("Instances") or []]
+    if not instances:
+        return None
+    instance = instances[0]
+    name = next((t.get("Value") for t in instance.get("Tags") or [] if t.get("Key") == "Name"), None)
+    launched = instance.get("LaunchTime")
+    return {
+        "Name": name or f"Recovery instance {instance_id}",
+        "PrivateIpAddress": instance.get("PrivateIpAddress"),
+        "PublicIpAddress": instance.get("PublicIpAddress"),
+        "InstanceType": instance.get("InstanceType", "unknown"),
+        "LaunchTime": launched.isoformat() if hasattr(launched, "isoformat") else launched,
+    }
 
 
 async def sync_scope_in_runtime(
@@ -128,11 +211,13 @@ __all__ = [
     "Runtime",
     "SyncEngineError",
     "SyncProgress",
+    "describe_ec2_instance",
     "get_cached_records",
     "get_records_by_execution",
     "get_sync_status",
     "open_runtime",
     "sync_all",
+    "sync_and_read_scope",
     "sync_scope",
     "sync_scope_in_runtime",
 ]

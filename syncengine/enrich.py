@@ -96,9 +96,12 @@ def build_record(
     ec2_id = recovery_instance.get("ec2InstanceID") or ""
     if not server_id or not recovery_instance_id:
         return None
-    # ``ec2InstanceState`` means DRS's value (API-CONTRACT.md, check-existing field meanings);
-    # EC2's lower-case name is kept apart as ``ec2State``, never mixed into it.
-    state = recovery_instance.get("ec2InstanceState") or "UNKNOWN"
+    # ``ec2InstanceState`` is EC2's lower-case state (API-CONTRACT.md, check-existing field
+    # meanings; the orchestration's frontend compares it with 'running'); DRS's upper-case value
+    # is kept apart as ``drsInstanceState``.
+    drs_state = str(recovery_instance.get("ec2InstanceState") or "UNKNOWN")
+    ec2 = ec2_instance or {}
+    state = (ec2.get("State") or {}).get("Name") or drs_state.lower()
     job_id = recovery_instance.get("jobID") or None
     resolved = executions.resolve(
         job_id=job_id, recovery_instance_id=recovery_instance_id, source_server_id=server_id, region=scope.region
@@ -113,6 +116,7 @@ def build_record(
         region=scope.region,
         ec2_instance_id=ec2_id or "UNKNOWN",
         ec2_instance_state=str(state),
+        drs_instance_state=drs_state,
         source_server_name=source_server_name(server),
         job_id=job_id,
         is_drill=bool(is_drill) if is_drill is not None else None,
@@ -124,7 +128,7 @@ def build_record(
         replication_staging_account_id=staging,
         source_server_tags=tuple(sorted(_tag_map(server.get("tags")).items())),
         observed_at=observed_at,
-        **_ec2_fields(ec2_instance or {}),
+        **_ec2_fields(ec2),
     )
 
 
@@ -141,5 +145,4 @@ def _ec2_fields(ec2: Mapping[str, Any]) -> dict[str, Any]:
         "source_subnet_id": ec2.get("SubnetId") or None,
         "source_security_group_ids": tuple(g["GroupId"] for g in ec2.get("SecurityGroups") or [] if g.get("GroupId")),
         "source_instance_profile": (ec2.get("IamInstanceProfile") or {}).get("Arn") or None,
-        "ec2_state": (ec2.get("State") or {}).get("Name") or None,
     }

@@ -60,8 +60,10 @@ class RecoveryInstanceRecord:
     account_id: str
     region: str
     ec2_instance_id: str
-    # DRS's own value for the recovery instance (RUNNING, STOPPED, NOT_FOUND, ...: upper case),
-    # what the original live check returned; EC2's lower-case name is ``ec2_state``.
+    # EC2's lower-case state name of the recovery instance (``running``, ``stopped``, ...), as the
+    # orchestration's design defines ``ec2InstanceState`` and its Recovery Plans page compares it
+    # (frontend/src/pages/RecoveryPlansPage.tsx: ``=== 'running'``); where EC2 gave no answer,
+    # DRS's value lower-cased (``not_found``).
     ec2_instance_state: str
     source_server_name: str | None = None
     name: str | None = None
@@ -83,8 +85,8 @@ class RecoveryInstanceRecord:
     source_security_group_ids: tuple[str, ...] = ()
     source_instance_profile: str | None = None
     source_server_tags: tuple[tuple[str, str], ...] = ()
-    # EC2's own lower-case state name (``running``); ``ec2_instance_state`` is DRS's value.
-    ec2_state: str | None = None
+    # DRS's own upper-case value (RUNNING, STOPPED, NOT_FOUND, ...), kept apart from EC2's name.
+    drs_instance_state: str | None = None
     # When DRS was asked (epoch milliseconds): orders competing observations of one server.
     observed_at: int = 0
 

@@ -2,12 +2,15 @@
 and write of them.
 
 The DRS orchestration owns these tables; this engine reads plans, groups and executions, and
-writes one thing: the terminate jobs it started, appended to the execution's items. (The
+writes to the execution's items only what terminate records: the jobs it started
+(``terminateJobs``, ``terminationInitiatedAt``) and, once they completed, ``instancesTerminated``
+and ``instancesTerminatedAt``. (The
 execution index a sync builds is read by ``syncengine.executions``.)
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -92,44 +95,105 @@ async def load_execution_items(dynamo: Dynamo, table: str, execution_id: str) ->
     return items
 
 
+# Appending a job re-reads the item and writes on the list's length: at most this many rounds when
+# other writers keep appending meanwhile.
+RECORD_JOB_ROUNDS = 5
+
+
 async def record_terminate_job(
     dynamo: Dynamo, table: str, executions: Sequence[Mapping[str, Any]], job_id: str, entry: Mapping[str, Any]
 ) -> bool:
     """Append one accepted terminate job (``entry``) to ``terminateJobs`` of the execution's
-    items, at most once; False when an item could not be updated."""
+    items, at most once, and set ``terminationInitiatedAt`` (epoch seconds); False when an item
+    could not be updated.
+
+    Only lists, maps, strings, numbers and booleans are written: the orchestration returns whole
+    execution items through a JSON encoder that knows ``Decimal`` and nothing else
+    (lambda/shared/response_utils.py), so a set on its item would make its execution pages answer
+    500. Its own terminate writes the same two attributes, ``terminationInitiatedAt`` as
+    ``int(time.time())`` (lambda/execution-handler/index.py, terminate_recovery_instances)."""
     ok = True
     for item in executions:
+        key = to_item({"executionId": item["executionId"], "planId": item["planId"]})
+        try:
+            await _append_job(dynamo, table, key, job_id, entry)
+        except AwsError as exc:
+            ok = False
+            log.error("terminate_execution_update_failed", error_type=exc.error_type, error=str(exc))
+    return ok
+
+
+async def _append_job(dynamo: Dynamo, table: str, key: dict[str, Any], job_id: str, entry: Mapping[str, Any]) -> None:
+    """Read the item's jobs; append unless the job is there, on the condition that the list is
+    still the one read (its length), else read again. No set is needed to test membership."""
+    for _ in range(RECORD_JOB_ROUNDS):
+        response = await dynamo.call(
+            "get_item",
+            TableName=table,
+            Key=key,
+            ConsistentRead=True,
+            ProjectionExpression="#eid, #jobs",
+            ExpressionAttributeNames={"#eid": "executionId", "#jobs": "terminateJobs"},
+        )
+        current = from_item(response.get("Item") or {})
+        if not current:
+            return  # the execution item is gone: never create a phantom one
+        jobs = current.get("terminateJobs")
+        jobs = jobs if isinstance(jobs, list) else []
+        if any(isinstance(j, Mapping) and j.get("jobId") == job_id for j in jobs):
+            return  # recorded already (a retried call, a second POST, a job found again)
+        names = {"#jobs": "terminateJobs", "#at": "terminationInitiatedAt", "#eid": "executionId"}
+        values: dict[str, Any] = {":job": to_attr([dict(entry)]), ":empty": {"L": []}, ":at": to_attr(int(time.time()))}
+        if jobs:
+            # The list is the one just read: nobody appended meanwhile (else read again).
+            condition = "attribute_exists(#eid) AND size(#jobs) = :n"
+            values[":n"] = to_attr(len(jobs))
+        else:
+            # attribute_exists: never create a phantom execution item if it was deleted meanwhile;
+            # attribute_not_exists(#jobs): nobody recorded a first job meanwhile (else read again).
+            condition = "attribute_exists(#eid) AND attribute_not_exists(#jobs)"
         try:
             await dynamo.call(
                 "update_item",
                 TableName=table,
-                Key=to_item({"executionId": item["executionId"], "planId": item["planId"]}),
-                # Appended, not replaced: earlier jobs stay. ``terminateJobIds`` (a string set)
-                # mirrors the list so the condition below can test membership by job id.
-                UpdateExpression=(
-                    "SET #jobs = list_append(if_not_exists(#jobs, :empty), :job), #at = :at ADD #ids :idset"
-                ),
-                # attribute_exists: never create a phantom execution item if it was deleted
-                # meanwhile. NOT contains: a job already recorded (a retried call, a second POST,
-                # a job found again after an ambiguous answer) is never appended twice.
-                ConditionExpression="attribute_exists(#eid) AND NOT contains(#ids, :id)",
+                Key=key,
+                UpdateExpression="SET #jobs = list_append(if_not_exists(#jobs, :empty), :job), #at = :at",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+            return
+        except AwsError as exc:
+            if not is_condition_failed(exc):
+                raise
+    log.warning("terminate_execution_update_contended", job_id=job_id)
+
+
+async def mark_instances_terminated(dynamo: Dynamo, table: str, keys: Iterable[Mapping[str, Any]]) -> int:
+    """Set ``instancesTerminated`` and ``instancesTerminatedAt`` (epoch seconds) on these
+    execution items, as the orchestration's own termination-status path does once every job has
+    completed (lambda/execution-handler/index.py, get_termination_job_status); its Execution
+    Details page polls the execution until the flag is true. Returns how many items changed."""
+    changed = 0
+    for key in keys:
+        try:
+            await dynamo.call(
+                "update_item",
+                TableName=table,
+                Key=to_item({"executionId": key["executionId"], "planId": key["planId"]}),
+                UpdateExpression="SET #done = :true, #at = :at",
+                # attribute_exists: never create a phantom item; the flag not yet true: the first
+                # time wins, as the orchestration sets it only when it is not set.
+                ConditionExpression="attribute_exists(#eid) AND (attribute_not_exists(#done) OR #done <> :true)",
                 ExpressionAttributeNames={
-                    "#jobs": "terminateJobs",
-                    "#ids": "terminateJobIds",
-                    "#at": "terminationInitiatedAt",
+                    "#done": "instancesTerminated",
+                    "#at": "instancesTerminatedAt",
                     "#eid": "executionId",
                 },
-                ExpressionAttributeValues={
-                    ":job": to_attr([dict(entry)]),
-                    ":empty": {"L": []},
-                    ":at": to_attr(entry["recordedAt"]),
-                    ":idset": {"SS": [job_id]},
-                    ":id": {"S": job_id},
-                },
+                ExpressionAttributeValues={":true": {"BOOL": True}, ":at": to_attr(int(time.time()))},
             )
+            changed += 1
         except AwsError as exc:
-            if is_condition_failed(exc):
-                continue  # recorded already (or the item is gone): nothing to add
-            ok = False
-            log.error("terminate_execution_update_failed", error_type=exc.error_type, error=str(exc))
-    return ok
+            if not is_condition_failed(exc):
+                raise
+    return changed

@@ -40,7 +40,7 @@ _CONTENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("source_security_group_ids", "sourceSecurityGroupIds"),
     ("source_instance_profile", "sourceInstanceProfile"),
     ("source_server_tags", "sourceServerTags"),
-    ("ec2_state", "ec2State"),
+    ("drs_instance_state", "drsInstanceState"),
     # Added last: a record without an execution hashes as before; one with an execution changes
     # its hash once (the next sync writes it with its attribution), and never again.
     ("attribution", "attribution"),
@@ -92,9 +92,21 @@ def record_to_item(record: RecoveryInstanceRecord, last_sync_time: str) -> dict[
     )
 
 
+# Attributes of items written before ``ec2InstanceState`` became EC2's lower-case name: EC2's name
+# was ``ec2State`` and ``ec2InstanceState`` held DRS's upper-case value. Such an item is rewritten
+# once by the next sync of its scope (its content hash differs); until then it is read as new.
+_LEGACY_EC2_STATE = "ec2State"
+
+
 def public_record(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A decoded cache item without the engine's bookkeeping attributes."""
-    return {k: v for k, v in item.items() if k not in INTERNAL_FIELDS}
+    """A decoded cache item without the engine's bookkeeping attributes, ``ec2InstanceState``
+    always EC2's lower-case name (API-CONTRACT.md, check-existing field meanings)."""
+    record = {k: v for k, v in item.items() if k not in INTERNAL_FIELDS and k != _LEGACY_EC2_STATE}
+    state = item.get("ec2InstanceState")
+    if isinstance(state, str) and not state.islower():
+        record.setdefault("drsInstanceState", state)
+        record["ec2InstanceState"] = item.get(_LEGACY_EC2_STATE) or state.lower()
+    return record
 
 
 def confirmed_sync_time(record: Mapping[str, Any], reconciled_at: Mapping[Scope, str]) -> str | None:

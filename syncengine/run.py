@@ -32,6 +32,7 @@ from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, Sc
 from syncengine.pipeline import BUSY_ERROR_TYPE, is_busy, sync_scopes
 from syncengine.runtime import Runtime, SyncProgress, deadline_scope, lease_seconds, shielded_cleanup
 from syncengine.shards import run_in_processes, shard_by_account, worker_count
+from syncengine.terminate_completion import follow_terminations
 
 log = get_logger(__name__)
 
@@ -151,6 +152,8 @@ async def _plan_and_sync(
         await _sync_planned(rt, state, executions.source, state.request.drs_first)
     if request.full:
         await _remove_after_full_sync(rt, state, targets)
+        # Terminate jobs followed until complete (``instancesTerminated`` on the execution).
+        await follow_terminations(rt)
     # After the scopes (never delaying the page's data); its failure fails no scope. Targeted runs
     # leave the periodic rebuild to full runs and the fan-out sweep (execution_sync's docstring).
     if request.full and executions.scanned is None:

@@ -110,6 +110,10 @@ class CacheStore:
             tags[item["sourceServerId"]] = dict(item.get("sourceServerTags") or {})
         return tags
 
+    async def scope_records(self, scope: Scope) -> list[dict[str, Any]]:
+        """The whole cached records of one scope (the scope index's keys, then the records)."""
+        return await self.get_records(sorted(await self.scope_entries(scope)))
+
     async def get_records(self, server_ids: Iterable[str], *, consistent: bool = False) -> list[dict[str, Any]]:
         """Records of these source servers (BatchGetItem, 100 keys a call, several in flight);
         servers with no record are simply absent from the result."""

@@ -33,6 +33,7 @@ from syncengine.orchestration import load_execution_items, record_terminate_job
 from syncengine.plans import validate_identifier
 from syncengine.runtime import Runtime, open_runtime
 from syncengine.sessions import SessionPurpose
+from syncengine.terminate_completion import note_pending
 from syncengine.terminate_drs import CONFLICT, Budget, GroupReport, Job, ScopeTerminator
 from syncengine.terminate_rules import (
     Candidate,
@@ -110,8 +111,11 @@ class TerminationOutcome:
 
     @property
     def already_terminated(self) -> bool:
-        """Every failure is DRS saying "already terminating" (ConflictException)."""
-        return bool(self.failed) and all(f.error_type == CONFLICT for f in self.failed)
+        """Nothing was terminated and every failure is DRS saying "already terminating"
+        (ConflictException). The orchestration's Execution Details page stops tracking the
+        termination on this flag (frontend/src/pages/ExecutionDetailsPage.tsx), so it is never
+        set when this request terminated anything."""
+        return not self.terminated and bool(self.failed) and all(f.error_type == CONFLICT for f in self.failed)
 
 
 # -- the response ---------------------------------------------------------------------------------
@@ -134,7 +138,7 @@ def _done_message(outcome: TerminationOutcome) -> str:
         return f"All {failed} recovery instances of this execution are already being terminated."
     if not failed:
         return f"Termination started for {done} recovery instances."
-    if outcome.already_terminated:
+    if all(f.error_type == CONFLICT for f in outcome.failed):
         return f"Termination started for {done} of {found} recovery instances; {failed} were already terminating."
     return f"Termination started for {done} of {found} recovery instances; {failed} failed."
 
@@ -252,6 +256,8 @@ class Termination:
                 async with self.recording:
                     recorded = await record_job(self.rt, self.executions, job, self.options.requested_by)
                 self.execution_updated &= recorded
+                # Followed until DRS reports it complete (``instancesTerminated``).
+                await note_pending(self.rt, self.executions, job.job_id, scope)
             self.cache_deleted += await forget_terminated(self.rt, entries)
 
         def rejected(records: Sequence[Mapping[str, Any]], exc: AwsError) -> None:

@@ -84,32 +84,76 @@ def refuse_if_active(execution_id: str, executions: Sequence[Mapping[str, Any]])
         )
 
 
+# The preview's per-instance ``status``: the orchestration's own ``get_recovery_instances`` says
+# ``"LAUNCHED"`` of every instance it lists (lambda/execution-handler/index.py, get_recovery_instances).
+LAUNCHED = "LAUNCHED"
+
+
 @dataclass(frozen=True)
 class Candidate:
     record: Mapping[str, Any]
     attribution: Attribution
     reason: str | None  # None: terminable
+    wave: Mapping[str, Any] | None = None  # the execution's wave that launched or planned it
 
     @property
     def terminable(self) -> bool:
         return self.reason is None
 
-    def preview(self) -> dict[str, Any]:
+    def _common(self) -> dict[str, Any]:
         r = self.record
-        entry = {
-            "sourceServerId": r.get("sourceServerId"),
+        return {
+            # The orchestration's terminate dialog reads ``instanceId`` (the EC2 id) and
+            # ``serverName || hostname`` (frontend/src/components/TerminateInstancesDialog.tsx).
+            "instanceId": r.get("ec2InstanceId"),
             "recoveryInstanceId": r.get("recoveryInstanceId"),
-            "ec2InstanceId": r.get("ec2InstanceId"),
-            "ec2InstanceState": r.get("ec2InstanceState"),
+            "sourceServerId": r.get("sourceServerId"),
             "region": r.get("region"),
             "accountId": r.get("accountId"),
+            "serverName": r.get("sourceServerName") or r.get("name") or r.get("sourceServerId"),
             "isDrill": r.get("isDrill"),
             "attribution": self.attribution.value,
-            "terminable": self.terminable,
         }
-        if self.reason:
-            entry["reason"] = self.reason
+
+    def preview(self) -> dict[str, Any]:
+        """An entry of the preview's ``instances`` (what terminate would end)."""
+        entry = {
+            **self._common(),
+            "jobId": self.record.get("jobId"),
+            "status": LAUNCHED,
+            "ec2InstanceState": self.record.get("ec2InstanceState"),
+        }
+        if self.wave is not None:
+            if self.wave.get("waveName") is not None:
+                entry["waveName"] = self.wave.get("waveName")
+            if self.wave.get("waveNumber") is not None:
+                entry["waveNumber"] = self.wave.get("waveNumber")
         return entry
+
+    def skipped(self) -> dict[str, Any]:
+        """An entry of the preview's ``skipped`` (related to the execution, left alone)."""
+        return {**self._common(), "reason": self.reason}
+
+
+def wave_of(executions: Sequence[Mapping[str, Any]], record: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The wave of these execution items that launched the record's instance (its job, then its
+    recovery instance id), else the last wave listing its server in its region."""
+    waves = [w for item in executions for w in (item.get("waves") or []) if isinstance(w, Mapping)]
+    job_id = record.get("jobId")
+    recovery_instance_id = record.get("recoveryInstanceId")
+    server_id, region = record.get("sourceServerId"), record.get("region")
+    for wave in waves:
+        if job_id and wave.get("jobId") == job_id:
+            return wave
+    planned = None
+    for wave in waves:
+        statuses = [s for s in wave.get("serverStatuses") or [] if isinstance(s, Mapping)]
+        if recovery_instance_id and any(s.get("recoveryInstanceId") == recovery_instance_id for s in statuses):
+            return wave
+        servers = {s.get("sourceServerId") for s in statuses} | set(wave.get("serverIds") or [])
+        if server_id in servers and wave.get("region") == region:
+            planned = wave
+    return planned
 
 
 def attribution_of(index: ExecutionIndex, execution_id: str, record: Mapping[str, Any]) -> Attribution:
@@ -141,18 +185,31 @@ def candidates(
             reason = REASON_INFERRED
         elif record.get("isDrill") is not True and not include_non_drill:
             reason = REASON_NOT_DRILL
-        chosen.append(Candidate(record, attribution, reason))
+        chosen.append(Candidate(record, attribution, reason, wave_of(executions, record)))
     return chosen
 
 
 def preview_body(
     execution_id: str, executions: Sequence[Mapping[str, Any]], chosen: Sequence[Candidate]
 ) -> dict[str, Any]:
-    """The 200 body of ``GET /executions/{executionId}/recovery-instances``."""
+    """The 200 body of ``GET /executions/{executionId}/recovery-instances``: shaped as the
+    orchestration's own ``get_recovery_instances`` answers (its terminate dialog counts
+    ``instances.length``), ``instances`` holding exactly what a terminate would end."""
+    instances = [c.preview() for c in chosen if c.terminable]
+    skipped = [c.skipped() for c in chosen if not c.terminable]
+    if instances:
+        message = f"Found {len(instances)} recovery instances to terminate."
+    elif skipped:
+        message = "No recovery instance of this execution would be terminated (see 'skipped')."
+    else:
+        message = "No recovery instances of this execution were found."
+    if instances and skipped:
+        message += f" {len(skipped)} more are related to it and would be left alone (see 'skipped')."
     return {
         "executionId": execution_id,
         "executionStatus": execution_status(executions),
-        "instances": [c.preview() for c in chosen],
-        "totalFound": len(chosen),
-        "totalTerminable": sum(1 for c in chosen if c.terminable),
+        "message": message,
+        "instances": instances,
+        "totalInstances": len(instances),
+        "skipped": skipped,
     }

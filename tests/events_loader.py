@@ -146,9 +146,10 @@ class FakeEngine:
         return {
             "executionId": execution_id,
             "executionStatus": "COMPLETED",
+            "message": "No recovery instances of this execution were found.",
             "instances": [],
-            "totalFound": 0,
-            "totalTerminable": 0,
+            "totalInstances": 0,
+            "skipped": [],
         }
 
     async def sync_wave(self, settings: Any, execution_id: Any, plan_id: Any = None, **kwargs: Any) -> Any:

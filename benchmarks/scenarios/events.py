@@ -55,12 +55,12 @@ def sqs_batch(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def cached_states(settings: SyncSettings) -> dict[str, str]:
-    """EC2 instance id -> cached EC2 state (``ec2State``, EC2's lower-case name), of the first
+    """EC2 instance id -> cached EC2 state (``ec2InstanceState``, EC2's lower-case name), of the first
     ``INSTANCES`` records by source server."""
     async with open_runtime(settings) as rt:
         items = await rt.dynamo.scan_all(settings.tables.cache)
     chosen = sorted(items, key=lambda item: item["sourceServerId"])[:INSTANCES]
-    return {item["ec2InstanceId"]: item["ec2State"] for item in chosen}
+    return {item["ec2InstanceId"]: item["ec2InstanceState"] for item in chosen}
 
 
 class Producer(threading.Thread):

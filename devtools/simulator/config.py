@@ -22,6 +22,9 @@ class EstateConfig:
     instances_per_scope: int = 30
     seed: int = 0
     role_name: str = DEFAULT_ROLE_NAME
+    # One ExternalId for every account (the orchestration's create_target_account writes one
+    # shared value, "drs-orchestration-cross-account", by default); None: one drawn per account.
+    external_id: str | None = None
     # "account#region" entries where DRS was never initialised. The account part is an
     # account id or a small index ("0" = hub, "1" = first target) because ids come from the seed.
     uninitialized_scopes: tuple[str, ...] = ()

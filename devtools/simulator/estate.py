@@ -135,11 +135,12 @@ class Estate:
         )
         self._factory = RecordFactory(rng, ids, fractions, staging)
         for index, account_id in enumerate(account_ids):
+            drawn_external_id = f"drs-ext-{rng.getrandbits(64):016x}"  # drawn either way: same estate
             self._accounts.append(
                 Account(
                     account_id=account_id,
                     role_name=config.role_name,
-                    external_id=f"drs-ext-{rng.getrandbits(64):016x}",
+                    external_id=config.external_id or drawn_external_id,
                     regions=config.regions,
                     is_hub=index == 0,
                     name="hub" if index == 0 else f"target-{index:02d}",
@@ -340,6 +341,13 @@ class Estate:
                 for scope in self._visible_scopes(account_id, region)
                 for job_id in scope.job_ids
             ]
+
+    def set_job_status(self, account_id: str, region: str, job_id: str, status: str) -> None:
+        """What DescribeJobs says of a job from now on (PENDING | STARTED | COMPLETED)."""
+        with self.lock:
+            job = self._scopes[(account_id, region)].jobs[job_id]
+            job.status = status
+            job.json = None
 
     def ec2_instance(self, instance_id: str) -> dict[str, Any] | None:
         """The EC2 instance in boto3's DescribeInstances shape, or None."""

@@ -116,7 +116,8 @@ def test_ec2_terminate_event_updates_that_one_record(estate: Estate) -> None:
     refresh(ec2_state_change(TARGET, instance, "terminated"), Context())
 
     after = estate.cache()
-    assert after[server]["ec2InstanceState"] == "TERMINATED"
+    # EC2's lower-case state (API-CONTRACT.md); DRS's own value beside it.
+    assert (after[server]["ec2InstanceState"], after[server]["drsInstanceState"]) == ("terminated", "TERMINATED")
     assert {k: v for k, v in after.items() if k != server} == {k: v for k, v in before.items() if k != server}
 
 
@@ -195,5 +196,5 @@ def test_event_refresh_leaves_the_full_syncs_run_summary(estate: Estate) -> None
     refresh(ec2_state_change(TARGET, instance, "stopped"), Context())
 
     after = body_of(query(api_event("apigw_rest_status"), Context()))
-    assert estate.cache()[server]["ec2InstanceState"] == "STOPPED"
+    assert estate.cache()[server]["ec2InstanceState"] == "stopped"
     assert (after["lastSyncTime"], after["instancesUpdated"]) == (before["lastSyncTime"], before["instancesUpdated"])

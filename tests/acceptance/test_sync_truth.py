@@ -209,7 +209,7 @@ def seed_plan(estate: Estate, servers: list[str]) -> None:
     )
 
 
-def test_check_existing_returns_drs_state_and_the_last_confirming_sync_time(estate: Estate) -> None:
+def test_check_existing_returns_ec2_state_and_the_last_confirming_sync_time(estate: Estate) -> None:
     servers = seed(estate)
     seed_plan(estate, servers[TARGET])
     stopped = estate.aws.scope(TARGET, REGION).servers[servers[TARGET][0]]["recoveryInstanceId"]
@@ -223,8 +223,9 @@ def test_check_existing_returns_drs_state_and_the_last_confirming_sync_time(esta
     assert response["statusCode"] == 200, response
     instances = {i["recoveryInstanceId"]: i for i in body_of(response)["existingInstances"]}
     assert len(instances) == 3
-    assert instances[stopped]["ec2InstanceState"] == "STOPPED"
-    assert {i["ec2InstanceState"] for i in instances.values()} == {"RUNNING", "STOPPED"}
+    # EC2's lower-case names, as the orchestration's Recovery Plans page compares them.
+    assert instances[stopped]["ec2InstanceState"] == "stopped"
+    assert {i["ec2InstanceState"] for i in instances.values()} == {"running", "stopped"}
     assert all(when(i["lastSyncTime"]) >= scope_success for i in instances.values())
     # EC2's details, read with the target account's credentials in the scope's region.
     assert (instances[stopped]["name"], instances[stopped]["instanceType"]) == (f"recovered-{stopped}", "t3.small")

@@ -161,8 +161,9 @@ async def test_check_existing_reads_past_100_keys_and_unprocessed_keys(ddb, make
     assert body["unverifiedServerIds"] == []
 
 
-async def test_check_existing_returns_drs_state_not_ec2_state(ddb, make_simulator) -> None:
-    """``ec2InstanceState`` is DRS's upper-case value; EC2's lower-case name is ``ec2State``."""
+async def test_check_existing_returns_ec2s_lower_case_state(ddb, make_simulator) -> None:
+    """``ec2InstanceState`` is EC2's lower-case state, which the orchestration's Recovery Plans page
+    compares with 'running' (frontend/src/pages/RecoveryPlansPage.tsx); DRS's value is apart."""
     sim = make_simulator(**ESTATE)
     settings = await synced(ddb, sim)
     scenario = plan_scenario(sim.estate)
@@ -172,9 +173,11 @@ async def test_check_existing_returns_drs_state_not_ec2_state(ddb, make_simulato
 
     live = live_instances(sim.estate)
     for entry in body["existingInstances"]:
-        assert entry["ec2InstanceState"] == live[entry["sourceServerId"]]["ec2InstanceState"]
-        assert entry["ec2InstanceState"].isupper()
-        assert entry["ec2State"] == entry["ec2InstanceState"].lower()
+        ri = live[entry["sourceServerId"]]
+        ec2 = sim.estate.ec2_instance(ri["ec2InstanceID"]) or {}
+        assert entry["ec2InstanceState"] == ((ec2.get("State") or {}).get("Name") or ri["ec2InstanceState"].lower())
+        assert entry["ec2InstanceState"].islower()
+        assert entry["drsInstanceState"] == ri["ec2InstanceState"]
 
 
 async def test_check_existing_last_sync_time_is_the_last_confirming_sync(ddb, make_simulator) -> None:

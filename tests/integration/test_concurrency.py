@@ -46,7 +46,8 @@ def truth(estate: Any) -> dict[str, tuple[str, str | None, str | None]]:
 
 def view(cached: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str | None, str | None]]:
     return {
-        sid: (item["recoveryInstanceId"], item.get("ec2State"), item.get("privateIp")) for sid, item in cached.items()
+        sid: (item["recoveryInstanceId"], item.get("ec2InstanceState"), item.get("privateIp"))
+        for sid, item in cached.items()
     }
 
 

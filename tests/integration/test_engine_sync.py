@@ -39,9 +39,9 @@ async def test_sync_all_caches_exactly_what_drs_reports(ddb, make_simulator) -> 
         server = sim.estate.source_server(server_id)
         assert record["recoveryInstanceId"] == ri["recoveryInstanceID"]
         assert record["ec2InstanceId"] == ri["ec2InstanceID"]
-        # DRS's own upper-case value (API-CONTRACT.md); EC2's lower-case name beside it.
-        assert record["ec2InstanceState"] == ri["ec2InstanceState"]
-        assert record["ec2State"] == ec2["State"]["Name"]
+        # EC2's lower-case name (API-CONTRACT.md); DRS's own upper-case value beside it.
+        assert record["ec2InstanceState"] == ec2["State"]["Name"]
+        assert record["drsInstanceState"] == ri["ec2InstanceState"]
         assert record["instanceType"] == ec2["InstanceType"]
         assert record.get("privateIp") == ec2.get("PrivateIpAddress")
         assert record.get("publicIp") == ec2.get("PublicIpAddress")

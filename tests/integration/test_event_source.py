@@ -195,4 +195,4 @@ def test_event_source_refreshes_the_cache_from_a_queued_ec2_event(
     assert [o.failed for o in outcomes] == [()]
     assert depth(sqs, queue.url) == 0
     record = asyncio.run(cache_items(settings))[ri["sourceServerID"]]
-    assert record["ec2State"] == "stopped"
+    assert record["ec2InstanceState"] == "stopped"

@@ -50,8 +50,8 @@ def truth(estate: Any, account_id: str | None = None, region: str | None = None)
         expected[ri["sourceServerID"]] = {
             "recoveryInstanceId": ri["recoveryInstanceID"],
             "ec2InstanceId": ri["ec2InstanceID"],
-            "ec2InstanceState": ri["ec2InstanceState"],
-            "ec2State": (ec2.get("State") or {}).get("Name"),
+            "ec2InstanceState": (ec2.get("State") or {}).get("Name") or ri["ec2InstanceState"].lower(),
+            "drsInstanceState": ri["ec2InstanceState"],
             "privateIp": ec2.get("PrivateIpAddress"),
             "publicIp": ec2.get("PublicIpAddress"),
         }
@@ -63,7 +63,14 @@ def view(cached: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
         sid: {
             key: item.get(key)
-            for key in ("recoveryInstanceId", "ec2InstanceId", "ec2InstanceState", "ec2State", "privateIp", "publicIp")
+            for key in (
+                "recoveryInstanceId",
+                "ec2InstanceId",
+                "ec2InstanceState",
+                "drsInstanceState",
+                "privateIp",
+                "publicIp",
+            )
         }
         for sid, item in cached.items()
     }

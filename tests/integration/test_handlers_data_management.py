@@ -359,7 +359,7 @@ def test_handler_preview_lists_the_executions_instances_without_aws_calls(world_
     body = response_json(response)
     assert response["statusCode"] == 200
     assert {i["recoveryInstanceId"] for i in body["instances"]} == world.terminate_expected
-    assert body["totalTerminable"] == len(world.terminate_expected)
+    assert body["totalInstances"] == len(world.terminate_expected)
     assert world.sim.calls.count() == 0
 
 

@@ -1,7 +1,8 @@
-"""The Lambda package is proven, not assumed: the zip `deploy.sh --dry-run` builds, extracted into
-an empty folder, runs in an interpreter that sees only that folder and the standard library.
+"""The Lambda package and the layer are proven, not assumed: the zips `deploy.sh --dry-run` builds,
+extracted into an empty folder, run in an interpreter that sees only that folder (the layer: its
+python/ directory, as Lambda puts it on sys.path) and the standard library.
 
-The package is built once for this module, for the Python running the tests (same lock, same
+Both are built by one dry run for this module, for the Python running the tests (same lock, same
 steps, another ``LAMBDA_PYTHON_VERSION``, the host's architecture), with the shell's AWS
 variables set to junk to show the dry run never needs or uses them.
 """
@@ -54,21 +55,25 @@ sys.path.insert(0, folder)
 """
 
 
+ARCH = "arm64" if platform.machine() in {"aarch64", "arm64"} else "x86_64"
+# The drop-in module (API-CONTRACT.md, "The orchestration's shared module"), at the repository root.
+
+
 @pytest.fixture(scope="module")
-def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The zip built by `deploy.sh dev --dry-run` for this interpreter."""
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The build directory of one `deploy.sh dev --dry-run` for this interpreter: the package and
+    the layer."""
     work = tmp_path_factory.mktemp("lambda-package")
     bin_dir = work / "bin"
     bin_dir.mkdir()
     stub = bin_dir / "aws"
     stub.write_text(STUB_AWS.format(log=work / "aws-calls.log"), encoding="utf-8")
     stub.chmod(0o755)
-    arch = "arm64" if platform.machine() in {"aarch64", "arm64"} else "x86_64"
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "BUILD_DIR": str(work / "build"),
-        "LAMBDA_ARCH": arch,
+        "LAMBDA_ARCH": ARCH,
         "LAMBDA_PYTHON_VERSION": f"{sys.version_info.major}.{sys.version_info.minor}",
         # Junk the dry run must drop: an empty key, a profile that does not exist.
         "AWS_ACCESS_KEY_ID": "",
@@ -89,7 +94,27 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, output[-4000:]
     assert not (work / "aws-calls.log").exists() or not (work / "aws-calls.log").read_text()
     assert (work / "build" / "packaged" / "master-template.yaml").is_file()
-    return work / "build" / f"lambda-{arch}.zip"
+    assert "+ aws lambda publish-layer-version" in output
+    return work / "build"
+
+
+@pytest.fixture(scope="module")
+def package(build: Path) -> Path:
+    return build / f"lambda-{ARCH}.zip"
+
+
+@pytest.fixture(scope="module")
+def layer(build: Path) -> Path:
+    return build / "recovery-instance-sync-layer.zip"
+
+
+@pytest.fixture(scope="module")
+def layer_python(layer: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layer extracted into an empty folder: its python/ directory, /opt/python in Lambda."""
+    folder = tmp_path_factory.mktemp("layer")
+    with zipfile.ZipFile(layer) as archive:
+        archive.extractall(folder)
+    return folder / "python"
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +254,84 @@ print("ok", len(ours))
     assert result.stdout.startswith("ok")
     assert int(result.stdout.split()[1]) > 100, result.stdout
     assert sorted(str(path) for path in extracted.rglob("*")) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# The layer
+
+
+def test_lambda_layer_holds_python_with_the_engine_and_the_locked_dependencies(layer: Path) -> None:
+    """Everything under python/ (where Lambda looks in a layer): the drop-in module, syncengine/ and
+    handlers/ (the operations behind our routes, which the drop-in answers through), the lock's
+    distributions at their versions; no test or dev code."""
+    with zipfile.ZipFile(layer) as archive:
+        names = archive.namelist()
+        metadata = [
+            archive.read(n).decode("utf-8") for n in names if re.fullmatch(r"python/[^/]+\.dist-info/METADATA", n)
+        ]
+    assert {name.split("/", 1)[0] for name in names} == {"python"}
+    top_level = {name.split("/")[1] for name in names}
+    assert {"syncengine", "handlers", "recovery_instance_sync.py"} <= top_level
+    assert not top_level & FORBIDDEN_TOP_LEVEL, sorted(top_level & FORBIDDEN_TOP_LEVEL)
+    lock = (ROOT / "requirements-lambda.lock").read_text(encoding="utf-8")
+    pinned = {canonicalize_name(n): v for n, v in re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", lock, re.M)}
+    installed = {}
+    for text in metadata:
+        fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line and not line.startswith(" "))
+        installed[canonicalize_name(fields["Name"])] = fields["Version"]
+    assert installed == pinned
+
+
+def test_lambda_layer_engine_imports_from_the_layer_alone(layer_python: Path) -> None:
+    """The engine the drop-in runs (sync, terminate, check-existing) loads from python/ and the
+    standard library only."""
+    result = _isolated(
+        layer_python,
+        """
+import importlib, pathlib, sysconfig
+for name in ("syncengine.engine", "syncengine.terminate", "syncengine.plans"):
+    importlib.import_module(name)
+allowed = [pathlib.Path(folder)] + [pathlib.Path(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")]
+for name, loaded in list(sys.modules.items()):
+    path = getattr(loaded, "__file__", None)
+    if path:
+        assert any(pathlib.Path(path).is_relative_to(root) for root in allowed), (name, path)
+print("ok")
+""",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_lambda_layer_drop_in_imports_from_the_layer_alone(layer_python: Path) -> None:
+    """`import recovery_instance_sync` as the orchestration's functions will (``python -I -S``, only
+    /opt/python on the path): the module and everything it and the engine behind each of its
+    functions load come from python/ or the standard library."""
+    result = _isolated(
+        layer_python,
+        """
+import importlib, pathlib, sysconfig
+import recovery_instance_sync
+assert pathlib.Path(recovery_instance_sync.__file__).parent == pathlib.Path(folder), recovery_instance_sync.__file__
+for name in recovery_instance_sync.__all__:
+    assert getattr(recovery_instance_sync, name)
+for name in ("syncengine.engine", "syncengine.terminate", "syncengine.plans", "syncengine.reads"):
+    importlib.import_module(name)
+allowed = [pathlib.Path(folder)] + [pathlib.Path(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")]
+for name, loaded in list(sys.modules.items()):
+    path = getattr(loaded, "__file__", None)
+    if path:
+        assert any(pathlib.Path(path).is_relative_to(root) for root in allowed), (name, path)
+print("ok")
+""",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok")
+
+
+def test_lambda_layer_bytecode_names_its_lambda_path(layer_python: Path) -> None:
+    """Compiled for /opt/python (tracebacks name the layer's path, not the build machine's), hash-
+    based and unchecked like the package's."""
+    cached = importlib.util.cache_from_source(str(layer_python / "syncengine" / "engine.py"))
+    header = Path(cached).read_bytes()
+    assert int.from_bytes(header[4:8], "little") == 0b01
+    assert b"/opt/python/syncengine/engine.py" in header

@@ -129,8 +129,8 @@ def test_refresh_ec2_state_change_updates_that_one_record(sim: Any, synced: Sync
     assert deliver(*events) == []
 
     after = cache(synced)
-    # DRS's own value (upper case) follows EC2's; EC2's lower-case state is kept beside it.
-    assert (after[server]["ec2InstanceState"], after[server]["ec2State"]) == ("STOPPED", "stopped")
+    # EC2's lower-case state; DRS's own upper-case value follows it, kept beside it.
+    assert (after[server]["ec2InstanceState"], after[server]["drsInstanceState"]) == ("stopped", "STOPPED")
     assert unchanged_except(before, after, {server})
 
 
@@ -215,7 +215,7 @@ def test_refresh_takes_the_scope_lease_like_any_sync(sim: Any, synced: SyncSetti
     asyncio.run(hold_lease())
 
     assert deliver(*events) == ["m0"]
-    assert cache(synced)[server]["ec2State"] == "running"
+    assert cache(synced)[server]["ec2InstanceState"] == "running"
     assert drs_calls(sim, "DescribeRecoveryInstances") == 0
 
 

@@ -59,7 +59,7 @@ def truth(estate: Any, scope: Scope | None = None) -> dict[str, tuple[Any, ...]]
 
 def view(cached: dict[str, dict[str, Any]], scope: Scope | None = None) -> dict[str, tuple[Any, ...]]:
     return {
-        sid: (item["recoveryInstanceId"], item.get("ec2State"), item.get("privateIp"), item.get("publicIp"))
+        sid: (item["recoveryInstanceId"], item.get("ec2InstanceState"), item.get("privateIp"), item.get("publicIp"))
         for sid, item in cached.items()
         if scope is None or item["scopeKey"] == scope.key
     }

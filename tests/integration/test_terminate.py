@@ -88,10 +88,94 @@ async def test_terminate_records_jobs_on_the_execution_item(ddb_moto, make_simul
     body = await terminate_execution_instances(settings, "exec-cross")
 
     item = await execution_record(settings, "exec-cross")
-    assert ISO_Z.match(item["terminationInitiatedAt"])
-    assert {j["jobId"] for j in item["terminateJobs"]} == {j["jobId"] for j in body["jobs"]}
+    # Epoch seconds, as the orchestration's own terminate writes it (int(time.time())).
+    assert isinstance(item["terminationInitiatedAt"], int) and item["terminationInitiatedAt"] > 1_700_000_000
+    assert [j["jobId"] for j in item["terminateJobs"]] == [j["jobId"] for j in body["jobs"]]
     assert len(body["jobs"]) == 2
     assert all(j["type"] == "TERMINATE" and j["status"] for j in body["jobs"])
+    assert "instancesTerminated" not in item and "terminateJobIds" not in item
+
+
+async def raw_execution_items(settings, execution_id: str) -> list[dict]:
+    """The execution's items as the orchestration's boto3 resource reads them (Decimal, set)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    async with open_runtime(settings) as rt:
+        pages = rt.dynamo.paginate(
+            "query",
+            TableName=settings.tables.execution_history,
+            KeyConditionExpression="executionId = :e",
+            ExpressionAttributeValues={":e": {"S": execution_id}},
+        )
+        raw = [item async for item in pages]
+    deserializer = TypeDeserializer()
+    return [{k: deserializer.deserialize(v) for k, v in item.items()} for item in raw]
+
+
+def decimal_only_json(value) -> str:
+    """The orchestration's response encoder: Decimal and nothing else (lambda/shared/response_utils.py)."""
+    import json
+    from decimal import Decimal
+
+    class DecimalEncoder(json.JSONEncoder):
+        def default(self, o):
+            if isinstance(o, Decimal):
+                return int(o) if o % 1 == 0 else float(o)
+            return super().default(o)
+
+    return json.dumps(value, cls=DecimalEncoder)
+
+
+async def test_terminate_execution_item_still_serialises_and_completes_on_the_next_sync(ddb, make_simulator) -> None:
+    """The orchestration returns whole execution items through a Decimal-only JSON encoder: after
+    terminate its item must still serialise (no set), and once DRS reports the jobs complete the
+    next full sync sets ``instancesTerminated`` and ``instancesTerminatedAt`` (epoch seconds),
+    which its Execution Details page polls for."""
+    sim = make_simulator(
+        accounts=2, regions=(REGION,), instances_per_scope=12, seed=29, drill_fraction=1.0, max_servers_per_job=4
+    )
+    execution, _ = cross_account_execution(sim.estate)
+    settings = await prepared(ddb, sim, [execution])
+
+    await terminate_execution_instances(settings, "exec-cross")
+    (item,) = await raw_execution_items(settings, "exec-cross")
+    decimal_only_json(item)  # raises TypeError on a set
+    assert "instancesTerminated" not in item
+
+    report = await sync_all(settings)
+
+    (item,) = await raw_execution_items(settings, "exec-cross")
+    decimal_only_json(item)
+    assert report.scopes_failed == 0
+    assert item["instancesTerminated"] is True
+    assert item["instancesTerminatedAt"] >= item["terminationInitiatedAt"]
+    assert sim.calls.count(service="drs", operation="DescribeJobs") == 2  # one per account/region
+
+
+async def test_terminate_completion_waits_for_every_job_to_complete(ddb, make_simulator) -> None:
+    """A job DRS still reports running keeps the execution unmarked; the next sync that sees it
+    COMPLETED marks it, and later syncs ask DRS nothing more."""
+    sim = make_simulator(
+        accounts=1, regions=(REGION,), instances_per_scope=8, seed=30, drill_fraction=1.0, max_servers_per_job=8
+    )
+    jobs = launch_jobs(sim.estate)
+    settings = await prepared(ddb, sim, [execution_item("exec-slow", "plan-s", jobs)])
+    body = await terminate_execution_instances(settings, "exec-slow")
+    (job,) = body["jobs"]
+    sim.estate.set_job_status(job["accountId"], REGION, job["jobId"], "STARTED")
+
+    await sync_all(settings)
+    (item,) = await raw_execution_items(settings, "exec-slow")
+    assert "instancesTerminated" not in item
+
+    sim.estate.set_job_status(job["accountId"], REGION, job["jobId"], "COMPLETED")
+    await sync_all(settings)
+    (item,) = await raw_execution_items(settings, "exec-slow")
+    assert item["instancesTerminated"] is True
+
+    sim.calls.reset()
+    await sync_all(settings)
+    assert sim.calls.count(service="drs", operation="DescribeJobs") == 0
 
 
 async def test_terminate_sends_at_most_100_ids_per_call(ddb, make_simulator) -> None:
@@ -125,7 +209,9 @@ async def test_terminate_isolates_an_instance_already_terminating(ddb, make_simu
 
     assert [f["recoveryInstanceId"] for f in body["failed"]] == [gone]
     assert body["failed"][0]["errorType"] == "ConflictException"
-    assert body["alreadyTerminated"] is True
+    # Some were terminated: not "already terminated" (the orchestration's Execution Details page
+    # would stop tracking the termination on it).
+    assert "alreadyTerminated" not in body and "already terminating" in body["message"]
     assert {t["recoveryInstanceId"] for t in body["terminated"]} == expected - {gone}
     assert sim.calls.count(service="drs", operation="TerminateRecoveryInstances") == 1 + len(expected)
     assert {r["recoveryInstanceId"] for r in (await cache(settings)).values()} == {gone}
@@ -418,11 +504,7 @@ async def test_preview_lists_the_decision_with_zero_aws_calls(ddb, make_simulato
 
     assert sim.calls.count() == 0
     by_ri = {i["recoveryInstanceId"]: i for i in body["instances"]}
-    assert set(by_ri) == launched | {manual}
-    assert by_ri[manual]["terminable"] is False and by_ri[manual]["attribution"] == "inferred"
+    assert set(by_ri) == launched
     assert {by_ri[ri]["attribution"] for ri in launched} == {"job"}
-    assert (body["totalFound"], body["totalTerminable"], body["executionStatus"]) == (
-        len(launched) + 1,
-        len(launched),
-        "COMPLETED",
-    )
+    assert [(s["recoveryInstanceId"], s["attribution"]) for s in body["skipped"]] == [(manual, "inferred")]
+    assert (body["totalInstances"], body["executionStatus"]) == (len(launched), "COMPLETED")

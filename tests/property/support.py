@@ -136,7 +136,7 @@ def view(cached: dict[str, dict[str, Any]], scope: Scope | None = None) -> dict[
         sid: (
             item["recoveryInstanceId"],
             item["ec2InstanceId"],
-            item.get("ec2State"),
+            item.get("ec2InstanceState"),
             item.get("privateIp"),
             item.get("publicIp"),
         )

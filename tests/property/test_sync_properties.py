@@ -91,8 +91,8 @@ def assert_valid_record(item: dict[str, Any]) -> None:
     assert INSTANCE_ID.match(item["ec2InstanceId"]), item["ec2InstanceId"]
     assert ACCOUNT_ID.match(item["accountId"]), item["accountId"]
     assert item["region"] in drs_regions()
-    assert item["ec2InstanceState"] in DRS_STATES
-    assert item["ec2State"] in EC2_STATES
+    assert item["ec2InstanceState"] in EC2_STATES
+    assert item["drsInstanceState"] in DRS_STATES
     assert ISO_Z.match(item["lastSyncTime"]), item["lastSyncTime"]
     assert item["scopeKey"] == f"{item['accountId']}#{item['region']}"
     for name in ("launchTime", "pointInTimeSnapshotDateTime"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -209,3 +211,72 @@ async def test_load_targets_asks_for_the_caller_identity_while_the_table_is_scan
         ("111122223333", True),
         ("444455556666", False),
     ]
+
+
+class _RegionStatusTables:
+    """The target-accounts table, the orchestration's region-status table and our status table's
+    scope partition, in memory (``paginate`` serves the status Query)."""
+
+    def __init__(self, rows: list[dict] | None, scopes: list[dict] | None = None, *, unreadable: bool = False):
+        self.rows, self.scopes, self.unreadable = rows, scopes or [], unreadable
+
+    async def current_account_id(self) -> str:
+        return "111122223333"
+
+    async def scan_all(self, table: str, **params: object) -> list[dict]:
+        if table == "accounts":
+            return [{"accountId": "444455556666", "roleArn": "arn:aws:iam::444455556666:role/DRSOrchestrationRole"}]
+        if self.unreadable:
+            from syncengine.errors import AccessDeniedError
+
+            raise AccessDeniedError("no", code="AccessDeniedException", operation="Scan")
+        # The FilterExpression (serverCount > 0) as DynamoDB applies it.
+        return [r for r in self.rows or [] if r["serverCount"] > 0]
+
+    async def paginate(self, method: str, **params: object):
+        from syncengine.dynamo import to_item
+
+        for scope in self.scopes:
+            yield to_item({"pk": "SCOPE", "sk": f"{scope['accountId']}#{scope['region']}", **scope})
+
+
+REGION_STATUS_SETTINGS = SyncSettings(
+    regions=("us-east-1", "eu-west-1", "ap-south-1"),
+    tables=dataclasses.replace(SyncSettings().tables, target_accounts="accounts"),
+    drs_region_status_table="region-status",
+)
+
+
+async def test_load_targets_syncs_an_item_without_regions_where_the_region_status_table_lists_servers() -> None:
+    """The orchestration's items list no regions: its region-status table's rows with
+    ``serverCount > 0`` (its get_active_regions rule) decide, not every configured region."""
+    tables = _RegionStatusTables([{"region": "eu-west-1", "serverCount": 4}, {"region": "us-east-1", "serverCount": 0}])
+    targets = await load_targets(tables, tables, REGION_STATUS_SETTINGS)  # type: ignore[arg-type]
+    regions = {t.account_id: t.regions for t in targets}
+    assert regions == {"111122223333": ("eu-west-1",), "444455556666": ("eu-west-1",)}
+
+
+async def test_load_targets_keeps_a_region_whose_scope_still_holds_instances() -> None:
+    """The orchestration keys the table by region alone (the last account written decides): a
+    region where this account's scope held instances at its last sync stays synced, so its
+    records are never removed because another account has no servers there."""
+    tables = _RegionStatusTables(
+        [{"region": "eu-west-1", "serverCount": 4}],
+        [{"accountId": "444455556666", "region": "us-east-1", "instanceCount": 3, "status": "SUCCESS"}],
+    )
+    targets = await load_targets(tables, tables, REGION_STATUS_SETTINGS)  # type: ignore[arg-type]
+    assert {t.account_id: t.regions for t in targets}["444455556666"] == ("eu-west-1", "us-east-1")
+
+
+@pytest.mark.parametrize(
+    "tables",
+    [
+        pytest.param(_RegionStatusTables([]), id="empty"),
+        pytest.param(_RegionStatusTables([{"region": "eu-west-1", "serverCount": 0}]), id="no-servers"),
+        pytest.param(_RegionStatusTables(None, unreadable=True), id="unreadable"),
+    ],
+)
+async def test_load_targets_falls_back_to_the_configured_regions(tables: _RegionStatusTables) -> None:
+    targets = await load_targets(tables, tables, REGION_STATUS_SETTINGS)  # type: ignore[arg-type]
+    planned = {scope.region for scope, _ in plan_scopes(targets, REGION_STATUS_SETTINGS)}
+    assert planned == {"us-east-1", "eu-west-1", "ap-south-1"}

@@ -77,8 +77,11 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 900) -> subproce
 
 
 def _build_python() -> str:
-    """The version of the interpreter deploy.sh builds with (the project's .venv)."""
+    """The version of the interpreter deploy.sh builds with: the project's .venv, else $PYTHON or
+    python3, as the script chooses."""
     python = ROOT / ".venv" / "bin" / "python"
+    if not python.is_file():
+        python = Path(shutil.which(os.environ.get("PYTHON", "python3")) or "python3")
     code = "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')"
     done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
     return done.stdout.strip()
@@ -105,11 +108,17 @@ def test_cfn_deploy_dry_run_without_credentials_builds_the_package(tmp_path: Pat
     assert "cloudformation package" not in output, "package cannot name the expected bucket owner"
     # Every S3 call names the bucket owner (the account in a real run).
     s3_calls = [line for line in output.splitlines() if re.match(r"\+ aws s3(api)? ", line)]
-    assert len(s3_calls) >= 7, s3_calls  # head-bucket, the zip, five nested templates
+    assert len(s3_calls) >= 8, s3_calls  # head-bucket, the zip, the layer, five nested templates
     assert all("--expected-bucket-owner ACCOUNT_ID" in line for line in s3_calls), s3_calls
     packaged = (tmp_path / "build" / "packaged" / "master-template.yaml").read_text(encoding="utf-8")
     urls = re.findall(r"TemplateURL: (\S+)", packaged)
     assert len(urls) == 5 and all(url.startswith("https://") for url in urls), urls
+
+    # The layer is built and published beside the package (its content: test_lambda_package).
+    assert (tmp_path / "build" / "recovery-instance-sync-layer.zip").is_file()
+    (publish,) = re.findall(r"^\+ aws lambda publish-layer-version .*$", output, re.MULTILINE)
+    assert "--layer-name drs-orchestration-recovery-instance-sync-dev" in publish
+    assert "--compatible-architectures arm64" in publish and "S3Key=layers/drs-orchestration/dev/" in publish
 
     archive = tmp_path / "build" / "lambda-arm64.zip"
     with zipfile.ZipFile(archive) as package:
@@ -166,7 +175,8 @@ def test_cfn_deploy_dry_run_ignores_the_shell_credentials(
 
 
 def test_cfn_deploy_lambda_only_dry_run_updates_function_code_only(tmp_path: Path, aws_stub: Path) -> None:
-    """--lambda-only touches the three functions' code, not the stack."""
+    """--lambda-only touches the four functions' code, not the stack; a rollback to an uploaded
+    package (--code-key) builds no layer and says so."""
     result = _run(
         [
             "dev",
@@ -188,8 +198,10 @@ def test_cfn_deploy_lambda_only_dry_run_updates_function_code_only(tmp_path: Pat
         "drs-orchestration-data-management-dev",
         "drs-orchestration-execution-dev",
         "drs-orchestration-query-dev",
+        "drs-orchestration-refresh-dev",
     ]
     assert "lambda/x/dev/abc.zip" in output
+    assert "publish-layer-version" not in output and "attach an earlier version" in output
     assert "cloudformation deploy" not in output
     assert "cloudformation package" not in output
 
@@ -225,3 +237,24 @@ def test_cfn_deploy_help_lists_the_options(tmp_path: Path, aws_stub: Path) -> No
     assert result.returncode == 0
     for option in ("--lambda-only", "--dry-run", "--skip-tests", "--code-key"):
         assert option in result.stdout
+
+
+@pytest.mark.parametrize(("arch", "warned"), [("arm64", True), ("x86_64", False)])
+def test_cfn_deploy_warns_when_the_layer_would_not_load_beside_the_orchestration(
+    tmp_path: Path, aws_stub: Path, arch: str, warned: bool
+) -> None:
+    """The orchestration's functions declare no architecture (x86_64): an arm64 layer's native wheels
+    would not load there."""
+    env = _env_without_credentials(tmp_path, aws_stub, LAMBDA_ARCH=arch)
+    args = [
+        "dev",
+        "--dry-run",
+        "--skip-tests",
+        "--skip-lint",
+        "--lambda-only",
+        "--code-key",
+        f"lambda/x/dev/abc-{arch}.zip",
+    ]
+    result = _run([*args, "--param", "OrchestrationMode=beside"], env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ("LAMBDA_ARCH=x86_64 for its layer" in result.stderr) == warned

@@ -170,7 +170,13 @@ def test_cfn_data_management_role_grants_what_the_handler_calls(lambda_stack: di
         "dynamodb:Query",
     } <= actions
     (assume,) = [s for s in statements if "sts:AssumeRole" in _actions(s)]
-    assert _resources(assume) == [{"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${CrossAccountRoleName}"}]
+    # One ARN per name of TargetRoleNames (test_cfn_beside renders them); the first always exists.
+    assert _resources(assume)[0] == {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:iam::*:role/${RoleName}",
+            {"RoleName": {"Fn::Select": [0, {"Fn::Split": [",", {"Ref": "TargetRoleNames"}]}]}},
+        ]
+    }
     (invoke,) = [s for s in statements if "lambda:InvokeFunction" in _actions(s)]
     own = ":function:${ProjectName}-data-management-${Environment}"
     assert [r["Fn::Sub"].split(":function:")[1] for r in _resources(invoke)] == [
@@ -208,6 +214,7 @@ TABLE_ARN = {
     "recovery_plans": "RecoveryPlansTableArn",
     "protection_groups": "ProtectionGroupsTableArn",
     "execution_index": "ExecutionIndexTableArn",
+    "drs_region_status": "DrsRegionStatusTableName",  # the orchestration's, when there is one
 }
 
 
@@ -240,7 +247,15 @@ def _dynamodb_access(statements: list[dict[str, Any]]) -> tuple[set[str], set[st
         ),
         pytest.param(
             "ExecutionHandlerRole",
-            {"cache", "status", "target_accounts", "execution_history", "protection_groups", "execution_index"},
+            {
+                "cache",
+                "status",
+                "target_accounts",
+                "execution_history",
+                "protection_groups",
+                "execution_index",
+                "drs_region_status",
+            },
             {"cache", "status", "execution_index"},
             id="execution",
         ),
@@ -322,3 +337,37 @@ def test_cfn_hub_outputs_the_role_arns_the_target_role_trusts() -> None:
     outputs = load_template("master-template.yaml")["Outputs"]
     assert "DataManagementHandlerRoleArn" in outputs
     assert "ExecutionHandlerRoleArn" in outputs
+
+
+# The attributes the engine writes on the orchestration's execution items (API-CONTRACT.md,
+# terminate): jobs and when termination started, and when every job completed. terminateJobIds,
+# a string set its Decimal-only JSON encoder cannot return, is no longer written: never granted.
+TERMINATION_ATTRIBUTES = {"terminateJobs", "terminationInitiatedAt", "instancesTerminated", "instancesTerminatedAt"}
+EXECUTION_KEY = {"executionId", "planId"}
+
+
+@pytest.mark.parametrize(
+    ("role", "attributes"),
+    [
+        # Terminate and the full sync (which follows its jobs to completion) run here; the refresh
+        # function writes nothing of the orchestration's (test_cfn_refresh).
+        pytest.param("DataManagementHandlerRole", TERMINATION_ATTRIBUTES, id="data-management"),
+    ],
+)
+def test_cfn_execution_history_updates_only_the_attributes_we_write(
+    lambda_stack: dict[str, Any], role: str, attributes: set[str]
+) -> None:
+    found = 0
+    for statement in _role_statements(_role(lambda_stack, role)):
+        if {"Ref": "ExecutionHistoryTableArn"} not in _resources(statement):
+            continue
+        writes = [a for a in _actions(statement) if WRITE_VERB.match(a.split(":", 1)[1])]
+        if not writes:
+            continue
+        found += 1
+        assert writes == ["dynamodb:UpdateItem"], statement
+        condition = statement["Condition"]
+        assert set(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]) == attributes | EXECUTION_KEY
+        assert "terminateJobIds" not in str(condition)
+        assert set(condition["StringEqualsIfExists"]["dynamodb:ReturnValues"]) <= {"NONE", "UPDATED_OLD", "UPDATED_NEW"}
+    assert found == 1

@@ -5,13 +5,14 @@ template, and the alarms on the queues."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from syncengine import config
 from tests.cfn_render import render
-from tests.cfn_yaml import load_template, walk
+from tests.cfn_yaml import ROOT, load_template, walk
 from tests.unit.test_cfn_existing_orchestration import LAMBDA_PARAMETERS, _database
 
 DETAIL_TYPES = {
@@ -66,10 +67,14 @@ def test_cfn_work_queue_visibility_is_six_times_the_refresh_timeout(timeout: str
     assert resources["WorkQueue"]["Properties"]["VisibilityTimeout"] >= 6 * int(timeout)
 
 
-def test_cfn_work_queue_redrives_to_its_dead_letter_queue_after_a_few_receives() -> None:
+def test_cfn_work_queue_redrives_to_its_dead_letter_queue_after_five_receives_at_least() -> None:
+    """AWS advises maxReceiveCount >= 5 for an SQS event source (a throttled poll counts as a
+    receive); the parameter cannot go lower."""
     redrive = _lambda()["WorkQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == "<GetAtt WorkDeadLetterQueue.Arn>"
-    assert 1 < int(redrive["maxReceiveCount"]) <= 5
+    assert int(redrive["maxReceiveCount"]) >= 5
+    for template in ("lambda-stack.yaml", "master-template.yaml"):
+        assert load_template(template)["Parameters"]["RefreshMaxReceiveCount"]["MinValue"] >= 5
 
 
 def test_cfn_event_source_mapping_reports_partial_batch_failures_with_a_concurrency_cap() -> None:
@@ -147,12 +152,13 @@ def test_cfn_refresh_role_consumes_the_work_queue_only() -> None:
 
 
 def test_cfn_refresh_role_writes_only_its_own_tables() -> None:
-    """The cache and status tables; the execution index too, but never deleting from it."""
+    """The cache and status tables; the execution index too, but never deleting from it; nothing
+    of the orchestration's tables (the full sync, not a refresh, sets instancesTerminated)."""
     granted = _actions_on(_lambda()["RefreshHandlerRole"])
     _, outputs = _database({})
     own = {outputs["RecoveryInstancesCacheTableArn"], outputs["RecoveryInstanceSyncStatusTableArn"]}
     index = {outputs["ExecutionIndexTableArn"]}
-    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"):
+    for action in ("dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"):
         assert set(map(str, granted[action])) == set(map(str, own | index)), action
     assert set(map(str, granted["dynamodb:DeleteItem"])) == set(map(str, own))
 
@@ -313,3 +319,153 @@ def test_cfn_fanout_settings_reach_the_sweep_and_the_workers(function: str) -> N
     variables = _lambda(SyncFanout="auto")[function]["Properties"]["Environment"]["Variables"]
     assert variables[config.ENV_FANOUT] == "auto"
     assert variables[config.ENV_WORK_QUEUE_URL] == "<Ref WorkQueue>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Deliveries that can fail: every rule target has a retry policy and a dead-letter queue, and the
+# rules' failures are alarmed (issue 23)
+
+
+def _rule_targets(resources: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return {k: r["Properties"]["Targets"] for k, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        pytest.param(lambda: _eventbridge(), id="hub-standalone"),
+        pytest.param(lambda: _eventbridge(OrchestrationMode="beside"), id="hub-beside"),
+        pytest.param(
+            lambda: render(
+                load_template("event-forwarding-target-account.yaml"), {"HubEventBusArn": HUB_BUS}
+            ).resources(),
+            id="forwarding",
+        ),
+    ],
+)
+def test_cfn_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(resources: Any) -> None:
+    resources = resources()
+    targets = _rule_targets(resources)
+    assert targets
+    for rule, rule_targets in targets.items():
+        for target in rule_targets:
+            assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1, rule
+            queue = target["DeadLetterConfig"]["Arn"].removeprefix("<GetAtt ").removesuffix(".Arn>")
+            assert resources[queue]["Type"] == "AWS::SQS::Queue", rule
+            # EventBridge may send to the queue only for this stack's rules.
+            (policy,) = [
+                r["Properties"]
+                for r in resources.values()
+                if r["Type"] == "AWS::SQS::QueuePolicy" and r["Properties"]["Queues"] == [f"<Ref {queue}>"]
+            ]
+            (allow,) = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+            assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+            assert f"<GetAtt {rule}.Arn>" in _as_list(allow["Condition"]["ArnEquals"]["aws:SourceArn"])
+
+
+MONITORING_PARAMETERS = {
+    "ProjectName": "p",
+    "Environment": "e",
+    "ProjectKeyArn": "k",
+    "DataManagementFunctionName": "dm",
+    "ExecutionFunctionName": "ex",
+    "QueryFunctionName": "q",
+    "RefreshFunctionName": "refresh-fn",
+    "RecoveryInstancesCacheTableName": "c",
+    "RecoveryInstanceSyncStatusTableName": "s",
+    "RestApiName": "api",
+    "ApiStageName": "e",
+    "AsyncFailureQueueName": "async",
+    "WorkQueueName": "work",
+    "WorkDeadLetterQueueName": "work-dlq",
+    "HubEventBusName": "bus",
+    "EventRuleName": "events-rule",
+    "HubAccountEventRuleName": "hub-rule",
+}
+
+
+def _monitoring(**parameters: str) -> dict[str, Any]:
+    return render(load_template("monitoring-stack.yaml"), {**MONITORING_PARAMETERS, **parameters}).resources()
+
+
+@pytest.mark.parametrize("schedule", ["", "schedule-rule"], ids=["beside", "standalone"])
+def test_cfn_event_delivery_alarm_watches_every_rule(schedule: str) -> None:
+    alarm = _monitoring(ScheduleRuleName=schedule)["EventDeliveryFailuresAlarm"]["Properties"]
+    watched = {
+        (
+            q["MetricStat"]["Metric"]["MetricName"],
+            tuple((d["Name"], d["Value"]) for d in q["MetricStat"]["Metric"]["Dimensions"]),
+        )
+        for q in alarm["Metrics"]
+        if "MetricStat" in q
+    }
+    rules = [(("EventBusName", "bus"), ("RuleName", "events-rule")), (("RuleName", "hub-rule"),)]
+    if schedule:
+        rules.append((("RuleName", schedule),))
+    assert watched == {(metric, rule) for metric in ("FailedInvocations", "InvocationsSentToDlq") for rule in rules}
+    (expression,) = [q["Expression"] for q in alarm["Metrics"] if "Expression" in q]
+    ids = [q["Id"] for q in alarm["Metrics"] if "MetricStat" in q]
+    assert all(f"FILL({i}, 0)" in expression for i in ids)
+    assert alarm["AlarmActions"] == ["<Ref AlarmTopic>"]
+
+
+def test_cfn_refresh_function_errors_are_alarmed_and_on_the_dashboard() -> None:
+    resources = _monitoring()
+    alarm = resources["HandlerErrorsAlarm"]["Properties"]
+    functions = {
+        q["MetricStat"]["Metric"]["Dimensions"][0]["Value"]
+        for q in alarm["Metrics"]
+        if "MetricStat" in q and q["MetricStat"]["Metric"]["MetricName"] == "Errors"
+    }
+    assert functions == {"dm", "ex", "q", "refresh-fn"}
+    (expression,) = [q["Expression"] for q in alarm["Metrics"] if "Expression" in q]
+    assert "FILL(refresh, 0)" in expression
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]
+    assert '["AWS/Lambda", "Errors", "FunctionName", "refresh-fn"' in body
+    for alarm_id in ("EventDeliveryFailuresAlarm", "HandlerErrorsAlarm", "WorkDeadLetterAlarm", "WorkQueueAgeAlarm"):
+        assert f"<GetAtt {alarm_id}.Arn>" in body, alarm_id
+    passed = load_template("master-template.yaml")["Resources"]["MonitoringStack"]["Properties"]["Parameters"]
+    assert passed["RefreshFunctionName"] == {"Fn::GetAtt": ["LambdaStack", "Outputs.RefreshFunctionName"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Every function, everywhere: outputs, --lambda-only, the target role's trust (issue 23)
+
+
+def test_cfn_master_outputs_every_function_name_and_lambda_only_updates_them_all() -> None:
+    functions = [
+        k for k, r in load_template("lambda-stack.yaml")["Resources"].items() if r["Type"] == "AWS::Lambda::Function"
+    ]
+    outputs = load_template("master-template.yaml")["Outputs"]
+    named = {key for key in outputs if key.endswith("FunctionName")}
+    assert named == {f"{function}Name" for function in functions}
+    script = (ROOT / "scripts" / "deploy.sh").read_text(encoding="utf-8")
+    (loop,) = re.findall(r"for output_key in ([A-Za-z ]+); do", script)
+    assert set(loop.split()) == named
+
+
+def _deploy_doc_commands(template: str) -> list[str]:
+    doc = (ROOT / "docs" / "DEPLOY.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```\n(.*?)```", doc, re.S)
+    return [block for block in blocks if template in block]
+
+
+def test_cfn_documented_target_role_commands_trust_every_hub_role() -> None:
+    """The documented deploy and StackSet commands pass every hub role the target role can trust,
+    each the master's output for it: a role left out is AccessDenied for that function's syncs."""
+    hub_roles = {name for name in load_template("drs-target-account-role.yaml")["Parameters"] if name.startswith("Hub")}
+    assert hub_roles == {"HubDataManagementRoleArn", "HubExecutionRoleArn", "HubRefreshRoleArn"}
+    commands = _deploy_doc_commands("drs-target-account-role.yaml")
+    assert len(commands) >= 2  # cloudformation deploy and the StackSet
+    for command in commands:
+        passed = set(re.findall(r"\b(Hub\w+RoleArn)(?:=|,ParameterValue=)arn:", command))
+        assert passed == hub_roles, command
+    outputs = load_template("master-template.yaml")["Outputs"]
+    for role in hub_roles:
+        assert role.removeprefix("Hub").replace("RoleArn", "HandlerRoleArn") in outputs, role
+
+
+def test_cfn_documented_forwarding_stackset_names_the_hub_bus() -> None:
+    (command,) = _deploy_doc_commands("event-forwarding-target-account.yaml")
+    assert "ParameterKey=HubEventBusArn" in command
+    assert "HubEventBusArn" in load_template("master-template.yaml")["Outputs"]

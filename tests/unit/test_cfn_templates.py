@@ -159,7 +159,14 @@ def test_cfn_cache_table_as_specified(database: dict[str, Any]) -> None:
     properties = table["Properties"]
     assert table["DeletionPolicy"] == "Retain"
     assert table["UpdateReplacePolicy"] == "Retain"
-    assert properties["TableName"] == {"Fn::Sub": "${ProjectName}-recovery-instances-${Environment}"}
+    # Standalone: the code's default name; beside the orchestration: a name apart from its own cache's.
+    assert properties["TableName"] == {
+        "Fn::If": [
+            "Standalone",
+            {"Fn::Sub": "${ProjectName}-recovery-instances-${Environment}"},
+            {"Fn::Sub": "${ProjectName}-recovery-instance-cache-${Environment}"},
+        ]
+    }
     assert properties["KeySchema"] == [{"AttributeName": "sourceServerId", "KeyType": "HASH"}]
     assert {"AttributeName": "sourceServerId", "AttributeType": "S"} in properties["AttributeDefinitions"]
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
@@ -189,7 +196,11 @@ def test_cfn_table_names_follow_the_code_convention(database: dict[str, Any]) ->
     expected = config.TableNames.for_project("${ProjectName}", "${Environment}")
     for logical_id, table in resources_of_type(database, "AWS::DynamoDB::Table").items():
         name = getattr(expected, LOGICAL_ID_TO_FIELD[logical_id])
-        assert table["Properties"]["TableName"] == {"Fn::Sub": name}, logical_id
+        table_name = table["Properties"]["TableName"]
+        if "Fn::If" in table_name:  # the cache beside the orchestration: standalone name first
+            condition, table_name, _beside = table_name["Fn::If"]
+            assert condition == "Standalone"
+        assert table_name == {"Fn::Sub": name}, logical_id
 
 
 def test_cfn_local_tables_come_from_the_same_template(database: dict[str, Any]) -> None:
@@ -247,8 +258,32 @@ def _variables(lambda_stack: dict[str, Any], function: str) -> dict[str, Any]:
 
 
 def test_cfn_table_env_vars_are_the_codes() -> None:
-    """Every table variable syncengine.config reads is one CloudFormation sets."""
-    assert {name for name in config.ALL_ENV_VARS if name.endswith("_TABLE")} == set(TABLE_ENV_TO_PARAMETER)
+    """Every table variable syncengine.config reads is one CloudFormation sets (the
+    orchestration's region-status table only when there is one: below)."""
+    table_vars = {name for name in config.ALL_ENV_VARS if name.endswith("_TABLE")}
+    assert table_vars == set(TABLE_ENV_TO_PARAMETER) | {config.ENV_DRS_REGION_STATUS_TABLE}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_cfn_function_gets_the_region_status_table_when_there_is_one(
+    lambda_stack: dict[str, Any], function: str
+) -> None:
+    assert _variables(lambda_stack, function)[config.ENV_DRS_REGION_STATUS_TABLE] == {
+        "Fn::If": ["HasRegionStatus", {"Ref": "DrsRegionStatusTableName"}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def test_cfn_region_status_table_is_the_orchestrations_beside_it() -> None:
+    """Beside the orchestration its own table by default (its tables-stack.yaml names it
+    ${ProjectName}-drs-region-status-${Environment}); standalone none unless named."""
+    passed = load_template("master-template.yaml")["Resources"]["LambdaStack"]["Properties"]["Parameters"]
+    assert passed["DrsRegionStatusTableName"] == {
+        "Fn::If": [
+            "HasExistingRegionStatus",
+            {"Ref": "ExistingDrsRegionStatusTableName"},
+            {"Fn::If": ["Standalone", "", {"Fn::Sub": "${ProjectName}-drs-region-status-${Environment}"}]},
+        ]
+    }
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -477,7 +512,7 @@ def test_cfn_api_stage_logs_access(api: dict[str, Any]) -> None:
 # Monitoring
 
 CUSTOM_NAMESPACE_REFS = ({"Ref": "MetricsNamespace"}, "${MetricsNamespace}")
-AWS_NAMESPACES = {"AWS/Lambda", "AWS/DynamoDB", "AWS/ApiGateway", "AWS/SQS"}
+AWS_NAMESPACES = {"AWS/Lambda", "AWS/DynamoDB", "AWS/ApiGateway", "AWS/SQS", "AWS/Events"}
 
 
 def _alarms(monitoring: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -488,12 +523,20 @@ def _alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
     """Each metric an alarm watches: {Namespace, MetricName, Dimensions}."""
     if "MetricName" in alarm:
         return [{key: alarm.get(key) for key in ("Namespace", "MetricName", "Dimensions")}]
-    return [query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query]
+    queries = []
+    for query in alarm["Metrics"]:
+        if "Fn::If" in query:  # a metric only some deployments have: [condition, query, NoValue]
+            query = query["Fn::If"][1]
+        if "MetricStat" in query:
+            queries.append(query["MetricStat"]["Metric"])
+    return queries
 
 
 def _dashboard_metrics(monitoring: dict[str, Any]) -> list[list[Any]]:
     (dashboard,) = resources_of_type(monitoring, "AWS::CloudWatch::Dashboard").values()
     body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    if isinstance(body, list):  # [template, variables]
+        body = body[0]
     # ${Name} and ${Name.Attr} are substitutions; numbers stand in where they are JSON values.
     filled = re.sub(r"(?<=: )\$\{[A-Za-z]+\}", "1", body)
     filled = re.sub(r"\$\{([A-Za-z:.]+)\}", r"\1", filled)
@@ -604,3 +647,15 @@ def test_cfn_monitoring_gets_the_deployed_names(master: dict[str, Any]) -> None:
     assert passed["Environment"] == {"Ref": "Environment"}
     assert passed["MetricsNamespace"] == {"Ref": "MetricsNamespace"}
     assert passed["QueryFunctionName"] == {"Fn::GetAtt": ["LambdaStack", "Outputs.QueryFunctionName"]}
+
+
+@pytest.mark.parametrize("name", TEMPLATE_FILES)
+def test_cfn_parameter_descriptions_hold_no_measurements(name: str) -> None:
+    """Numbers measured on this project belong in benchmarks/RESULTS.md, where they are dated and
+    reproducible; a parameter's description points there instead of quoting them."""
+    for parameter, spec in (load_template(name).get("Parameters") or {}).items():
+        description = spec.get("Description", "")
+        assert not re.search(r"~|\bmeasured\b|\bpeak\b|ms of CPU|\d+(\.\d+)? ?s without", description), (
+            parameter,
+            description,
+        )

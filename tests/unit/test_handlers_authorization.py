@@ -183,3 +183,32 @@ def test_authorization_parse_groups(value: Any, groups: set[str]) -> None:
 )
 def test_authorization_paths_matched(path: str, protected: bool) -> None:
     assert authorization.is_terminate_path(path) is protected
+
+
+@pytest.mark.parametrize(
+    ("groups", "terminate", "preview"),
+    [
+        pytest.param("DRSOrchestrationAdmin", 200, 200, id="admin"),
+        pytest.param("DRSRecoveryManager", 200, 200, id="recovery-manager"),
+        pytest.param("aws:admin-limited", 200, 200, id="alias"),
+        pytest.param("DRSReadOnly", 403, 200, id="read-only-previews"),
+        pytest.param("[DRSOperator DRSPlanManager]", 403, 200, id="operator"),
+        pytest.param("Viewers", 403, 403, id="unknown-group"),
+    ],
+)
+def test_authorization_follows_the_orchestrations_rbac(
+    api: Api, engine: FakeEngine, groups: str, terminate: int, preview: int
+) -> None:
+    """Its roles decide as its ENDPOINT_PERMISSIONS do (lambda/shared/rbac_middleware.py):
+    TERMINATE_INSTANCES for terminate, VIEW_EXECUTIONS for the preview."""
+    assert _resolve(api, _rest_terminate(groups))["statusCode"] == terminate
+    assert _resolve(api, _as_preview(_rest_terminate(groups)))["statusCode"] == preview
+
+
+def test_routes_accept_the_orchestrations_id_path_parameter(api: Api, engine: FakeEngine) -> None:
+    """Its API names the execution resource ``{id}``: the decoded parameter is read under it."""
+    event = _rest_terminate(GROUP)
+    event["pathParameters"] = {"id": "exec 1"}
+    event["path"] = event["path"].replace("exec-00001", "exec%201")
+    assert _resolve(api, event)["statusCode"] == 200
+    assert [c["execution_id"] for c in engine.called("terminate_execution_instances")] == ["exec 1"]

@@ -655,4 +655,4 @@ def test_api_preview_unknown_execution_is_404(engine: FakeEngine) -> None:
 def test_direct_preview_returns_the_route_body(engine: FakeEngine) -> None:
     result = invoke(load_event("direct_get_execution_recovery_instances"))
 
-    assert result["executionId"] == "exec-00001" and result["totalTerminable"] == 0
+    assert result["executionId"] == "exec-00001" and result["totalInstances"] == 0

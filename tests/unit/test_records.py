@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from syncengine.dynamo import from_item, to_item
 from syncengine.enrich import build_record, source_server_name
 from syncengine.executions import ExecutionIndex
 from syncengine.models import Scope
-from syncengine.records import REQUIRED_FIELDS, content_hash, record_content, record_to_item
+from syncengine.records import REQUIRED_FIELDS, content_hash, public_record, record_content, record_to_item
 
 SCOPE = Scope("111122223333", "us-east-1")
 RI = {
@@ -54,22 +56,39 @@ def test_build_record_maps_every_source() -> None:
     assert dict(record.source_server_tags) == {"Name": "web-01", "Tier": "web"}
 
 
-def test_build_record_keeps_drs_state_and_ec2_state_apart() -> None:
-    """``ec2InstanceState`` is DRS's upper-case value even when EC2 says otherwise; EC2's
-    lower-case name goes to ``ec2State``."""
+def test_build_record_ec2_instance_state_is_ec2s_lower_case_name() -> None:
+    """``ec2InstanceState`` is EC2's lower-case state, as the orchestration's Recovery Plans page
+    compares it (frontend/src/pages/RecoveryPlansPage.tsx, ``=== 'running'``); DRS's upper-case
+    value is kept apart as ``drsInstanceState``."""
     record = build_record(SCOPE, {**RI, "ec2InstanceState": "STOPPED"}, SERVER, EC2, ExecutionIndex(), observed_at=5)
     assert record is not None
     item = from_item(record_to_item(record, "2026-11-25T10:00:00.000Z"))
-    assert (item["ec2InstanceState"], item["ec2State"]) == ("STOPPED", "running")
+    assert (item["ec2InstanceState"], item["drsInstanceState"]) == ("running", "STOPPED")
+    assert "ec2State" not in item
 
 
-def test_build_record_without_ec2_has_drs_state_and_no_ec2_state() -> None:
-    """When EC2 no longer knows the instance, DRS's state is there and ``ec2State`` is absent."""
+def test_build_record_without_ec2_has_drs_state_lower_cased() -> None:
+    """When EC2 no longer knows the instance, ``ec2InstanceState`` is DRS's value lower-cased."""
     record = build_record(SCOPE, {**RI, "ec2InstanceState": "NOT_FOUND"}, SERVER, None, ExecutionIndex(), observed_at=5)
     assert record is not None
     item = from_item(record_to_item(record, "2026-11-25T10:00:00.000Z"))
-    assert item["ec2InstanceState"] == "NOT_FOUND" and "ec2State" not in item
+    assert (item["ec2InstanceState"], item["drsInstanceState"]) == ("not_found", "NOT_FOUND")
     assert record.launch_time is None
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        pytest.param({"ec2InstanceState": "running"}, "running", id="current"),
+        pytest.param({"ec2InstanceState": "STOPPED", "ec2State": "stopped"}, "stopped", id="legacy-with-ec2"),
+        pytest.param({"ec2InstanceState": "NOT_FOUND"}, "not_found", id="legacy-without-ec2"),
+    ],
+)
+def test_public_record_reads_items_written_before_the_lower_case_state(stored: dict, expected: str) -> None:
+    """An item cached before the change answers EC2's lower-case state until a sync rewrites it."""
+    public = public_record({"sourceServerId": "s-1", "contentHash": "h", **stored})
+    assert public["ec2InstanceState"] == expected
+    assert "ec2State" not in public and "contentHash" not in public
 
 
 def test_source_server_name_prefers_name_tag_then_hostname() -> None:

@@ -164,8 +164,8 @@ def test_cloudformation_loader_short_form_tags(source: str, expected: dict) -> N
 def test_load_template_resolves_tags_in_real_template() -> None:
     """The real template's !Sub table names load as Fn::Sub."""
     template = load_template(resolve_template_path())
-    name = template["Resources"]["RecoveryInstancesCacheTable"]["Properties"]["TableName"]
-    assert name == {"Fn::Sub": "${ProjectName}-recovery-instances-${Environment}"}
+    name = template["Resources"]["RecoveryInstanceSyncStatusTable"]["Properties"]["TableName"]
+    assert name == {"Fn::Sub": "${ProjectName}-recovery-instance-sync-status-${Environment}"}
 
 
 def test_resolve_template_path_env_var_wins_over_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -371,12 +371,14 @@ def terminated() -> Terminated:
     ("outcome", "expected"),
     [
         pytest.param(TerminationOutcome(1, failed=[failed(CONFLICT)]), True, id="all-conflict"),
-        pytest.param(TerminationOutcome(2, [terminated()], [failed(CONFLICT)]), True, id="some-done-rest-conflict"),
+        # The orchestration's Execution Details page stops tracking on the flag
+        # (frontend/src/pages/ExecutionDetailsPage.tsx): never when something was terminated.
+        pytest.param(TerminationOutcome(2, [terminated()], [failed(CONFLICT)]), False, id="some-done-rest-conflict"),
         pytest.param(TerminationOutcome(2, failed=[failed(CONFLICT), failed("AccessDenied")]), False, id="mixed"),
         pytest.param(TerminationOutcome(1, [terminated()]), False, id="no-failure"),
     ],
 )
-def test_termination_body_already_terminated_only_when_every_failure_conflicts(
+def test_termination_body_already_terminated_only_when_nothing_was_and_every_failure_conflicts(
     outcome: TerminationOutcome, expected: bool
 ) -> None:
     assert termination_body("exec-1", outcome).get("alreadyTerminated", False) is expected

@@ -142,22 +142,58 @@ def test_candidates_non_drill_needs_include_non_drill(is_drill: Any, include_non
     assert chosen.reason == (None if terminable else REASON_NOT_DRILL)
 
 
-def test_preview_body_has_the_contract_fields() -> None:
+def test_preview_body_lists_only_what_terminate_would_end() -> None:
+    """``instances`` is what a terminate would end (the orchestration's terminate dialog offers
+    "Terminate {instances.length}", frontend/src/components/TerminateInstancesDialog.tsx); the
+    rest is in ``skipped`` with its reason."""
     chosen = candidates("exec-1", [EXECUTION], [record(1), record(3)], include_non_drill=False)
 
     body = preview_body("exec-1", [EXECUTION], chosen)
 
     assert (body["executionId"], body["executionStatus"]) == ("exec-1", "COMPLETED")
-    assert (body["totalFound"], body["totalTerminable"]) == (2, 1)
-    first, second = body["instances"]
-    assert first["attribution"] == "recoveryInstance" and first["terminable"] is True and "reason" not in first
-    assert second["attribution"] == "inferred" and second["terminable"] is False and second["reason"]
-    assert set(first) >= {
-        "sourceServerId",
+    assert body["totalInstances"] == len(body["instances"]) == 1
+    (instance,) = body["instances"]
+    (skipped,) = body["skipped"]
+    assert instance["recoveryInstanceId"] == "i-00000000000000001" and instance["attribution"] == "recoveryInstance"
+    assert (instance["waveNumber"], instance["status"]) == (1, "LAUNCHED")
+    assert skipped["recoveryInstanceId"] == "i-00000000000000003"
+    assert skipped["attribution"] == "inferred" and skipped["reason"] == REASON_INFERRED
+    assert body["message"]
+
+
+def test_preview_body_entries_carry_what_the_orchestrations_dialog_reads() -> None:
+    """``instanceId`` is the EC2 id and ``serverName`` the source server's name (the dialog shows
+    ``serverName || hostname``); every contract field is present."""
+    cached = {**record(1), "ec2InstanceId": "i-0ec2000000000001", "sourceServerName": "web-01"}
+    cached["ec2InstanceState"] = "running"
+    chosen = candidates("exec-1", [EXECUTION], [cached, record(3)], include_non_drill=False)
+
+    body = preview_body("exec-1", [EXECUTION], chosen)
+
+    instance, skipped = body["instances"][0], body["skipped"][0]
+    assert (instance["instanceId"], instance["serverName"]) == ("i-0ec2000000000001", "web-01")
+    assert set(instance) >= {
+        "instanceId",
         "recoveryInstanceId",
-        "ec2InstanceId",
-        "ec2InstanceState",
+        "sourceServerId",
         "region",
         "accountId",
+        "serverName",
+        "jobId",
+        "status",
+        "ec2InstanceState",
         "isDrill",
+        "attribution",
     }
+    assert set(skipped) >= {
+        "recoveryInstanceId",
+        "instanceId",
+        "sourceServerId",
+        "region",
+        "serverName",
+        "attribution",
+        "isDrill",
+        "reason",
+    }
+    # A record without a name still gives the dialog something to show.
+    assert skipped["serverName"] == "s-00000000000000003"
