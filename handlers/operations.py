@@ -41,6 +41,8 @@ SYNC_IN_PROGRESS = "SYNC_IN_PROGRESS"
 EXECUTION_IN_PROGRESS = "EXECUTION_IN_PROGRESS"
 # API Gateway gives a route 29 s; synchronous API work stops starting new calls after this.
 API_BUDGET_SECONDS = 25.0
+# Of an API sync's budget, what its shielded cleanup may take after the deadline.
+API_CLEANUP_SECONDS = 4.0
 INTERNAL_ERROR = "INTERNAL_ERROR"
 INTERNAL_MESSAGE = "An unexpected error occurred; the details are in the function's logs."
 
@@ -146,11 +148,19 @@ def parse_json_body(body: Any, *, base64_encoded: bool = False) -> Any:
 
 
 def within_budget(settings: SyncSettings, budget_seconds: float | None) -> SyncSettings:
-    """Settings whose deadline is at most ``budget_seconds`` (None: unchanged)."""
+    """Settings whose whole run fits ``budget_seconds`` (None: unchanged): the deadline (which
+    counts the runtime's setup too, ``syncengine.engine``) plus the shielded cleanup after it
+    (``API_CLEANUP_SECONDS``: status writes, lease releases), so an API request answers within
+    API Gateway's 29 s."""
     if budget_seconds is None:
         return settings
+    cleanup = min(API_CLEANUP_SECONDS, budget_seconds / 4)
+    work = budget_seconds - cleanup
     current = settings.deadline_seconds
-    return settings.with_changes(deadline_seconds=min(current, budget_seconds) if current else budget_seconds)
+    return settings.with_changes(
+        deadline_seconds=min(current, work) if current else work,
+        cleanup_seconds=min(settings.cleanup_seconds, cleanup),
+    )
 
 
 def run_sync(deps: Dependencies, request: SyncRequest, context: Any, *, budget_seconds: float | None = None) -> Outcome:

@@ -39,11 +39,27 @@ def is_sqs_batch(event: Any) -> bool:
     )
 
 
+def _sent_at_ms(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     start_invocation(context)
     sqs = is_sqs_batch(event)
     if sqs:
-        messages = [RefreshMessage(record.message_id, record.body) for record in SQSEvent(dict(event)).records]
+        messages = [
+            RefreshMessage(
+                record.message_id,
+                record.body,
+                sent_at_ms=_sent_at_ms(record.attributes.sent_timestamp),
+                receipt_handle=record.receipt_handle,
+                queue_arn=record.event_source_arn,
+            )
+            for record in SQSEvent(dict(event)).records
+        ]
     else:
         messages = [RefreshMessage(DIRECT_MESSAGE_ID, event)]
     deps = dependencies.current()

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from syncengine.aws import AwsClients, drs_regions, role_arn_for
+from syncengine.aws import AwsClients, drs_regions, partition_of, role_arn_for
 from syncengine.concurrency import gather
 from syncengine.config import SyncSettings
 from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, to_item
@@ -96,7 +96,11 @@ def target_from_item(item: Mapping[str, Any], settings: SyncSettings, current_ac
     return AccountTarget(
         account_id=account_id,
         account_name=str(item.get("accountName") or ""),
-        role_arn=None if is_current else role_arn_for(account_id, role_name_of(item, settings.default_role_name)),
+        role_arn=None
+        if is_current
+        else role_arn_for(
+            account_id, role_name_of(item, settings.default_role_name), partition_of(settings.home_region)
+        ),
         external_id=str(external_id) if external_id else None,
         regions=regions,
         is_current_account=is_current,
@@ -174,7 +178,7 @@ async def in_use_regions(dynamo: Dynamo, settings: SyncSettings) -> dict[str, tu
     except AwsError as exc:
         log.warning("region_status_unreadable", table=table, error_type=exc.error_type, error=str(exc))
         return {}
-    known = drs_regions()
+    known = drs_regions(partition_of(settings.home_region))
     listed = tuple(sorted({str(r["region"]) for r in rows if str(r.get("region")) in known}))
     if not listed:
         return {}
@@ -193,8 +197,8 @@ async def in_use_regions(dynamo: Dynamo, settings: SyncSettings) -> dict[str, tu
 
 def regions_for(target: AccountTarget, settings: SyncSettings) -> tuple[str, ...]:
     """The item's regions (or those found in use), else the configured ones, else every region
-    where DRS exists."""
-    return target.regions or settings.regions or tuple(sorted(drs_regions()))
+    where DRS exists (in the hub's partition)."""
+    return target.regions or settings.regions or tuple(sorted(drs_regions(partition_of(settings.home_region))))
 
 
 def plan_scopes(

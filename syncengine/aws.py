@@ -1,6 +1,7 @@
-"""All AWS I/O goes through here: one shared aioboto3 Session, per-account credentials from
-STS AssumeRole (with ExternalId, cached until near expiry), clients opened inside the run and
-closed with it, and one ``call`` that applies the limiters and the retry policy.
+"""All AWS I/O goes through here: one shared aioboto3 Session, per-account credentials from STS
+AssumeRole (ExternalId, a session policy and name per purpose: ``syncengine.sessions``; cached
+until near expiry), clients opened inside the run and closed with it, and one ``call`` that
+applies the limiters and the retry policy. Partitions and DRS regions: ``syncengine.partitions``.
 
 DRS and EC2 clients are shared by every account of a region: a client is bound to a region and
 an endpoint, not to an account, except through the credentials its signer holds. Building one
@@ -20,14 +21,12 @@ keeps our own account's clients and the shared DRS/EC2 clients across runs.
 from __future__ import annotations
 
 import contextlib
-import functools
 import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import anyio
-import botocore.session
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
@@ -38,17 +37,16 @@ from syncengine.errors import AccessDeniedError, AwsError, MalformedResponseErro
 from syncengine.fastpath import FastResponseParserFactory
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget
+from syncengine.partitions import drs_regions, hub_partition, partition_of, role_arn_for  # noqa: F401 (re-exported)
 from syncengine.resident import current_pool
 from syncengine.retry import CallContext, call_with_retry
 from syncengine.sdk_internals import HostCheckingHTTPSession
+from syncengine.sessions import ASSUME_ROLE_DURATION_SECONDS, SessionPurpose, session_name, session_policy
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import AsyncIterator
 
 log = get_logger(__name__)
-
-ROLE_SESSION_NAME = "recovery-instance-sync"
-ASSUME_ROLE_DURATION_SECONDS = 3600
 
 # Services whose clients every account of a region shares. Only services whose endpoint rules
 # do not depend on the caller's account (no ``AccountId`` parameter, unlike DynamoDB's):
@@ -118,16 +116,6 @@ def preload_service_models(settings: SyncSettings) -> None:
     drs_regions()
 
 
-@functools.cache
-def drs_regions() -> frozenset[str]:
-    """Every region where DRS exists, from botocore's endpoint data (no network call)."""
-    return frozenset(botocore.session.get_session().get_available_regions("drs"))
-
-
-def role_arn_for(account_id: str, role_name: str) -> str:
-    return f"arn:aws:iam::{account_id}:role/{role_name}"
-
-
 class AwsClients:
     """Clients and credentials of one run. Use as ``async with AwsClients(settings) as aws``."""
 
@@ -167,9 +155,10 @@ class AwsClients:
         # (service, region) -> (shared client, its context manager)
         self._shared: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._shared_locks: dict[tuple[str, str], anyio.Lock] = {}
-        self._credentials: dict[str, Credentials] = {}
-        self._credential_failures: dict[str, AwsError] = {}
-        self._account_locks: dict[str, anyio.Lock] = {}
+        # Per (account, purpose): a terminate session is never a sync's (syncengine.sessions).
+        self._credentials: dict[tuple[str, SessionPurpose], Credentials] = {}
+        self._credential_failures: dict[tuple[str, SessionPurpose], AwsError] = {}
+        self._account_locks: dict[tuple[str, SessionPurpose], anyio.Lock] = {}
         self._current_account_id: str | None = None
 
     async def __aenter__(self) -> AwsClients:
@@ -192,23 +181,36 @@ class AwsClients:
             with contextlib.suppress(Exception):
                 await entry[2].__aexit__(None, None, None)
 
+    @staticmethod
+    def _account_key(account: AccountTarget | None, purpose: SessionPurpose) -> str:
+        """ "" for our own account; else the account, and the purpose unless it is a sync's."""
+        if account is None or not account.role_arn:
+            return ""
+        return account.account_id if purpose is SessionPurpose.SYNC else f"{account.account_id}/{purpose.value}"
+
     async def release(self, services: tuple[str, ...], region: str, account: AccountTarget | None = None) -> None:
         """Drop the clients a finished scope used. An account's DRS/EC2 handle is only a reference
-        to its region's shared client; a client of our own account holds a connection pool, and
-        is closed."""
-        account_key = account.account_id if account and account.role_arn else ""
+        to its region's shared client; a client of our own account holds a connection pool and is closed."""
+        account_key = self._account_key(account, SessionPurpose.SYNC)  # syncs release their clients
         with anyio.CancelScope(shield=True):
             for service in services:
                 await self._close((service, region, account_key))
 
-    async def client(self, service: str, region: str, account: AccountTarget | None = None) -> Any:
-        """A client for ``service`` in ``region`` acting in ``account`` (None: our own account)."""
-        account_key = account.account_id if account and account.role_arn else ""
+    async def client(
+        self,
+        service: str,
+        region: str,
+        account: AccountTarget | None = None,
+        purpose: SessionPurpose = SessionPurpose.SYNC,
+    ) -> Any:
+        """A client for ``service`` in ``region`` acting in ``account`` (None: our own account),
+        through a session of ``purpose`` (syncengine.sessions: what it may do, its name)."""
+        account_key = self._account_key(account, purpose)
         key = (service, region, account_key)
         lock = self._client_locks.setdefault(key, anyio.Lock())
         async with lock:
             cached = self._clients.get(key)
-            credentials = await self.credentials_for(account) if account_key else None
+            credentials = await self.credentials_for(account, purpose) if account and account_key else None
             if cached is not None and cached[1] == credentials:
                 return cached[0]
             if cached is not None:
@@ -271,33 +273,37 @@ class AwsClients:
                 entry = self._shared[key] = (client, context)
             return entry[0]
 
-    async def credentials_for(self, account: AccountTarget) -> Credentials | None:
-        """Assumed-role credentials of ``account``: one AssumeRole per account per run, refreshed
-        only when near expiry; a failure is remembered so the account's other scopes do not retry
-        a role that cannot be assumed."""
+    async def credentials_for(
+        self, account: AccountTarget, purpose: SessionPurpose = SessionPurpose.SYNC
+    ) -> Credentials | None:
+        """Assumed-role credentials of ``account`` for ``purpose``: one AssumeRole per account and
+        purpose per run, refreshed only when near expiry; a failure is remembered so the
+        account's other scopes do not retry a role that cannot be assumed."""
         if not account.role_arn:
             return None
-        lock = self._account_locks.setdefault(account.account_id, anyio.Lock())
+        key = (account.account_id, purpose)
+        lock = self._account_locks.setdefault(key, anyio.Lock())
         async with lock:
-            failure = self._credential_failures.get(account.account_id)
+            failure = self._credential_failures.get(key)
             if failure is not None:
                 raise failure
-            cached = self._credentials.get(account.account_id)
+            cached = self._credentials.get(key)
             if cached is not None and cached.fresh():
                 return cached
             try:
-                credentials = await self._assume_role(account)
+                credentials = await self._assume_role(account, purpose)
             except AwsError as exc:
-                self._credential_failures[account.account_id] = exc
+                self._credential_failures[key] = exc
                 raise
-            self._credentials[account.account_id] = credentials
+            self._credentials[key] = credentials
             return credentials
 
-    async def _assume_role(self, account: AccountTarget) -> Credentials:
+    async def _assume_role(self, account: AccountTarget, purpose: SessionPurpose) -> Credentials:
         sts = await self.client("sts", self.settings.home_region)
         params: dict[str, Any] = {
             "RoleArn": account.role_arn,
-            "RoleSessionName": ROLE_SESSION_NAME,
+            "RoleSessionName": session_name(purpose, self.settings.caller),
+            "Policy": session_policy(purpose),
             "DurationSeconds": ASSUME_ROLE_DURATION_SECONDS,
         }
         if account.external_id:

@@ -17,6 +17,7 @@ from syncengine.engine import get_sync_status, sync_all, sync_scope
 from syncengine.errors import SyncEngineError
 from syncengine.logging import configure_logging
 from syncengine.models import RunStatus
+from syncengine.sessions import CLI_CALLER
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -53,7 +54,7 @@ def register(subparsers: Any) -> None:
 
 def run_sync_command(args: argparse.Namespace) -> int:
     configure_logging(json=args.json or None, level="WARNING")
-    settings = SyncSettings.from_env()
+    settings = SyncSettings.from_env(caller=CLI_CALLER)
     err = console(stderr=True)
     from syncengine.progress import errors_table, make_progress, report_table
 
@@ -87,7 +88,7 @@ def run_sync_command(args: argparse.Namespace) -> int:
 
 def run_status_command(args: argparse.Namespace) -> int:
     configure_logging(level="WARNING")
-    settings = SyncSettings.from_env()
+    settings = SyncSettings.from_env(caller=CLI_CALLER)
     try:
         status = asyncio.run(get_sync_status(settings))
     except SyncEngineError as exc:

@@ -113,6 +113,11 @@ LEASE_MARGIN_SECONDS = 30.0
 # A configured scope with no successful sync for this long makes the status "degraded" and cannot
 # vouch for its servers in check-existing (three missed 5-minute schedules).
 DEFAULT_STALE_AFTER_SECONDS = 900.0
+DEFAULT_CLEANUP_SECONDS = 15.0
+# A refresh or fan-out message whose scope another sync holds comes back this soon (SQS
+# ChangeMessageVisibility: 0..43200 s), not after the queue's visibility timeout.
+DEFAULT_BUSY_RETRY_SECONDS = 30
+MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
 # botocore's own retries off (one attempt): tenacity (syncengine.retry) is the only retry layer,
 # and a non-idempotent call (terminate, a self-invoke) must never be repeated by the SDK.
 NO_SDK_RETRIES = {"total_max_attempts": 1, "mode": "standard"}
@@ -198,10 +203,16 @@ class SyncSettings:
     # Wall-clock budget of one run in seconds; None = no deadline (Lambda sets one from context).
     deadline_seconds: float | None = None
     lambda_deadline_margin: float = DEFAULT_LAMBDA_DEADLINE_MARGIN
+    # How long shielded cleanup (status writes, lease releases) may run past the deadline when
+    # there is one: a caller with a hard limit (an API request: API Gateway's 29 s) shortens it and
+    # its deadline together, so deadline plus cleanup fits the limit.
+    cleanup_seconds: float = DEFAULT_CLEANUP_SECONDS
     scope_lease_wait: float = DEFAULT_SCOPE_LEASE_WAIT
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     # Seconds after which a scope without a successful sync is stale (SYNC_STALE_AFTER_SECONDS).
     stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS
+    # How soon a busy scope's message comes back (no variable: the default is deployed).
+    busy_retry_seconds: int = DEFAULT_BUSY_RETRY_SECONDS
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
@@ -222,6 +233,9 @@ class SyncSettings:
     # Explicit per-service endpoints ((service, url), ...) for tests and the demo. Empty in
     # production: botocore then resolves AWS_ENDPOINT_URL_<SERVICE> / AWS_ENDPOINT_URL itself.
     endpoint_urls: tuple[tuple[str, str], ...] = ()
+    # Who calls AWS, for assumed-role session names (syncengine.sessions): the Lambda function's
+    # name (AWS_LAMBDA_FUNCTION_NAME), "cli" for the command line, else "local".
+    caller: str = "local"
 
     def endpoint_url(self, service: str) -> str | None:
         for name, url in self.endpoint_urls:
@@ -241,6 +255,8 @@ class SyncSettings:
             )
         if self.retry.max_attempts < 1:
             raise ConfigurationError("retry.max_attempts must be at least 1")
+        if self.cleanup_seconds <= 0:
+            raise ConfigurationError(f"cleanup_seconds must be positive, got {self.cleanup_seconds}")
         if self.stale_after_seconds <= 0:
             raise ConfigurationError(f"stale_after_seconds must be positive, got {self.stale_after_seconds}")
         if self.fanout not in FANOUT_MODES:
@@ -249,6 +265,8 @@ class SyncSettings:
             raise ConfigurationError(
                 f"execution_index_rebuild_seconds must be positive, got {self.execution_index_rebuild_seconds}"
             )
+        if not 0 <= self.busy_retry_seconds <= MAX_VISIBILITY_TIMEOUT_SECONDS:
+            raise ConfigurationError(f"busy_retry_seconds must be 0 to 43200, got {self.busy_retry_seconds}")
         if self.fanout_threshold < 1:
             raise ConfigurationError(f"fanout_threshold must be at least 1, got {self.fanout_threshold}")
         if not 1 <= self.fanout_scopes_per_message <= MAX_FANOUT_SCOPES_PER_MESSAGE:
@@ -273,6 +291,7 @@ class SyncSettings:
             "default_role_name": env.get(ENV_DEFAULT_ROLE_NAME) or DEFAULT_ROLE_NAME,
             "metrics_namespace": env.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE,
             "emit_metrics": bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+            "caller": env.get("AWS_LAMBDA_FUNCTION_NAME") or "local",
         }
         max_concurrency = _parse_int(env, ENV_MAX_CONCURRENCY, DEFAULT_MAX_CONCURRENCY)
         values["max_concurrency"] = max_concurrency

@@ -52,7 +52,8 @@ _RECOVERY_INSTANCE_FIELDS = (
 
 
 def slim_recovery_instance(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: item[key] for key in _RECOVERY_INSTANCE_FIELDS if key in item}
+    """The fields record building reads; a field DRS answered as ``null`` is absent."""
+    return {key: item[key] for key in _RECOVERY_INSTANCE_FIELDS if item.get(key) is not None}
 
 
 def slim_source_server(item: dict[str, Any]) -> dict[str, Any]:
@@ -71,10 +72,16 @@ def is_uninitialized(exc: BaseException) -> bool:
 
 
 def page_items(page: dict[str, Any], context: CallContext, key: str = "items") -> list[dict[str, Any]]:
-    """A page's item list. DRS always sends ``items`` (the service model marks it so, and an empty
-    scope answers ``{"items": []}``): a 2xx body without it, or with something else there, is an
-    answer we cannot read, never "no instances" (that would delete the scope's records)."""
-    return MalformedResponseError.unless_list_of_maps(page.get(key), context, key)
+    """A page's item list. DRS's model does not require ``items``: a page without it (or with
+    ``null``) is an empty page, and a following ``nextToken`` still continues the listing. What
+    stays untrusted: something other than a list of objects there (``MissingItems``), a body
+    that is not JSON (``ResponseParseError``, ``fastpath.parsers.StrictRestJSONParser``) and a
+    repeated page token (``AwsClients.pages``): never "no instances", which would delete the
+    scope's records."""
+    value = page.get(key)
+    if value is None:
+        return []
+    return MalformedResponseError.unless_list_of_maps(value, context, key)
 
 
 class _Uninitialized(Exception):

@@ -15,6 +15,7 @@ region never loses cached data. Synchronous callers (Lambda handlers) run these 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,8 +35,8 @@ from syncengine.execution_sync import SyncExecutions
 from syncengine.models import AccountTarget, Scope, SyncReport
 from syncengine.reads import get_cached_records, get_records_by_execution, get_sync_status
 from syncengine.retry import CallContext
-from syncengine.run import RunRequest, require_configured_scope, run
-from syncengine.runtime import Runtime, SyncProgress, open_runtime
+from syncengine.run import RunRequest, require_configured_scope, run, setup_deadline_report
+from syncengine.runtime import Runtime, SyncProgress, deadline_at, deadline_scope, open_runtime
 
 EC2_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}", re.ASCII)
 
@@ -58,15 +59,23 @@ async def sync_all(
     if region is not None:
         validate_region(region)
     full = account_id is None and region is None
-    request = RunRequest(full=full, account_id=account_id, region=region, progress=progress)
-    async with open_runtime(settings, session=session) as rt:
-        if full and settings.fanout != "off":
-            from syncengine.fanout import start_fanout
+    # The deadline counts from here: the runtime's setup and the scope's check are inside it, so
+    # an API request (setup, run and its shielded cleanup) fits API Gateway's limit.
+    ends_at = deadline_at(settings)
+    request = RunRequest(full=full, account_id=account_id, region=region, progress=progress, deadline_at=ends_at)
+    async with contextlib.AsyncExitStack() as stack:
+        with deadline_scope(settings, at=ends_at) as setup:
+            rt = await stack.enter_async_context(open_runtime(settings, session=session))
+            if full and settings.fanout != "off":
+                from syncengine.fanout import start_fanout
 
-            if (fanned_out := await start_fanout(rt)) is not None:
-                return fanned_out
-        targets = None if full else await require_configured_scope(rt, account_id, region)
+                if (fanned_out := await start_fanout(rt)) is not None:
+                    return fanned_out
+            targets = None if full else await require_configured_scope(rt, account_id, region)
+        if setup.cancelled_caught:
+            return setup_deadline_report(account_id, region)
         return await run(rt, request, targets=targets)
+    raise AssertionError("unreachable")  # pragma: no cover (the stack's body always returns)
 
 
 async def sync_scope(
@@ -87,10 +96,16 @@ async def sync_scope(
     validate_account_id(account_id)
     validate_region(region)
     ids = None if server_ids is None else [validate_source_server_id(sid) for sid in dict.fromkeys(server_ids)]
-    async with open_runtime(settings, session=session) as rt:
-        targets = await _scope_targets(rt, account_id, region, account)
-        request = RunRequest(full=False, account_id=account_id, region=region, server_ids=ids)
+    ends_at = deadline_at(settings)
+    request = RunRequest(full=False, account_id=account_id, region=region, server_ids=ids, deadline_at=ends_at)
+    async with contextlib.AsyncExitStack() as stack:
+        with deadline_scope(settings, at=ends_at) as setup:
+            rt = await stack.enter_async_context(open_runtime(settings, session=session))
+            targets = await _scope_targets(rt, account_id, region, account)
+        if setup.cancelled_caught:
+            return setup_deadline_report(account_id, region)
         return await run(rt, request, targets=targets)
+    raise AssertionError("unreachable")  # pragma: no cover (the stack's body always returns)
 
 
 async def _scope_targets(

@@ -41,19 +41,35 @@ from syncengine.errors import AwsError, ExecutionNotFoundError
 from syncengine.execution_index import ExecutionIndexTable
 from syncengine.execution_sync import index_table, rebuild_if_due
 from syncengine.executions import is_active
+from syncengine.fanout_groups import (
+    ACTIVE_EXECUTION_DELAY_S,  # noqa: F401 (re-exported)
+    FANOUT_REASON,
+    Group,
+    group_message,
+    part_sizes,
+    plan_groups,
+    scope_groups,
+)
 from syncengine.fanout_runs import FANOUT_COUNT_CHUNK
 from syncengine.logging import get_logger
-from syncengine.models import AccountTarget, RunStatus, Scope, ScopeResult, SyncReport, utc_now_iso
+from syncengine.models import (
+    AccountTarget,
+    RunStatus,
+    Scope,
+    ScopeError,
+    ScopeOutcome,
+    ScopeResult,
+    SyncReport,
+    utc_now_iso,
+)
 from syncengine.orchestration import load_execution_items, scan_execution_activity
 from syncengine.retry import CallContext
 
 log = get_logger(__name__)
 
-FANOUT_REASON = "fanout"
 SEND_BATCH_MAX = 10  # SQS SendMessageBatch takes at most 10 entries
 SEND_CONCURRENCY = 8  # SendMessageBatch calls in flight at once
-# Delay of a scope message while a recovery runs in its account/region (SQS allows up to 900 s).
-ACTIVE_EXECUTION_DELAY_S = 300
+UNSENT = "the sweep could not enqueue this scope's message"
 
 
 def fanout_wanted(settings: SyncSettings, scope_count: int) -> bool:
@@ -62,43 +78,12 @@ def fanout_wanted(settings: SyncSettings, scope_count: int) -> bool:
     return settings.fanout == "auto" and scope_count >= settings.fanout_threshold
 
 
-def group_message(scopes: list[Scope], run_id: str) -> dict[str, Any]:
-    """The message of one group of scopes: the refresh function's scope group message."""
-    return {
-        "scopes": [{"accountId": s.account_id, "region": s.region} for s in scopes],
-        "reason": FANOUT_REASON,
-        "runId": run_id,
-    }
-
-
-def scope_groups(scopes: list[Scope], size: int) -> list[list[Scope]]:
-    """Groups of at most ``size`` scopes, in order, an account's scopes kept together when they
-    fit (an account with more than ``size`` scopes fills whole groups of its own)."""
-    by_account: dict[str, list[Scope]] = {}
-    for scope in scopes:
-        by_account.setdefault(scope.account_id, []).append(scope)
-    groups: list[list[Scope]] = []
-    current: list[Scope] = []
-    for account_scopes in by_account.values():
-        if current and len(current) + len(account_scopes) > size:
-            groups.append(current)
-            current = []
-        for start in range(0, len(account_scopes), size):
-            chunk = account_scopes[start : start + size]
-            if len(chunk) == size:
-                groups.append(chunk)
-            else:
-                current += chunk
-    if current:
-        groups.append(current)
-    return groups
-
-
 @dataclass(frozen=True)
 class Enqueued:
     sent: int
     failed: int
     delayed: int
+    unsent: tuple[Group, ...] = ()
 
 
 async def active_execution_scopes(rt: Any) -> set[Scope]:
@@ -146,44 +131,44 @@ async def _running_items(table: ExecutionIndexTable, execution_ids: Iterable[str
     return found
 
 
-async def _send(rt: Any, queue_url: str, scopes: list[Scope], run_id: str, delayed: set[Scope]) -> Enqueued:
-    """Send the scopes in groups, ``SEND_CONCURRENCY`` SendMessageBatch calls at a time (the
-    first workers start on their batches while the rest is still being sent otherwise); counts
-    are scopes (a refused message's scopes all failed)."""
+async def _send(rt: Any, queue_url: str, groups: list[Group], run_id: str) -> Enqueued:
+    """Send the groups, ``SEND_CONCURRENCY`` SendMessageBatch calls at a time (the first workers
+    start on their batches while the rest is still being sent otherwise); counts are scopes (a
+    refused message's scopes all failed, its group is in ``unsent``)."""
     sqs = await rt.aws.client("sqs", rt.settings.home_region)
-    size = rt.settings.fanout_scopes_per_message
-    now = [s for s in scopes if s not in delayed]
-    later = [s for s in scopes if s in delayed]
-    groups = [(g, 0) for g in scope_groups(now, size)]
-    groups += [(g, ACTIVE_EXECUTION_DELAY_S) for g in scope_groups(later, size)]
     chunks = [groups[start : start + SEND_BATCH_MAX] for start in range(0, len(groups), SEND_BATCH_MAX)]
-    counts = [(0, 0)] * len(chunks)
+    unsent: list[list[Group]] = [[] for _ in chunks]
     limiter = anyio.CapacityLimiter(SEND_CONCURRENCY)
 
     async def send(index: int) -> None:
         async with limiter:
-            counts[index] = await _send_chunk(rt, sqs, queue_url, chunks[index], run_id)
+            unsent[index] = await _send_chunk(rt, sqs, queue_url, chunks[index], run_id)
 
     await run_concurrently(functools.partial(send, index) for index in range(len(chunks)))
-    return Enqueued(sum(c[0] for c in counts), sum(c[1] for c in counts), len(later))
+    refused = tuple(g for chunk in unsent for g in chunk)
+    failed = sum(len(g.scopes) for g in refused)
+    delayed = sum(len(g.scopes) for g in groups if g.delay)
+    return Enqueued(sum(len(g.scopes) for g in groups) - failed, failed, delayed, refused)
 
 
-async def _send_chunk(
-    rt: Any, sqs: Any, queue_url: str, chunk: list[tuple[list[Scope], int]], run_id: str
-) -> tuple[int, int]:
-    """One SendMessageBatch of up to 10 groups: (scopes sent, scopes refused)."""
+async def _send_chunk(rt: Any, sqs: Any, queue_url: str, chunk: list[Group], run_id: str) -> list[Group]:
+    """One SendMessageBatch of up to 10 groups: the groups it could not send."""
     entries = [
-        {"Id": str(index), "MessageBody": json.dumps(group_message(group, run_id)), "DelaySeconds": delay}
-        for index, (group, delay) in enumerate(chunk)
+        {
+            "Id": str(index),
+            "MessageBody": json.dumps(group_message(group.scopes, run_id, group.part)),
+            "DelaySeconds": group.delay,
+        }
+        for index, group in enumerate(chunk)
     ]
     context = CallContext("sqs:SendMessageBatch", region=rt.settings.home_region)
     try:
         answer = await rt.aws.call(sqs, "send_message_batch", context, QueueUrl=queue_url, Entries=entries)
     except AwsError as exc:
-        log.error("fanout_enqueue_failed", error=str(exc), scopes=sum(len(g) for g, _ in chunk))
-        return 0, sum(len(g) for g, _ in chunk)
-    sent = sum(len(chunk[int(e["Id"])][0]) for e in answer.get("Successful") or [])
-    return sent, sum(len(chunk[int(e["Id"])][0]) for e in answer.get("Failed") or [])
+        log.error("fanout_enqueue_failed", error=str(exc), scopes=sum(len(g.scopes) for g in chunk))
+        return list(chunk)
+    sent = {int(e["Id"]) for e in answer.get("Successful") or []}
+    return [group for index, group in enumerate(chunk) if index not in sent]
 
 
 async def start_fanout(rt: Any) -> SyncReport | None:
@@ -204,16 +189,36 @@ async def start_fanout(rt: Any) -> SyncReport | None:
     run_id = uuid.uuid4().hex[:16]
     started_iso, started = utc_now_iso(), time.monotonic()
     await rt.status.acquire_full_sync_lease(run_id, seconds=settings.stale_after_seconds)
-    scopes = [scope for scope, _ in planned]
-    await rt.status.start_fanout_run(run_id, len(scopes), started_iso)
+    try:
+        return await _fan_out(rt, run_id, [scope for scope, _ in planned], started_iso, started)
+    except BaseException:
+        # Any failure after the lease was taken (the run record, the execution index, SQS, a
+        # cancellation): give the lease back, or every schedule would answer "already running"
+        # until it expired (``stale_after_seconds``). Messages already sent stay counted by
+        # their workers; a newer run replaces the record and refuses their counts.
+        with anyio.CancelScope(shield=True):
+            try:
+                await rt.status.release_full_sync_lease(run_id)
+            except AwsError as exc:
+                log.error("fanout_lease_release_failed", run_id=run_id, error_type=exc.error_type, error=str(exc))
+        raise
+
+
+async def _fan_out(rt: Any, run_id: str, scopes: list[Scope], started_iso: str, started: float) -> SyncReport:
+    """The sweep under its lease: the run record, the messages, the unsent scopes' count."""
+    settings = rt.settings
     delayed = await active_execution_scopes(rt)
-    enqueued = await _send(rt, settings.work_queue_url, scopes, run_id, delayed)
-    if enqueued.failed:
+    groups = plan_groups(scopes, settings.fanout_scopes_per_message, delayed)
+    await rt.status.start_fanout_run(run_id, len(scopes), started_iso, parts=part_sizes(groups))
+    enqueued = await _send(rt, settings.work_queue_url, groups, run_id)
+    for group in enqueued.unsent:
         # No worker will count the scopes whose messages were refused: count them failed now, so
         # the run still finishes (summary written, lease released) when the rest is done.
-        record = await rt.status.count_unsent_fanout_scopes(run_id, enqueued.failed)
-        if record is not None and int(record["finished"]) >= int(record["total"]):
-            await finish_run(rt, record)
+        results = [
+            ScopeResult(s, ScopeOutcome.FAILED, error=ScopeError(s.account_id, s.region, "NotEnqueued", UNSENT))
+            for s in group.scopes
+        ]
+        await finish_scopes(rt, run_id, results, part=group.part)
     # The workers' scopes are targeted syncs: the periodic rebuild of the execution index is the
     # sweep's (after sending, so it delays no worker); it never raises.
     await rebuild_if_due(rt.dynamo, settings)
@@ -245,30 +250,35 @@ def _sweep_report(run_id: str, scopes: int, enqueued: Enqueued, started_iso: str
     )
 
 
-async def finish_scope(rt: Any, run_ids: Iterable[str], result: ScopeResult) -> None:
+async def finish_scope(rt: Any, run_ids: Iterable[str], result: ScopeResult, *, part: int = 0) -> None:
     """Count a scope a fan-out message asked for; the worker that counts the last one finishes
-    the run. A message of an older run, or one delivered twice, counts nothing."""
+    the run. A message of an older run, or one delivered twice, counts nothing; a refused count
+    still reports the scope's part if it is done and the run lacks it (its counter died)."""
     for run_id in run_ids:
-        counted = await rt.status.finish_fanout_scope(run_id, result)
+        counted = await rt.status.finish_fanout_scope(run_id, result, part=part)
+        if counted is None:
+            run = await rt.status.report_part_if_done(run_id, part)
+            counted = None if run is None else {"runRemaining": run["remaining"]}
         await _finish_if_last(rt, run_id, counted)
 
 
-async def finish_scopes(rt: Any, run_id: str, results: list[ScopeResult]) -> None:
-    """Count a batch's finished scopes of one run, ``FANOUT_COUNT_CHUNK`` in one update (a
-    worker's batch holds hundreds); a chunk the run refuses (a scope already counted: SQS
+async def finish_scopes(rt: Any, run_id: str, results: list[ScopeResult], *, part: int = 0) -> None:
+    """Count a batch's finished scopes of one run's part, ``FANOUT_COUNT_CHUNK`` in one update (a
+    worker's batch holds hundreds); a chunk the part refuses (a scope already counted: SQS
     delivered its message again) is counted scope by scope, so each scope counts exactly once."""
     for start in range(0, len(results), FANOUT_COUNT_CHUNK):
         chunk = results[start : start + FANOUT_COUNT_CHUNK]
-        counted = await rt.status.finish_fanout_scopes(run_id, chunk)
+        counted = await rt.status.finish_fanout_scopes(run_id, chunk, part=part)
         if counted is None:
             for result in chunk:
-                await finish_scope(rt, (run_id,), result)
+                await finish_scope(rt, (run_id,), result, part=part)
             continue
         await _finish_if_last(rt, run_id, counted)
 
 
 async def _finish_if_last(rt: Any, run_id: str, counted: dict[str, Any] | None) -> None:
-    if counted is None or int(counted["remaining"]) > 0:
+    """After a count: when it finished the run's last part (``runRemaining`` 0), the summary."""
+    if counted is None or "runRemaining" not in counted or int(counted["runRemaining"]) > 0:
         return
     # This count was the run's last: the whole record (consistent, every count in it).
     record = await rt.status.fanout_run(consistent=True)

@@ -70,6 +70,8 @@ def with_fanout_run(
         return status
     total, finished = int(record.get("total", 0)), int(record.get("finished", 0))
     run = {"runId": record.get("runId"), "scopes": total, "finished": finished, "startedAt": record.get("startedAt")}
+    if "parts" in record:
+        run["parts"] = int(record["parts"])
     unfinished = finished < total and status.status is not HealthStatus.RUNNING
     health = HealthStatus.DEGRADED if unfinished and status.status is HealthStatus.HEALTHY else status.status
     return replace(status, status=health, fanout_run={**run, "stale": unfinished})

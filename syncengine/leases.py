@@ -22,6 +22,18 @@ log = get_logger(__name__)
 SCOPE_PK = "SCOPE"
 LEASE_PK = "LEASE"
 FULL_SYNC_SK = "FULL_SYNC"
+# When the scope's lease was taken (epoch ms) and whether its holder syncs the whole scope: a
+# refresh that finds the scope busy learns whether the holder's read covers its event.
+LEASE_ACQUIRED_AT = "leaseAcquiredAt"
+LEASE_WHOLE_SCOPE = "leaseWholeScope"
+_SCOPE_LEASE_NAMES = {
+    "#owner": "leaseOwner",
+    "#exp": "leaseExpiresAt",
+    "#acct": "accountId",
+    "#region": "region",
+    "#acq": LEASE_ACQUIRED_AT,
+    "#whole": LEASE_WHOLE_SCOPE,
+}
 # A fan-out worker's sync names its lease ``<fan-out run id>.<run id>`` (``family_owner``).
 FAMILY_SEPARATOR = "."
 
@@ -41,6 +53,18 @@ def lease_family(owner: str) -> str | None:
 class FullSyncLease:
     owner: str
     expires_at: float
+
+
+@dataclass(frozen=True)
+class ScopeLeaseHolder:
+    """Who holds a scope's lease: its owner, since when (epoch ms; its reads of the scope start
+    after it), and whether it syncs the whole scope (the sweep, a fan-out slice, a scope message)
+    or only some servers (a wave, an event refresh)."""
+
+    owner: str
+    expires_at: float
+    acquired_at_ms: int | None
+    whole_scope: bool
 
 
 class Leases:
@@ -108,12 +132,12 @@ class Leases:
     # -- scope leases and status -----------------------------------------------------------------
 
     async def acquire_scope_lease(
-        self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None
+        self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None, whole_scope: bool = False
     ) -> bool:
         """Take the scope's lease until ``expires_at`` (epoch seconds: its holder's deadline plus
         a margin; default ``lease_seconds`` from now), waiting up to ``wait`` seconds for another
-        sync of the same scope to finish. Syncs of one scope are serialised so that observation
-        order equals write order: an older observation can never overwrite a newer one.
+        sync of the same scope to finish; noting when, and whether for the ``whole_scope``.
+        Syncs of one scope are serialised: an older observation never overwrites a newer one.
 
         An owner of a fan-out run (``family_owner``) waits for no other sync of the same run: that
         is a second delivery of the same message (SQS delivers at least once), already syncing the
@@ -127,17 +151,15 @@ class Leases:
                 "update_item",
                 TableName=self.table,
                 Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
-                UpdateExpression="SET #owner = :owner, #exp = :exp, #acct = :acct, #region = :region",
+                UpdateExpression="SET #owner = :owner, #exp = :exp, #acct = :acct, #region = :region, "
+                "#acq = :acq, #whole = :whole",
                 # Free, expired (its holder died), or already ours.
                 ConditionExpression="attribute_not_exists(#exp) OR #exp < :now OR #owner = :owner",
-                ExpressionAttributeNames={
-                    "#owner": "leaseOwner",
-                    "#exp": "leaseExpiresAt",
-                    "#acct": "accountId",
-                    "#region": "region",
-                },
+                ExpressionAttributeNames=dict(_SCOPE_LEASE_NAMES),
                 ExpressionAttributeValues={
                     ":owner": {"S": owner},
+                    ":acq": {"N": str(int(now * 1000))},
+                    ":whole": {"BOOL": whole_scope},
                     ":exp": {"N": str(int(expires_at or now + self.lease_seconds))},
                     ":now": {"N": str(int(now))},
                     ":acct": {"S": scope.account_id},
@@ -150,6 +172,32 @@ class Leases:
                 return False
             await anyio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def scope_lease_holder(self, scope: Scope) -> ScopeLeaseHolder | None:
+        """The scope lease's live holder (one consistent read), None when the lease is free."""
+        response = await self.dynamo.call(
+            "get_item",
+            TableName=self.table,
+            Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
+            ProjectionExpression="#owner, #exp, #acq, #whole",
+            ExpressionAttributeNames={
+                "#owner": "leaseOwner",
+                "#exp": "leaseExpiresAt",
+                "#acq": LEASE_ACQUIRED_AT,
+                "#whole": LEASE_WHOLE_SCOPE,
+            },
+            ConsistentRead=True,
+        )
+        item = from_item(response.get("Item") or {})
+        if not item.get("leaseOwner") or float(item.get("leaseExpiresAt", 0)) < time.time():
+            return None
+        acquired = item.get(LEASE_ACQUIRED_AT)
+        return ScopeLeaseHolder(
+            owner=str(item["leaseOwner"]),
+            expires_at=float(item["leaseExpiresAt"]),
+            acquired_at_ms=int(acquired) if acquired is not None else None,
+            whole_scope=bool(item.get(LEASE_WHOLE_SCOPE, False)),
+        )
 
     async def _held_by_family(self, scope: Scope, owner: str) -> bool:
         """Whether another sync of ``owner``'s fan-out run holds the scope's lease (one read, only

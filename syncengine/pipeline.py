@@ -48,6 +48,12 @@ from syncengine.store import CachedEntry
 log = get_logger(__name__)
 
 BUSY_MESSAGE = "another sync of this scope did not finish in time"
+BUSY_ERROR_TYPE = "ScopeBusy"
+
+
+def is_busy(result: ScopeResult) -> bool:
+    """A scope skipped because another sync held its lease: not a failure (its holder syncs it)."""
+    return result.error is not None and result.error.error_type == BUSY_ERROR_TYPE
 
 
 @dataclass
@@ -112,7 +118,7 @@ async def _checked_sync(
         return attempt.not_enabled()
     async with scope_lease(rt, attempt, account) as granted:
         if not granted:
-            return attempt.failed(ScopeOutcome.SKIPPED, "ScopeBusy", BUSY_MESSAGE)
+            return attempt.failed(ScopeOutcome.SKIPPED, BUSY_ERROR_TYPE, BUSY_MESSAGE)
         observed_at = int(time.time() * 1000)
         discovery, cached, index = await discover_and_read_cache(rt, attempt, account, executions)
         records = build_records(scope, discovery, index, observed_at)
@@ -151,7 +157,11 @@ def _aws_failure(rt: Runtime, attempt: ScopeAttempt, exc: AwsError) -> ScopeResu
 
 async def _write_status(rt: Runtime, attempt: ScopeAttempt) -> None:
     """Record the scope's outcome: with our lease, in the conditional write that releases it;
-    otherwise (busy, or never granted) record the attempt and leave the lease alone."""
+    otherwise (never granted) record the attempt and leave the lease alone. A scope found busy
+    records nothing: its holder is syncing it and writes its own outcome (a busy scope is no
+    failure, and must not overwrite the holder's result when it finished first)."""
+    if is_busy(attempt.result) and not attempt.may_hold_lease:
+        return
     try:
         released = attempt.may_hold_lease and await rt.status.finish_scope(attempt.result, owner=attempt.run_id)
         if not released:
@@ -174,7 +184,11 @@ async def scope_lease(rt: Runtime, attempt: ScopeAttempt, account: AccountTarget
 
     async def acquire() -> None:
         attempt.may_hold_lease = await rt.status.acquire_scope_lease(
-            attempt.scope, attempt.run_id, wait=rt.settings.scope_lease_wait, expires_at=expires_at
+            attempt.scope,
+            attempt.run_id,
+            wait=rt.settings.scope_lease_wait,
+            expires_at=expires_at,
+            whole_scope=not attempt.targeted,
         )
 
     await run_concurrently((acquire, lambda: prefetch_credentials(rt, account)))

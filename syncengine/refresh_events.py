@@ -7,7 +7,8 @@ Shapes (``../shared/API-CONTRACT.md``, "Event-driven refresh"):
 - ``aws.drs`` ``DRS Source Server Launch Result``: ``resources[0]`` the source server's ARN,
   ``detail.state``, ``detail.job-id``;
 - ``aws.drs`` ``DRS Recovery Instance Failback State Change``: ``resources[0]`` the recovery
-  instance's ARN, ``detail.state``;
+  instance's ARN, ``.../recovery-instance/i-...`` or the ``.../recovery-instance/ri-...`` form of
+  AWS's sample event, ``detail.state``;
 - ``aws.ec2`` ``EC2 Instance State-change Notification``: ``detail.instance-id``,
   ``detail.state``; account and region from the envelope
   (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/monitoring-instance-state-changes.html);
@@ -28,6 +29,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -36,13 +38,15 @@ from aws_lambda_powertools.utilities.data_classes.common import DictWrapper
 
 from syncengine.accounts import (
     validate_account_id,
-    validate_recovery_instance_id,
     validate_region,
     validate_source_server_id,
 )
 from syncengine.config import MAX_FANOUT_SCOPES_PER_MESSAGE
 from syncengine.errors import InvalidRequestError
 from syncengine.models import Scope
+
+# Parts of a fan-out run record (``syncengine.fanout_runs``): far more than any estate needs.
+MAX_FANOUT_PARTS = 100_000
 
 DRS_SOURCE = "aws.drs"
 EC2_SOURCE = "aws.ec2"
@@ -55,6 +59,10 @@ MAX_SCOPE_MESSAGE_SERVERS = 1000
 # arn:aws:drs:{region}:{account}:{source-server|recovery-instance}/{id} (any partition).
 _DRS_ARN = re.compile(r"arn:aws[a-z-]*:drs:([a-z0-9-]+):([0-9]{12}):(source-server|recovery-instance)/(\S+)", re.ASCII)
 _EC2_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}", re.ASCII)
+# A failback event's recovery instance, either form: DRS's own id (the EC2 instance id form,
+# ``i-`` + hex, what DescribeRecoveryInstances answers) or the ``ri-...`` form of AWS's sample
+# event (EventBridge reference, "DRS Recovery Instance Failback State Change").
+_FAILBACK_RECOVERY_INSTANCE_ID = re.compile(r"(?:i-[0-9a-fA-F]{8,17}|ri-([0-9a-zA-Z]{8,32}))", re.ASCII)
 _RUN_ID = re.compile(r"[0-9a-f]{16}", re.ASCII)
 
 
@@ -118,6 +126,20 @@ class DrsFailbackStateChangeEvent(_DrsResourceEvent):
     def recovery_instance(self) -> DrsArn:
         return self._resource_arn("recovery-instance")
 
+    @property
+    def recovery_instance_ids(self) -> frozenset[str]:
+        """The ids the cache may hold the recovery instance under: the id as the event gives it
+        and, for the ``ri-`` form, the ``i-`` form with the same suffix (a cache lookup only: an
+        id the cache does not hold costs no AWS call, ``syncengine.refresh``)."""
+        resource_id = self.recovery_instance.resource_id
+        match = _FAILBACK_RECOVERY_INSTANCE_ID.fullmatch(resource_id)
+        if match is None:
+            raise InvalidRequestError(
+                f"resources[0] must name a recovery instance (i-... or ri-...), got {resource_id[:100]!r}."
+            )
+        suffix = match.group(1)
+        return frozenset({resource_id, f"i-{suffix}"} if suffix else {resource_id})
+
 
 class Ec2StateChangeEvent(EventBridgeEvent):
     """``EC2 Instance State-change Notification``: names the EC2 instance only."""
@@ -169,6 +191,19 @@ class ScopeMessage(DictWrapper):
         """The fan-out run that enqueued this message (``syncengine.fanout``), if any."""
         return _run_id(self.get("runId"))
 
+    @property
+    def part(self) -> int:
+        return _part(self.get("part"))
+
+
+def _part(value: Any) -> int:
+    """A fan-out message's ``part`` (``syncengine.fanout_runs``); 0 when absent (one part)."""
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_FANOUT_PARTS:
+        raise InvalidRequestError(f"part must be a part number, got {str(value)[:20]!r}.")
+    return value
+
 
 def _run_id(run_id: Any) -> str | None:
     if run_id is None:
@@ -194,6 +229,10 @@ class ScopeGroupMessage(DictWrapper):
     def run_id(self) -> str | None:
         return _run_id(self.get("runId"))
 
+    @property
+    def part(self) -> int:
+        return _part(self.get("part"))
+
 
 @dataclass(frozen=True)
 class RefreshRequest:
@@ -209,6 +248,10 @@ class RefreshRequest:
     job_id: str | None = None
     state: str | None = None
     run_id: str | None = None  # a fan-out run's scope message
+    part: int = 0  # the part of that run's record that counts the scope
+    # When the event happened (its EventBridge ``time``, epoch ms; second precision); None for a
+    # scope message, or an event without a readable time.
+    event_time_ms: int | None = None
 
 
 def _json_object(payload: Any) -> Mapping[str, Any]:
@@ -222,6 +265,20 @@ def _json_object(payload: Any) -> Mapping[str, Any]:
     return payload
 
 
+def event_time_ms(payload: Mapping[str, Any]) -> int | None:
+    """An EventBridge event's ``time`` (ISO 8601, UTC) in epoch ms, None when absent or unreadable."""
+    value = payload.get("time")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
 def parse_refresh_requests(payload: Any) -> list[RefreshRequest]:
     """What one message asks for: one request per scope it names (several for a scope group
     message). Any malformed part rejects the whole message."""
@@ -229,9 +286,9 @@ def parse_refresh_requests(payload: Any) -> list[RefreshRequest]:
     if "scopes" not in payload or "accountId" in payload or "source" in payload:
         return [parse_refresh_request(payload)]
     group = ScopeGroupMessage(dict(payload))
-    run_id = group.run_id
+    run_id, part = group.run_id, group.part
     scopes = list(dict.fromkeys(group.scopes))  # a scope named twice is one sync, counted once
-    return [RefreshRequest(RefreshKind.SCOPE, scope, whole_scope=True, run_id=run_id) for scope in scopes]
+    return [RefreshRequest(RefreshKind.SCOPE, scope, whole_scope=True, run_id=run_id, part=part) for scope in scopes]
 
 
 def parse_refresh_request(payload: Any) -> RefreshRequest:
@@ -247,20 +304,25 @@ def parse_refresh_request(payload: Any) -> RefreshRequest:
             server_ids=frozenset({validate_source_server_id(arn.resource_id)}),
             job_id=launch.job_id,
             state=launch.state,
+            event_time_ms=event_time_ms(payload),
         )
     if source == DRS_SOURCE and detail_type == FAILBACK_STATE_CHANGE:
         failback = DrsFailbackStateChangeEvent(dict(payload))
-        arn = failback.recovery_instance
         return RefreshRequest(
             RefreshKind.FAILBACK,
-            arn.scope,
-            recovery_instance_ids=frozenset({validate_recovery_instance_id(arn.resource_id)}),
+            failback.recovery_instance.scope,
+            recovery_instance_ids=failback.recovery_instance_ids,
             state=failback.state,
+            event_time_ms=event_time_ms(payload),
         )
     if source == EC2_SOURCE and detail_type == EC2_STATE_CHANGE:
         ec2 = Ec2StateChangeEvent(dict(payload))
         return RefreshRequest(
-            RefreshKind.EC2_STATE, ec2.scope, ec2_instance_ids=frozenset({ec2.instance_id}), state=ec2.state
+            RefreshKind.EC2_STATE,
+            ec2.scope,
+            ec2_instance_ids=frozenset({ec2.instance_id}),
+            state=ec2.state,
+            event_time_ms=event_time_ms(payload),
         )
     if "accountId" in payload:
         message = ScopeMessage(dict(payload))
@@ -271,6 +333,7 @@ def parse_refresh_request(payload: Any) -> RefreshRequest:
             server_ids=ids or frozenset(),
             whole_scope=ids is None,
             run_id=message.run_id,
+            part=message.part,
         )
     raise InvalidRequestError(f"Unsupported event: source {str(source)[:50]!r}, detail-type {str(detail_type)[:80]!r}.")
 
@@ -289,6 +352,10 @@ class ScopeWork:
     job_ids: set[str] = field(default_factory=set)
     # message id -> fan-out run id, for the messages a fan-out sweep enqueued
     run_messages: dict[str, str] = field(default_factory=dict)
+    # fan-out run id -> the part of its record that counts this scope
+    run_parts: dict[str, int] = field(default_factory=dict)
+    # message id -> when its newest event happened (epoch ms; None: not known from the body)
+    event_times: dict[str, int | None] = field(default_factory=dict)
 
     def add(self, message_id: str, request: RefreshRequest) -> None:
         self.message_ids.append(message_id)
@@ -300,6 +367,8 @@ class ScopeWork:
             self.job_ids.add(request.job_id)
         if request.run_id:
             self.run_messages[message_id] = request.run_id
+            self.run_parts[request.run_id] = request.part
+        self.event_times[message_id] = request.event_time_ms
 
 
 def coalesce(requests: Iterable[tuple[str, RefreshRequest]]) -> dict[Scope, ScopeWork]:

@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = get_logger(__name__)
 
-# The regions enabled in every account (launched before March 20, 2019); every later region is
-# opt-in. https://docs.aws.amazon.com/accounts/latest/reference/manage-acct-regions.html
+# The regions enabled in every account (launched before March 20, 2019); every later region of the
+# commercial partition is opt-in. https://docs.aws.amazon.com/accounts/latest/reference/manage-acct-regions.html
 ALWAYS_ENABLED_REGIONS = frozenset(
     {
         "us-east-1",
@@ -57,6 +57,9 @@ ALWAYS_ENABLED_REGIONS = frozenset(
         "ap-northeast-3",
         "ap-southeast-1",
         "ap-southeast-2",
+        # GovCloud (aws-us-gov): both regions are enabled for every GovCloud account.
+        "us-gov-west-1",
+        "us-gov-east-1",
     }
 )
 # What DRS (rest-json) and EC2 (query) answer to credentials used in a region the account has not

@@ -27,7 +27,7 @@ from syncengine.executions import ExecutionSource
 from syncengine.leases import family_owner
 from syncengine.logging import get_logger, structlog
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult, SyncReport, utc_now_iso
-from syncengine.pipeline import sync_scopes
+from syncengine.pipeline import BUSY_ERROR_TYPE, is_busy, sync_scopes
 from syncengine.runtime import Runtime, SyncProgress, deadline_scope, lease_seconds, shielded_cleanup
 from syncengine.terminate_completion import follow_terminations
 
@@ -66,6 +66,9 @@ class RunRequest:
     # The fan-out run this run is a slice of: its scope leases are named after it, so a second
     # delivery of the same message gives way instead of syncing the scope again (``leases``).
     fanout_run: str | None = None
+    # When the run's deadline falls (``anyio.current_time()``), for a caller whose deadline began
+    # before the run (an API request: its setup counts); None: ``deadline_seconds`` from the start.
+    deadline_at: float | None = None
 
 
 @dataclass
@@ -103,7 +106,7 @@ async def run(
     if request.full:
         await _acquire_full_sync_lease(rt, state.run_id)
     try:
-        with deadline_scope(rt.settings) as deadline:
+        with deadline_scope(rt.settings, at=request.deadline_at) as deadline:
             await _plan_and_sync(rt, state, targets, executions)
         if deadline.cancelled_caught and not state.setup_done:
             state.run_error("DeadlineExceeded", SETUP_DEADLINE_MESSAGE)
@@ -206,6 +209,15 @@ def _report(state: RunState) -> SyncReport:
     )
 
 
+def setup_deadline_report(account_id: str | None, region: str | None) -> SyncReport:
+    """The report of a run whose caller's deadline passed before it could start (the runtime's
+    setup, the scope's check): failed with ``DeadlineExceeded``, nothing touched."""
+    log.warning("sync_deadline_before_run", account_id=account_id, region=region)
+    error = ScopeError(account_id or "", region or "", "DeadlineExceeded", SETUP_DEADLINE_MESSAGE)
+    now = utc_now_iso()
+    return SyncReport.from_results([], duration_ms=0, started_at=now, finished_at=now, extra_errors=(error,))
+
+
 def deadline_skipped_report(scope: Scope, message: str) -> SyncReport:
     """The report of a scope a caller's deadline left no time to start (nothing touched)."""
     error = ScopeError(scope.account_id, scope.region, "DeadlineExceeded", message)
@@ -287,7 +299,10 @@ async def finish_run(rt: Runtime, report: SyncReport, *, full: bool, record: boo
 
 
 def _run_metrics(rt: Runtime, report: SyncReport, *, full: bool) -> dict[str, float]:
-    busy = sum(1 for r in report.scopes if r.error is not None and r.error.error_type == "ScopeBusy")
+    # A scope busy with another sync is skipped, not failed: its holder syncs it. Neither is the
+    # run of a busy scope alone an error.
+    busy = sum(1 for r in report.scopes if is_busy(r))
+    errors = [e for e in report.errors if e.error_type != BUSY_ERROR_TYPE]
     return {
         m.SYNC_DURATION: report.duration_ms,
         m.INSTANCES_UPDATED: report.instances_updated,
@@ -298,7 +313,7 @@ def _run_metrics(rt: Runtime, report: SyncReport, *, full: bool) -> dict[str, fl
         m.SCOPES_NOT_ENABLED: report.scopes_not_enabled,
         m.SCOPES_REMOVED: report.scopes_removed,
         m.SYNCS_SKIPPED: busy,
-        m.SYNC_ERRORS: report.scopes_failed + (1 if report.scopes_synced == 0 and report.errors else 0),
+        m.SYNC_ERRORS: report.scopes_failed - busy + (1 if report.scopes_synced == 0 and errors else 0),
         m.THROTTLE_RETRIES: rt.stats.throttle_retries,
         m.DYNAMODB_THROTTLES: rt.stats.dynamodb_throttles,
         # A full sync that synced at least one scope (a scope failing in every run is the

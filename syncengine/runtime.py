@@ -28,7 +28,7 @@ import anyio
 
 from syncengine import metrics as m
 from syncengine.callstats import CallStats
-from syncengine.config import LEASE_MARGIN_SECONDS, SyncSettings
+from syncengine.config import DEFAULT_CLEANUP_SECONDS, LEASE_MARGIN_SECONDS, SyncSettings
 from syncengine.dynamo import Dynamo
 from syncengine.gctune import relaxed_gc
 from syncengine.models import ScopeResult
@@ -42,8 +42,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from syncengine.aws import AwsClients
 
-# Shielded cleanup (status writes, lease release) gets this long even after the deadline.
-CLEANUP_SECONDS = 15.0
+# Shielded cleanup (status writes, lease release) gets this long even after the deadline, unless
+# the settings say less (``SyncSettings.cleanup_seconds``).
+CLEANUP_SECONDS = DEFAULT_CLEANUP_SECONDS
 # Status and lease calls have their own limiter of this size (see open_runtime).
 STATUS_CONCURRENCY = 8
 
@@ -165,17 +166,28 @@ def _dynamo(client: Any, settings: SyncSettings, stats: CallStats, concurrency: 
     return Dynamo(client, retry=settings.retry, stats=stats, concurrency=concurrency, region=settings.home_region)
 
 
-def deadline_scope(settings: SyncSettings) -> anyio.CancelScope:
-    """The run's deadline as a cancel scope (none without ``deadline_seconds``)."""
+def deadline_scope(settings: SyncSettings, *, at: float | None = None) -> anyio.CancelScope:
+    """The run's deadline as a cancel scope: ``at`` (an instant of ``anyio.current_time()``, set
+    by a caller whose deadline began before the run: its setup counts too), else
+    ``deadline_seconds`` from now (none without it)."""
+    if at is not None:
+        return anyio.CancelScope(deadline=at)
     if settings.deadline_seconds is None:
         return anyio.CancelScope()
     return anyio.move_on_after(settings.deadline_seconds)
 
 
+def deadline_at(settings: SyncSettings) -> float | None:
+    """The instant ``deadline_seconds`` from now (None without a deadline)."""
+    if settings.deadline_seconds is None:
+        return None
+    return anyio.current_time() + settings.deadline_seconds
+
+
 def cleanup_budget(settings: SyncSettings) -> float | None:
     """How long shielded cleanup may take: bounded only when there is a deadline to honour;
     otherwise a busy loop must not turn a slow status write into a lease left held."""
-    return CLEANUP_SECONDS if settings.deadline_seconds is not None else None
+    return settings.cleanup_seconds if settings.deadline_seconds is not None else None
 
 
 def shielded_cleanup(settings: SyncSettings) -> contextlib.ExitStack:

@@ -29,7 +29,7 @@ from syncengine.concurrency import gather
 from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_attr, to_item
 from syncengine.fanout_runs import RUN_PK, FanoutRuns
 from syncengine.health import summarise_status, with_fanout_run
-from syncengine.leases import SCOPE_PK, Leases
+from syncengine.leases import LEASE_ACQUIRED_AT, LEASE_WHOLE_SCOPE, SCOPE_PK, Leases
 from syncengine.logging import get_logger
 from syncengine.models import (
     Scope,
@@ -95,8 +95,15 @@ class StatusStore(FanoutRuns, Leases):
     ) -> bool:
         params: dict[str, Any] = {}
         if owner is not None:
-            names.update({"#owner": "leaseOwner", "#exp": "leaseExpiresAt"})
-            removes += ["#owner", "#exp"]
+            names.update(
+                {
+                    "#owner": "leaseOwner",
+                    "#exp": "leaseExpiresAt",
+                    "#acq": LEASE_ACQUIRED_AT,
+                    "#whole": LEASE_WHOLE_SCOPE,
+                }
+            )
+            removes += ["#owner", "#exp", "#acq", "#whole"]
             values[":owner"] = to_attr(owner)
             # Release only our own lease; if it expired and another sync took it, leave theirs.
             params["ConditionExpression"] = "#owner = :owner"

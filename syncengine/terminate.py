@@ -32,6 +32,7 @@ from syncengine.models import AccountTarget, Scope, utc_now_iso
 from syncengine.orchestration import load_execution_items, record_terminate_job
 from syncengine.plans import validate_identifier
 from syncengine.runtime import Runtime, open_runtime
+from syncengine.sessions import SessionPurpose
 from syncengine.terminate_completion import note_pending
 from syncengine.terminate_drs import CONFLICT, Budget, GroupReport, Job, ScopeTerminator
 from syncengine.terminate_rules import (
@@ -275,7 +276,7 @@ class Termination:
     ) -> None:
         report = self.report_for(scope)
         try:
-            drs = await self.rt.aws.client("drs", scope.region, target)
+            drs = await self.rt.aws.client("drs", scope.region, target, SessionPurpose.TERMINATE)
         except AwsError as exc:
             log.warning("terminate_scope_unreachable", error_type=exc.error_type, error=str(exc))
             report.rejected(records, exc)

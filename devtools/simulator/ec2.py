@@ -19,7 +19,7 @@ from .estate import ScopeData
 from .ids import EC2_INSTANCE_ID, iso_z
 from .model import EC2_STATE_CODES, Ec2Instance
 from .pagination import page
-from .regions import ALL_REGIONS, endpoint, opt_in_status
+from .regions import ALL_REGIONS, endpoint, opt_in_status, partition_of
 
 NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
 MAX_FILTER_VALUES = 200
@@ -252,7 +252,9 @@ def describe_regions(call: Call, params: dict[str, str]) -> Reply:
     estate = call.backend.estate
     enabled = set(estate.enabled_regions(call.account_id))
     every = params.get("AllRegions", "false").lower() == "true"
-    candidates = list(dict.fromkeys([*ALL_REGIONS, *enabled]))
+    # A partition's endpoint knows its own partition's regions only.
+    partition = partition_of(call.region)
+    candidates = [r for r in dict.fromkeys([*ALL_REGIONS, *enabled]) if partition_of(r) == partition]
     names = [v for k, v in sorted(params.items()) if k.startswith("RegionName.")]
     unknown = [n for n in names if n not in candidates]
     if unknown:

@@ -20,6 +20,8 @@ import uuid
 from collections import deque
 from typing import Any
 
+from .regions import partition_of
+
 LAUNCH_SUCCEEDED = "RECOVERY_LAUNCH_SUCCEEDED"
 # Enough for any test or benchmark between two drains; older events fall off.
 MAX_RECORDED_EVENTS = 100_000
@@ -45,14 +47,14 @@ def launch_result(
     account_id: str, region: str, source_server_id: str, job_id: str, when: float, state: str = LAUNCH_SUCCEEDED
 ) -> dict[str, Any]:
     event = _envelope("aws.drs", "DRS Source Server Launch Result", account_id, region, when)
-    event["resources"] = [f"arn:aws:drs:{region}:{account_id}:source-server/{source_server_id}"]
+    event["resources"] = [f"arn:{partition_of(region)}:drs:{region}:{account_id}:source-server/{source_server_id}"]
     event["detail"] = {"state": state, "job-id": job_id}
     return event
 
 
 def ec2_state_change(account_id: str, region: str, instance_id: str, state: str, when: float) -> dict[str, Any]:
     event = _envelope("aws.ec2", "EC2 Instance State-change Notification", account_id, region, when)
-    event["resources"] = [f"arn:aws:ec2:{region}:{account_id}:instance/{instance_id}"]
+    event["resources"] = [f"arn:{partition_of(region)}:ec2:{region}:{account_id}:instance/{instance_id}"]
     event["detail"] = {"instance-id": instance_id, "state": state}
     return event
 

@@ -66,8 +66,18 @@ class FaultConfig:
     # "account#region": DRS and EC2 describe calls there (of ``fault_services``) answer 200 with
     # a truncated body.
     malformed_scopes: tuple[str, ...] = ()
-    # "account#region": DRS describe calls there answer 200 with a body without ``items``.
+    # AWS shapes the estate's own answers never take (DRS's model requires none of these
+    # members). Each entry "account#region", or "*#region" for every account of a region.
+    # DRS describe pages there that hold no items answer without ``items`` ({} or just a token).
     missing_items_scopes: tuple[str, ...] = ()
+    # DRS describe items there answer ``null`` for the optional members they would otherwise
+    # leave out or fill (jobID, tags, failback, pointInTimeSnapshotDateTime, originEnvironment,
+    # stagingArea, sourceProperties, lifeCycle), an empty page ``"items": null`` and a last page
+    # ``"nextToken": null``.
+    null_fields_scopes: tuple[str, ...] = ()
+    # DescribeRecoveryInstances there answers its first page (asked without a token) empty,
+    # without ``items``, with a nextToken; the listing follows that token.
+    empty_page_scopes: tuple[str, ...] = ()
     # "account#region": DescribeRecoveryInstances there answers a page asked for with a token with
     # that same token again (a service bug botocore's paginator also refuses).
     repeated_token_scopes: tuple[str, ...] = ()
@@ -99,6 +109,8 @@ class FaultConfig:
             "unauthorized_operations",
             "malformed_scopes",
             "missing_items_scopes",
+            "null_fields_scopes",
+            "empty_page_scopes",
             "repeated_token_scopes",
         ):
             value = getattr(self, name)
@@ -133,6 +145,8 @@ class FaultConfig:
             *self.uninitialized_scopes,
             *self.malformed_scopes,
             *self.missing_items_scopes,
+            *self.null_fields_scopes,
+            *self.empty_page_scopes,
             *self.repeated_token_scopes,
         ):
             if "#" not in scope:
@@ -317,9 +331,10 @@ class FaultInjector:
             return reply._replace(body=reply.body[: max(1, len(reply.body) // 2)])
         if service != "drs":
             return reply
-        if scope_key in config.missing_items_scopes:
-            return reply._replace(body=b"{}")
         token = params.get("nextToken")
+        shapes = (config.missing_items_scopes, config.null_fields_scopes, config.empty_page_scopes)
+        if any(in_scopes(scope_key, scopes) for scopes in shapes):
+            reply = _reshape(operation, scope_key, token, config, reply)
         if scope_key in config.repeated_token_scopes and operation == "DescribeRecoveryInstances" and token:
             body = json.loads(reply.body)
             body["nextToken"] = token
@@ -340,3 +355,35 @@ class FaultInjector:
             bucket.tokens -= 1.0
             return True
         return False
+
+
+def in_scopes(scope_key: str, scopes: tuple[str, ...]) -> bool:
+    """Whether ``scope_key`` ("account#region") is listed, itself or as "*#region"."""
+    return scope_key in scopes or f"*#{scope_key.partition('#')[2]}" in scopes
+
+
+# Optional members of DRS's describe items that ``null_fields_scopes`` answers as null.
+NULL_RECOVERY_INSTANCE_FIELDS = ("jobID", "tags", "failback", "pointInTimeSnapshotDateTime", "originEnvironment")
+NULL_SOURCE_SERVER_FIELDS = ("tags", "stagingArea", "sourceProperties", "lifeCycle", "sourceCloudProperties")
+# The last id an empty first page's token carries: it sorts before every id, so the page the
+# token asks for is the listing's real first page (``pagination.page``).
+EMPTY_PAGE_LAST_ID = "!"
+
+
+def _reshape(operation: str, scope_key: str, token: Any, config: FaultConfig, reply: Reply) -> Reply:
+    """A DRS describe answer in the shapes the scope's switches ask for (see ``FaultConfig``)."""
+    from .pagination import encode_token
+
+    body = json.loads(reply.body)
+    if in_scopes(scope_key, config.empty_page_scopes) and operation == "DescribeRecoveryInstances" and not token:
+        body = {"nextToken": encode_token(operation, scope_key, EMPTY_PAGE_LAST_ID)}
+    if in_scopes(scope_key, config.null_fields_scopes):
+        nulls = NULL_RECOVERY_INSTANCE_FIELDS if operation == "DescribeRecoveryInstances" else NULL_SOURCE_SERVER_FIELDS
+        for item in body.get("items") or ():
+            item.update(dict.fromkeys(nulls))
+        if not body.get("items"):
+            body["items"] = None
+        body.setdefault("nextToken", None)
+    if in_scopes(scope_key, config.missing_items_scopes) and not body.get("items"):
+        body.pop("items", None)
+    return reply._replace(body=json.dumps(body).encode())

@@ -8,6 +8,7 @@ import secrets
 import string
 import threading
 from dataclasses import dataclass, replace
+from typing import Any
 
 from .errors import AwsError
 from .ids import parse_amz_date
@@ -26,6 +27,19 @@ class SessionCredentials:
     role_name: str
     session_name: str
     role_id: str
+    # The AssumeRole's inline session policy (syncengine's sessions pass one), None: none passed.
+    policy: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AssumedRole:
+    """What one AssumeRole asked for: the session name and the session policy, as given."""
+
+    account_id: str
+    role_name: str
+    session_name: str
+    policy: str | None
+    access_key_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +88,7 @@ class CredentialStore:
         self.hub_account_id = hub_account_id
         self._lock = threading.Lock()
         self._sessions: dict[str, SessionCredentials] = {}
+        self._assumed: list[AssumedRole] = []
         self._hub = Identity(
             account_id=hub_account_id,
             arn=f"arn:aws:iam::{hub_account_id}:user/simulator-operator",
@@ -81,7 +96,15 @@ class CredentialStore:
         )
 
     def issue(
-        self, account_id: str, role_name: str, session_name: str, duration: float, now: float
+        self,
+        account_id: str,
+        role_name: str,
+        session_name: str,
+        duration: float,
+        now: float,
+        *,
+        policy_text: str | None = None,
+        policy: dict[str, Any] | None = None,
     ) -> SessionCredentials:
         session = SessionCredentials(
             access_key_id="ASIA" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16)),
@@ -92,10 +115,18 @@ class CredentialStore:
             role_name=role_name,
             session_name=session_name,
             role_id="AROA" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(17)),
+            policy=policy,
         )
+        record = AssumedRole(account_id, role_name, session_name, policy_text, session.access_key_id)
         with self._lock:
             self._sessions[session.access_key_id] = session
+            self._assumed.append(record)
         return session
+
+    def assumed_roles(self) -> list[AssumedRole]:
+        """Every AssumeRole that issued a session, in order: its session name and policy."""
+        with self._lock:
+            return list(self._assumed)
 
     def expire_all(self) -> int:
         """End every issued session now (tests of credential refresh). Returns how many."""

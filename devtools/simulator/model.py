@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .ids import iso_z
+from .regions import partition_of
 
 EC2_STATE_CODES = {
     "pending": 0,
@@ -173,7 +174,8 @@ class RecoveryInstance:
     json: bytes | None = None
 
     def arn(self) -> str:
-        return f"arn:aws:drs:{self.region}:{self.account_id}:recovery-instance/{self.recovery_instance_id}"
+        partition = partition_of(self.region)
+        return f"arn:{partition}:drs:{self.region}:{self.account_id}:recovery-instance/{self.recovery_instance_id}"
 
     @property
     def mac(self) -> str:
@@ -249,7 +251,8 @@ class SourceServer:
     json: bytes | None = None
 
     def arn(self) -> str:
-        return f"arn:aws:drs:{self.region}:{self.account_id}:source-server/{self.source_server_id}"
+        partition = partition_of(self.region)
+        return f"arn:{partition}:drs:{self.region}:{self.account_id}:source-server/{self.source_server_id}"
 
     @property
     def mac(self) -> str:
@@ -282,7 +285,7 @@ class SourceServer:
         }
         if self.extended:
             staging["stagingSourceServerArn"] = (
-                f"arn:aws:drs:{self.region}:{self.staging_account_id}:source-server/{self.source_server_id}"
+                f"arn:{partition_of(self.region)}:drs:{self.region}:{self.staging_account_id}:source-server/{self.source_server_id}"
             )
         item: dict[str, Any] = {
             "sourceServerID": self.source_server_id,
@@ -358,7 +361,7 @@ class Job:
     json: bytes | None = None
 
     def arn(self) -> str:
-        return f"arn:aws:drs:{self.region}:{self.account_id}:job/{self.job_id}"
+        return f"arn:{partition_of(self.region)}:drs:{self.region}:{self.account_id}:job/{self.job_id}"
 
     def to_wire(self, status: str | None = None) -> dict[str, Any]:
         item: dict[str, Any] = {

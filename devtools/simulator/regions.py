@@ -58,11 +58,18 @@ OPT_IN = (
     "me-south-1",
     "mx-central-1",
 )
-ALL_REGIONS = ALWAYS_ENABLED + OPT_IN
+# AWS GovCloud (US), partition aws-us-gov: both regions enabled for every GovCloud account.
+GOVCLOUD = ("us-gov-east-1", "us-gov-west-1")
+ALL_REGIONS = ALWAYS_ENABLED + OPT_IN + GOVCLOUD
 
 OPT_IN_NOT_REQUIRED = "opt-in-not-required"
 OPTED_IN = "opted-in"
 NOT_OPTED_IN = "not-opted-in"
+
+
+def partition_of(region: str) -> str:
+    """The partition of a simulated region: GovCloud's, else the commercial one."""
+    return "aws-us-gov" if region in GOVCLOUD else "aws"
 
 
 def is_opt_in(region: str) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import drs, ec2, sts
+from . import drs, ec2, policy, sts
 from .calls import SUCCESS, CallCounter
 from .config import EstateConfig
 from .context import Backend, Call, Reply
@@ -57,6 +57,7 @@ class Simulator:
             ("GET", "/_simulator/health"): self._health,
             ("GET", "/_simulator/estate"): self._get_estate,
             ("GET", "/_simulator/calls"): self._get_calls,
+            ("GET", "/_simulator/sessions"): self._get_sessions,
             ("POST", "/_simulator/calls/reset"): self._reset_calls,
             ("GET", "/_simulator/faults"): self._get_faults,
             ("POST", "/_simulator/faults"): self._post_faults,
@@ -159,6 +160,11 @@ class Simulator:
                 # AWS does not recognise an account's credentials in a region it has not enabled.
                 raise auth_error(scope.service, "invalid")
             faults.check_permission(scope.service, operation, identity.session is not None)
+            session = identity.session
+            if session is not None and session.policy is not None:
+                action = f"{scope.service}:{operation}"
+                if not policy.allows(session.policy, action):
+                    raise policy.denied(scope.service, action, identity.arn)
             faults.check(scope.service, account_id, scope.region, time.monotonic())
             call = Call(scope.service, operation, identity, scope.region, request_id, now, self.backend)
             reply: Reply = faults.tamper(
@@ -204,6 +210,15 @@ class Simulator:
 
     async def _get_calls(self, request: web.BaseRequest) -> web.Response:
         return _json_response(self.calls.snapshot())
+
+    async def _get_sessions(self, request: web.BaseRequest) -> web.Response:
+        """Every AssumeRole that issued a session: account, role, session name, session policy."""
+        return _json_response(
+            [
+                {"accountId": a.account_id, "roleName": a.role_name, "sessionName": a.session_name, "policy": a.policy}
+                for a in self.credentials.assumed_roles()
+            ]
+        )
 
     async def _reset_calls(self, request: web.BaseRequest) -> web.Response:
         self.calls.reset()

@@ -10,13 +10,17 @@ from urllib.parse import parse_qsl
 
 from .context import Call, Reply
 from .errors import AwsError
+from .policy import parse_policy
+from .regions import partition_of
 
 NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 MIN_DURATION = 900
 # The default MaxSessionDuration of an IAM role.
 MAX_DURATION = 3600
-_ROLE_ARN = re.compile(r"^arn:aws:iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]+)$")
+_ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\w+=,.@-]+)$")
 _XML_HEADERS = {"Content-Type": "text/xml"}
+# RoleSessionName: 2 to 64 characters of [\w+=,.@-] (API_AssumeRole).
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 
 
 def parse(body: bytes) -> tuple[str, dict[str, str]]:
@@ -50,6 +54,14 @@ def assume_role(call: Call, params: dict[str, str]) -> Reply:
     session_name = params.get("RoleSessionName", "")
     if not role_arn or not session_name:
         raise AwsError("ValidationError", "RoleArn and RoleSessionName are required")
+    if not _SESSION_NAME.fullmatch(session_name):
+        raise AwsError(
+            "ValidationError",
+            f"1 validation error detected: Value '{session_name}' at 'roleSessionName' failed to satisfy "
+            "constraint: Member must have length 2 to 64 and match [\\w+=,.@-]*",
+        )
+    policy_text = params.get("Policy")
+    policy = parse_policy(policy_text) if policy_text is not None else None
     try:
         duration = int(params.get("DurationSeconds", MAX_DURATION))
     except ValueError:
@@ -69,7 +81,10 @@ def assume_role(call: Call, params: dict[str, str]) -> Reply:
     match = _ROLE_ARN.match(role_arn)
     if match is None:
         raise AwsError("ValidationError", f"{role_arn} is not a valid role ARN")
-    account_id, role_name = match.groups()
+    partition, account_id, role_name = match.groups()
+    if partition != partition_of(call.region):
+        # STS of one partition knows no role of another (a commercial ARN in GovCloud).
+        raise AwsError("ValidationError", f"{role_arn} is not a role ARN of partition {partition_of(call.region)}")
     backend = call.backend
     account = backend.estate.account(account_id)
     # One answer for every mismatch, as IAM does not say which condition of the trust failed.
@@ -80,11 +95,13 @@ def assume_role(call: Call, params: dict[str, str]) -> Reply:
         or backend.faults.is_denied(account_id)
     ):
         raise denied
-    session = backend.credentials.issue(account_id, role_name, session_name, duration, time.time())
+    session = backend.credentials.issue(
+        account_id, role_name, session_name, duration, time.time(), policy_text=policy_text, policy=policy
+    )
     expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(session.expiration))
     result = (
         f"<AssumedRoleUser><AssumedRoleId>{session.role_id}:{_esc(session_name)}</AssumedRoleId>"
-        f"<Arn>arn:aws:sts::{account_id}:assumed-role/{role_name}/{_esc(session_name)}</Arn></AssumedRoleUser>"
+        f"<Arn>arn:{partition}:sts::{account_id}:assumed-role/{role_name}/{_esc(session_name)}</Arn></AssumedRoleUser>"
         f"<Credentials><AccessKeyId>{session.access_key_id}</AccessKeyId>"
         f"<SecretAccessKey>{session.secret_access_key}</SecretAccessKey>"
         f"<SessionToken>{session.session_token}</SessionToken>"

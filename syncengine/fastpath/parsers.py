@@ -169,13 +169,30 @@ class FastEC2QueryParser(AioEC2QueryParser):
 
 
 class FastRestJSONParser(AioRestJSONParser):
+    """DRS's describes decoded once, and every rest-json answer strict: a 2xx body that is not a
+    JSON object is a ``ResponseParserError``. botocore turns an undecodable body into
+    ``{"message": body}`` and then an answer without a single member, which a describe would read
+    as an empty page (a missing ``items`` is one: DRS's model does not require it)."""
+
     async def parse(self, response: dict[str, Any], shape: Any) -> Any:
-        if shape is not None and shape.name in FAST_JSON_SHAPES and response["status_code"] < ERROR_STATUS:
+        body = response["body"]
+        # Only a JSON document body: not an output whose payload is a member (Lambda's Invoke
+        # streams its Payload), nor a body still to be read.
+        if (
+            shape is not None
+            and response["status_code"] < ERROR_STATUS
+            and shape.members
+            and not shape.serialization.get("payload")
+            and isinstance(body, bytes | bytearray)
+        ):
             try:
-                parsed = json_members(response["body"], shape)
-            except FAST_PATH_FAILURES as exc:
-                note_fallback(shape.name, exc)
-            else:
+                decoded = json.loads(body or b"")
+            except ValueError as exc:
+                raise ResponseParserError(f"{shape.name}: the body is not JSON: {str(exc)[:200]}") from exc
+            if not isinstance(decoded, dict):
+                raise ResponseParserError(f"{shape.name}: the body is not a JSON object")
+            if shape.name in FAST_JSON_SHAPES:
+                parsed = {key: value for key, value in decoded.items() if key in shape.members}
                 parsed["ResponseMetadata"] = _metadata(response)
                 return parsed
         try:

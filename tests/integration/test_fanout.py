@@ -100,6 +100,7 @@ def test_fanout_workers_fill_the_cache_and_the_last_writes_the_summary(sqs: Any,
         "scopes": scope_count(sim),
         "finished": scope_count(sim),
         "startedAt": started.started_at,
+        "parts": 1,  # all six scopes in one part of the run record
         "stale": False,
     }
     # The workers' slices of the full run are not scoped syncs: no lastScopedSync appears.
@@ -348,3 +349,87 @@ def test_fanout_second_delivery_of_a_message_gives_way_instead_of_syncing_again(
     counted = asyncio.run(get_sync_status(settings)).to_dict()["fanoutRun"]["finished"]
     assert counted == len(scopes)
     assert any(result.failed_message_ids for result in results)  # the copy that gave way comes back
+
+
+def test_fanout_sweep_that_fails_after_taking_the_lease_releases_it(estate: Any, monkeypatch: Any) -> None:
+    """A sweep that fails once it holds the full-sync lease (here the run record cannot be
+    written) gives the lease back: the next schedule runs instead of answering "already running"
+    for ``stale_after_seconds``."""
+    from syncengine.errors import AwsError
+    from syncengine.fanout_runs import FanoutRuns
+
+    _sim, settings = estate
+    real = FanoutRuns.start_fanout_run
+
+    async def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise AwsError("the status table refused the run record", code="InternalServerError")
+
+    monkeypatch.setattr(FanoutRuns, "start_fanout_run", refuse)
+    with pytest.raises(AwsError):
+        asyncio.run(sync_all(settings))
+
+    async def holder() -> Any:
+        async with open_runtime(settings) as rt:
+            return await rt.status.full_sync_holder()
+
+    assert asyncio.run(holder()) is None
+    monkeypatch.setattr(FanoutRuns, "start_fanout_run", real)
+    assert asyncio.run(sync_all(settings)).scopes_enqueued > 0  # no SYNC_IN_PROGRESS
+
+
+def test_fanout_run_of_several_parts_counts_every_scope_and_finishes(
+    sqs: Any, queue: WorkQueue, estate: Any, monkeypatch: Any
+) -> None:
+    """Parts of two scopes (one message each here): each part counts its own scopes, the run
+    record only the parts' totals; the last part finishes the run, every scope counted once."""
+    import syncengine.fanout_groups as fanout_module
+
+    monkeypatch.setattr(fanout_module, "FANOUT_PART_SCOPES", 2)
+    sim, settings = estate
+
+    started = asyncio.run(sync_all(settings))
+    again = work(sqs, queue)
+
+    assert started.scopes_enqueued == scope_count(sim)
+    assert all(not o.failed for o in again)
+    status = asyncio.run(get_sync_status(settings)).to_dict()
+    assert status["status"] == "healthy"
+    assert status["fanoutRun"]["finished"] == scope_count(sim)
+    assert status["fanoutRun"]["parts"] == scope_count(sim) // 2
+    assert status["scopesSynced"] == scope_count(sim)
+
+
+def test_fanout_part_whose_report_was_lost_is_reported_by_a_redelivery(estate: Any, monkeypatch: Any) -> None:
+    """The worker that counted a part's last scope died before adding the part to the run record:
+    the message comes back, its count is refused (counted already), and the part's finished
+    counts go to the run record then, once; the run finishes."""
+    from syncengine.errors import AwsError
+    from syncengine.fanout import finish_scope
+    from syncengine.fanout_runs import FanoutRuns
+
+    _sim, settings = estate
+    run = "0123456789abcdef"
+    first, last = (ScopeResult(Scope("111111111111", r), ScopeOutcome.SUCCESS) for r in REGIONS)
+    real = FanoutRuns._report_part
+
+    async def dies(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise AwsError("the worker's invocation ended here", code="Timeout")
+
+    async def count() -> tuple[Any, Any]:
+        async with open_runtime(settings) as rt:
+            await rt.status.start_fanout_run(run, 2, "2026-01-01T00:00:00Z", parts={0: 2})
+            await finish_scope(rt, (run,), first)
+            monkeypatch.setattr(FanoutRuns, "_report_part", dies)
+            with pytest.raises(AwsError):
+                await finish_scope(rt, (run,), last)
+            monkeypatch.setattr(FanoutRuns, "_report_part", real)
+            unfinished = await rt.status.fanout_run(consistent=True)
+            await finish_scope(rt, (run,), last)  # SQS delivers the message again
+            await finish_scope(rt, (run,), last)  # and once more: nothing more to add
+            return unfinished, await rt.status.fanout_run(consistent=True)
+
+    unfinished, record = asyncio.run(count())
+    assert (unfinished["remaining"], unfinished["finished"]) == (2, 2)  # the part's count shows
+    assert (record["remaining"], record["finished"], record["scopesSynced"]) == (0, 2, 2)
+    summary = asyncio.run(get_sync_status(settings)).to_dict()
+    assert summary["scopesSynced"] == 2

@@ -290,3 +290,52 @@ async def test_sync_all_deadline_during_setup_is_not_reported_as_success(ddb_fas
     assert report.errors, "the report must say why nothing was synced"
     status = await get_sync_status(settings)
     assert status.last_run_status != RunStatus.SUCCESS.value
+
+
+async def test_scoped_sync_deadline_covers_its_setup(ddb_fast, make_simulator, monkeypatch) -> None:
+    """An API scoped sync's deadline counts from the request, not from the run: a setup that
+    hangs (here the scope's check against the target accounts) ends at the deadline with a
+    DeadlineExceeded report, never past API Gateway's limit."""
+    from syncengine import engine
+
+    sim = make_simulator(accounts=1, regions=("us-east-1",), instances_per_scope=2, seed=27)
+    settings = engine_settings(ddb_fast, sim)
+    await seed(settings, sim.estate)
+
+    async def hanging(*args, **kwargs):
+        await anyio.sleep(60)
+
+    monkeypatch.setattr(engine, "require_configured_scope", hanging)
+    started = anyio.current_time()
+    with anyio.fail_after(10):
+        report = await sync_all(
+            settings.with_changes(deadline_seconds=1.0), account_id=sim.estate.hub_account_id, region="us-east-1"
+        )
+
+    assert anyio.current_time() - started < 3
+    assert report.status is RunStatus.FAILED
+    assert [e.error_type for e in report.errors] == ["DeadlineExceeded"]
+
+
+async def test_scoped_sync_shielded_cleanup_is_bounded(ddb_fast, make_simulator, monkeypatch) -> None:
+    """The run's shielded cleanup (status, lease, metrics) gets ``cleanup_seconds`` after the
+    deadline, not a fixed 15 s: deadline plus cleanup is the whole budget of an API request."""
+    from syncengine import run as run_module
+
+    sim = make_simulator(accounts=1, regions=("us-east-1",), instances_per_scope=2, seed=28)
+    settings = engine_settings(ddb_fast, sim)
+    await seed(settings, sim.estate)
+
+    async def slow_finish(*args, **kwargs):
+        await anyio.sleep(60)
+
+    monkeypatch.setattr(run_module, "finish_run", slow_finish)
+    started = anyio.current_time()
+    with anyio.fail_after(10):
+        await sync_all(
+            settings.with_changes(deadline_seconds=1.0, cleanup_seconds=0.5),
+            account_id=sim.estate.hub_account_id,
+            region="us-east-1",
+        )
+
+    assert anyio.current_time() - started < 3

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from syncengine.engine import open_runtime, sync_all
 from syncengine.models import Scope, ScopeOutcome
 from syncengine.store import CachedEntry
@@ -44,21 +42,58 @@ async def assert_only_east_failed(settings: Any, before: dict[str, Any], error_t
     assert of_region(await cache_items(settings), "us-east-1") == of_region(before, "us-east-1")
 
 
-@pytest.mark.parametrize(
-    ("fault", "error_type"),
-    [
-        pytest.param("malformedScopes", "MissingItems", id="truncated-body"),
-        pytest.param("missingItemsScopes", "MissingItems", id="body-without-items"),
-    ],
-)
-async def test_sync_all_untrustworthy_drs_body_fails_only_its_scope(ddb, make_simulator, fault, error_type) -> None:
-    """A 2xx DRS answer that is truncated, or lacks ``items``, is not "zero instances": its scope
-    fails with a clear errorType and keeps every record; the other region syncs."""
+async def test_sync_all_truncated_drs_body_fails_only_its_scope(ddb, make_simulator) -> None:
+    """A 2xx DRS answer cut mid-body is not "zero instances" (botocore alone would parse it as an
+    answer without members, now an empty page): its scope fails as ``ResponseParseError`` and
+    keeps every record; the other region syncs."""
     sim, settings, hub = await synced_then_emptied(ddb, make_simulator)
     before = await cache_items(settings)
-    sim.set_faults(**{fault: [f"{hub}#us-east-1"]})
+    sim.set_faults(malformedScopes=[f"{hub}#us-east-1"])
 
-    await assert_only_east_failed(settings, before, error_type)
+    await assert_only_east_failed(settings, before, "ResponseParseError")
+
+
+async def test_sync_all_drs_answer_without_items_is_an_empty_page(ddb, make_simulator) -> None:
+    """DRS's model does not require ``items``: an empty scope answered ``{}`` is empty and
+    successful (its records go), as ``{"items": []}`` is; never a failed scope."""
+    sim, settings, _hub = await synced_then_emptied(ddb, make_simulator)
+    sim.set_faults(missingItemsScopes=["*#us-east-1"])
+
+    report = await sync_all(settings)
+
+    assert report.scopes_failed == 0
+    assert of_region(await cache_items(settings), "us-east-1") == {}
+    assert of_region(await cache_items(settings), "us-west-2")
+
+
+async def test_sync_all_tolerates_null_fields_and_a_null_item_list(ddb, make_simulator) -> None:
+    """Optional members answered ``null`` (tags, jobID, failback, the staging area, a last page's
+    ``nextToken``) and an empty page's ``"items": null``: every scope syncs."""
+    sim, settings, hub = await synced_then_emptied(ddb, make_simulator)
+    sim.set_faults(nullFieldsScopes=[f"{hub}#us-east-1", f"{hub}#us-west-2"])
+
+    report = await sync_all(settings)
+
+    assert report.scopes_failed == 0
+    cached = await cache_items(settings)
+    assert of_region(cached, "us-east-1") == {}
+    west = of_region(cached, "us-west-2")
+    assert len(west) == 12 and all(item["recoveryInstanceId"] and item["ec2InstanceId"] for item in west.values())
+
+
+async def test_sync_all_follows_the_token_of_an_empty_page(ddb, make_simulator) -> None:
+    """An empty first page without ``items`` but with a ``nextToken`` is not the end of the
+    listing: the instances on the next page are cached, none deleted."""
+    sim = make_simulator(accounts=1, regions=REGIONS, instances_per_scope=5, seed=32)
+    settings = engine_settings(ddb, sim)
+    await seed(settings, sim.estate)
+    sim.set_faults(emptyPageScopes=["*#us-east-1"])
+
+    report = await sync_all(settings)
+
+    assert report.scopes_failed == 0
+    assert len(of_region(await cache_items(settings), "us-east-1")) == 5
+    assert sim.calls.count("drs", "DescribeRecoveryInstances", region="us-east-1") == 2
 
 
 async def test_sync_all_malformed_ec2_body_fails_only_its_scope(ddb, make_simulator) -> None:

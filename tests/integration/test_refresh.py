@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -230,6 +232,25 @@ def test_refresh_failback_event_finds_its_server_through_the_cache(sim: Any, syn
     assert cache(synced)[server]["name"] == "failed-back"
 
 
+def test_refresh_failback_event_in_the_ri_form_is_accepted_and_mapped(sim: Any, synced: SyncSettings) -> None:
+    """AWS's sample failback event names ``recovery-instance/ri-...``: acknowledged, never
+    rejected; the cache maps the ``i-`` form of the same suffix to its server."""
+    account = targets(sim)[0]
+    server, instance = sorted(live(sim, account).items())[3]
+    sim.estate.update_ec2(instance["ec2InstanceID"], name="failed-back-ri")
+    sim.events(drain=True)
+    event = load_event("eventbridge_drs_failback_state_change_ri")
+    event.update(account=account, region=REGION)
+    suffix = instance["recoveryInstanceID"].removeprefix("i-")
+    event["resources"] = [f"arn:aws:drs:{REGION}:{account}:recovery-instance/ri-{suffix}"]
+
+    summary = lambda_handler(event, FakeLambdaContext())
+
+    assert summary["rejectedMessages"] == 0
+    assert summary["scopes"][0]["serverIds"] == [server]
+    assert cache(synced)[server]["name"] == "failed-back-ri"
+
+
 def test_refresh_event_of_an_unconfigured_account_is_acknowledged(sim: Any, synced: SyncSettings) -> None:
     event = load_event("eventbridge_drs_launch_result")  # account 111122223333 is no target
 
@@ -266,3 +287,114 @@ def test_refresh_wave_launch_events_bring_the_wave_into_the_cache_attributed_by_
     records = {i["recoveryInstanceId"]: i for i in cache(synced).values() if i["recoveryInstanceId"] in launched}
     assert set(records) == launched
     assert {(r["sourceExecutionId"], r["attribution"]) for r in records.values()} == {("exec-wave", "job")}
+
+
+# -- a scope busy with another sync ----------------------------------------------------------------
+
+
+def hold_scope_lease(settings: SyncSettings, scope: Scope, *, whole_scope: bool) -> None:
+    """What a sweep's scope sync does first: take the scope's lease (here held on and on)."""
+
+    async def hold() -> None:
+        async with open_runtime(settings) as rt:
+            assert await rt.status.acquire_scope_lease(scope, "sweep-run", wait=0, whole_scope=whole_scope)
+
+    asyncio.run(hold())
+
+
+def emitted_sync_errors(capsys: Any) -> list[int]:
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"SyncErrors"' in line]
+    return [sum(line["SyncErrors"]) for line in lines]
+
+
+def test_refresh_busy_with_a_sweep_that_read_after_the_event_is_satisfied(
+    sim: Any, synced: SyncSettings, capsys: Any
+) -> None:
+    """The sweep took the scope's lease after the event happened: its fresh read covers the
+    event. Acknowledged at once (no retry, no DRS call, no SyncErrors), never a failed scope."""
+    dependencies.configure(settings=synced.with_changes(emit_metrics=True))
+    account = targets(sim)[0]
+    _server, instance = sorted(live(sim, account).items())[0]
+    sim.estate.update_ec2(instance["ec2InstanceID"], state="stopped")
+    (event,) = sim.events(drain=True)
+    event["time"] = "2020-01-01T00:00:00Z"  # long before the sweep's lease
+    hold_scope_lease(synced, Scope(account, REGION), whole_scope=True)
+    capsys.readouterr()
+
+    answer = lambda_handler(sqs_batch(event), FakeLambdaContext())
+
+    assert answer["batchItemFailures"] == []
+    assert drs_calls(sim, "DescribeRecoveryInstances") == 0
+    assert sum(emitted_sync_errors(capsys)) == 0
+
+
+def test_refresh_busy_with_a_sync_that_read_before_the_event_comes_back_soon(
+    sim: Any, synced: SyncSettings, moto_endpoint: str, capsys: Any
+) -> None:
+    """The holder read the scope before the event (or syncs only some servers): the message is
+    not a failure (no SyncErrors) and comes back in ``busy_retry_seconds`` (SQS
+    ChangeMessageVisibility), not after the queue's 10-minute visibility timeout."""
+    import boto3
+
+    from devtools.event_source import create_work_queue
+
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name=REGION)
+    queue = create_work_queue(sqs, f"busy-{uuid.uuid4().hex[:8]}", visibility_timeout_s=600)
+    settings = synced.with_changes(
+        emit_metrics=True, busy_retry_seconds=1, endpoint_urls=(*synced.endpoint_urls, ("sqs", moto_endpoint))
+    )
+    dependencies.configure(settings=settings)
+    account = targets(sim)[0]
+    hold_scope_lease(settings, Scope(account, REGION), whole_scope=True)  # before the event
+    _server, instance = sorted(live(sim, account).items())[0]
+    sim.estate.update_ec2(instance["ec2InstanceID"], state="stopped")
+    (event,) = sim.events(drain=True)
+    sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(event))
+    (message,) = sqs.receive_message(QueueUrl=queue.url, AttributeNames=["All"])["Messages"]
+    record = {
+        **load_event("sqs_refresh_batch")["Records"][0],
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "eventSourceARN": queue.arn,
+    }
+    record["attributes"] = {**record["attributes"], "SentTimestamp": message["Attributes"]["SentTimestamp"]}
+    capsys.readouterr()
+
+    answer = lambda_handler({"Records": [record]}, FakeLambdaContext())
+
+    assert answer["batchItemFailures"] == [{"itemIdentifier": message["MessageId"]}]
+    assert sum(emitted_sync_errors(capsys)) == 0
+    time.sleep(1.5)
+    again = sqs.receive_message(QueueUrl=queue.url, WaitTimeSeconds=2).get("Messages") or []
+    assert [m["MessageId"] for m in again] == [message["MessageId"]]
+
+
+def test_refresh_batch_deadline_bounds_the_work_before_the_scopes_syncs(
+    sim: Any, synced: SyncSettings, monkeypatch: Any
+) -> None:
+    """The batch's deadline covers its own reads before the per-scope runs (here the target
+    accounts, stuck): the refresh answers in time, the scope failed (its message comes back),
+    nothing written."""
+    import anyio
+
+    from syncengine import refresh as refresh_module
+    from syncengine.refresh import RefreshMessage, RefreshStatus, refresh
+
+    async def stuck(*args: Any, **kwargs: Any) -> Any:
+        await anyio.sleep(60)
+
+    monkeypatch.setattr(refresh_module, "load_targets", stuck)
+    account = targets(sim)[0]
+    message = RefreshMessage("m0", {"accountId": account, "region": REGION, "reason": "manual"})
+
+    async def bounded() -> Any:
+        with anyio.fail_after(6):
+            return await refresh(synced.with_changes(deadline_seconds=2.0), [message])
+
+    started = time.monotonic()
+    result = asyncio.run(bounded())
+
+    assert time.monotonic() - started < 4
+    assert [s.status for s in result.scopes] == [RefreshStatus.FAILED]
+    assert result.failed_message_ids == ["m0"]

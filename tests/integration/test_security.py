@@ -4,6 +4,7 @@ real sync, ids validated before any call, and DynamoDB expressions built only fr
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
 from devtools.faultproxy import DynamoFaultProxy, RecordedRequest
+from syncengine.accounts import load_targets
 from syncengine.engine import (
     get_cached_records,
     get_records_by_execution,
@@ -23,10 +25,12 @@ from syncengine.engine import (
     sync_all,
     sync_scope,
 )
-from syncengine.errors import InvalidRequestError
+from syncengine.errors import AccessDeniedError, InvalidRequestError
 from syncengine.logging import configure_logging
 from syncengine.models import RunStatus
 from syncengine.plans import check_existing_instances
+from syncengine.retry import CallContext
+from syncengine.sessions import SessionPurpose
 from syncengine.terminate import terminate_execution_instances
 from syncengine.waves import sync_wave
 from tests.fixtures.simulator import HUB_SECRET_ACCESS_KEY, NO_RETRY, client_kwargs
@@ -110,6 +114,71 @@ async def test_sync_all_uses_the_external_id_from_the_target_accounts_table(ddb_
     failed = {(e.account_id, e.error_type) for e in report.errors}
     assert failed == {(wrong, "AccessDenied"), (missing, "AccessDenied")}
     assert report.scopes_synced == 2  # the hub's two regions
+
+
+# -- least privilege per session -------------------------------------------------------------------
+
+
+def policy_actions(policy: str | None) -> set[str]:
+    assert policy is not None, "every AssumeRole passes a session policy"
+    document = json.loads(policy)
+    return {
+        a for st in document["Statement"] for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+    }
+
+
+async def test_sync_sessions_are_describe_only_and_named_after_caller_and_purpose(ddb_moto, make_simulator) -> None:
+    """Each sync AssumeRole passes a describe-only session policy and a session name that says
+    who and why (``ris-<function>-sync``), so CloudTrail names the caller."""
+    sim = make_simulator(seed=74, **ESTATE)
+    settings = engine_settings(ddb_moto, sim, caller="drs-orchestration-refresh-prod")
+    await seed(settings, sim.estate)
+
+    report = await sync_all(settings)
+
+    assert report.status is RunStatus.SUCCESS
+    assumed = sim.credentials.assumed_roles()
+    assert len(assumed) == 2
+    for role in assumed:
+        assert role.session_name == "ris-drs-orchestration-refresh-prod-sync"
+        actions = policy_actions(role.policy)
+        assert actions and all(a.split(":")[1].startswith("Describe") for a in actions)
+
+
+async def test_sync_session_cannot_terminate_and_terminate_session_is_apart(ddb_moto, make_simulator) -> None:
+    """The session policy is enforced (effective permissions are the intersection): a sync
+    session's TerminateRecoveryInstances is denied even though the role allows it; the terminate
+    path's session, cached apart in the same run, is named apart and may terminate."""
+    sim = make_simulator(seed=75, **ESTATE)
+    settings = engine_settings(ddb_moto, sim, caller="data-management")
+    await seed(settings, sim.estate)
+    account = next(a for a in sim.estate.accounts if not a.is_hub)
+    victim = next(iter(sim.estate.recovery_instances(account.account_id, "us-east-1")))["recoveryInstanceID"]
+
+    async with open_runtime(settings) as rt:
+        (target,) = [t for t in await load_targets(rt.aws, rt.dynamo, settings) if t.account_id == account.account_id]
+        sync_drs = await rt.aws.client("drs", "us-east-1", target)
+        with pytest.raises(AccessDeniedError):
+            await rt.aws.call(
+                sync_drs,
+                "terminate_recovery_instances",
+                CallContext("drs:TerminateRecoveryInstances", account.account_id, "us-east-1"),
+                recoveryInstanceIDs=[victim],
+            )
+        terminate_drs = await rt.aws.client("drs", "us-east-1", target, SessionPurpose.TERMINATE)
+        answer = await rt.aws.call(
+            terminate_drs,
+            "terminate_recovery_instances",
+            CallContext("drs:TerminateRecoveryInstances", account.account_id, "us-east-1"),
+            recoveryInstanceIDs=[victim],
+        )
+
+    assert answer["job"]["jobID"]
+    names = [r.session_name for r in sim.credentials.assumed_roles()]
+    assert names == ["ris-data-management-sync", "ris-data-management-terminate"]
+    terminate_policy = policy_actions(sim.credentials.assumed_roles()[1].policy)
+    assert "drs:TerminateRecoveryInstances" in terminate_policy
+    assert "drs:TerminateRecoveryInstances" not in policy_actions(sim.credentials.assumed_roles()[0].policy)
 
 
 # -- secrets in logs -------------------------------------------------------------------------------

@@ -107,3 +107,23 @@ async def test_aws_preloaded_models_leave_the_first_clients_nothing_to_load(monk
     # Only the cheap probes for optional extras are left; no model or rule set is read again.
     assert [path for path in loaded if path.endswith(("/service-2", "/endpoint-rule-set-1"))] == []
     assert any(path.endswith("/ec2/2016-11-15/service-2.sdk-extras") for path in loaded)
+
+
+def test_drs_regions_are_the_hub_partition_s() -> None:
+    """From botocore's partition data: a commercial hub knows no GovCloud region, a GovCloud hub
+    only GovCloud's; role ARNs carry the partition."""
+    from syncengine.aws import drs_regions, hub_partition, partition_of, role_arn_for
+
+    assert hub_partition({"AWS_REGION": "us-gov-west-1"}) == "aws-us-gov"
+    assert hub_partition({"AWS_DEFAULT_REGION": "eu-west-1"}) == "aws"
+    assert drs_regions("aws-us-gov") == {"us-gov-east-1", "us-gov-west-1"}
+    assert "us-east-1" in drs_regions("aws") and not drs_regions("aws") & drs_regions("aws-us-gov")
+    assert drs_regions() == drs_regions("aws")  # the tests' hub is us-east-1
+    assert partition_of("us-gov-east-1") == "aws-us-gov" and partition_of("nowhere-1") == "aws"
+    assert role_arn_for("111122223333", "R", "aws-us-gov") == "arn:aws-us-gov:iam::111122223333:role/R"
+
+
+def test_govcloud_regions_are_not_opt_in_regions() -> None:
+    from syncengine.regions import is_opt_in_region
+
+    assert not is_opt_in_region("us-gov-west-1") and not is_opt_in_region("us-gov-east-1")

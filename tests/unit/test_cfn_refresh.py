@@ -127,6 +127,7 @@ def test_cfn_refresh_role_grants_exactly_what_the_refresh_calls() -> None:
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
+        "sqs:ChangeMessageVisibility",  # a busy scope's message comes back soon
         "dynamodb:GetItem",
         "dynamodb:BatchGetItem",
         "dynamodb:Query",

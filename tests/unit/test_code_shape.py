@@ -1,4 +1,6 @@
-"""The product's shape, as a newcomer reads it: small modules, short functions."""
+"""The product's shape, as a newcomer reads it: short functions. Modules have no line cap: a
+concept that needs several files becomes a subpackage (STYLE.md), never name-prefixed siblings
+split to meet a number."""
 
 from __future__ import annotations
 
@@ -8,14 +10,8 @@ import pytest
 
 from tests.cfn_yaml import ROOT
 
-MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 50
 PRODUCT_FILES = sorted(path for package in ("syncengine", "handlers") for path in (ROOT / package).rglob("*.py"))
-
-
-@pytest.mark.parametrize("path", PRODUCT_FILES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_code_shape_module_is_at_most_400_lines(path) -> None:
-    assert len(path.read_text(encoding="utf-8").splitlines()) <= MAX_MODULE_LINES
 
 
 @pytest.mark.parametrize("path", PRODUCT_FILES, ids=lambda p: str(p.relative_to(ROOT)))

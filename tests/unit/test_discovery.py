@@ -14,19 +14,34 @@ CONTEXT = CallContext("drs:DescribeRecoveryInstances", account_id="123456789012"
 @pytest.mark.parametrize(
     "page",
     [
-        pytest.param({}, id="no-items"),
-        pytest.param({"items": None}, id="null-items"),
         pytest.param({"items": ["x"]}, id="items-not-objects"),
+        pytest.param({"items": "x"}, id="items-not-a-list"),
+        pytest.param({"items": {"a": 1}}, id="items-an-object"),
     ],
 )
-def test_discovery_page_without_a_list_of_items_is_malformed(page: dict) -> None:
+def test_discovery_page_whose_items_are_not_a_list_of_objects_is_malformed(page: dict) -> None:
     """Never read as "no instances": that would delete the scope's records."""
     with pytest.raises(MalformedResponseError):
         page_items(page, CONTEXT)
 
 
-def test_discovery_empty_page_is_no_instances() -> None:
-    assert page_items({"items": []}, CONTEXT) == []
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param({"items": []}, id="empty-list"),
+        pytest.param({}, id="no-items"),
+        pytest.param({"items": None}, id="null-items"),
+        pytest.param({"nextToken": "t"}, id="no-items-with-a-token"),
+    ],
+)
+def test_discovery_page_without_items_is_an_empty_page(page: dict) -> None:
+    """DRS's model does not require ``items``: absent or null, the page is empty."""
+    assert page_items(page, CONTEXT) == []
+
+
+def test_discovery_slim_recovery_instance_drops_null_fields() -> None:
+    item = {"recoveryInstanceID": "i-1", "sourceServerID": "s-1", "jobID": None, "isDrill": None}
+    assert slim_recovery_instance(item) == {"recoveryInstanceID": "i-1", "sourceServerID": "s-1"}
 
 
 def test_discovery_slim_recovery_instance_keeps_what_records_read() -> None:

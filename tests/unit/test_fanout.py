@@ -120,3 +120,88 @@ def test_fanout_run_is_judged_when_it_is_the_latest_full_run() -> None:
     record = {"runId": RUN, "total": 4, "finished": 3, "startedAt": "2026-01-01T00:00:00Z"}
     status = with_fanout_run(SyncStatus(status=HealthStatus.HEALTHY), record, latest_started_at="2026-01-01T00:00:00Z")
     assert status.status is HealthStatus.DEGRADED
+
+
+# -- the run records stay small at any scale ------------------------------------------------------
+
+
+def _attribute_size(value: object) -> int:
+    """DynamoDB's item-size rules: strings their UTF-8 bytes, numbers about one byte per two
+    significant digits plus one, booleans one byte."""
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        return (len(str(abs(value))) + 1) // 2 + 1
+    return len(str(value).encode())
+
+
+def _item_size(item: dict[str, object]) -> int:
+    return sum(len(name.encode()) + _attribute_size(value) for name, value in item.items())
+
+
+def test_fanout_records_stay_a_few_kb_at_20000_scopes() -> None:
+    """Worst case at 20,000 scopes: every scope key as long as any DRS region makes it (GovCloud
+    included), every counter at its largest; every part full and counted, the run record holding
+    every part's marker. Both under 4 KB: DynamoDB's limit is 400 KB and each update is billed
+    on the whole item (one marker per scope on one item reached the limit near 12,000 scopes)."""
+    from syncengine.aws import drs_regions
+    from syncengine.fanout import part_sizes, plan_groups
+    from syncengine.fanout_runs import FANOUT_COUNTERS, FANOUT_PART_SCOPES, part_marker
+
+    longest_region = max((r for p in ("aws", "aws-us-gov") for r in drs_regions(p)), key=len)
+    scopes = [Scope(f"{i:012d}", longest_region) for i in range(20_000)]
+    groups = plan_groups(scopes, 10, set())
+    sizes = part_sizes(groups)
+    assert sum(sizes.values()) == 20_000 and max(sizes.values()) <= FANOUT_PART_SCOPES
+    assert all(len({g.part for g in groups if s in g.scopes}) == 1 for s in scopes[:50])  # one part each
+
+    big = 10**12  # more instances than any estate has
+    run_id = "0123456789abcdef"
+    part_item = {
+        "pk": f"FANOUT#{run_id}",
+        "sk": "PART#00000",
+        "runId": run_id,
+        "total": FANOUT_PART_SCOPES,
+        "finished": FANOUT_PART_SCOPES,
+        "remaining": 0,
+        "ttl": 2_000_000_000,
+        **dict.fromkeys(FANOUT_COUNTERS, big),
+        **{f"{i:012d}#{longest_region}": True for i in range(FANOUT_PART_SCOPES)},
+    }
+    run_record = {
+        "pk": "RUN",
+        "sk": "FANOUT",
+        "runId": run_id,
+        "total": 20_000,
+        "finished": 20_000,
+        "remaining": 0,
+        "parts": len(sizes),
+        "startedAt": "2026-12-07T16:00:00.000Z",
+        **dict.fromkeys(FANOUT_COUNTERS, big),
+        **{part_marker(p): True for p in sizes},
+    }
+    assert _item_size(part_item) < 4096, _item_size(part_item)
+    assert _item_size(run_record) < 4096, _item_size(run_record)
+
+
+def test_fanout_groups_fill_parts_without_splitting_a_group() -> None:
+    from syncengine.fanout import ACTIVE_EXECUTION_DELAY_S, part_sizes, plan_groups
+    from syncengine.fanout_runs import FANOUT_PART_SCOPES
+
+    scopes = [Scope(f"{i:012d}", region) for i in range(100) for region in ("us-east-1", "us-west-2", "eu-west-1")]
+    delayed = {scopes[0]}
+    groups = plan_groups(scopes, 10, delayed)
+    assert sorted(s for g in groups for s in g.scopes) == sorted(scopes)
+    assert all(sum(len(g.scopes) for g in groups if g.part == p) <= FANOUT_PART_SCOPES for p in part_sizes(groups))
+    assert [g.delay for g in groups if scopes[0] in g.scopes] == [ACTIVE_EXECUTION_DELAY_S]
+    parts = [g.part for g in groups]
+    assert parts == sorted(parts)  # consecutive groups share a part
+
+
+def test_fanout_group_message_says_its_part() -> None:
+    scopes = [Scope("111111111111", "us-east-1")]
+    requests = parse_refresh_requests(group_message(scopes, RUN, 7))
+    assert [r.part for r in requests] == [7]
+    assert [w.run_parts for w in coalesce([("m1", r) for r in requests]).values()] == [{RUN: 7}]
+    with pytest.raises(InvalidRequestError):
+        parse_refresh_requests({**group_message(scopes, RUN), "part": -1})

@@ -154,10 +154,15 @@ def test_parse_describe_instances_refuses_a_document_without_reservation_set() -
 async def test_fast_parsers_fall_back_to_botocore_on_unexpected_bodies(
     protocol: str, service: str, version: str, operation: str, body: bytes, capsys
 ) -> None:
-    """A body a fast path cannot read gets botocore's treatment: the same result, or, where
-    botocore fails (with whatever exception), a ``ResponseParserError``: never a bare ValueError,
-    ParseError or AttributeError that the engine would take for a bug."""
+    """A body a fast path cannot read gets botocore's treatment (for rest-json the strict one the
+    engine uses without fast paths): the same result, or, where that fails (with whatever
+    exception), a ``ResponseParserError``: never a bare ValueError, ParseError or AttributeError
+    that the engine would take for a bug."""
     shape = _model(service, version).operation_model(operation).output_shape
+    if protocol == "rest-json":  # strict: a DRS body that is not a JSON object is never an answer
+        with pytest.raises(ResponseParserError):
+            await _parse(FastResponseParserFactory(), protocol, shape, body)
+        return
     try:
         expected = await _parse(AioResponseParserFactory(), protocol, shape, body)
     except Exception:
@@ -165,6 +170,16 @@ async def test_fast_parsers_fall_back_to_botocore_on_unexpected_bodies(
             await _parse(FastResponseParserFactory(), protocol, shape, body)
     else:
         assert await _parse(FastResponseParserFactory(), protocol, shape, body) == expected
+
+
+@pytest.mark.parametrize("body", [b'{"items": [', b""], ids=["truncated", "empty"])
+async def test_strict_rest_json_parser_refuses_what_botocore_reads_as_no_members(body: bytes) -> None:
+    """botocore reads a DRS body it cannot decode as an answer without members (now an empty
+    page); the engine's parser refuses it."""
+    shape = _model("drs", "2020-02-26").operation_model("DescribeRecoveryInstances").output_shape
+    assert "items" not in await _parse(AioResponseParserFactory(), "rest-json", shape, body)
+    with pytest.raises(ResponseParserError):
+        await _parse(FastResponseParserFactory(), "rest-json", shape, body)
 
 
 def test_fast_path_fallback_is_logged_once_per_shape(monkeypatch) -> None:

@@ -52,3 +52,16 @@ def test_api_error_handlers_map_the_error_tree(error: Exception, status: int, co
     assert "line 12" not in response["body"] and "Traceback" not in response["body"]
     assert response_headers(response)["content-type"] == "application/json"
     assert response_headers(response)["access-control-allow-origin"] == "*"
+
+
+def test_api_sync_budget_holds_deadline_and_cleanup_together() -> None:
+    """An API scoped sync's deadline plus its shielded cleanup fit API_BUDGET_SECONDS (API
+    Gateway allows 29 s), and a shorter Lambda deadline still wins."""
+    from handlers.operations import API_BUDGET_SECONDS, within_budget
+    from syncengine.config import SyncSettings
+
+    bounded = within_budget(SyncSettings(), API_BUDGET_SECONDS)
+    assert bounded.deadline_seconds is not None
+    assert bounded.deadline_seconds + bounded.cleanup_seconds <= API_BUDGET_SECONDS
+    shorter = within_budget(SyncSettings(deadline_seconds=5.0), API_BUDGET_SECONDS)
+    assert shorter.deadline_seconds == 5.0

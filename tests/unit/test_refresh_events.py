@@ -37,6 +37,24 @@ def test_parse_failback_state_change_names_the_recovery_instance() -> None:
     assert request.server_ids == frozenset()
 
 
+def test_parse_failback_state_change_accepts_the_ri_form_of_aws_s_sample_event() -> None:
+    """AWS's sample names the recovery instance ``ri-...``: accepted (not rejected as malformed),
+    looked up in the cache as given and in the ``i-`` form with the same suffix."""
+    request = parse_refresh_request(load_event("eventbridge_drs_failback_state_change_ri"))
+
+    assert request.kind is RefreshKind.FAILBACK
+    assert request.scope == SCOPE
+    assert request.recovery_instance_ids == {"ri-0123456789abcdef0", "i-0123456789abcdef0"}
+
+
+@pytest.mark.parametrize("resource_id", ["x-0123456789abcdef0", "ri-", "i-xyz", "ri-abc"])
+def test_parse_failback_state_change_rejects_other_ids(resource_id: str) -> None:
+    event = load_event("eventbridge_drs_failback_state_change")
+    event["resources"] = [f"arn:aws:drs:us-east-1:111122223333:recovery-instance/{resource_id}"]
+    with pytest.raises(InvalidRequestError):
+        parse_refresh_request(event)
+
+
 def test_parse_ec2_state_change_takes_account_and_region_from_the_envelope() -> None:
     event = load_event("eventbridge_ec2_state_change")
     event["region"] = "eu-west-1"
