@@ -50,7 +50,6 @@ from syncengine.fanout_groups import (
     plan_groups,
     scope_groups,
 )
-from syncengine.fanout_runs import FANOUT_COUNT_CHUNK
 from syncengine.logging import get_logger
 from syncengine.models import (
     AccountTarget,
@@ -64,6 +63,7 @@ from syncengine.models import (
 )
 from syncengine.orchestration import load_execution_items, scan_execution_activity
 from syncengine.retry import CallContext
+from syncengine.status import FANOUT_COUNT_CHUNK
 
 log = get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """A fan-out run's messages: small groups of scopes (an account's regions together where they fit),
 the group message the refresh function reads, and the parts of the run's record that count them
-(``syncengine.fanout_runs``). No I/O.
+(``syncengine.status``). No I/O.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from syncengine.fanout_runs import FANOUT_PART_SCOPES
 from syncengine.models import Scope
+from syncengine.status import FANOUT_PART_SCOPES
 
 FANOUT_REASON = "fanout"
 # Delay of a scope message while a recovery runs in its account/region (SQS allows up to 900 s).
@@ -18,7 +18,7 @@ ACTIVE_EXECUTION_DELAY_S = 300
 
 def group_message(scopes: list[Scope], run_id: str, part: int | None = None) -> dict[str, Any]:
     """The message of one group of scopes: the refresh function's scope group message, with the
-    part of the run's record that counts its scopes (``syncengine.fanout_runs``)."""
+    part of the run's record that counts its scopes (``syncengine.status``)."""
     message: dict[str, Any] = {
         "scopes": [{"accountId": s.account_id, "region": s.region} for s in scopes],
         "reason": FANOUT_REASON,

@@ -33,13 +33,13 @@ from syncengine.config import SyncSettings
 from syncengine.engine import sync_scope_in_runtime
 from syncengine.errors import AwsError, InvalidRequestError
 from syncengine.execution_sync import SyncExecutions, open_for_sync
-from syncengine.leases import lease_family
 from syncengine.logging import get_logger
 from syncengine.models import AccountTarget, RunStatus, Scope, ScopeOutcome, ScopeResult, SyncReport
 from syncengine.pipeline import is_busy
 from syncengine.refresh_events import RefreshRequest, ScopeWork, coalesce, parse_refresh_requests
 from syncengine.refresh_sqs import RefreshMessage, newest_event_ms, retry_busy_soon
 from syncengine.runtime import Runtime, open_runtime
+from syncengine.status import lease_family
 
 log = get_logger(__name__)
 

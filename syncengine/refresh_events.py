@@ -45,7 +45,7 @@ from syncengine.config import MAX_FANOUT_SCOPES_PER_MESSAGE
 from syncengine.errors import InvalidRequestError
 from syncengine.models import Scope
 
-# Parts of a fan-out run record (``syncengine.fanout_runs``): far more than any estate needs.
+# Parts of a fan-out run record (``syncengine.status``): far more than any estate needs.
 MAX_FANOUT_PARTS = 100_000
 
 DRS_SOURCE = "aws.drs"
@@ -197,7 +197,7 @@ class ScopeMessage(DictWrapper):
 
 
 def _part(value: Any) -> int:
-    """A fan-out message's ``part`` (``syncengine.fanout_runs``); 0 when absent (one part)."""
+    """A fan-out message's ``part`` (``syncengine.status``); 0 when absent (one part)."""
     if value is None:
         return 0
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_FANOUT_PARTS:

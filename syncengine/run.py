@@ -24,11 +24,11 @@ from syncengine.concurrency import run_concurrently
 from syncengine.errors import AwsError, InvalidRequestError, SyncInProgressError
 from syncengine.execution_sync import SyncExecutions, open_for_sync, rebuild_if_due, settle_unknown
 from syncengine.executions import ExecutionSource
-from syncengine.leases import family_owner
 from syncengine.logging import get_logger, structlog
 from syncengine.models import AccountTarget, Scope, ScopeError, ScopeOutcome, ScopeResult, SyncReport, utc_now_iso
 from syncengine.pipeline import BUSY_ERROR_TYPE, is_busy, sync_scopes
 from syncengine.runtime import Runtime, SyncProgress, deadline_scope, lease_seconds, shielded_cleanup
+from syncengine.status import family_owner
 from syncengine.terminate_completion import follow_terminations
 
 log = get_logger(__name__)
@@ -64,7 +64,7 @@ class RunRequest:
     # as a scoped run it would hide the real newest scoped/wave/event sync (``lastScopedSync``).
     record_run: bool = True
     # The fan-out run this run is a slice of: its scope leases are named after it, so a second
-    # delivery of the same message gives way instead of syncing the scope again (``leases``).
+    # delivery of the same message gives way instead of syncing the scope again (``StatusStore.acquire_scope_lease``).
     fanout_run: str | None = None
     # When the run's deadline falls (``anyio.current_time()``), for a caller whose deadline began
     # before the run (an API request: its setup counts); None: ``deadline_seconds`` from the start.

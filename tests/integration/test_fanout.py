@@ -356,15 +356,15 @@ def test_fanout_sweep_that_fails_after_taking_the_lease_releases_it(estate: Any,
     written) gives the lease back: the next schedule runs instead of answering "already running"
     for ``stale_after_seconds``."""
     from syncengine.errors import AwsError
-    from syncengine.fanout_runs import FanoutRuns
+    from syncengine.status import StatusStore
 
     _sim, settings = estate
-    real = FanoutRuns.start_fanout_run
+    real = StatusStore.start_fanout_run
 
     async def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
         raise AwsError("the status table refused the run record", code="InternalServerError")
 
-    monkeypatch.setattr(FanoutRuns, "start_fanout_run", refuse)
+    monkeypatch.setattr(StatusStore, "start_fanout_run", refuse)
     with pytest.raises(AwsError):
         asyncio.run(sync_all(settings))
 
@@ -373,7 +373,7 @@ def test_fanout_sweep_that_fails_after_taking_the_lease_releases_it(estate: Any,
             return await rt.status.full_sync_holder()
 
     assert asyncio.run(holder()) is None
-    monkeypatch.setattr(FanoutRuns, "start_fanout_run", real)
+    monkeypatch.setattr(StatusStore, "start_fanout_run", real)
     assert asyncio.run(sync_all(settings)).scopes_enqueued > 0  # no SYNC_IN_PROGRESS
 
 
@@ -405,12 +405,12 @@ def test_fanout_part_whose_report_was_lost_is_reported_by_a_redelivery(estate: A
     counts go to the run record then, once; the run finishes."""
     from syncengine.errors import AwsError
     from syncengine.fanout import finish_scope
-    from syncengine.fanout_runs import FanoutRuns
+    from syncengine.status import StatusStore
 
     _sim, settings = estate
     run = "0123456789abcdef"
     first, last = (ScopeResult(Scope("111111111111", r), ScopeOutcome.SUCCESS) for r in REGIONS)
-    real = FanoutRuns._report_part
+    real = StatusStore._report_part
 
     async def dies(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise AwsError("the worker's invocation ended here", code="Timeout")
@@ -419,10 +419,10 @@ def test_fanout_part_whose_report_was_lost_is_reported_by_a_redelivery(estate: A
         async with open_runtime(settings) as rt:
             await rt.status.start_fanout_run(run, 2, "2026-01-01T00:00:00Z", parts={0: 2})
             await finish_scope(rt, (run,), first)
-            monkeypatch.setattr(FanoutRuns, "_report_part", dies)
+            monkeypatch.setattr(StatusStore, "_report_part", dies)
             with pytest.raises(AwsError):
                 await finish_scope(rt, (run,), last)
-            monkeypatch.setattr(FanoutRuns, "_report_part", real)
+            monkeypatch.setattr(StatusStore, "_report_part", real)
             unfinished = await rt.status.fanout_run(consistent=True)
             await finish_scope(rt, (run,), last)  # SQS delivers the message again
             await finish_scope(rt, (run,), last)  # and once more: nothing more to add

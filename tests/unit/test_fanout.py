@@ -146,7 +146,7 @@ def test_fanout_records_stay_a_few_kb_at_20000_scopes() -> None:
     on the whole item (one marker per scope on one item reached the limit near 12,000 scopes)."""
     from syncengine.aws import drs_regions
     from syncengine.fanout import part_sizes, plan_groups
-    from syncengine.fanout_runs import FANOUT_COUNTERS, FANOUT_PART_SCOPES, part_marker
+    from syncengine.status import FANOUT_COUNTERS, FANOUT_PART_SCOPES, part_marker
 
     longest_region = max((r for p in ("aws", "aws-us-gov") for r in drs_regions(p)), key=len)
     scopes = [Scope(f"{i:012d}", longest_region) for i in range(20_000)]
@@ -186,7 +186,7 @@ def test_fanout_records_stay_a_few_kb_at_20000_scopes() -> None:
 
 def test_fanout_groups_fill_parts_without_splitting_a_group() -> None:
     from syncengine.fanout import ACTIVE_EXECUTION_DELAY_S, part_sizes, plan_groups
-    from syncengine.fanout_runs import FANOUT_PART_SCOPES
+    from syncengine.status import FANOUT_PART_SCOPES
 
     scopes = [Scope(f"{i:012d}", region) for i in range(100) for region in ("us-east-1", "us-west-2", "eu-west-1")]
     delayed = {scopes[0]}
