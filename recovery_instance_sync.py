@@ -33,9 +33,9 @@ from typing import Any
 
 from handlers import dependencies, operations
 from handlers.operations import API_BUDGET_SECONDS, Outcome, SyncRequest
-from syncengine.logging import get_logger
-from syncengine.resident import run_blocking
-from syncengine.terminate_rules import TerminateOptions
+from syncengine.core.logging import get_logger
+from syncengine.core.resident import run_blocking
+from syncengine.terminate.rules import TerminateOptions
 
 log = get_logger(__name__)
 
@@ -172,7 +172,7 @@ def sync_recovery_instances_for_account(
     ``account_context`` (the orchestration's ``accountContext`` or a target-accounts item) says
     how to reach the account, so the scope need not be configured. Sync failures are reported in
     ``errors``, never raised; bad input raises ``RecoveryInstanceSyncValidationError``."""
-    from syncengine.engine import sync_scope
+    from syncengine.sync.engine import sync_scope
 
     deps = dependencies.current()
     settings = dependencies.deadline_from_lambda(deps.settings, context)
@@ -194,7 +194,7 @@ def get_recovery_instances_for_region(
     the cache is current too) and its cached records returned (``sourceServerId``,
     ``recoveryInstanceId``, ``ec2InstanceId``, ``ec2InstanceState``, ``launchTime``, ``region``,
     ``accountId``, ...). Raises ``RecoveryInstanceSyncError`` when the scope failed."""
-    from syncengine.engine import sync_and_read_scope
+    from syncengine.sync.engine import sync_and_read_scope
 
     deps = dependencies.current()
     account = _account(account_context)
@@ -214,7 +214,7 @@ def enrich_with_ec2_details(
     """EC2's ``Name`` tag, ``PrivateIpAddress``, ``PublicIpAddress``, ``InstanceType`` and
     ``LaunchTime`` of one instance. Like the seed, it never raises: an instance EC2 cannot
     describe gets ``{"Name": "Recovery instance <id>", "InstanceType": "unknown"}``."""
-    from syncengine.engine import describe_ec2_instance
+    from syncengine.sync.engine import describe_ec2_instance
 
     fallback = {"Name": f"Recovery instance {ec2_instance_id}", "InstanceType": "unknown"}
     deps = dependencies.current()

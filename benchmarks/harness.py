@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from syncengine.config import SyncSettings, TableNames
+from syncengine.core.config import SyncSettings, TableNames
 
 T = TypeVar("T")
 
@@ -312,7 +312,7 @@ def json_safe(value: Any) -> Any:
 
 async def put_table_items(settings: SyncSettings, table: str, items: Sequence[Mapping[str, Any]]) -> int:
     from devtools.seed import put_items
-    from syncengine.engine import open_runtime
+    from syncengine.sync.engine import open_runtime
 
     async with open_runtime(settings) as rt:
         return await put_items(rt.dynamo, table, items)

@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import isolate_from_aws, measured, run_async
-from syncengine.config import SyncSettings
+from syncengine.core.config import SyncSettings
 
 
 def _quiet() -> None:
     isolate_from_aws()
-    from syncengine.logging import configure_logging
+    from syncengine.core.logging import configure_logging
 
     configure_logging(level="ERROR")
 
 
 def _warm_session() -> None:
     """Build the process's shared aioboto3 Session before timing (a warm Lambda container has it)."""
-    from syncengine.aws import shared_session
+    from syncengine.aws.clients import shared_session
 
     shared_session()
 
@@ -32,7 +32,7 @@ def engine_sync(settings: SyncSettings, *, profile_to: str | None = None) -> dic
     ``profile_to``, under pyinstrument, its text summary written there."""
     _quiet()
     _warm_session()
-    from syncengine.engine import sync_all
+    from syncengine.sync.engine import sync_all
 
     timeline = ScopeTimeline()
     profiler = None
@@ -171,8 +171,8 @@ def handler_check_existing(settings: SyncSettings, plan_id: str, repetitions: in
 
 def count_dynamodb_requests() -> Counter[str]:
     """Every DynamoDB request this process sends from now on (retries included), by operation:
-    a listener on the engine's DynamoDB client (syncengine.dynamodb_http)."""
-    from syncengine.dynamodb_http import REQUEST_LISTENERS
+    a listener on the engine's DynamoDB client (syncengine.dynamodb.client)."""
+    from syncengine.dynamodb.client import REQUEST_LISTENERS
 
     sent: Counter[str] = Counter()
 

@@ -21,11 +21,11 @@ from rich.table import Table
 from devtools.localdb import embedded_dynamodb
 from devtools.seed import execution_items, put_items, target_account_items
 from devtools.tables import create_tables
-from syncengine.config import SyncSettings, TableNames
-from syncengine.engine import get_cached_records, get_sync_status, open_runtime, sync_all
-from syncengine.logging import configure_logging
-from syncengine.models import RunStatus
-from syncengine.progress import errors_table, make_progress, report_table
+from syncengine.cli.progress import errors_table, make_progress, report_table
+from syncengine.core.config import SyncSettings, TableNames
+from syncengine.core.logging import configure_logging
+from syncengine.core.models import RunStatus
+from syncengine.sync.engine import get_cached_records, get_sync_status, open_runtime, sync_all
 
 DEMO_ENVIRONMENT = {
     # The demo's own fake hub credentials: real ones are never used, not even against loopback.

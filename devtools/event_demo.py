@@ -15,8 +15,8 @@ from rich.console import Console
 
 from devtools.event_source import EventSourcePoller, create_work_queue
 from devtools.localdb import moto_server
-from syncengine.config import SyncSettings
-from syncengine.engine import get_cached_records
+from syncengine.core.config import SyncSettings
+from syncengine.sync.engine import get_cached_records
 
 
 def run_event_refresh(settings: SyncSettings, sim: Any, console: Console) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from syncengine.errors import SyncEngineError
+from syncengine.core.errors import SyncEngineError
 
 Backend = Literal["moto", "dynalite"]
 Preference = Literal["auto", "moto", "dynalite"]

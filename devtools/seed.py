@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from syncengine.dynamo import BATCH_WRITE_MAX, Dynamo, chunked, to_item
+from syncengine.dynamodb.seam import BATCH_WRITE_MAX, Dynamo, chunked, to_item
 
 
 def target_account_items(accounts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

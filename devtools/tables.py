@@ -23,8 +23,8 @@ import anyio
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
-from syncengine.config import DEFAULT_HOME_REGION, SyncSettings, TableNames
-from syncengine.errors import ConfigurationError
+from syncengine.core.config import DEFAULT_HOME_REGION, SyncSettings, TableNames
+from syncengine.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

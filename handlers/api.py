@@ -23,8 +23,8 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from handlers import authorization
 from handlers.events import EventKind
 from handlers.operations import INTERNAL_ERROR, INTERNAL_MESSAGE, Outcome, error_outcome, failure
-from syncengine.errors import SyncEngineError
-from syncengine.logging import get_logger
+from syncengine.core.errors import SyncEngineError
+from syncengine.core.logging import get_logger
 
 log = get_logger(__name__)
 

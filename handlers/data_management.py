@@ -30,8 +30,8 @@ from handlers.api import build_api
 from handlers.dispatch import DirectOperation, handle
 from handlers.events import DirectInvocationEvent, ScheduledEvent
 from handlers.operations import INVALID_REQUEST, Outcome, error_outcome
-from syncengine.errors import InvalidRequestError
-from syncengine.logging import configure_logging, get_logger
+from syncengine.core.errors import InvalidRequestError
+from syncengine.core.logging import configure_logging, get_logger
 
 configure_logging()
 log = get_logger(__name__)

@@ -13,14 +13,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from syncengine.config import SyncSettings
-from syncengine.resident import close_resident
+from syncengine.core.config import SyncSettings
+from syncengine.core.resident import close_resident
 
 if TYPE_CHECKING:  # pragma: no cover
-    from syncengine.models import SyncReport, SyncStatus
-    from syncengine.refresh import RefreshResult
-    from syncengine.selfinvoke import SelfInvoker
-    from syncengine.waves import WaveSyncResult
+    from syncengine.aws.selfinvoke import SelfInvoker
+    from syncengine.core.models import SyncReport, SyncStatus
+    from syncengine.refresh.batch import RefreshResult
+    from syncengine.refresh.waves import WaveSyncResult
 
 
 def lazy(module: str, name: str) -> Callable[..., Awaitable[Any]]:
@@ -36,14 +36,14 @@ def lazy(module: str, name: str) -> Callable[..., Awaitable[Any]]:
     return call
 
 
-_SYNC_ALL = lazy("syncengine.engine", "sync_all")
+_SYNC_ALL = lazy("syncengine.sync.engine", "sync_all")
 _GET_SYNC_STATUS = lazy("syncengine.reads", "get_sync_status")
-_CHECK_EXISTING = lazy("syncengine.plans", "check_existing_instances")
-_TERMINATE = lazy("syncengine.terminate", "terminate_execution_instances")
-_SYNC_WAVE = lazy("syncengine.waves", "sync_wave")
-_PREVIEW = lazy("syncengine.terminate", "execution_recovery_instances")
-_REFRESH = lazy("syncengine.refresh", "refresh")
-invoke_self_async: SelfInvoker = lazy("syncengine.selfinvoke", "invoke_self_async")
+_CHECK_EXISTING = lazy("syncengine.plans.check_existing", "check_existing_instances")
+_TERMINATE = lazy("syncengine.terminate.instances", "terminate_execution_instances")
+_SYNC_WAVE = lazy("syncengine.refresh.waves", "sync_wave")
+_PREVIEW = lazy("syncengine.terminate.instances", "execution_recovery_instances")
+_REFRESH = lazy("syncengine.refresh.batch", "refresh")
+invoke_self_async: SelfInvoker = lazy("syncengine.aws.selfinvoke", "invoke_self_async")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def configure(
 
 def reset() -> None:
     """Forget configured dependencies: the next ``current()`` reads the environment again, and
-    the next engine call opens new clients on a new resident loop (syncengine.resident)."""
+    the next engine call opens new clients on a new resident loop (syncengine.core.resident)."""
     global _current
     _current = None
     close_resident()

@@ -17,7 +17,7 @@ from handlers.events import (
     operation_name,
 )
 from handlers.operations import INTERNAL_ERROR, INTERNAL_MESSAGE, Outcome, RunFailedError, error_outcome
-from syncengine.logging import get_logger, structlog
+from syncengine.core.logging import get_logger, structlog
 
 log = get_logger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Any
 from handlers import dependencies
 from handlers.dispatch import start_invocation
 from handlers.events import WaveCompletedEvent
-from syncengine import metrics as m
-from syncengine.errors import SyncEngineError
-from syncengine.logging import configure_logging, get_logger
-from syncengine.resident import run_blocking
+from syncengine.core import metrics as m
+from syncengine.core.errors import SyncEngineError
+from syncengine.core.logging import configure_logging, get_logger
+from syncengine.core.resident import run_blocking
 
 configure_logging()
 log = get_logger(__name__)

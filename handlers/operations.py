@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from handlers.dependencies import Dependencies, deadline_from_lambda
-from syncengine.config import SyncSettings
-from syncengine.errors import (
+from syncengine.core.config import SyncSettings
+from syncengine.core.errors import (
     AwsError,
     ExecutionInProgressError,
     InvalidRequestError,
@@ -27,10 +27,10 @@ from syncengine.errors import (
     SyncEngineError,
     SyncInProgressError,
 )
-from syncengine.logging import get_logger
-from syncengine.models import HealthStatus
-from syncengine.resident import run_blocking
-from syncengine.terminate_rules import TerminateOptions, parse_terminate_body
+from syncengine.core.logging import get_logger
+from syncengine.core.models import HealthStatus
+from syncengine.core.resident import run_blocking
+from syncengine.terminate.rules import TerminateOptions, parse_terminate_body
 
 log = get_logger(__name__)
 
@@ -121,7 +121,7 @@ def parse_sync_request(data: Any) -> SyncRequest:
         return SyncRequest()
     if not isinstance(data, Mapping):
         raise InvalidRequestError('The request body must be a JSON object such as {"accountId": "..."}.')
-    # Validated once, by the engine (syncengine.engine.sync_all): a bad value is its 400.
+    # Validated once, by the engine (syncengine.sync.engine.sync_all): a bad value is its 400.
     return SyncRequest(account_id=data.get("accountId"), region=data.get("region"))
 
 
@@ -149,7 +149,7 @@ def parse_json_body(body: Any, *, base64_encoded: bool = False) -> Any:
 
 def within_budget(settings: SyncSettings, budget_seconds: float | None) -> SyncSettings:
     """Settings whose whole run fits ``budget_seconds`` (None: unchanged): the deadline (which
-    counts the runtime's setup too, ``syncengine.engine``) plus the shielded cleanup after it
+    counts the runtime's setup too, ``syncengine.sync.engine``) plus the shielded cleanup after it
     (``API_CLEANUP_SECONDS``: status writes, lease releases), so an API request answers within
     API Gateway's 29 s."""
     if budget_seconds is None:

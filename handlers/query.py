@@ -12,7 +12,7 @@ from handlers.api import build_api
 from handlers.dispatch import DirectOperation, handle
 from handlers.events import DirectInvocationEvent
 from handlers.operations import Outcome
-from syncengine.logging import configure_logging, get_logger
+from syncengine.core.logging import configure_logging, get_logger
 
 configure_logging()
 log = get_logger(__name__)

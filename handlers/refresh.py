@@ -4,7 +4,7 @@ Accepts an SQS batch (the hub's work queue; bodies are EventBridge events or sco
 one EventBridge event / scope message invoked directly. For SQS it answers
 ``{"batchItemFailures": [{"itemIdentifier": messageId}]}`` with only the messages whose scope's
 sync failed (the event source mapping needs ``ReportBatchItemFailures``); malformed messages are
-logged and acknowledged. Parsing, coalescing and syncing are ``syncengine.refresh``'s.
+logged and acknowledged. Parsing, coalescing and syncing are ``syncengine.refresh.batch``'s.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 
 from handlers import dependencies
 from handlers.dispatch import start_invocation
-from syncengine.aws import preload_service_models
-from syncengine.logging import configure_logging, get_logger
-from syncengine.refresh import RefreshMessage
-from syncengine.resident import run_blocking
+from syncengine.aws.clients import preload_service_models
+from syncengine.core.logging import configure_logging, get_logger
+from syncengine.core.resident import run_blocking
+from syncengine.refresh.batch import RefreshMessage
 
 configure_logging()
 log = get_logger(__name__)

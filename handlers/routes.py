@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from handlers import dependencies, operations
 from handlers.api import json_response
-from syncengine.errors import InvalidRequestError
+from syncengine.core.errors import InvalidRequestError
 
 read_router = Router()
 write_router = Router()

@@ -9,40 +9,39 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # Public name -> the module that defines it. Imported on first access (PEP 562): importing one
-# submodule (``syncengine.logging``, say) must not import the whole engine, or the read-only
+# submodule (``syncengine.core.logging``, say) must not import the whole engine, or the read-only
 # handler's cold start would load the sync machinery it never runs.
 _EXPORTS = {
-    "RetrySettings": "syncengine.config",
-    "SyncSettings": "syncengine.config",
-    "TableNames": "syncengine.config",
+    "RetrySettings": "syncengine.core.config",
+    "SyncSettings": "syncengine.core.config",
+    "TableNames": "syncengine.core.config",
     "SyncProgress": "syncengine.runtime",
     "get_cached_records": "syncengine.reads",
     "get_records_by_execution": "syncengine.reads",
     "get_sync_status": "syncengine.reads",
-    "run_blocking": "syncengine.resident",
-    "sync_all": "syncengine.engine",
-    "sync_scope": "syncengine.engine",
-    "AccessDeniedError": "syncengine.errors",
-    "AwsError": "syncengine.errors",
-    "ConfigurationError": "syncengine.errors",
-    "ExecutionNotFoundError": "syncengine.errors",
-    "InvalidRequestError": "syncengine.errors",
-    "NotFoundError": "syncengine.errors",
-    "RecoveryPlanNotFoundError": "syncengine.errors",
-    "SyncEngineError": "syncengine.errors",
-    "SyncInProgressError": "syncengine.errors",
-    "RecoveryInstanceRecord": "syncengine.models",
-    "RunStatus": "syncengine.models",
-    "Scope": "syncengine.models",
-    "ScopeResult": "syncengine.models",
-    "SyncReport": "syncengine.models",
-    "SyncStatus": "syncengine.models",
+    "run_blocking": "syncengine.core.resident",
+    "sync_all": "syncengine.sync.engine",
+    "sync_scope": "syncengine.sync.engine",
+    "AccessDeniedError": "syncengine.core.errors",
+    "AwsError": "syncengine.core.errors",
+    "ConfigurationError": "syncengine.core.errors",
+    "ExecutionNotFoundError": "syncengine.core.errors",
+    "InvalidRequestError": "syncengine.core.errors",
+    "NotFoundError": "syncengine.core.errors",
+    "RecoveryPlanNotFoundError": "syncengine.core.errors",
+    "SyncEngineError": "syncengine.core.errors",
+    "SyncInProgressError": "syncengine.core.errors",
+    "RecoveryInstanceRecord": "syncengine.core.models",
+    "RunStatus": "syncengine.core.models",
+    "Scope": "syncengine.core.models",
+    "ScopeResult": "syncengine.core.models",
+    "SyncReport": "syncengine.core.models",
+    "SyncStatus": "syncengine.core.models",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from syncengine.config import RetrySettings, SyncSettings, TableNames
-    from syncengine.engine import sync_all, sync_scope
-    from syncengine.errors import (
+    from syncengine.core.config import RetrySettings, SyncSettings, TableNames
+    from syncengine.core.errors import (
         AccessDeniedError,
         AwsError,
         ConfigurationError,
@@ -53,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
         SyncEngineError,
         SyncInProgressError,
     )
-    from syncengine.models import (
+    from syncengine.core.models import (
         RecoveryInstanceRecord,
         RunStatus,
         Scope,
@@ -61,9 +60,10 @@ if TYPE_CHECKING:  # pragma: no cover
         SyncReport,
         SyncStatus,
     )
+    from syncengine.core.resident import run_blocking
     from syncengine.reads import get_cached_records, get_records_by_execution, get_sync_status
-    from syncengine.resident import run_blocking
     from syncengine.runtime import SyncProgress
+    from syncengine.sync.engine import sync_all, sync_scope
 
 
 def __getattr__(name: str) -> Any:

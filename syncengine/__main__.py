@@ -1,6 +1,6 @@
 import sys
 
-from syncengine.cli import main
+from syncengine.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

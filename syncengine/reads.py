@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from syncengine.config import SyncSettings
-from syncengine.models import SyncStatus
+from syncengine.core.config import SyncSettings
+from syncengine.core.models import SyncStatus
 from syncengine.runtime import open_runtime
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -9,9 +9,9 @@ Time: a run's deadline is a cancel scope (``deadline_scope``); leases live as lo
 holder plus a margin (``lease_seconds``); cleanup that must happen after the deadline (status
 writes, lease release) runs shielded within ``cleanup_budget``.
 
-Every runtime reads and writes DynamoDB through ``syncengine.dynamodb_http``. The read path
+Every runtime reads and writes DynamoDB through ``syncengine.dynamodb.client``. The read path
 (status, check-existing, the terminate preview) needs only this module: the sync's discovery and
-record building are imported by ``syncengine.pipeline`` and ``syncengine.run``, which it never
+record building are imported by ``syncengine.sync.pipeline`` and ``syncengine.sync.run``, which it never
 loads. A ``read_only`` runtime builds the aiobotocore clients only if something asks for one (the
 current account, for a plan without an account), so a cold read-only handler never imports
 aiobotocore.
@@ -26,21 +26,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from syncengine import metrics as m
-from syncengine.callstats import CallStats
-from syncengine.config import DEFAULT_CLEANUP_SECONDS, LEASE_MARGIN_SECONDS, SyncSettings
-from syncengine.dynamo import Dynamo
-from syncengine.gctune import relaxed_gc
-from syncengine.models import ScopeResult
-from syncengine.regions import EnabledRegions
-from syncengine.resident import current_pool
-from syncengine.status import StatusStore
-from syncengine.store import CacheStore
+from syncengine.aws.regions import EnabledRegions
+from syncengine.core import metrics as m
+from syncengine.core.callstats import CallStats
+from syncengine.core.config import DEFAULT_CLEANUP_SECONDS, LEASE_MARGIN_SECONDS, SyncSettings
+from syncengine.core.gctune import relaxed_gc
+from syncengine.core.models import ScopeResult
+from syncengine.core.resident import current_pool
+from syncengine.dynamodb.seam import Dynamo
+from syncengine.tables.cache import CacheStore
+from syncengine.tables.status import StatusStore
 
 if TYPE_CHECKING:  # pragma: no cover
     import aioboto3
 
-    from syncengine.aws import AwsClients
+    from syncengine.aws.clients import AwsClients
 
 # Shielded cleanup (status writes, lease release) gets this long even after the deadline, unless
 # the settings say less (``SyncSettings.cleanup_seconds``).
@@ -110,7 +110,7 @@ async def open_runtime(
 
 
 def _aws_clients(settings: SyncSettings, session: aioboto3.Session | None, stats: CallStats) -> AwsClients:
-    from syncengine.aws import AwsClients
+    from syncengine.aws.clients import AwsClients
 
     return AwsClients(settings, session=session, stats=stats)
 
@@ -140,8 +140,8 @@ async def _dynamodb_client(settings: SyncSettings, stack: contextlib.AsyncExitSt
     """The DynamoDB client of this run (``writes``: the engine's, which writes too; else reads
     only): the resident pool's when there is one (its keep-alive connections serve the
     container's next invocations too), else a new one closed with the run (``stack``)."""
-    from syncengine.dynamodb_http import DynamoDBHttpClient
-    from syncengine.sdk_config import endpoint_for
+    from syncengine.dynamodb.client import DynamoDBHttpClient
+    from syncengine.dynamodb.sdk_config import endpoint_for
 
     endpoint = endpoint_for(settings.home_region, settings.endpoint_url("dynamodb"))
 

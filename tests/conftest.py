@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from syncengine import logging as engine_logging
+from syncengine.core import logging as engine_logging
 
 NOISY_LOGGERS = ("botocore", "aiobotocore", "aiohttp", "urllib3")
 

@@ -11,12 +11,12 @@ from typing import Any
 from urllib.parse import quote
 
 from handlers.dependencies import Dependencies, EngineFunctions, configure
-from syncengine.accounts import validate_account_id, validate_region
-from syncengine.config import SyncSettings
-from syncengine.models import HealthStatus, SyncReport, SyncStatus
-from syncengine.plans import validate_identifier
-from syncengine.terminate import no_instances_body
-from syncengine.waves import WaveSyncResult
+from syncengine.core.config import SyncSettings
+from syncengine.core.models import HealthStatus, SyncReport, SyncStatus
+from syncengine.plans.check_existing import validate_identifier
+from syncengine.refresh.waves import WaveSyncResult
+from syncengine.tables.accounts import validate_account_id, validate_region
+from syncengine.terminate.instances import no_instances_body
 
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import boto3
 
-from syncengine.config import SyncSettings
-from syncengine.dynamo import from_item, to_item
-from syncengine.enrich import source_server_name
+from syncengine.core.config import SyncSettings
+from syncengine.dynamodb.seam import from_item, to_item
+from syncengine.sync.enrich import source_server_name
 
 
 class LiveChecker:

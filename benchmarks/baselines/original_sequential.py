@@ -15,13 +15,13 @@ from typing import Any
 
 import boto3
 
-from syncengine.accounts import plan_scopes, targets_from_items
-from syncengine.config import SyncSettings
-from syncengine.dynamo import from_item
-from syncengine.enrich import build_record
-from syncengine.executions import ExecutionIndex
-from syncengine.models import utc_now_iso
-from syncengine.records import record_to_item
+from syncengine.core.config import SyncSettings
+from syncengine.core.models import utc_now_iso
+from syncengine.dynamodb.seam import from_item
+from syncengine.sync.enrich import build_record
+from syncengine.tables.accounts import plan_scopes, targets_from_items
+from syncengine.tables.execution_index.attribution import ExecutionIndex
+from syncengine.tables.records import record_to_item
 
 
 @dataclass

@@ -27,13 +27,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from syncengine.accounts import plan_scopes, targets_from_items
-from syncengine.config import SyncSettings
-from syncengine.dynamo import BATCH_WRITE_MAX, chunked, from_item
-from syncengine.enrich import build_record
-from syncengine.executions import ExecutionIndex
-from syncengine.models import AccountTarget, Scope, utc_now_iso
-from syncengine.records import record_to_item
+from syncengine.core.config import SyncSettings
+from syncengine.core.models import AccountTarget, Scope, utc_now_iso
+from syncengine.dynamodb.seam import BATCH_WRITE_MAX, chunked, from_item
+from syncengine.sync.enrich import build_record
+from syncengine.tables.accounts import plan_scopes, targets_from_items
+from syncengine.tables.execution_index.attribution import ExecutionIndex
+from syncengine.tables.records import record_to_item
 
 WORKERS = 32
 PAGE_SIZE = 200

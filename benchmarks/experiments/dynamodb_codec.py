@@ -32,10 +32,10 @@ READ_ROUNDS = 100
 
 
 def cache_items(count: int) -> list[dict[str, Any]]:
-    from syncengine.enrich import build_record
-    from syncengine.executions import ExecutionIndex
-    from syncengine.models import Scope
-    from syncengine.records import record_to_item
+    from syncengine.core.models import Scope
+    from syncengine.sync.enrich import build_record
+    from syncengine.tables.execution_index.attribution import ExecutionIndex
+    from syncengine.tables.records import record_to_item
 
     scope = Scope("111122223333", "us-east-1")
     items = []

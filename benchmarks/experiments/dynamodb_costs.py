@@ -8,7 +8,7 @@ it on one thread: these writes are serial, whatever the engine's concurrency. Re
 spreads them over partitions.
 
 Client side: this process's CPU per call through aiobotocore and through the light client
-(``syncengine.dynamodb_http``), the same conditional update and the same read, with 8 in flight.
+(``syncengine.dynamodb.client``), the same conditional update and the same read, with 8 in flight.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ LEASE = {
 
 
 def cache_item(n: int) -> dict[str, Any]:
-    """A cache record as a cold sync writes it (the attributes of syncengine.records)."""
+    """A cache record as a cold sync writes it (the attributes of syncengine.tables.records)."""
     text = {
         "sourceServerId": f"s-{n:017d}",
         "recoveryInstanceId": f"i-{n:017d}",
@@ -118,8 +118,8 @@ async def _client_costs(endpoint: str, tables: Any) -> dict[str, float]:
     """This process's CPU (ms) per call through each client."""
     from botocore.config import Config
 
-    from syncengine.aws import shared_session
-    from syncengine.dynamodb_http import DynamoDBHttpClient
+    from syncengine.aws.clients import shared_session
+    from syncengine.dynamodb.client import DynamoDBHttpClient
 
     limit = asyncio.Semaphore(8)
 
@@ -168,7 +168,7 @@ def main() -> None:
             return times.user + times.system
 
         async def run() -> dict[str, Any]:
-            from syncengine.aws import shared_session
+            from syncengine.aws.clients import shared_session
 
             session = shared_session()
             async with session.client("dynamodb", endpoint_url=db.endpoint_url, region_name="us-east-1") as client:

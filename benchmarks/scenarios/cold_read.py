@@ -36,7 +36,7 @@ from benchmarks.events import check_existing_event
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.scenarios.read import PLAN_ID, PLAN_SERVERS, seeded_plan
 from benchmarks.sizes import BenchContext
-from syncengine.config import SyncSettings
+from syncengine.core.config import SyncSettings
 
 # Every child starts here: only the package's folders on sys.path (argv[1], os.pathsep-separated),
 # after checking that no site-packages directory is reachable.

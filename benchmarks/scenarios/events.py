@@ -28,8 +28,8 @@ from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.scenarios.small_estate import sync_cache
 from benchmarks.sizes import BenchContext
 from handlers import dependencies
-from syncengine.config import SyncSettings
-from syncengine.engine import open_runtime
+from syncengine.core.config import SyncSettings
+from syncengine.sync.engine import open_runtime
 
 BATCH_WINDOW_S = 0.2
 MAX_BATCH = 10  # SQS's default batch size for a Lambda event source mapping

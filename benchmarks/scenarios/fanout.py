@@ -48,9 +48,9 @@ from benchmarks import harness as h
 from benchmarks.lower_bound import bound_for
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.sizes import BenchContext
-from syncengine.config import DEFAULT_FANOUT_SCOPES_PER_MESSAGE
-from syncengine.fanout import scope_groups
-from syncengine.models import Scope
+from syncengine.core.config import DEFAULT_FANOUT_SCOPES_PER_MESSAGE
+from syncengine.core.models import Scope
+from syncengine.sync.fanout import scope_groups
 
 ACCOUNTS = 500
 # --quick (CI) proves the path on a tenth of the estate in about a minute; --full measures 2,000 scopes.
@@ -81,7 +81,7 @@ def worker_main(settings: Any, queue: Any, sqs_url: str, batch: int, ready: Any,
     invocation's timing (monotonic clock, shared by the machine's processes) goes to ``report``."""
     import boto3
 
-    from syncengine.logging import configure_logging
+    from syncengine.core.logging import configure_logging
 
     configure_logging(level="WARNING")  # one summary line per scope would flood the run's output
     from devtools.event_source import EventSourcePoller
@@ -114,7 +114,7 @@ def worker_main(settings: Any, queue: Any, sqs_url: str, batch: int, ready: Any,
 async def _sweep_until_counted(settings: Any, started: float) -> tuple[Any, float]:
     """The sweep, then the run record read every PROGRESS_POLL_S (one runtime, as one client
     would) until it counts every scope; the sweep's report and the wall time."""
-    from syncengine.engine import open_runtime, sync_all
+    from syncengine.sync.engine import open_runtime, sync_all
 
     sweep = await sync_all(settings)
     async with open_runtime(settings) as rt:
@@ -130,7 +130,7 @@ async def _sweep_until_counted(settings: Any, started: float) -> tuple[Any, floa
 def measure(
     settings: Any, queue: Any, sqs_url: str, workers: int, batch: int, pids: dict[str, int | None]
 ) -> dict[str, Any]:
-    from syncengine.engine import get_sync_status
+    from syncengine.sync.engine import get_sync_status
 
     context = multiprocessing.get_context("spawn")
     stop, report = context.Event(), context.Queue()

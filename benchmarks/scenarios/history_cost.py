@@ -8,7 +8,7 @@ accumulates). The rebuild is paid at most once per EXECUTION_INDEX_REBUILD_SECON
 index, every sync paid about its history read units.
 
 Counted in this process, per table, by an observer of the engine's DynamoDB client
-(``syncengine.dynamodb_http.CALL_OBSERVERS``): calls, and DynamoDB's own ``ConsumedCapacity``
+(``syncengine.dynamodb.client.CALL_OBSERVERS``): calls, and DynamoDB's own ``ConsumedCapacity``
 (``ReturnConsumedCapacity=TOTAL`` added to every read and write), so the numbers are read units as
 DynamoDB bills them, not estimates.
 """
@@ -24,10 +24,10 @@ from typing import Any
 from benchmarks import harness as h
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.sizes import BenchContext
-from syncengine.config import SyncSettings
-from syncengine.dynamodb_http import CALL_OBSERVERS, CallObserver
-from syncengine.engine import open_runtime, sync_all
-from syncengine.execution_sync import index_table
+from syncengine.core.config import SyncSettings
+from syncengine.dynamodb.client import CALL_OBSERVERS, CallObserver
+from syncengine.sync.engine import open_runtime, sync_all
+from syncengine.sync.execution_sync import index_table
 
 # H per mode; the second measurement has 10 H.
 HISTORY = {"quick": 200, "full": 2000}

@@ -10,7 +10,7 @@ from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.scenarios.small_estate import accounts_by_id, scope_instances, sync_cache
 from benchmarks.sizes import BenchContext
 from benchmarks.variants import handler_check_existing, live_check_existing
-from syncengine.config import SyncSettings
+from syncengine.core.config import SyncSettings
 
 PLAN_ID = "plan-bench-read"
 PLAN_SERVERS = 100

@@ -11,7 +11,7 @@ from benchmarks import harness as h
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.variants import engine_sync
 from devtools.seed import target_account_items
-from syncengine.config import SyncSettings
+from syncengine.core.config import SyncSettings
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ EC2 DescribeRegions lists "the Regions that are enabled for your account, or all
 ``AllRegions``, each with its ``optInStatus`` (``opt-in-not-required`` | ``opted-in`` |
 ``not-opted-in``) (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeRegions.html).
 
-Kept apart from the engine's own list (``syncengine.regions``) on purpose: the simulator models
+Kept apart from the engine's own list (``syncengine.aws.regions``) on purpose: the simulator models
 AWS, and a shared constant would hide a mistake in both.
 
 In the simulator an account has enabled every opt-in region its estate operates in

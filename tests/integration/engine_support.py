@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from devtools.seed import execution_items, put_items, target_account_items
-from syncengine.config import RetrySettings, SyncSettings
-from syncengine.dynamo import from_item
-from syncengine.engine import open_runtime
+from syncengine.core.config import RetrySettings, SyncSettings
+from syncengine.dynamodb.seam import from_item
+from syncengine.sync.engine import open_runtime
 
 FAST_RETRY = RetrySettings(max_attempts=8, base_delay=0.01, max_delay=0.2)
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
-from syncengine.engine import get_sync_status, sync_all, sync_scope
-from syncengine.errors import InvalidRequestError, RecoveryPlanNotFoundError
-from syncengine.models import Scope
-from syncengine.plans import check_existing_instances, unverified_server_ids
+from syncengine.core.errors import InvalidRequestError, RecoveryPlanNotFoundError
+from syncengine.core.models import Scope
+from syncengine.plans.check_existing import check_existing_instances, unverified_server_ids
+from syncengine.sync.engine import get_sync_status, sync_all, sync_scope
 from tests.integration.test_handlers_support import (
     REGION,
     estate_settings,

@@ -12,9 +12,9 @@ import anyio
 import pytest
 
 from devtools.localdb import dynalite_available
-from syncengine.engine import get_sync_status, open_runtime, sync_all, sync_scope
-from syncengine.errors import SyncInProgressError
-from syncengine.models import RunStatus, Scope, ScopeOutcome, SyncReport
+from syncengine.core.errors import SyncInProgressError
+from syncengine.core.models import RunStatus, Scope, ScopeOutcome, SyncReport
+from syncengine.sync.engine import get_sync_status, open_runtime, sync_all, sync_scope
 from tests.fixtures.dynamodb import DynamoDBTables, fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed
 

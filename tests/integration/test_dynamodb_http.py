@@ -1,4 +1,4 @@
-"""The engine's DynamoDB client (syncengine/dynamodb_http.py) on real servers (moto and dynalite):
+"""The engine's DynamoDB client (syncengine/dynamodb/client.py) on real servers (moto and dynalite):
 the same answers, writes and errors as the aiobotocore client, UnprocessedKeys and throttles
 through the fault proxy, a keep-alive connection the server dropped, and a cold handler that
 answers without loading aiobotocore."""
@@ -17,11 +17,11 @@ import anyio
 import pytest
 
 from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
-from syncengine.dynamo import Dynamo, to_item
-from syncengine.dynamodb_http import REQUEST_LISTENERS, DynamoDBHttpClient
-from syncengine.engine import get_cached_records
-from syncengine.errors import PermanentAwsError, ThrottledError
-from syncengine.plans import check_existing_instances
+from syncengine.core.errors import PermanentAwsError, ThrottledError
+from syncengine.dynamodb.client import REQUEST_LISTENERS, DynamoDBHttpClient
+from syncengine.dynamodb.seam import Dynamo, to_item
+from syncengine.plans.check_existing import check_existing_instances
+from syncengine.sync.engine import get_cached_records
 from tests.cfn_yaml import ROOT
 from tests.integration.test_check_existing import ESTATE, synced
 from tests.integration.test_handlers_support import plan_scenario, put, seed_plan

@@ -7,9 +7,9 @@ import re
 import anyio
 import pytest
 
-from syncengine.engine import get_sync_status, sync_all, sync_scope
-from syncengine.errors import SyncInProgressError
-from syncengine.models import RunStatus, ScopeOutcome
+from syncengine.core.errors import SyncInProgressError
+from syncengine.core.models import RunStatus, ScopeOutcome
+from syncengine.sync.engine import get_sync_status, sync_all, sync_scope
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -412,7 +412,7 @@ async def test_get_sync_status_reports_every_scope(ddb_moto, make_simulator) -> 
 )
 async def test_sync_scope_rejects_bad_input(ddb_moto, bad) -> None:
     """Scoped syncs validate the account id and region before any call."""
-    from syncengine.errors import InvalidRequestError
+    from syncengine.core.errors import InvalidRequestError
 
     with pytest.raises(InvalidRequestError):
         await sync_scope(ddb_moto.settings(), *bad)
@@ -420,7 +420,7 @@ async def test_sync_scope_rejects_bad_input(ddb_moto, bad) -> None:
 
 async def test_sync_scope_rejects_an_account_that_is_not_a_target(ddb_moto, make_simulator) -> None:
     """A scoped sync of an unregistered account is a caller error, not an empty success."""
-    from syncengine.errors import InvalidRequestError
+    from syncengine.core.errors import InvalidRequestError
 
     sim = make_simulator(accounts=2, regions=("us-east-1",), instances_per_scope=2, seed=19)
     settings = engine_settings(ddb_moto, sim)

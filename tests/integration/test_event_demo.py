@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console
 
 from devtools.event_demo import run_event_refresh
-from syncengine.engine import sync_all
-from syncengine.models import RunStatus
+from syncengine.core.models import RunStatus
+from syncengine.sync.engine import sync_all
 from tests.integration.engine_support import cache_items, engine_settings, seed
 
 

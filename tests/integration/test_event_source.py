@@ -20,9 +20,9 @@ import pytest
 from devtools.event_source import EventSourcePoller, WorkQueue, create_work_queue
 from handlers import dependencies
 from handlers.refresh import lambda_handler
-from syncengine.config import SyncSettings
-from syncengine.engine import sync_all
-from syncengine.models import RunStatus
+from syncengine.core.config import SyncSettings
+from syncengine.core.models import RunStatus
+from syncengine.sync.engine import sync_all
 from tests.events_loader import FakeLambdaContext
 from tests.integration.engine_support import cache_items, engine_settings, seed
 

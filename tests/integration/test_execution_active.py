@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncengine.engine import open_runtime, sync_all
-from syncengine.execution_sync import index_table
-from syncengine.fanout import active_execution_scopes
-from syncengine.models import Scope
+from syncengine.core.models import Scope
+from syncengine.sync.engine import open_runtime, sync_all
+from syncengine.sync.execution_sync import index_table
+from syncengine.sync.fanout import active_execution_scopes
 from tests.integration.engine_support import engine_settings, put_raw, seed
 from tests.integration.test_handlers_support import execution_item
 

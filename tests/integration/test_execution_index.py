@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from syncengine.aws import AwsClients
-from syncengine.dynamo import Dynamo
-from syncengine.engine import open_runtime, sync_all
-from syncengine.execution_index import STATE_KEY, ExecutionIndexTable
-from syncengine.execution_index_items import entry_item, job_key, server_key
-from syncengine.execution_sync import index_table
-from syncengine.executions import ExecutionIndex, ExecutionRef
-from syncengine.models import RunStatus
-from syncengine.terminate import terminate_execution_instances
-from syncengine.waves import sync_wave
+from syncengine.aws.clients import AwsClients
+from syncengine.core.models import RunStatus
+from syncengine.dynamodb.seam import Dynamo
+from syncengine.refresh.waves import sync_wave
+from syncengine.sync.engine import open_runtime, sync_all
+from syncengine.sync.execution_sync import index_table
+from syncengine.tables.execution_index.attribution import ExecutionIndex, ExecutionRef
+from syncengine.tables.execution_index.items import entry_item, job_key, server_key
+from syncengine.tables.execution_index.table import STATE_KEY, ExecutionIndexTable
+from syncengine.terminate.instances import terminate_execution_instances
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 from tests.integration.test_handlers_support import execution_item
 

@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 
 from devtools.event_source import create_work_queue
-from syncengine.engine import open_runtime, sync_all, sync_scope
-from syncengine.execution_sync import index_table
+from syncengine.sync.engine import open_runtime, sync_all, sync_scope
+from syncengine.sync.execution_sync import index_table
 from tests.integration.engine_support import engine_settings, seed
 
 REGION = "us-east-1"

@@ -1,4 +1,4 @@
-"""Fan-out of the full sync over the work queue (syncengine.fanout) on moto's SQS, with the local
+"""Fan-out of the full sync over the work queue (syncengine.sync.fanout) on moto's SQS, with the local
 event source mapping (devtools.event_source) running the refresh function as the worker: the
 sweep enqueues the scopes in groups (here one account's two regions a message), the workers sync
 them with the same engine, the run record counts each scope once, and the worker that finishes
@@ -20,10 +20,10 @@ import pytest
 from devtools.event_source import EventSourcePoller, WorkQueue, create_work_queue
 from handlers import dependencies
 from handlers.refresh import lambda_handler
-from syncengine.config import SyncSettings
-from syncengine.engine import get_sync_status, open_runtime, sync_all
-from syncengine.models import RunStatus, Scope, ScopeOutcome, ScopeResult
-from syncengine.refresh import RefreshMessage, refresh
+from syncengine.core.config import SyncSettings
+from syncengine.core.models import RunStatus, Scope, ScopeOutcome, ScopeResult
+from syncengine.refresh.batch import RefreshMessage, refresh
+from syncengine.sync.engine import get_sync_status, open_runtime, sync_all
 from tests.events_loader import FakeLambdaContext
 from tests.integration.engine_support import cache_items, engine_settings, seed
 
@@ -211,7 +211,7 @@ def test_fanout_counts_a_batch_in_one_update_and_a_redelivered_scope_in_it_once(
     """A batch's scopes of one run count together; a chunk holding a scope counted already (its
     message delivered again) is refused whole and counted scope by scope: each counts once, and
     the last count finishes the run."""
-    from syncengine.fanout import finish_scopes
+    from syncengine.sync.fanout import finish_scopes
 
     _sim, settings = estate
     run = "0123456789abcdef"
@@ -355,8 +355,8 @@ def test_fanout_sweep_that_fails_after_taking_the_lease_releases_it(estate: Any,
     """A sweep that fails once it holds the full-sync lease (here the run record cannot be
     written) gives the lease back: the next schedule runs instead of answering "already running"
     for ``stale_after_seconds``."""
-    from syncengine.errors import AwsError
-    from syncengine.status import StatusStore
+    from syncengine.core.errors import AwsError
+    from syncengine.tables.status import StatusStore
 
     _sim, settings = estate
     real = StatusStore.start_fanout_run
@@ -382,7 +382,7 @@ def test_fanout_run_of_several_parts_counts_every_scope_and_finishes(
 ) -> None:
     """Parts of two scopes (one message each here): each part counts its own scopes, the run
     record only the parts' totals; the last part finishes the run, every scope counted once."""
-    import syncengine.fanout_groups as fanout_module
+    import syncengine.sync.fanout_groups as fanout_module
 
     monkeypatch.setattr(fanout_module, "FANOUT_PART_SCOPES", 2)
     sim, settings = estate
@@ -403,9 +403,9 @@ def test_fanout_part_whose_report_was_lost_is_reported_by_a_redelivery(estate: A
     """The worker that counted a part's last scope died before adding the part to the run record:
     the message comes back, its count is refused (counted already), and the part's finished
     counts go to the run record then, once; the run finishes."""
-    from syncengine.errors import AwsError
-    from syncengine.fanout import finish_scope
-    from syncengine.status import StatusStore
+    from syncengine.core.errors import AwsError
+    from syncengine.sync.fanout import finish_scope
+    from syncengine.tables.status import StatusStore
 
     _sim, settings = estate
     run = "0123456789abcdef"

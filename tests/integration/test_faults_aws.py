@@ -15,9 +15,9 @@ import pytest
 
 from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
 from devtools.localdb import dynalite_available
-from syncengine.config import RetrySettings, SyncSettings
-from syncengine.engine import get_sync_status, sync_all
-from syncengine.models import RunStatus, ScopeOutcome
+from syncengine.core.config import RetrySettings, SyncSettings
+from syncengine.core.models import RunStatus, ScopeOutcome
+from syncengine.sync.engine import get_sync_status, sync_all
 from tests.fixtures.dynamodb import DynamoDBTables, fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed
 
@@ -296,7 +296,7 @@ async def test_scoped_sync_deadline_covers_its_setup(ddb_fast, make_simulator, m
     """An API scoped sync's deadline counts from the request, not from the run: a setup that
     hangs (here the scope's check against the target accounts) ends at the deadline with a
     DeadlineExceeded report, never past API Gateway's limit."""
-    from syncengine import engine
+    from syncengine.sync import engine
 
     sim = make_simulator(accounts=1, regions=("us-east-1",), instances_per_scope=2, seed=27)
     settings = engine_settings(ddb_fast, sim)
@@ -320,7 +320,7 @@ async def test_scoped_sync_deadline_covers_its_setup(ddb_fast, make_simulator, m
 async def test_scoped_sync_shielded_cleanup_is_bounded(ddb_fast, make_simulator, monkeypatch) -> None:
     """The run's shielded cleanup (status, lease, metrics) gets ``cleanup_seconds`` after the
     deadline, not a fixed 15 s: deadline plus cleanup is the whole budget of an API request."""
-    from syncengine import run as run_module
+    from syncengine.sync import run as run_module
 
     sim = make_simulator(accounts=1, regions=("us-east-1",), instances_per_scope=2, seed=28)
     settings = engine_settings(ddb_fast, sim)

@@ -17,10 +17,10 @@ import pytest
 
 from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultRule
 from devtools.localdb import dynalite_available
-from syncengine.config import RetrySettings, SyncSettings
-from syncengine.engine import get_cached_records, get_sync_status, open_runtime, sync_all
-from syncengine.errors import AwsError
-from syncengine.models import RunStatus, ScopeOutcome
+from syncengine.core.config import RetrySettings, SyncSettings
+from syncengine.core.errors import AwsError
+from syncengine.core.models import RunStatus, ScopeOutcome
+from syncengine.sync.engine import get_cached_records, get_sync_status, open_runtime, sync_all
 from tests.fixtures.dynamodb import DynamoDBTables, fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncengine.engine import open_runtime, sync_all
-from syncengine.models import Scope, ScopeOutcome
-from syncengine.store import CachedEntry
+from syncengine.core.models import Scope, ScopeOutcome
+from syncengine.sync.engine import open_runtime, sync_all
+from syncengine.tables.cache import CachedEntry
 from tests.integration.engine_support import cache_items, engine_settings, seed
 
 REGIONS = ("us-east-1", "us-west-2")

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from devtools.tables import create_tables, delete_tables
-from syncengine.engine import sync_all
-from syncengine.errors import InvalidRequestError
+from syncengine.core.errors import InvalidRequestError
+from syncengine.sync.engine import sync_all
 from tests.fixtures.dynamodb import _SESSION, DynamoDBTables, unique_table_names
 from tests.integration.engine_support import cache_items, engine_settings, seed
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from handlers import dependencies
 from handlers.data_management import lambda_handler
 from handlers.operations import RunFailedError
-from syncengine.config import SyncSettings
-from syncengine.engine import open_runtime
+from syncengine.core.config import SyncSettings
+from syncengine.sync.engine import open_runtime
 from tests.events_loader import (
     FakeLambdaContext,
     load_event,

@@ -12,7 +12,7 @@ import pytest
 
 from handlers import dependencies
 from handlers.execution import lambda_handler, sync_recovery_instances_after_wave
-from syncengine.config import SyncSettings
+from syncengine.core.config import SyncSettings
 from tests.events_loader import FakeLambdaContext
 from tests.integration.test_handlers_support import (
     REGION,

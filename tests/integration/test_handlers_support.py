@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from devtools.seed import put_items
-from syncengine.config import RetrySettings, SyncSettings
-from syncengine.engine import open_runtime
+from syncengine.core.config import RetrySettings, SyncSettings
+from syncengine.sync.engine import open_runtime
 from tests.integration.engine_support import engine_settings
 
 __test__ = False  # helpers only: keep pytest from collecting this module

@@ -24,7 +24,7 @@ import pytest
 
 import recovery_instance_sync as ris
 from handlers import dependencies
-from syncengine.config import SyncSettings
+from syncengine.core.config import SyncSettings
 from tests.fixtures.orchestration import (
     ENV_DRS_REGION_STATUS_TABLE,
     ORCHESTRATION_PROJECT_NAME,

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from devtools.simulator.calls import SUCCESS
-from syncengine.accounts import load_targets
-from syncengine.engine import open_runtime, sync_all, sync_scope_in_runtime
-from syncengine.execution_sync import SyncExecutions, open_for_sync
-from syncengine.executions import ExecutionIndex
-from syncengine.models import RunStatus, Scope
+from syncengine.core.models import RunStatus, Scope
+from syncengine.sync.engine import open_runtime, sync_all, sync_scope_in_runtime
+from syncengine.sync.execution_sync import SyncExecutions, open_for_sync
+from syncengine.tables.accounts import load_targets
+from syncengine.tables.execution_index.attribution import ExecutionIndex
 from tests.integration.engine_support import engine_settings, seed
 
 REGION = "us-east-1"

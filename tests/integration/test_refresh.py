@@ -16,9 +16,9 @@ import pytest
 
 from handlers import dependencies
 from handlers.refresh import lambda_handler
-from syncengine.config import SyncSettings
-from syncengine.engine import open_runtime, sync_all
-from syncengine.models import RunStatus, Scope
+from syncengine.core.config import SyncSettings
+from syncengine.core.models import RunStatus, Scope
+from syncengine.sync.engine import open_runtime, sync_all
 from tests.events_loader import FakeLambdaContext, load_event
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 from tests.integration.test_handlers_support import execution_item
@@ -378,8 +378,8 @@ def test_refresh_batch_deadline_bounds_the_work_before_the_scopes_syncs(
     nothing written."""
     import anyio
 
-    from syncengine import refresh as refresh_module
-    from syncengine.refresh import RefreshMessage, RefreshStatus, refresh
+    from syncengine.refresh import batch as refresh_module
+    from syncengine.refresh.batch import RefreshMessage, RefreshStatus, refresh
 
     async def stuck(*args: Any, **kwargs: Any) -> Any:
         await anyio.sleep(60)

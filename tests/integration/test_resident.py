@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from syncengine.config import SyncSettings
-from syncengine.dynamodb_http import DynamoDBHttpClient
-from syncengine.engine import get_sync_status, open_runtime, sync_all
-from syncengine.errors import RecoveryPlanNotFoundError
-from syncengine.logging import structlog
-from syncengine.plans import check_existing_instances
-from syncengine.resident import close_resident, resident, run_blocking
+from syncengine.core.config import SyncSettings
+from syncengine.core.errors import RecoveryPlanNotFoundError
+from syncengine.core.logging import structlog
+from syncengine.core.resident import close_resident, resident, run_blocking
+from syncengine.dynamodb.client import DynamoDBHttpClient
+from syncengine.plans.check_existing import check_existing_instances
+from syncengine.sync.engine import get_sync_status, open_runtime, sync_all
 from tests.integration.test_handlers_support import REGION, estate_settings, seed_estate
 
 MARK: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_resident_mark", default=None)
@@ -127,7 +127,7 @@ def test_resident_sigterm_in_lambda_closes_pool_then_dies_of_signal() -> None:
     code = textwrap.dedent(
         """
         import os, signal, time
-        from syncengine import resident
+        from syncengine.core import resident
 
         async def noop():
             return 1

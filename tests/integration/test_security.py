@@ -16,8 +16,14 @@ from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
 from devtools.faultproxy import DynamoFaultProxy, RecordedRequest
-from syncengine.accounts import load_targets
-from syncengine.engine import (
+from syncengine.aws.sessions import SessionPurpose
+from syncengine.core.errors import AccessDeniedError, InvalidRequestError
+from syncengine.core.logging import configure_logging
+from syncengine.core.models import RunStatus
+from syncengine.core.retry import CallContext
+from syncengine.plans.check_existing import check_existing_instances
+from syncengine.refresh.waves import sync_wave
+from syncengine.sync.engine import (
     get_cached_records,
     get_records_by_execution,
     get_sync_status,
@@ -25,14 +31,8 @@ from syncengine.engine import (
     sync_all,
     sync_scope,
 )
-from syncengine.errors import AccessDeniedError, InvalidRequestError
-from syncengine.logging import configure_logging
-from syncengine.models import RunStatus
-from syncengine.plans import check_existing_instances
-from syncengine.retry import CallContext
-from syncengine.sessions import SessionPurpose
-from syncengine.terminate import terminate_execution_instances
-from syncengine.waves import sync_wave
+from syncengine.tables.accounts import load_targets
+from syncengine.terminate.instances import terminate_execution_instances
 from tests.fixtures.simulator import HUB_SECRET_ACCESS_KEY, NO_RETRY, client_kwargs
 from tests.integration.engine_support import cache_items, engine_settings, seed
 from tests.integration.test_handlers_support import (

@@ -9,8 +9,8 @@ import anyio
 import pytest
 from aiobotocore.session import AioSession
 
-from syncengine.aws import SHARED_CLIENT_SERVICES, AccountClient, AwsClients
-from syncengine.models import AccountTarget
+from syncengine.aws.clients import SHARED_CLIENT_SERVICES, AccountClient, AwsClients
+from syncengine.core.models import AccountTarget
 from tests.integration.engine_support import engine_settings
 
 

@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from devtools.localdb import dynalite_available
-from syncengine.engine import get_sync_status, sync_all
-from syncengine.models import RunStatus, Scope
+from syncengine.core.models import RunStatus, Scope
+from syncengine.sync.engine import get_sync_status, sync_all
 from tests.fixtures.dynamodb import DynamoDBTables, fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed
 

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from devtools.localdb import dynalite_available, dynalite_server, free_port, moto_server
 from devtools.tables import create_tables, delete_tables, main
-from syncengine.config import SyncSettings, TableNames
+from syncengine.core.config import SyncSettings, TableNames
 from tests.fixtures.dynamodb import TEST_REGION, DynamoDBTables, fresh_tables, unique_table_names
 
 

@@ -7,13 +7,13 @@ import re
 
 import pytest
 
-from syncengine.engine import open_runtime, sync_all
-from syncengine.errors import ExecutionInProgressError, ExecutionNotFoundError, InvalidRequestError
-from syncengine.models import Scope
-from syncengine.records import content_hash, public_record
-from syncengine.terminate import execution_recovery_instances, record_job, terminate_execution_instances
-from syncengine.terminate_drs import Job
-from syncengine.terminate_rules import TerminateOptions
+from syncengine.core.errors import ExecutionInProgressError, ExecutionNotFoundError, InvalidRequestError
+from syncengine.core.models import Scope
+from syncengine.sync.engine import open_runtime, sync_all
+from syncengine.tables.records import content_hash, public_record
+from syncengine.terminate.drs import Job
+from syncengine.terminate.instances import execution_recovery_instances, record_job, terminate_execution_instances
+from syncengine.terminate.rules import TerminateOptions
 from tests.integration.test_handlers_support import (
     REGION,
     cache,

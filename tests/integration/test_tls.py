@@ -1,5 +1,5 @@
-"""TLS through the engine's own client stacks (aiobotocore's, with syncengine.sdk_internals'
-host-checking session, and the DynamoDB client of syncengine.dynamodb_http): host names are
+"""TLS through the engine's own client stacks (aiobotocore's, with syncengine.aws.sdk_internals'
+host-checking session, and the DynamoDB client of syncengine.dynamodb.client): host names are
 verified. A local HTTPS server presents a certificate the CA bundle trusts; only the name it was
 issued for differs.
 Certificates are made here with the ``cryptography`` package (already a dependency of moto)."""
@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from syncengine.aws import AwsClients, new_session
-from syncengine.config import RetrySettings, SyncSettings
-from syncengine.dynamodb_http import DynamoDBHttpClient
-from syncengine.errors import AwsError
+from syncengine.aws.clients import AwsClients, new_session
+from syncengine.core.config import RetrySettings, SyncSettings
+from syncengine.core.errors import AwsError
+from syncengine.dynamodb.client import DynamoDBHttpClient
 
 ACCOUNT = "111122223333"
 CALLER_IDENTITY = (

@@ -12,13 +12,13 @@ import anyio
 import pytest
 
 from devtools.seed import target_account_items
-from syncengine import metrics as m
-from syncengine.config import LEASE_MARGIN_SECONDS
-from syncengine.dynamo import from_item, to_item
-from syncengine.engine import get_sync_status, open_runtime, sync_all, sync_scope
-from syncengine.models import RunStatus, ScopeOutcome
-from syncengine.status import SCOPE_PK
-from syncengine.waves import sync_wave
+from syncengine.core import metrics as m
+from syncengine.core.config import LEASE_MARGIN_SECONDS
+from syncengine.core.models import RunStatus, ScopeOutcome
+from syncengine.dynamodb.seam import from_item, to_item
+from syncengine.refresh.waves import sync_wave
+from syncengine.sync.engine import get_sync_status, open_runtime, sync_all, sync_scope
+from syncengine.tables.status import SCOPE_PK
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 
 OPT_IN = "af-south-1"
@@ -301,7 +301,7 @@ async def test_targeted_sync_leaves_the_scope_status_of_the_whole_scope_sync(ddb
 
 async def test_full_sync_emits_a_heartbeat_and_a_held_lease_a_skip(ddb, make_simulator, capsys) -> None:
     """FullSyncHeartbeat per successful full sync; SyncsSkipped when the full-sync lease is held."""
-    from syncengine.errors import SyncInProgressError
+    from syncengine.core.errors import SyncInProgressError
 
     sim = make_simulator(accounts=1, regions=("us-east-1",), instances_per_scope=2, seed=31)
     settings = engine_settings(ddb, sim, emit_metrics=True)

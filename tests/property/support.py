@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from devtools.faultproxy import DynamoFaultProxy
 from devtools.simulator import EstateConfig, Simulator, run_simulator
-from syncengine.config import RetrySettings, SyncSettings
-from syncengine.models import Scope
+from syncengine.core.config import RetrySettings, SyncSettings
+from syncengine.core.models import Scope
 from tests.fixtures.dynamodb import fresh_tables
 from tests.integration.engine_support import cache_items, engine_settings, seed
 

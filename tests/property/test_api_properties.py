@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from devtools.tables import create_tables, delete_tables
 from handlers import dependencies
 from handlers.data_management import lambda_handler
-from syncengine.config import SyncSettings
-from syncengine.engine import sync_all
+from syncengine.core.config import SyncSettings
+from syncengine.sync.engine import sync_all
 from tests.events_loader import FakeLambdaContext, load_event, response_json, with_body, with_path_parameter
 from tests.fixtures.dynamodb import TEST_REGION, DynamoDBTables, unique_table_names
 from tests.integration.engine_support import engine_settings, seed

@@ -13,10 +13,10 @@ import anyio.lowlevel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncengine.dynamo import BATCH_WRITE_MAX, from_item, to_attr, to_item
-from syncengine.models import RecoveryInstanceRecord
-from syncengine.records import content_hash, public_record, record_content, record_to_item
-from syncengine.store import CachedEntry, CacheStore
+from syncengine.core.models import RecoveryInstanceRecord
+from syncengine.dynamodb.seam import BATCH_WRITE_MAX, from_item, to_attr, to_item
+from syncengine.tables.cache import CachedEntry, CacheStore
+from syncengine.tables.records import content_hash, public_record, record_content, record_to_item
 from tests.property.conftest import PURE_EXAMPLES
 
 pure = settings(max_examples=PURE_EXAMPLES)

@@ -20,11 +20,11 @@ import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncengine.aws import drs_regions
-from syncengine.engine import get_sync_status, sync_all, sync_scope
-from syncengine.errors import SyncInProgressError
-from syncengine.models import ScopeOutcome
-from syncengine.records import REQUIRED_FIELDS
+from syncengine.aws.clients import drs_regions
+from syncengine.core.errors import SyncInProgressError
+from syncengine.core.models import ScopeOutcome
+from syncengine.sync.engine import get_sync_status, sync_all, sync_scope
+from syncengine.tables.records import REQUIRED_FIELDS
 from tests.property.conftest import SERVER_EXAMPLES
 from tests.property.support import apply, cache_of, estates, mutations, truth, view, world
 

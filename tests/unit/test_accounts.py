@@ -8,7 +8,10 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from syncengine.accounts import (
+from syncengine.aws.clients import drs_regions
+from syncengine.core.config import SyncSettings
+from syncengine.core.errors import InvalidRequestError
+from syncengine.tables.accounts import (
     load_targets,
     plan_scopes,
     role_name_of,
@@ -16,9 +19,6 @@ from syncengine.accounts import (
     validate_account_id,
     validate_region,
 )
-from syncengine.aws import drs_regions
-from syncengine.config import SyncSettings
-from syncengine.errors import InvalidRequestError
 
 SETTINGS = SyncSettings(regions=("us-east-1", "eu-west-1"))
 
@@ -135,7 +135,7 @@ def test_validate_account_id_accepts_only_ascii_digits(bad: str) -> None:
 )
 def test_item_regions_validates_the_regions_attribute(raw, regions, error_words) -> None:
     """A valid list passes; anything else keeps the DRS regions it names and says what is wrong."""
-    from syncengine.accounts import item_regions
+    from syncengine.tables.accounts import item_regions
 
     named, error = item_regions(raw)
     assert named == regions
@@ -161,22 +161,22 @@ def test_targets_carry_the_configuration_error_of_a_malformed_item() -> None:
 )
 def test_is_disabled_region_error_only_for_auth_failures_in_opt_in_regions(code, region, disabled) -> None:
     """A disabled region is told apart from a broken role or a missing permission."""
-    from syncengine.errors import AccessDeniedError
-    from syncengine.regions import is_disabled_region_error
+    from syncengine.aws.regions import is_disabled_region_error
+    from syncengine.core.errors import AccessDeniedError
 
     assert is_disabled_region_error(AccessDeniedError("x", code=code, operation="drs:X"), region) is disabled
 
 
 def test_is_disabled_region_error_never_for_an_assume_role_failure() -> None:
-    from syncengine.errors import AccessDeniedError
-    from syncengine.regions import is_disabled_region_error
+    from syncengine.aws.regions import is_disabled_region_error
+    from syncengine.core.errors import AccessDeniedError
 
     denied = AccessDeniedError("x", code="UnrecognizedClientException", operation="AssumeRole")
     assert not is_disabled_region_error(denied, "af-south-1")
 
 
 def test_opt_in_regions_are_the_eleven_drs_regions_launched_since_2019() -> None:
-    from syncengine.regions import is_opt_in_region
+    from syncengine.aws.regions import is_opt_in_region
 
     opt_in = {r for r in drs_regions() if is_opt_in_region(r)}
     assert len(opt_in) == len(drs_regions()) - 17
@@ -227,14 +227,14 @@ class _RegionStatusTables:
         if table == "accounts":
             return [{"accountId": "444455556666", "roleArn": "arn:aws:iam::444455556666:role/DRSOrchestrationRole"}]
         if self.unreadable:
-            from syncengine.errors import AccessDeniedError
+            from syncengine.core.errors import AccessDeniedError
 
             raise AccessDeniedError("no", code="AccessDeniedException", operation="Scan")
         # The FilterExpression (serverCount > 0) as DynamoDB applies it.
         return [r for r in self.rows or [] if r["serverCount"] > 0]
 
     async def paginate(self, method: str, **params: object):
-        from syncengine.dynamo import to_item
+        from syncengine.dynamodb.seam import to_item
 
         for scope in self.scopes:
             yield to_item({"pk": "SCOPE", "sk": f"{scope['accountId']}#{scope['region']}", **scope})

@@ -1,4 +1,4 @@
-"""syncengine.aws and syncengine.credentials: sessions, role ARNs, per-call credentials."""
+"""syncengine.aws.clients and syncengine.aws.credentials: sessions, role ARNs, per-call credentials."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from syncengine import aws as aws_module
-from syncengine.aws import (
+from syncengine.aws import clients as aws_module
+from syncengine.aws.clients import (
     account_scoped_session,
     botocore_session_of,
     drs_regions,
@@ -16,9 +16,9 @@ from syncengine.aws import (
     role_arn_for,
     shared_session,
 )
-from syncengine.config import SyncSettings
-from syncengine.credentials import CallScopedCredentials
-from syncengine.fastpath import FastResponseParserFactory
+from syncengine.aws.credentials import CallScopedCredentials
+from syncengine.aws.fastpath import FastResponseParserFactory
+from syncengine.core.config import SyncSettings
 
 
 def test_aws_role_arn_for_an_account() -> None:
@@ -42,7 +42,7 @@ async def test_aws_shared_clients_sign_as_the_account_bound_to_each_call() -> No
     ``AccountClient`` binds for the call, and refuses to sign with none bound."""
     from datetime import UTC, datetime, timedelta
 
-    from syncengine.credentials import AccountClient, Credentials
+    from syncengine.aws.credentials import AccountClient, Credentials
 
     signed: list[str] = []
 
@@ -112,7 +112,7 @@ async def test_aws_preloaded_models_leave_the_first_clients_nothing_to_load(monk
 def test_drs_regions_are_the_hub_partition_s() -> None:
     """From botocore's partition data: a commercial hub knows no GovCloud region, a GovCloud hub
     only GovCloud's; role ARNs carry the partition."""
-    from syncengine.aws import drs_regions, hub_partition, partition_of, role_arn_for
+    from syncengine.aws.clients import drs_regions, hub_partition, partition_of, role_arn_for
 
     assert hub_partition({"AWS_REGION": "us-gov-west-1"}) == "aws-us-gov"
     assert hub_partition({"AWS_DEFAULT_REGION": "eu-west-1"}) == "aws"
@@ -124,6 +124,6 @@ def test_drs_regions_are_the_hub_partition_s() -> None:
 
 
 def test_govcloud_regions_are_not_opt_in_regions() -> None:
-    from syncengine.regions import is_opt_in_region
+    from syncengine.aws.regions import is_opt_in_region
 
     assert not is_opt_in_region("us-gov-west-1") and not is_opt_in_region("us-gov-east-1")

@@ -20,7 +20,7 @@ from benchmarks.scenarios.cold_read import (
 )
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.sizes import FULL, QUICK
-from syncengine.config import SyncSettings
+from syncengine.core.config import SyncSettings
 
 
 def test_summary_subtracts_interpreter_median_from_percentiles() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from syncengine import config
+from syncengine.core import config
 from tests.cfn_render import PSEUDO, render
 from tests.cfn_yaml import load_template, walk
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncengine import metrics
+from syncengine.core import metrics
 from tests.cfn_yaml import load_template, resources_of_type
 
 

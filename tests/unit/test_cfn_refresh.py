@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from syncengine import config
+from syncengine.core import config
 from tests.cfn_render import render
 from tests.cfn_yaml import ROOT, load_template, walk
 from tests.unit.test_cfn_existing_orchestration import LAMBDA_PARAMETERS, _database

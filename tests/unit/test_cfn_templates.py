@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from devtools.tables import LOGICAL_ID_TO_FIELD, load_table_definitions
-from syncengine import config, metrics
+from syncengine.core import config, metrics
 from tests.cfn_yaml import CFN_DIR, load_template, resources_of_type
 
 TEMPLATE_FILES = sorted(path.name for path in CFN_DIR.glob("*.yaml"))
@@ -258,7 +258,7 @@ def _variables(lambda_stack: dict[str, Any], function: str) -> dict[str, Any]:
 
 
 def test_cfn_table_env_vars_are_the_codes() -> None:
-    """Every table variable syncengine.config reads is one CloudFormation sets (the
+    """Every table variable syncengine.core.config reads is one CloudFormation sets (the
     orchestration's region-status table only when there is one: below)."""
     table_vars = {name for name in config.ALL_ENV_VARS if name.endswith("_TABLE")}
     assert table_vars == set(TABLE_ENV_TO_PARAMETER) | {config.ENV_DRS_REGION_STATUS_TABLE}
@@ -615,7 +615,7 @@ def test_cfn_cache_miss_rate_alarm_divides_misses_by_lookups(monitoring: dict[st
 
 
 def test_cfn_every_custom_metric_is_emitted_by_the_code(monitoring: dict[str, Any]) -> None:
-    """Alarms and widgets on our namespace watch only names syncengine.metrics defines, with its
+    """Alarms and widgets on our namespace watch only names syncengine.core.metrics defines, with its
     one dimension; everything else is an AWS service metric."""
     seen = set()
     for alarm in _alarms(monitoring).values():

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from syncengine.cli import build_parser
+from syncengine.cli.main import build_parser
 
 # A fresh interpreter in which ``devtools`` cannot be found, as in the Lambda package.
 WITHOUT_DEVTOOLS = """
@@ -17,7 +17,7 @@ class HideDevtools(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(name)
         return None
 sys.meta_path.insert(0, HideDevtools())
-from syncengine.cli import main
+from syncengine.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -48,7 +48,7 @@ def test_cli_without_rich_exits_with_the_extra_to_install() -> None:
     """rich is the ``cli`` extra, not a runtime dependency: without it the commands say what to
     install instead of failing with a traceback (and the module still imports)."""
     code = (
-        "import sys\nsys.modules['rich'] = None\nimport syncengine.commands as c\n"
+        "import sys\nsys.modules['rich'] = None\nimport syncengine.cli.commands as c\n"
         "try:\n    c.console()\nexcept SystemExit as exc:\n    print(exc.code)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from syncengine.config import SyncSettings
-from syncengine.errors import ConfigurationError
+from syncengine.core.config import SyncSettings
+from syncengine.core.errors import ConfigurationError
 
 
 def test_config_rejects_max_concurrency_above_the_pool() -> None:

@@ -1,12 +1,12 @@
-"""syncengine.discovery: what is kept of DRS's answers, and answers that cannot be read."""
+"""syncengine.sync.discovery: what is kept of DRS's answers, and answers that cannot be read."""
 
 from __future__ import annotations
 
 import pytest
 
-from syncengine.discovery import page_items, slim_recovery_instance, slim_source_server
-from syncengine.errors import MalformedResponseError
-from syncengine.retry import CallContext
+from syncengine.core.errors import MalformedResponseError
+from syncengine.core.retry import CallContext
+from syncengine.sync.discovery import page_items, slim_recovery_instance, slim_source_server
 
 CONTEXT = CallContext("drs:DescribeRecoveryInstances", account_id="123456789012", region="us-east-1")
 

@@ -14,17 +14,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from syncengine import sdk_config
-from syncengine.dynamodb_http import (
-    Answer,
-    DynamoDBHttpClient,
-    error_code_and_message,
-    host_header,
-    parse_answer,
-    read_answer,
-    sigv4_headers,
-)
-from syncengine.errors import (
+from syncengine.core.errors import (
     AccessDeniedError,
     ConfigurationError,
     MalformedResponseError,
@@ -33,8 +23,18 @@ from syncengine.errors import (
     TransientAwsError,
     ValidationError,
 )
-from syncengine.retry import CallContext
-from syncengine.sdk_config import CredentialSource, EnvCredentials, endpoint_for, proxy_for
+from syncengine.core.retry import CallContext
+from syncengine.dynamodb import sdk_config
+from syncengine.dynamodb.client import (
+    Answer,
+    DynamoDBHttpClient,
+    error_code_and_message,
+    host_header,
+    parse_answer,
+    read_answer,
+    sigv4_headers,
+)
+from syncengine.dynamodb.sdk_config import CredentialSource, EnvCredentials, endpoint_for, proxy_for
 
 TIMESTAMP = "20261129T203000Z"
 BODY = b'{"TableName":"cache","Key":{"sourceServerId":{"S":"s-1"}}}'

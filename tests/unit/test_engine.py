@@ -1,12 +1,12 @@
-"""syncengine.engine: the public API refuses bad requests before it opens anything."""
+"""syncengine.sync.engine: the public API refuses bad requests before it opens anything."""
 
 from __future__ import annotations
 
 import pytest
 
-from syncengine import engine
-from syncengine.config import SyncSettings
-from syncengine.errors import InvalidRequestError
+from syncengine.core.config import SyncSettings
+from syncengine.core.errors import InvalidRequestError
+from syncengine.sync import engine
 
 # Nothing listens here: a request that got past validation would fail to connect, not pass.
 UNREACHABLE = SyncSettings(endpoint_urls=(("dynamodb", "http://127.0.0.1:9"), ("sts", "http://127.0.0.1:9")))

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncengine.dynamo import from_item
-from syncengine.execution_index import Lookup
-from syncengine.execution_index_items import (
+from syncengine.dynamodb.seam import from_item
+from syncengine.sync.execution_sync import StoredExecutions
+from syncengine.tables.execution_index.attribution import ExecutionIndex, ExecutionRef
+from syncengine.tables.execution_index.items import (
     entries,
     entry_item,
     entry_ref,
@@ -20,8 +21,7 @@ from syncengine.execution_index_items import (
     order,
     second_keys,
 )
-from syncengine.execution_sync import StoredExecutions
-from syncengine.executions import ExecutionIndex, ExecutionRef
+from syncengine.tables.execution_index.table import Lookup
 
 REGIONS = ("us-east-1", "eu-west-1")
 SERVERS = tuple(f"s-{n:017x}" for n in range(4))

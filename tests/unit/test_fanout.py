@@ -1,15 +1,15 @@
-"""syncengine.fanout decisions and the status of a fan-out run, without I/O."""
+"""syncengine.sync.fanout decisions and the status of a fan-out run, without I/O."""
 
 from __future__ import annotations
 
 import pytest
 
-from syncengine.config import SyncSettings
-from syncengine.errors import ConfigurationError, InvalidRequestError
-from syncengine.fanout import fanout_wanted, group_message, scope_groups, summary_report
-from syncengine.models import HealthStatus, RunStatus, Scope, SyncStatus
-from syncengine.refresh_events import coalesce, parse_refresh_request, parse_refresh_requests
-from syncengine.status import with_fanout_run
+from syncengine.core.config import SyncSettings
+from syncengine.core.errors import ConfigurationError, InvalidRequestError
+from syncengine.core.models import HealthStatus, RunStatus, Scope, SyncStatus
+from syncengine.refresh.events import coalesce, parse_refresh_request, parse_refresh_requests
+from syncengine.sync.fanout import fanout_wanted, group_message, scope_groups, summary_report
+from syncengine.tables.status import with_fanout_run
 
 RUN = "0123456789abcdef"
 
@@ -144,9 +144,9 @@ def test_fanout_records_stay_a_few_kb_at_20000_scopes() -> None:
     included), every counter at its largest; every part full and counted, the run record holding
     every part's marker. Both under 4 KB: DynamoDB's limit is 400 KB and each update is billed
     on the whole item (one marker per scope on one item reached the limit near 12,000 scopes)."""
-    from syncengine.aws import drs_regions
-    from syncengine.fanout import part_sizes, plan_groups
-    from syncengine.status import FANOUT_COUNTERS, FANOUT_PART_SCOPES, part_marker
+    from syncengine.aws.clients import drs_regions
+    from syncengine.sync.fanout import part_sizes, plan_groups
+    from syncengine.tables.status import FANOUT_COUNTERS, FANOUT_PART_SCOPES, part_marker
 
     longest_region = max((r for p in ("aws", "aws-us-gov") for r in drs_regions(p)), key=len)
     scopes = [Scope(f"{i:012d}", longest_region) for i in range(20_000)]
@@ -185,8 +185,8 @@ def test_fanout_records_stay_a_few_kb_at_20000_scopes() -> None:
 
 
 def test_fanout_groups_fill_parts_without_splitting_a_group() -> None:
-    from syncengine.fanout import ACTIVE_EXECUTION_DELAY_S, part_sizes, plan_groups
-    from syncengine.status import FANOUT_PART_SCOPES
+    from syncengine.sync.fanout import ACTIVE_EXECUTION_DELAY_S, part_sizes, plan_groups
+    from syncengine.tables.status import FANOUT_PART_SCOPES
 
     scopes = [Scope(f"{i:012d}", region) for i in range(100) for region in ("us-east-1", "us-west-2", "eu-west-1")]
     delayed = {scopes[0]}

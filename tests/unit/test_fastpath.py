@@ -13,13 +13,13 @@ from botocore.loaders import Loader
 from botocore.model import ServiceModel
 from botocore.parsers import ResponseParserError
 
-from syncengine.fastpath import (
+from syncengine.aws.fastpath import (
     EC2_INSTANCE_FIELDS,
     FastResponseParserFactory,
     UnexpectedBody,
     parse_describe_instances,
 )
-from syncengine.fastpath import parsers as fastpath
+from syncengine.aws.fastpath import parsers as fastpath
 from tests.cfn_yaml import ROOT
 
 EC2_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
@@ -209,7 +209,7 @@ def _ec2_fields_read_by(path) -> set[str]:
 
 def test_fast_path_keeps_every_ec2_field_the_engine_reads() -> None:
     """A field enrich reads but the fast parser drops would read None under the fast path."""
-    read = _ec2_fields_read_by(ROOT / "syncengine" / "enrich.py")
+    read = _ec2_fields_read_by(ROOT / "syncengine" / "sync" / "enrich.py")
     assert read
     assert sorted(read - EC2_INSTANCE_FIELDS) == []
 

@@ -17,10 +17,10 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
 from devtools.faultproxy import DynamoFaultProxy, FaultKind, FaultProxyThread, FaultRule
-from syncengine.config import RetrySettings
-from syncengine.dynamo import Dynamo
-from syncengine.errors import ThrottledError, TransientAwsError
-from syncengine.retry import CallContext, classify
+from syncengine.core.config import RetrySettings
+from syncengine.core.errors import ThrottledError, TransientAwsError
+from syncengine.core.retry import CallContext, classify
+from syncengine.dynamodb.seam import Dynamo
 
 TABLE = "fault-proxy-test"
 # botocore's own retries off (total_max_attempts: one try): every injected fault reaches the caller.

@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from syncengine.gctune import RUN_GC_THRESHOLDS, relaxed_gc
+from syncengine.core.gctune import RUN_GC_THRESHOLDS, relaxed_gc
 
 
 @pytest.fixture

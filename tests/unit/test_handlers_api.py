@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from handlers.api import build_api
 from handlers.events import EventKind
-from syncengine.errors import (
+from syncengine.core.errors import (
     AwsError,
     ExecutionNotFoundError,
     InvalidRequestError,
@@ -58,7 +58,7 @@ def test_api_sync_budget_holds_deadline_and_cleanup_together() -> None:
     """An API scoped sync's deadline plus its shielded cleanup fit API_BUDGET_SECONDS (API
     Gateway allows 29 s), and a shorter Lambda deadline still wins."""
     from handlers.operations import API_BUDGET_SECONDS, within_budget
-    from syncengine.config import SyncSettings
+    from syncengine.core.config import SyncSettings
 
     bounded = within_budget(SyncSettings(), API_BUDGET_SECONDS)
     assert bounded.deadline_seconds is not None

@@ -11,7 +11,7 @@ import structlog
 from handlers import dependencies
 from handlers.data_management import lambda_handler
 from handlers.operations import RunFailedError
-from syncengine.errors import (
+from syncengine.core.errors import (
     AwsError,
     ExecutionInProgressError,
     ExecutionNotFoundError,
@@ -19,7 +19,7 @@ from syncengine.errors import (
     RecoveryPlanNotFoundError,
     SyncInProgressError,
 )
-from syncengine.models import (
+from syncengine.core.models import (
     HealthStatus,
     Scope,
     ScopeError,

@@ -9,10 +9,10 @@ import pytest
 
 from handlers import dependencies
 from handlers.execution import WAVE_SYNC_BUDGET_SECONDS, lambda_handler, sync_recovery_instances_after_wave
-from syncengine.config import SyncSettings
-from syncengine.errors import AccessDeniedError, ExecutionNotFoundError
-from syncengine.models import RunStatus, Scope, ScopeError, SyncReport
-from syncengine.waves import WaveSyncResult, WaveTarget
+from syncengine.core.config import SyncSettings
+from syncengine.core.errors import AccessDeniedError, ExecutionNotFoundError
+from syncengine.core.models import RunStatus, Scope, ScopeError, SyncReport
+from syncengine.refresh.waves import WaveSyncResult, WaveTarget
 from tests.events_loader import FakeEngine, FakeLambdaContext, load_event
 
 WAVE = {

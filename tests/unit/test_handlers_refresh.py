@@ -12,9 +12,9 @@ import pytest
 from handlers import dependencies
 from handlers.dependencies import EngineFunctions
 from handlers.refresh import lambda_handler
-from syncengine.config import SyncSettings
-from syncengine.models import Scope
-from syncengine.refresh import RefreshMessage, RefreshResult, RefreshStatus, ScopeRefresh
+from syncengine.core.config import SyncSettings
+from syncengine.core.models import Scope
+from syncengine.refresh.batch import RefreshMessage, RefreshResult, RefreshStatus, ScopeRefresh
 from tests.events_loader import FakeLambdaContext, load_event
 
 SCOPE = Scope("111122223333", "us-east-1")

@@ -8,10 +8,10 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from syncengine.config import LEASE_MARGIN_SECONDS, SyncSettings
-from syncengine.health import summarise_status
-from syncengine.models import Scope, ScopeOutcome, ScopeResult, ScopeStatus, SyncReport, utc_now_iso
+from syncengine.core.config import LEASE_MARGIN_SECONDS, SyncSettings
+from syncengine.core.models import Scope, ScopeOutcome, ScopeResult, ScopeStatus, SyncReport, utc_now_iso
 from syncengine.runtime import lease_seconds
+from syncengine.tables.health import summarise_status
 
 WINDOW = timedelta(seconds=900)
 FULL = {"status": "SUCCESS", "lastSyncTime": utc_now_iso(), "scopesSynced": 2}

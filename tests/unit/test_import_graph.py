@@ -18,7 +18,7 @@ from tests.cfn_yaml import ROOT
 
 # Modules of this project the read path may load: the handler plumbing, the runtime it opens
 # (DynamoDB through the light client, cache and status stores) and check-existing itself. Not the
-# aiobotocore clients (syncengine.aws, credentials, fastpath): a read builds them only on demand.
+# aiobotocore clients (syncengine.aws.clients, credentials, fastpath): a read builds them only on demand.
 ALLOWED_OWN = frozenset(
     {
         "handlers",
@@ -31,35 +31,43 @@ ALLOWED_OWN = frozenset(
         "handlers.query",
         "handlers.routes",
         "syncengine",
-        "syncengine.accounts",
-        "syncengine.callstats",
-        "syncengine.concurrency",
-        "syncengine.config",
-        "syncengine.health",
-        "syncengine.orchestration",
-        "syncengine.records",
-        "syncengine.dynamo",
-        "syncengine.dynamodb_http",
+        # The packages of the modules below (docstrings only).
+        "syncengine.aws",
+        "syncengine.core",
+        "syncengine.dynamodb",
+        "syncengine.plans",
+        "syncengine.tables",
+        "syncengine.tables.execution_index",
+        "syncengine.terminate",
+        "syncengine.tables.accounts",
+        "syncengine.core.callstats",
+        "syncengine.core.concurrency",
+        "syncengine.core.config",
+        "syncengine.tables.health",
+        "syncengine.tables.orchestration",
+        "syncengine.tables.records",
+        "syncengine.dynamodb.seam",
+        "syncengine.dynamodb.client",
         "syncengine.reads",
         "syncengine.runtime",
-        "syncengine.errors",
-        "syncengine.executions",
-        "syncengine.gctune",
-        "syncengine.logging",
-        "syncengine.metrics",
-        "syncengine.models",
-        "syncengine.plans",
-        "syncengine.regions",
-        "syncengine.resident",
-        "syncengine.retry",
-        "syncengine.status",
-        "syncengine.store",
-        "syncengine.terminate_rules",
+        "syncengine.core.errors",
+        "syncengine.tables.execution_index.attribution",
+        "syncengine.core.gctune",
+        "syncengine.core.logging",
+        "syncengine.core.metrics",
+        "syncengine.core.models",
+        "syncengine.plans.check_existing",
+        "syncengine.aws.regions",
+        "syncengine.core.resident",
+        "syncengine.core.retry",
+        "syncengine.tables.status",
+        "syncengine.tables.cache",
+        "syncengine.terminate.rules",
     }
 )
 # Heavy or foreign packages, by what they cost when measured: aiobotocore with aiohttp ~130 ms and
 # botocore's client machinery ~90 ms (the read path's DynamoDB calls need neither:
-# syncengine.dynamodb_http), rich + pygments ~40-60 ms (structlog's dev console), the simulator and
+# syncengine.dynamodb.client), rich + pygments ~40-60 ms (structlog's dev console), the simulator and
 # fault proxy (aiohttp servers), YAML (the table definitions), multiprocessing (sharded syncs), and
 # the test and benchmark tools.
 FORBIDDEN = (
@@ -113,24 +121,24 @@ def test_import_graph_query_loads_no_botocore_client_machinery(query_modules: se
 
 def test_import_graph_query_needs_no_sync_or_invoke_machinery(query_modules: set[str]) -> None:
     unwanted = {
-        "syncengine.discovery",
-        "syncengine.enrich",
-        "syncengine.terminate",
+        "syncengine.sync.discovery",
+        "syncengine.sync.enrich",
+        "syncengine.terminate.instances",
         "devtools.simulator",
         "devtools.faultproxy",
-        "syncengine.selfinvoke",
+        "syncengine.aws.selfinvoke",
     }
     assert sorted(unwanted & query_modules) == []
 
 
 def test_import_graph_plain_structlog_would_load_rich() -> None:
-    """Why the guard lists rich: structlog imported directly (not through syncengine.logging)
+    """Why the guard lists rich: structlog imported directly (not through syncengine.core.logging)
     brings it in."""
     assert "rich" in modules_after("import structlog")
 
 
 def test_import_graph_structlog_keeps_rich_out_and_cli_can_still_import_it() -> None:
-    loaded = modules_after("import syncengine.logging\nimport rich.console")
+    loaded = modules_after("import syncengine.core.logging\nimport rich.console")
     assert "structlog" in loaded
     assert "rich.console" in loaded
 
@@ -174,7 +182,7 @@ def product_import_graph() -> dict[str, set[str]]:
             graph[module] = {
                 name for name in imported_modules(path) if name.split(".")[0] in ("syncengine", "handlers")
             }
-    # ``from syncengine import metrics`` names a module too.
+    # ``from syncengine.core import metrics`` names a module too.
     for module, names in graph.items():
         graph[module] = {name for name in names if name in graph and name != module}
     return graph

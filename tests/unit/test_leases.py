@@ -3,7 +3,7 @@ second delivery of one message recognises a lease held by the same run (``lease_
 
 from __future__ import annotations
 
-from syncengine.status import family_owner, lease_family
+from syncengine.tables.status import family_owner, lease_family
 
 
 def test_family_owner_without_a_fanout_run_is_the_run_id() -> None:

@@ -1,4 +1,4 @@
-"""syncengine.metrics: EMF documents through Powertools."""
+"""syncengine.core.metrics: EMF documents through Powertools."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from syncengine import metrics as m
+from syncengine.core import metrics as m
 
 
 def test_metrics_document_names_namespace_dimension_and_unit() -> None:

@@ -1,16 +1,16 @@
-"""syncengine.pipeline: one scope's result and records, without I/O."""
+"""syncengine.sync.pipeline: one scope's result and records, without I/O."""
 
 from __future__ import annotations
 
 import anyio
 import anyio.lowlevel
 
-from syncengine.config import SyncSettings
-from syncengine.discovery import ScopeDiscovery
-from syncengine.errors import AccessDeniedError
-from syncengine.executions import ExecutionIndex
-from syncengine.models import AccountTarget, Scope, ScopeOutcome
-from syncengine.pipeline import ScopeAttempt, build_records, scope_lease
+from syncengine.core.config import SyncSettings
+from syncengine.core.errors import AccessDeniedError
+from syncengine.core.models import AccountTarget, Scope, ScopeOutcome
+from syncengine.sync.discovery import ScopeDiscovery
+from syncengine.sync.pipeline import ScopeAttempt, build_records, scope_lease
+from syncengine.tables.execution_index.attribution import ExecutionIndex
 
 SCOPE = Scope("123456789012", "us-east-1")
 

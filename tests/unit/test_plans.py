@@ -1,11 +1,11 @@
-"""syncengine.plans: reading plans, waves and protection groups (pure parts)."""
+"""syncengine.plans.check_existing: reading plans, waves and protection groups (pure parts)."""
 
 from __future__ import annotations
 
 import pytest
 
-from syncengine.errors import InvalidRequestError
-from syncengine.plans import (
+from syncengine.core.errors import InvalidRequestError
+from syncengine.plans.check_existing import (
     ALWAYS_PRESENT_FIELDS,
     existing_instances_body,
     group_ids_of,

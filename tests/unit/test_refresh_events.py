@@ -1,4 +1,4 @@
-"""syncengine.refresh_events: the real-shaped DRS/EC2 events and scope messages become one
+"""syncengine.refresh.events: the real-shaped DRS/EC2 events and scope messages become one
 request per scope; a batch coalesces into one piece of work per (account, region); anything
 malformed is refused with a sentence."""
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from syncengine.errors import InvalidRequestError
-from syncengine.models import Scope
-from syncengine.refresh_events import RefreshKind, coalesce, parse_refresh_request, parse_refresh_requests
+from syncengine.core.errors import InvalidRequestError
+from syncengine.core.models import Scope
+from syncengine.refresh.events import RefreshKind, coalesce, parse_refresh_request, parse_refresh_requests
 from tests.events_loader import load_event
 
 ACCOUNT = "111122223333"

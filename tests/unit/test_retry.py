@@ -7,8 +7,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.parsers import ResponseParserError
 
-from syncengine.config import RetrySettings
-from syncengine.errors import (
+from syncengine.core.config import RetrySettings
+from syncengine.core.errors import (
     AccessDeniedError,
     ClockSkewError,
     MalformedResponseError,
@@ -17,7 +17,7 @@ from syncengine.errors import (
     TransientAwsError,
     ValidationError,
 )
-from syncengine.retry import CallContext, call_with_retry, classify
+from syncengine.core.retry import CallContext, call_with_retry, classify
 
 CTX = CallContext("drs:DescribeRecoveryInstances", "111122223333", "us-east-1")
 FAST = RetrySettings(max_attempts=4, base_delay=0.001, max_delay=0.002)

@@ -1,10 +1,10 @@
-"""syncengine.run: a run's report and metrics, however it ended."""
+"""syncengine.sync.run: a run's report and metrics, however it ended."""
 
 from __future__ import annotations
 
-from syncengine import metrics as m
-from syncengine.models import AccountTarget, Scope, ScopeOutcome, ScopeResult
-from syncengine.run import RunRequest, RunState, _report, deadline_skipped_report
+from syncengine.core import metrics as m
+from syncengine.core.models import AccountTarget, Scope, ScopeOutcome, ScopeResult
+from syncengine.sync.run import RunRequest, RunState, _report, deadline_skipped_report
 
 A = Scope("123456789012", "us-east-1")
 B = Scope("123456789012", "eu-west-1")
@@ -47,7 +47,7 @@ def test_run_deadline_skipped_report_touches_nothing() -> None:
 
 def test_run_metrics_names_are_known() -> None:
     """Every metric the run emits is one the monitoring stack knows (metrics.UNITS)."""
-    from syncengine.run import _run_metrics
+    from syncengine.sync.run import _run_metrics
 
     class _Stats:
         throttle_retries = 0

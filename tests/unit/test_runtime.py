@@ -6,7 +6,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from syncengine.config import LEASE_MARGIN_SECONDS, SyncSettings
+from syncengine.core.config import LEASE_MARGIN_SECONDS, SyncSettings
 from syncengine.runtime import CLEANUP_SECONDS, cleanup_budget, deadline_scope, lease_seconds, shielded_cleanup
 
 pytestmark = pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""The private SDK names of syncengine.sdk_internals still exist and still do what the engine
+"""The private SDK names of syncengine.aws.sdk_internals still exist and still do what the engine
 relies on: an upgrade that renames, removes or changes one fails here first."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import ssl
 
 from aiobotocore.httpsession import AIOHTTPSession
 
-from syncengine.sdk_internals import HostCheckingHTTPSession
+from syncengine.aws.sdk_internals import HostCheckingHTTPSession
 
 
 def test_sdk_internals_get_ssl_context_is_a_plain_method_returning_a_context() -> None:

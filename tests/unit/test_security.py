@@ -13,10 +13,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from syncengine.accounts import validate_account_id, validate_region
-from syncengine.aws import Credentials
-from syncengine.errors import InvalidRequestError
-from syncengine.logging import configure_logging, redact_secrets
+from syncengine.aws.clients import Credentials
+from syncengine.core.errors import InvalidRequestError
+from syncengine.core.logging import configure_logging, redact_secrets
+from syncengine.tables.accounts import validate_account_id, validate_region
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKENdGhpcyBpcyBhIHRva2Vu"

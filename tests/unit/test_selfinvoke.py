@@ -1,4 +1,4 @@
-"""syncengine.selfinvoke: the self-invocation really is an asynchronous (Event) Lambda Invoke, sent to
+"""syncengine.aws.selfinvoke: the self-invocation really is an asynchronous (Event) Lambda Invoke, sent to
 a loopback stand-in for the Lambda API."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from syncengine.config import RetrySettings, SyncSettings
-from syncengine.errors import AwsError
-from syncengine.selfinvoke import invoke_self_async, region_of
+from syncengine.aws.selfinvoke import invoke_self_async, region_of
+from syncengine.core.config import RetrySettings, SyncSettings
+from syncengine.core.errors import AwsError
 
 FUNCTION_ARN = "arn:aws:lambda:eu-west-1:111122223333:function:drs-orchestration-data-management-dev"
 

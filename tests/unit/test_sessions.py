@@ -1,4 +1,4 @@
-"""syncengine.sessions: each assumed-role session's policy and name, within STS's limits."""
+"""syncengine.aws.sessions: each assumed-role session's policy and name, within STS's limits."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 import pytest
 
 from devtools.simulator import policy as sim_policy
-from syncengine.config import SyncSettings
-from syncengine.sessions import MAX_SESSION_POLICY, SessionPurpose, session_name, session_policy
+from syncengine.aws.sessions import MAX_SESSION_POLICY, SessionPurpose, session_name, session_policy
+from syncengine.core.config import SyncSettings
 
 STS_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 LONGEST_FUNCTION = "f" * 64  # Lambda function names are at most 64 characters

@@ -1,4 +1,4 @@
-"""syncengine.status: the status item a scope's result becomes, and the lease release it carries.
+"""syncengine.tables.status: the status item a scope's result becomes, and the lease release it carries.
 
 A small in-memory double of the DynamoDB seam records each call's parameters (the conditions are
 the point here; tests/integration/test_truthful_status.py runs them against DynamoDB backends)."""
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncengine.dynamo import CONDITION_FAILED, Dynamo
-from syncengine.errors import AwsError, PermanentAwsError
-from syncengine.models import Scope, ScopeError, ScopeOutcome, ScopeResult
-from syncengine.status import StatusStore
+from syncengine.core.errors import AwsError, PermanentAwsError
+from syncengine.core.models import Scope, ScopeError, ScopeOutcome, ScopeResult
+from syncengine.dynamodb.seam import CONDITION_FAILED, Dynamo
+from syncengine.tables.status import StatusStore
 
 SCOPE = Scope("123456789012", "us-east-1")
 

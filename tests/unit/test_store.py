@@ -1,9 +1,9 @@
-"""syncengine.store: the conditions that keep reconciliation from deleting someone else's record."""
+"""syncengine.tables.cache: the conditions that keep reconciliation from deleting someone else's record."""
 
 from __future__ import annotations
 
-from syncengine.models import Scope
-from syncengine.store import CachedEntry, _unchanged_condition
+from syncengine.core.models import Scope
+from syncengine.tables.cache import CachedEntry, _unchanged_condition
 
 SCOPE = Scope("123456789012", "us-east-1")
 

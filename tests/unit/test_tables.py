@@ -19,8 +19,8 @@ from devtools.tables import (
     resolve_template_path,
     table_definitions_from_template,
 )
-from syncengine.config import TableNames
-from syncengine.errors import ConfigurationError
+from syncengine.core.config import TableNames
+from syncengine.core.errors import ConfigurationError
 
 
 @pytest.fixture(scope="module")

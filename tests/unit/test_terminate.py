@@ -1,4 +1,4 @@
-"""syncengine.terminate_drs and the response shapes: batching, per-id rejections, the
+"""syncengine.terminate.drs and the response shapes: batching, per-id rejections, the
 throttle-only retry, and the look-first path after an ambiguous answer, against an in-memory
 DRS client (the integration tests run the same paths through the simulator)."""
 
@@ -11,11 +11,12 @@ from typing import Any
 import anyio
 import pytest
 
-from syncengine.aws import CallStats
-from syncengine.config import RetrySettings, SyncSettings
-from syncengine.errors import AwsError, PermanentAwsError, ThrottledError, TransientAwsError
-from syncengine.models import Scope
-from syncengine.terminate import (
+from syncengine.aws.clients import CallStats
+from syncengine.core.config import RetrySettings, SyncSettings
+from syncengine.core.errors import AwsError, PermanentAwsError, ThrottledError, TransientAwsError
+from syncengine.core.models import Scope
+from syncengine.terminate.drs import CONFLICT, Budget, GroupReport, Job, ScopeTerminator
+from syncengine.terminate.instances import (
     Failed,
     Skipped,
     Terminated,
@@ -23,7 +24,6 @@ from syncengine.terminate import (
     no_instances_body,
     termination_body,
 )
-from syncengine.terminate_drs import CONFLICT, Budget, GroupReport, Job, ScopeTerminator
 
 SCOPE = Scope("123456789012", "us-east-1")
 

@@ -1,4 +1,4 @@
-"""syncengine.terminate_rules: the request body, the active-execution refusal, and which
+"""syncengine.terminate.rules: the request body, the active-execution refusal, and which
 cached instances an execution may terminate."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from syncengine.errors import ExecutionInProgressError, InvalidRequestError
-from syncengine.executions import ACTIVE_STATUSES
-from syncengine.models import Attribution
-from syncengine.terminate_rules import (
+from syncengine.core.errors import ExecutionInProgressError, InvalidRequestError
+from syncengine.core.models import Attribution
+from syncengine.tables.execution_index.attribution import ACTIVE_STATUSES
+from syncengine.terminate.rules import (
     REASON_INFERRED,
     REASON_NOT_DRILL,
     candidates,
