@@ -49,6 +49,7 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check $(wildcard recovery_instance_sync.py syncengine handlers devtools tests benchmarks scripts)
 	$(VENV)/bin/ruff format --check $(wildcard recovery_instance_sync.py syncengine handlers devtools tests benchmarks scripts)
+	$(VENV)/bin/lint-imports --no-cache
 
 lint-cfn: install
 	bash scripts/lint-cfn.sh
@@ -70,4 +71,4 @@ bench-quick: install dynalite
 	$(PY) -m benchmarks.run --quick
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .import_linter_cache .hypothesis build dist *.egg-info
