@@ -1,7 +1,7 @@
 """Every private botocore/aiobotocore name the engine relies on, and why no public hook serves.
 
 Verified against botocore 1.40.61 and aiobotocore 2.25.1 (``requirements-dev.lock``, the newest
-aiobotocore aioboto3 15.5 admits); ``tests/unit/test_sdk_internals.py`` fails on the upgrade that
+aiobotocore aioboto3 15.5 admits); ``tests/unit/aws/test_sdk_internals.py`` fails on the upgrade that
 breaks one of them. Nothing else private is read or patched in ``syncengine`` or ``handlers``.
 
 1. ``aiobotocore.httpsession.AIOHTTPSession._get_ssl_context`` (overridden by

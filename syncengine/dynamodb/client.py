@@ -12,7 +12,7 @@ follows AWS:
   ``{"__type": "...#Code", "message"}``, ``x-amz-crc32`` over the body):
   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.LowLevelAPI.html
 * Signature Version 4: https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
-  (tests/unit/test_dynamodb_http.py checks the signature equals botocore's ``SigV4Auth``).
+  (tests/unit/dynamodb/test_client.py checks the signature equals botocore's ``SigV4Auth``).
 
 What it honours, as botocore does (resolved in ``syncengine.dynamodb.sdk_config``):
 

@@ -98,7 +98,7 @@ FANOUT_PART_SK_PREFIX = "PART#"
 # The run record's marker of a part whose counts it holds: ``p:<n>``.
 FANOUT_PART_MARKER_PREFIX = "p:"
 # At most this many scopes in one part: with the longest scope key a part item stays under 3 KB
-# (tests/unit/test_fanout.py computes the worst case), and 20,000 scopes make 313 parts, whose
+# (tests/unit/sync/test_fanout.py computes the worst case), and 20,000 scopes make 313 parts, whose
 # markers keep the run record under 3 KB too.
 FANOUT_PART_SCOPES = 64
 # Scopes counted in one update at most (its condition names each scope's marker).

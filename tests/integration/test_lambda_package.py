@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 
 from tests.cfn_yaml import ROOT
 from tests.fixtures.dynamodb import DynamoDBTables
-from tests.unit.test_cfn_deploy import BASH, NETWORK_FAILURE, STUB_AWS
+from tests.unit.cfn.test_deploy import BASH, NETWORK_FAILURE, STUB_AWS
 
 HANDLERS = ("handlers.data_management", "handlers.execution", "handlers.query")
 # Top-level names no Lambda package may hold: test and dev dependencies, tools, test code.

@@ -1,6 +1,6 @@
 """Junk API input never yields a 500, with the real engine behind the data-management handler.
 
-``tests/unit/test_handlers_properties.py`` proves the handler's own parsing against a fake
+``tests/unit/handlers/test_properties.py`` proves the handler's own parsing against a fake
 engine. Here nothing is faked but the self-invoke: random bodies, path parameters and direct
 events go through the handler into the engine, a real DynamoDB server and the simulated estate,
 so an id that passes validation but breaks a DynamoDB key, an account id the validator lets

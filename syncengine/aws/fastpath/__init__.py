@@ -3,7 +3,7 @@ on botocore's public extension point: a ``response_parser_factory`` session comp
 parsers override the public ``parse()`` (``syncengine.aws.clients.new_session`` registers it).
 
 Each falls back to botocore on anything it does not recognise (error answers, other shapes,
-bodies it cannot read), and ``tests/unit/test_fastpath.py`` checks its output against botocore's
+bodies it cannot read), and ``tests/unit/aws/test_fastpath.py`` checks its output against botocore's
 on the same input. The EC2 fields kept are listed once, in ``fields.py``. Why they stay:
 benchmarks/RESULTS.md ("Response parsers").
 

@@ -2,7 +2,7 @@
 
 botocore's parser returns every member of the ``Instance`` shape; the fast parser
 (``syncengine.aws.fastpath.parsers``) returns only these. A field the engine starts to read must be
-added here, or under the fast path it reads ``None``: ``tests/unit/test_fastpath.py`` checks that
+added here, or under the fast path it reads ``None``: ``tests/unit/aws/test_fastpath.py`` checks that
 every ``ec2.get(...)`` of ``syncengine.sync.enrich`` names a field of this list.
 """
 

@@ -13,7 +13,7 @@ import pytest
 from syncengine.core import config
 from tests.cfn_render import render
 from tests.cfn_yaml import ROOT, load_template, walk
-from tests.unit.test_cfn_existing_orchestration import LAMBDA_PARAMETERS, _database
+from tests.unit.cfn.test_existing_orchestration import LAMBDA_PARAMETERS, _database
 
 DETAIL_TYPES = {
     "DRS Source Server Launch Result",

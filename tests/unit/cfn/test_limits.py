@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.cfn_yaml import CFN_DIR, ROOT
-from tests.unit.test_cfn_beside import (
+from tests.unit.cfn.test_beside import (
     HUB_TEMPLATES,
     NAME_PROPERTY,
     hub_parameters,

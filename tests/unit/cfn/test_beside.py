@@ -17,7 +17,7 @@ import pytest
 
 from tests.cfn_render import render
 from tests.cfn_yaml import load_template as read_template
-from tests.unit.test_cfn_existing_orchestration import API_PARAMETERS, LAMBDA_PARAMETERS
+from tests.unit.cfn.test_existing_orchestration import API_PARAMETERS, LAMBDA_PARAMETERS
 
 # The orchestration's deployment names, ProjectName and Environment substituted by the test.
 # Namespace -> [(name template, source file:line)].

@@ -12,7 +12,7 @@ import pytest
 
 from tests.cfn_render import render
 from tests.cfn_yaml import CFN_DIR, load_template, walk
-from tests.unit.test_cfn_existing_orchestration import LAMBDA_PARAMETERS, _database
+from tests.unit.cfn.test_existing_orchestration import LAMBDA_PARAMETERS, _database
 
 ROLES = ("DataManagementHandlerRole", "ExecutionHandlerRole", "QueryHandlerRole")
 WRITE = re.compile(r"dynamodb:(Put|Update|Delete|BatchWrite|TransactWrite)")
