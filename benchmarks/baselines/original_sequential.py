@@ -20,7 +20,7 @@ from syncengine.core.models import utc_now_iso
 from syncengine.dynamodb.seam import from_item
 from syncengine.sync.enrich import build_record
 from syncengine.tables.accounts import plan_scopes, targets_from_items
-from syncengine.tables.execution_index.attribution import ExecutionIndex
+from syncengine.tables.execution_index.lookup import ExecutionIndex
 from syncengine.tables.records import record_to_item
 
 

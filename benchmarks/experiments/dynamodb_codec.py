@@ -34,7 +34,7 @@ READ_ROUNDS = 100
 def cache_items(count: int) -> list[dict[str, Any]]:
     from syncengine.core.models import Scope
     from syncengine.sync.enrich import build_record
-    from syncengine.tables.execution_index.attribution import ExecutionIndex
+    from syncengine.tables.execution_index.lookup import ExecutionIndex
     from syncengine.tables.records import record_to_item
 
     scope = Scope("111122223333", "us-east-1")

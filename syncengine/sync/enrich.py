@@ -20,7 +20,7 @@ from syncengine.core.errors import MalformedResponseError
 from syncengine.core.models import RecoveryInstanceRecord, Scope, utc_now_iso
 from syncengine.core.retry import CallContext
 from syncengine.dynamodb.seam import chunked
-from syncengine.tables.execution_index.attribution import ExecutionIndex
+from syncengine.tables.execution_index.lookup import ExecutionIndex
 
 EC2_PAGE_SIZE = 1000
 

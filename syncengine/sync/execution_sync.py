@@ -30,8 +30,8 @@ from syncengine.core.config import SyncSettings
 from syncengine.core.errors import AwsError, ExecutionNotFoundError
 from syncengine.core.logging import get_logger
 from syncengine.dynamodb.seam import Dynamo
-from syncengine.tables.execution_index.attribution import ExecutionIndex
 from syncengine.tables.execution_index.items import job_key
+from syncengine.tables.execution_index.lookup import ExecutionIndex
 from syncengine.tables.execution_index.table import ExecutionIndexTable, Lookup, RebuildReport, active_ids
 from syncengine.tables.orchestration import scan_execution_history
 

@@ -60,7 +60,7 @@ from syncengine.sync.fanout_groups import (
     scope_groups,
 )
 from syncengine.tables.accounts import load_targets, plan_scopes
-from syncengine.tables.execution_index.attribution import is_active
+from syncengine.tables.execution_index.lookup import is_active
 from syncengine.tables.execution_index.table import ExecutionIndexTable
 from syncengine.tables.orchestration import load_execution_items, scan_execution_activity
 from syncengine.tables.status import FANOUT_COUNT_CHUNK

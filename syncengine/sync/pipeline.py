@@ -43,7 +43,7 @@ from syncengine.runtime import Runtime, SyncProgress, lease_seconds, shielded_cl
 from syncengine.sync.discovery import ScopeDiscovery, discover_scope
 from syncengine.sync.enrich import build_record
 from syncengine.tables.cache import CachedEntry
-from syncengine.tables.execution_index.attribution import ExecutionIndex, ExecutionSource
+from syncengine.tables.execution_index.lookup import ExecutionIndex, ExecutionSource
 
 log = get_logger(__name__)
 

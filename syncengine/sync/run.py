@@ -28,7 +28,7 @@ from syncengine.sync.execution_sync import SyncExecutions, open_for_sync, rebuil
 from syncengine.sync.pipeline import BUSY_ERROR_TYPE, is_busy, sync_scopes
 from syncengine.sync.terminate_completion import follow_terminations
 from syncengine.tables.accounts import load_targets, plan_scopes
-from syncengine.tables.execution_index.attribution import ExecutionSource
+from syncengine.tables.execution_index.lookup import ExecutionSource
 from syncengine.tables.status import family_owner
 
 log = get_logger(__name__)

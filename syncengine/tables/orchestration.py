@@ -5,7 +5,7 @@ The DRS orchestration owns these tables; this engine reads plans, groups and exe
 writes to the execution's items only what terminate records: the jobs it started
 (``terminateJobs``, ``terminationInitiatedAt``) and, once they completed, ``instancesTerminated``
 and ``instancesTerminatedAt``. (The
-execution index a sync builds is read by ``syncengine.tables.execution_index.attribution``.)
+execution index a sync builds is read by ``syncengine.tables.execution_index.lookup``.)
 """
 
 from __future__ import annotations

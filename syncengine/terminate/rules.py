@@ -15,7 +15,7 @@ from typing import Any
 
 from syncengine.core.errors import ExecutionInProgressError, InvalidRequestError
 from syncengine.core.models import Attribution
-from syncengine.tables.execution_index.attribution import ExecutionIndex, is_active
+from syncengine.tables.execution_index.lookup import ExecutionIndex, is_active
 
 TERMINABLE_ATTRIBUTIONS = frozenset({Attribution.JOB, Attribution.RECOVERY_INSTANCE})
 INCLUDE_NON_DRILL = "includeNonDrill"

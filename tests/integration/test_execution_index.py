@@ -17,8 +17,8 @@ from syncengine.dynamodb.seam import Dynamo
 from syncengine.refresh.waves import sync_wave
 from syncengine.sync.engine import open_runtime, sync_all
 from syncengine.sync.execution_sync import index_table
-from syncengine.tables.execution_index.attribution import ExecutionIndex, ExecutionRef
 from syncengine.tables.execution_index.items import entry_item, job_key, server_key
+from syncengine.tables.execution_index.lookup import ExecutionIndex, ExecutionRef
 from syncengine.tables.execution_index.table import STATE_KEY, ExecutionIndexTable
 from syncengine.terminate.instances import terminate_execution_instances
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed

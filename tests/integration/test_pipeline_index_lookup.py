@@ -11,7 +11,7 @@ from syncengine.core.models import RunStatus, Scope
 from syncengine.sync.engine import open_runtime, sync_all, sync_scope_in_runtime
 from syncengine.sync.execution_sync import SyncExecutions, open_for_sync
 from syncengine.tables.accounts import load_targets
-from syncengine.tables.execution_index.attribution import ExecutionIndex
+from syncengine.tables.execution_index.lookup import ExecutionIndex
 from tests.integration.engine_support import engine_settings, seed
 
 REGION = "us-east-1"

@@ -1,3 +1,3 @@
 """Our index of the orchestration's execution history: the table (``table``), its items
 (``items``) and the in-memory index that attributes a recovery instance to an execution
-(``attribution``); docs/EXECUTION-INDEX.md."""
+(``lookup``); docs/EXECUTION-INDEX.md."""

@@ -11,7 +11,7 @@ from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 from syncengine.dynamodb.seam import to_item
-from syncengine.tables.execution_index.attribution import ExecutionIndex, ExecutionRef
+from syncengine.tables.execution_index.lookup import ExecutionIndex, ExecutionRef
 
 KEY = "indexKey"
 

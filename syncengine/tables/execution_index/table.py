@@ -37,7 +37,6 @@ from syncengine.dynamodb.seam import (
     chunked,
     from_item,
 )
-from syncengine.tables.execution_index.attribution import ExecutionIndex, ExecutionRef, is_active
 from syncengine.tables.execution_index.items import (
     KEY,
     entries,
@@ -49,6 +48,7 @@ from syncengine.tables.execution_index.items import (
     order,
     second_keys,
 )
+from syncengine.tables.execution_index.lookup import ExecutionIndex, ExecutionRef, is_active
 from syncengine.tables.orchestration import load_execution_items, scan_execution_history
 
 log = get_logger(__name__)

@@ -10,7 +10,7 @@ from syncengine.core.errors import AccessDeniedError
 from syncengine.core.models import AccountTarget, Scope, ScopeOutcome
 from syncengine.sync.discovery import ScopeDiscovery
 from syncengine.sync.pipeline import ScopeAttempt, build_records, scope_lease
-from syncengine.tables.execution_index.attribution import ExecutionIndex
+from syncengine.tables.execution_index.lookup import ExecutionIndex
 
 SCOPE = Scope("123456789012", "us-east-1")
 

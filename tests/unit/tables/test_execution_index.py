@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from syncengine.dynamodb.seam import from_item
 from syncengine.sync.execution_sync import StoredExecutions
-from syncengine.tables.execution_index.attribution import ExecutionIndex, ExecutionRef
 from syncengine.tables.execution_index.items import (
     entries,
     entry_item,
@@ -21,6 +20,7 @@ from syncengine.tables.execution_index.items import (
     order,
     second_keys,
 )
+from syncengine.tables.execution_index.lookup import ExecutionIndex, ExecutionRef
 from syncengine.tables.execution_index.table import Lookup
 
 REGIONS = ("us-east-1", "eu-west-1")

@@ -9,7 +9,7 @@ import pytest
 from syncengine.core.models import Scope
 from syncengine.dynamodb.seam import from_item, to_item
 from syncengine.sync.enrich import build_record, source_server_name
-from syncengine.tables.execution_index.attribution import ExecutionIndex
+from syncengine.tables.execution_index.lookup import ExecutionIndex
 from syncengine.tables.records import REQUIRED_FIELDS, content_hash, public_record, record_content, record_to_item
 
 SCOPE = Scope("111122223333", "us-east-1")

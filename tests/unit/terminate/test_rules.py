@@ -9,7 +9,7 @@ import pytest
 
 from syncengine.core.errors import ExecutionInProgressError, InvalidRequestError
 from syncengine.core.models import Attribution
-from syncengine.tables.execution_index.attribution import ACTIVE_STATUSES
+from syncengine.tables.execution_index.lookup import ACTIVE_STATUSES
 from syncengine.terminate.rules import (
     REASON_INFERRED,
     REASON_NOT_DRILL,
