@@ -7,21 +7,18 @@ then a rebuild and the same steady-state sync are measured with H and again with
 accumulates). The rebuild is paid at most once per EXECUTION_INDEX_REBUILD_SECONDS; before the
 index, every sync paid about its history read units.
 
-Counted in this process, per table, from botocore's events: calls, and DynamoDB's own
-``ConsumedCapacity`` (``ReturnConsumedCapacity=TOTAL`` added to every read and write), so the
-numbers are read units as DynamoDB bills them, not estimates. Counts, not times: fast paths off.
+Counted in this process, per table, by ``benchmarks.capacity.DynamoCounter``: calls, and DynamoDB's
+own ``ConsumedCapacity``, so the numbers are read units as DynamoDB bills them, not estimates.
+Counts, not times: fast paths off.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
-import aioboto3
-
 from benchmarks import harness as h
+from benchmarks.capacity import DynamoCounter
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.sizes import BenchContext
 from syncengine.config import SyncSettings
@@ -31,53 +28,6 @@ from syncengine.execution_sync import index_table
 # H per mode; the second measurement has 10 H.
 HISTORY = {"quick": 200, "full": 2000}
 GROWTH = 10
-# Operations that take ReturnConsumedCapacity.
-_CAPACITY_OPERATIONS = frozenset(
-    {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
-)
-_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan"})
-
-
-class DynamoCounter:
-    """Calls and consumed read/write units per table, from a session's botocore events."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.read_units: Counter[str] = Counter()
-        self.write_units: Counter[str] = Counter()
-
-    def reset(self) -> None:
-        self.calls.clear()
-        self.read_units.clear()
-        self.write_units.clear()
-
-    def session(self) -> aioboto3.Session:
-        session = aioboto3.Session()
-        session._session.register("provide-client-params.dynamodb", self._before)
-        session._session.register("after-call.dynamodb", self._after)
-        return session
-
-    def _before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        tables = [params["TableName"]] if "TableName" in params else list(params.get("RequestItems") or {})
-        context["bench_tables"] = tables
-        for table in tables:
-            self.calls[table] += 1
-        if model.name in _CAPACITY_OPERATIONS:
-            params["ReturnConsumedCapacity"] = "TOTAL"
-
-    def _after(self, parsed: Mapping[str, Any], model: Any, context: Mapping[str, Any], **_: Any) -> None:
-        consumed = parsed.get("ConsumedCapacity") or []
-        for entry in [consumed] if isinstance(consumed, Mapping) else consumed:
-            units = float(entry.get("CapacityUnits") or 0)
-            target = self.read_units if model.name in _READS else self.write_units
-            target[str(entry.get("TableName"))] += units
-
-    def of(self, table: str) -> dict[str, float]:
-        return {
-            "calls": self.calls[table],
-            "read_units": round(self.read_units[table], 1),
-            "write_units": round(self.write_units[table], 1),
-        }
 
 
 def padding(count: int, offset: int) -> list[dict[str, Any]]:
