@@ -22,6 +22,8 @@ log = get_logger(__name__)
 SCOPE_PK = "SCOPE"
 LEASE_PK = "LEASE"
 FULL_SYNC_SK = "FULL_SYNC"
+# When the scope's records were last attributed (epoch seconds; see ``take_scope_lease``).
+ATTRIBUTED_AT = "attributedAt"
 # A fan-out worker's sync names its lease ``<fan-out run id>.<run id>`` (``family_owner``).
 FAMILY_SEPARATOR = "."
 
@@ -35,6 +37,13 @@ def lease_family(owner: str) -> str | None:
     """The fan-out run of a lease owner named by ``family_owner``, None for any other owner."""
     family, separator, _ = owner.rpartition(FAMILY_SEPARATOR)
     return family if separator and family else None
+
+
+@dataclass(frozen=True)
+class ScopeLease:
+    """A granted scope lease, and what the scope's status item said before it was taken."""
+
+    attributed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,12 @@ class Leases:
     async def acquire_scope_lease(
         self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None
     ) -> bool:
+        """``take_scope_lease``: whether the lease was granted."""
+        return await self.take_scope_lease(scope, owner, wait=wait, expires_at=expires_at) is not None
+
+    async def take_scope_lease(
+        self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None
+    ) -> ScopeLease | None:
         """Take the scope's lease until ``expires_at`` (epoch seconds: its holder's deadline plus
         a margin; default ``lease_seconds`` from now), waiting up to ``wait`` seconds for another
         sync of the same scope to finish. Syncs of one scope are serialised so that observation
@@ -124,13 +139,14 @@ class Leases:
         An owner of a fan-out run (``family_owner``) waits for no other sync of the same run: that
         is a second delivery of the same message (SQS delivers at least once), already syncing the
         scope; waiting would sync it again after it, and under a rate limit wait out another
-        Retry-After (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues-at-least-once-delivery.html)."""
+        Retry-After (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues-at-least-once-delivery.html).
+        Granted: with the item's ``ATTRIBUTED_AT`` as it was (the update returns it, no read)."""
         deadline = anyio.current_time() + wait
         delay = 0.05
         while True:
             now = time.time()
             try:
-                await self.dynamo.call(
+                response = await self.dynamo.call(
                     "update_item",
                     TableName=self.table,
                     Key=to_item({"pk": SCOPE_PK, "sk": scope.key}),
@@ -150,13 +166,15 @@ class Leases:
                         ":acct": {"S": scope.account_id},
                         ":region": {"S": scope.region},
                     },
+                    ReturnValues="ALL_OLD",
                 )
-                return True
+                previous = from_item(response.get("Attributes") or {}).get(ATTRIBUTED_AT)
+                return ScopeLease(float(previous) if previous is not None else None)
             except AwsError as exc:
                 if not is_condition_failed(exc):
                     raise
             if anyio.current_time() + delay > deadline or await self._held_by_family(scope, owner):
-                return False
+                return None
             await anyio.sleep(delay)
             delay = min(delay * 2, 1.0)
 

@@ -30,7 +30,7 @@ from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, is_cond
 from syncengine.errors import AwsError
 from syncengine.fanout_runs import RUN_PK, FanoutRuns
 from syncengine.health import summarise_status, with_fanout_run
-from syncengine.leases import SCOPE_PK, Leases
+from syncengine.leases import ATTRIBUTED_AT, SCOPE_PK, Leases
 from syncengine.logging import get_logger
 from syncengine.models import (
     Scope,
@@ -279,6 +279,11 @@ def _whole_scope_outcome(
             # succeed too, but they confirm only the servers they were asked about.
             names["#reconciled"] = RECONCILED_ATTRIBUTE
             sets.append("#reconciled = :success")
+        if result.reconciled and result.attributed_at is not None:
+            # Every record of the scope is attributed as of this time (read back by the lease).
+            names["#attributed"] = ATTRIBUTED_AT
+            values[":attributed"] = to_attr(result.attributed_at)
+            sets.append("#attributed = :attributed")
     elif result.not_enabled:
         # Not an error: the account has not enabled the region.
         names.update({"#err": "lastError", "#errtype": "lastErrorType"})

@@ -20,7 +20,7 @@ from syncengine.dynamo import BATCH_GET_MAX, BATCH_WRITE_MAX, Dynamo, chunked, f
 from syncengine.errors import AwsError
 from syncengine.logging import get_logger
 from syncengine.models import RecoveryInstanceRecord, Scope
-from syncengine.records import newer, public_record, record_to_item
+from syncengine.records import newer, public_record, record_to_item, split_record_hash
 
 log = get_logger(__name__)
 
@@ -37,6 +37,16 @@ class CachedEntry:
     recovery_instance_id: str
     content_hash: str
     observed_at: int
+
+    @property
+    def observed_hash(self) -> str | None:
+        """The digest of what DRS and EC2 said (None for a hash of the older, single form)."""
+        return split_record_hash(self.content_hash)[0]
+
+    @property
+    def attribution_kind(self) -> str | None:
+        """How the record was attributed (``records.ATTRIBUTION_KINDS``' letters), None if unknown."""
+        return split_record_hash(self.content_hash)[1]
 
 
 @dataclass(frozen=True)
@@ -176,15 +186,9 @@ class CacheStore:
         between reading ``cached`` and the unconditional batch puts another writer could slip in,
         which is why syncs of one scope are serialised by the scope lease (``syncengine.status``).
         """
-        newest: dict[str, RecoveryInstanceRecord] = {}
-        for record in records:
-            # One record per source server: a newer recovery instance replaces the older one.
-            current = newest.get(record.source_server_id)
-            if current is None or newer(record, current):
-                newest[record.source_server_id] = record
         puts: list[dict[str, Any]] = []
         unchanged = 0
-        for record in newest.values():
+        for record in newest_per_server(records):
             item = record_to_item(record, last_sync_time)
             entry = cached.get(record.source_server_id)
             if entry is not None and (
@@ -291,6 +295,16 @@ class CacheStore:
                 await self.dynamo.batch_write(self.table, batch)
 
         await run_concurrently(functools.partial(send, batch) for batch in chunked(requests, BATCH_WRITE_MAX))
+
+
+def newest_per_server(records: Iterable[RecoveryInstanceRecord]) -> list[RecoveryInstanceRecord]:
+    """One record per source server: a newer recovery instance replaces the older one."""
+    newest: dict[str, RecoveryInstanceRecord] = {}
+    for record in records:
+        current = newest.get(record.source_server_id)
+        if current is None or newer(record, current):
+            newest[record.source_server_id] = record
+    return list(newest.values())
 
 
 def _unchanged_condition(scope: Scope, entry: CachedEntry) -> dict[str, Any]:
