@@ -84,9 +84,7 @@ class ScopeAttribution:
         if not recovery_instances:
             return
         found = await self.executions.for_instances(rt.dynamo, self.region, recovery_instances)
-        self.index.by_job.update(found.by_job)
-        self.index.by_recovery_instance.update(found.by_recovery_instance)
-        self.index.by_server_region.update(found.by_server_region)
+        self.index = _merged(self.index, found)
         self.read_for.update(str(ri.get("sourceServerID") or "") for ri in recovery_instances)
 
     async def attribute(
@@ -115,6 +113,19 @@ class ScopeAttribution:
             source_plan_name=match.plan_name,
             attribution=match.attribution.value,
         )
+
+
+def _merged(read: ExecutionIndex, found: ExecutionIndex) -> ExecutionIndex:
+    """What a scope has read so far and what it just read. Never a copy of a whole index: an
+    in-memory source (the first sync's Scan) answers every scope with the same object, and 400
+    scopes each copying its maps held 1.5 GB instead of 0.7 GB in a cold sync of 50,000."""
+    if found is read or not (read.by_job or read.by_recovery_instance or read.by_server_region):
+        return found
+    return ExecutionIndex(
+        {**read.by_job, **found.by_job},
+        {**read.by_recovery_instance, **found.by_recovery_instance},
+        {**read.by_server_region, **found.by_server_region},
+    )
 
 
 def _keys_of_listing(recovery_instance: Mapping[str, Any], region: str) -> list[str]:
