@@ -110,14 +110,15 @@ def split_record_hash(value: str) -> tuple[str | None, str | None]:
     return observed, attribution[0]
 
 
-def record_to_item(record: RecoveryInstanceRecord, last_sync_time: str) -> dict[str, Any]:
+def record_to_item(record: RecoveryInstanceRecord, last_sync_time: str, digest: str | None = None) -> dict[str, Any]:
+    """The item of ``record``; ``digest``: its ``record_hash``, when the caller has it already."""
     content = record_content(record)
     return to_item(
         {
             **content,
             "lastSyncTime": last_sync_time,
             "scopeKey": record.scope.key,
-            "contentHash": record_hash(content),
+            "contentHash": digest or record_hash(content),
             "observedAt": record.observed_at,
         }
     )
