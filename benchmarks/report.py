@@ -95,6 +95,7 @@ _NUMBERS: tuple[tuple[str, str, str, str], ...] = (
     ("large", "peak_rss_mb", "engine peak RSS", "MB"),
     ("large", "threadpool_boto3_cpu_s", "thread-pool peer CPU", "s"),
     ("large", "threadpool_boto3_peak_rss_mb", "thread-pool peer peak RSS", "MB"),
+    ("large", "fanout_worker_peak_rss_mb", "fan-out worker peak RSS, largest batch (10 messages of 10 scopes)", "MB"),
     ("steady_state", "engine_s", "engine steady-state sync", "s"),
     ("steady_state", "cpu_s", "engine steady-state CPU", "s"),
     ("steady_state", "items_written", "items written", ""),
