@@ -5,6 +5,7 @@ its own fresh tables)."""
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any
 
 from benchmarks import harness as h
@@ -87,13 +88,21 @@ def _worker_batch(
     settings = h.seeded_settings(ctx.dynamodb_url, sim, accounts, history, f"{label}-worker")
     scopes = [Scope(a["accountId"], region) for a in accounts for region in a["regions"]]
     groups = scope_groups(scopes, DEFAULT_FANOUT_SCOPES_PER_MESSAGE)[:WORKER_BATCH_MESSAGES]
-    messages = [group_message(group, "bench-fanout-run") for group in groups]
+    messages = [group_message(group, uuid.uuid4().hex[:16]) for group in groups]
     sim.set_faults(faults)
     ctx.log(f"{label}: a fan-out worker's batch of {sum(len(g) for g in groups)} scopes")
     result = h.in_fresh_process(fanout_worker_batch, settings, messages)
+    result["records"] = h.run_async(_record_count(settings))
     h.run_async(h.drop_tables(ctx.dynamodb_url, settings.tables))
     result["scopes"] = sum(len(g) for g in groups)
     return result
+
+
+async def _record_count(settings: Any) -> int:
+    from syncengine.engine import open_runtime
+
+    async with open_runtime(settings) as rt:
+        return len(await rt.dynamo.scan_all(settings.tables.cache, ProjectionExpression="sourceServerId"))
 
 
 def problems(out: dict[str, Any], *, steady_state: bool) -> dict[str, str]:
@@ -107,8 +116,9 @@ def problems(out: dict[str, Any], *, steady_state: bool) -> dict[str, str]:
     workers = out["engine_workers"]["report"]
     if workers["status"] != "SUCCESS" or workers["instances_found"] != expected:
         found["large"] = f"engine with SYNC_WORKERS=auto: {workers}"
-    if out["fanout_worker"]["failed_messages"]:
-        found["large"] = f"fan-out worker: {out['fanout_worker']['failed_messages']} messages failed"
+    worker = out["fanout_worker"]
+    if worker["failed_messages"] or not worker["records"]:
+        found["large"] = f"fan-out worker: {worker['failed_messages']} messages failed, {worker['records']} records"
     peer = out["threadpool_boto3"]["report"]
     if peer["scopes_failed"] or peer["instances_found"] != expected:
         found["large"] = f"thread-pool peer: {peer}"
@@ -149,7 +159,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "threadpool_boto3_peak_rss_mb": round(peer["run"]["peak_rss_mb"], 1),
         "fanout_worker_peak_rss_mb": round(raw["fanout_worker"]["run"]["peak_rss_mb"], 1),
         "fanout_worker_scopes": raw["fanout_worker"]["scopes"],
-        "fanout_worker_instances": raw["fanout_worker"]["scopes"] * spec.instances_per_scope,
+        "fanout_worker_instances": raw["fanout_worker"]["records"],
         "fanout_worker_s": round(raw["fanout_worker"]["run"]["wall_s"], 2),
         "lower_bound_s": round(bound.seconds, 3),
         "engine_timeline": engine["timeline"],
