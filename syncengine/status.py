@@ -2,8 +2,10 @@
 
 Layout (partition ``pk``, sort ``sk``):
 
-* ``SCOPE`` / ``<account>#<region>``: last success, last attempt, instance count, last error, and
-  the scope lease (``leaseOwner``, ``leaseExpiresAt``) that serialises syncs of one scope;
+* ``SCOPE`` / ``<account>#<region>``: last success, last attempt, instance count, last error,
+  ``attributedAt`` (when its last successful whole-scope sync read the execution index: what the
+  next one re-attributes is judged from it, ``syncengine.attribution``), and the scope lease
+  (``leaseOwner``, ``leaseExpiresAt``) that serialises syncs of one scope;
 * ``RUN`` / ``LATEST``: the last full run's report; ``RUN`` / ``HISTORY#<finishedAt>#<runId>``
   keeps a week of full reports (TTL); ``RUN`` / ``LAST_SCOPED``: the newest scoped, wave or
   event-driven run's report, which never replaces the full run's;
