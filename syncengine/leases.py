@@ -34,6 +34,8 @@ _SCOPE_LEASE_NAMES = {
     "#acq": LEASE_ACQUIRED_AT,
     "#whole": LEASE_WHOLE_SCOPE,
 }
+# When the scope's records were last attributed (epoch seconds; see ``take_scope_lease``).
+ATTRIBUTED_AT = "attributedAt"
 # A fan-out worker's sync names its lease ``<fan-out run id>.<run id>`` (``family_owner``).
 FAMILY_SEPARATOR = "."
 
@@ -47,6 +49,13 @@ def lease_family(owner: str) -> str | None:
     """The fan-out run of a lease owner named by ``family_owner``, None for any other owner."""
     family, separator, _ = owner.rpartition(FAMILY_SEPARATOR)
     return family if separator and family else None
+
+
+@dataclass(frozen=True)
+class ScopeLease:
+    """A granted scope lease, and what the scope's status item said before it was taken."""
+
+    attributed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,13 @@ class Leases:
     async def acquire_scope_lease(
         self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None, whole_scope: bool = False
     ) -> bool:
+        """``take_scope_lease``: whether the lease was granted."""
+        lease = await self.take_scope_lease(scope, owner, wait=wait, expires_at=expires_at, whole_scope=whole_scope)
+        return lease is not None
+
+    async def take_scope_lease(
+        self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None, whole_scope: bool = False
+    ) -> ScopeLease | None:
         """Take the scope's lease until ``expires_at`` (epoch seconds: its holder's deadline plus
         a margin; default ``lease_seconds`` from now), waiting up to ``wait`` seconds for another
         sync of the same scope to finish; noting when, and whether for the ``whole_scope``.
@@ -142,7 +158,8 @@ class Leases:
         An owner of a fan-out run (``family_owner``) waits for no other sync of the same run: that
         is a second delivery of the same message (SQS delivers at least once), already syncing the
         scope; waiting would sync it again after it, and under a rate limit wait out another
-        Retry-After (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues-at-least-once-delivery.html)."""
+        Retry-After (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues-at-least-once-delivery.html).
+        Granted: with the item's ``ATTRIBUTED_AT`` as it was (the update returns it, no read)."""
         deadline = anyio.current_time() + wait
         delay = 0.05
         while True:
@@ -165,11 +182,13 @@ class Leases:
                     ":acct": {"S": scope.account_id},
                     ":region": {"S": scope.region},
                 },
+                ReturnValues="ALL_OLD",
             )
             if written is not None:
-                return True
+                previous = from_item(written.get("Attributes") or {}).get(ATTRIBUTED_AT)
+                return ScopeLease(float(previous) if previous is not None else None)
             if anyio.current_time() + delay > deadline or await self._held_by_family(scope, owner):
-                return False
+                return None
             await anyio.sleep(delay)
             delay = min(delay * 2, 1.0)
 

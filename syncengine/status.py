@@ -2,8 +2,10 @@
 
 Layout (partition ``pk``, sort ``sk``):
 
-* ``SCOPE`` / ``<account>#<region>``: last success, last attempt, instance count, last error, and
-  the scope lease (``leaseOwner``, ``leaseExpiresAt``) that serialises syncs of one scope;
+* ``SCOPE`` / ``<account>#<region>``: last success, last attempt, instance count, last error,
+  ``attributedAt`` (when its last successful whole-scope sync read the execution index: what the
+  next one re-attributes is judged from it, ``syncengine.attribution``), and the scope lease
+  (``leaseOwner``, ``leaseExpiresAt``) that serialises syncs of one scope;
 * ``RUN`` / ``LATEST``: the last full run's report; ``RUN`` / ``HISTORY#<finishedAt>#<runId>``
   keeps a week of full reports (TTL); ``RUN`` / ``LAST_SCOPED``: the newest scoped, wave or
   event-driven run's report, which never replaces the full run's;
@@ -29,7 +31,7 @@ from syncengine.concurrency import gather
 from syncengine.dynamo import BATCH_GET_MAX, Dynamo, chunked, from_item, to_attr, to_item
 from syncengine.fanout_runs import RUN_PK, FanoutRuns
 from syncengine.health import summarise_status, with_fanout_run
-from syncengine.leases import LEASE_ACQUIRED_AT, LEASE_WHOLE_SCOPE, SCOPE_PK, Leases
+from syncengine.leases import ATTRIBUTED_AT, LEASE_ACQUIRED_AT, LEASE_WHOLE_SCOPE, SCOPE_PK, Leases
 from syncengine.logging import get_logger
 from syncengine.models import (
     Scope,
@@ -271,6 +273,11 @@ def _whole_scope_outcome(
             # succeed too, but they confirm only the servers they were asked about.
             names["#reconciled"] = RECONCILED_ATTRIBUTE
             sets.append("#reconciled = :success")
+        if result.reconciled and result.attributed_at is not None:
+            # Every record of the scope is attributed as of this time (read back by the lease).
+            names["#attributed"] = ATTRIBUTED_AT
+            values[":attributed"] = to_attr(result.attributed_at)
+            sets.append("#attributed = :attributed")
     elif result.not_enabled:
         # Not an error: the account has not enabled the region.
         names.update({"#err": "lastError", "#errtype": "lastErrorType"})

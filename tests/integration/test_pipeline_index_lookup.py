@@ -10,7 +10,7 @@ from devtools.simulator.calls import SUCCESS
 from syncengine.accounts import load_targets
 from syncengine.engine import open_runtime, sync_all, sync_scope_in_runtime
 from syncengine.execution_sync import SyncExecutions, open_for_sync
-from syncengine.executions import ExecutionIndex
+from syncengine.executions import ExecutionIndex, Recheck
 from syncengine.models import RunStatus, Scope
 from tests.integration.engine_support import engine_settings, seed
 
@@ -31,6 +31,9 @@ class SpyExecutions:
         )
         self.servers_answered_at_lookup.append(answered)
         return await self.source.for_instances(dynamo, region, recovery_instances)
+
+    def recheck(self, stamp: float | None) -> Recheck:
+        return self.source.recheck(stamp)
 
 
 async def test_pipeline_reads_the_execution_index_inside_the_throttle_wait(ddb: Any, make_simulator: Any) -> None:

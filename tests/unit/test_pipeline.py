@@ -9,6 +9,7 @@ from syncengine.config import SyncSettings
 from syncengine.discovery import ScopeDiscovery
 from syncengine.errors import AccessDeniedError
 from syncengine.executions import ExecutionIndex
+from syncengine.leases import ScopeLease
 from syncengine.models import AccountTarget, Scope, ScopeOutcome
 from syncengine.pipeline import ScopeAttempt, build_records, scope_lease
 
@@ -86,10 +87,10 @@ class _LeaseAndRole:
         if self.role_error is not None:
             raise self.role_error
 
-    async def acquire_scope_lease(self, scope: Scope, owner: str, **_: object) -> bool:
+    async def take_scope_lease(self, scope: Scope, owner: str, **_: object) -> ScopeLease:
         await anyio.wait_all_tasks_blocked()
         self.asked_during_lease = self.role_asked
-        return True
+        return ScopeLease()
 
 
 ACCOUNT = AccountTarget(account_id=SCOPE.account_id, role_arn="arn:aws:iam::123456789012:role/R")
