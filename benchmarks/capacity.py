@@ -9,12 +9,11 @@ demand, not estimates (history_cost, cost).
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from syncengine.dynamodb_http import CALL_OBSERVERS, CallObserver
+from syncengine.dynamodb_http import CallObserver
 
 # Operations that take ReturnConsumedCapacity.
 CAPACITY_OPERATIONS = frozenset(
@@ -35,14 +34,6 @@ class DynamoCounter(CallObserver):
         self.calls.clear()
         self.read_units.clear()
         self.write_units.clear()
-
-    @contextlib.contextmanager
-    def observing(self) -> Iterator[None]:
-        CALL_OBSERVERS.append(self)
-        try:
-            yield
-        finally:
-            CALL_OBSERVERS.remove(self)
 
     def before(self, operation: str, params: dict[str, Any]) -> None:
         tables = [params["TableName"]] if "TableName" in params else list(params.get("RequestItems") or {})

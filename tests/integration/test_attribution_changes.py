@@ -5,16 +5,14 @@ change log; a write too large to log makes the next sync attribute everything ag
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from syncengine import execution_changes, execution_sync
-from syncengine.dynamodb_http import CALL_OBSERVERS, CallObserver
+from syncengine.dynamodb_http import CallObserver
 from syncengine.engine import open_runtime, sync_all
 from syncengine.execution_changes import CHANGE_LOG_MAX_KEYS
 from syncengine.execution_sync import index_table
@@ -39,14 +37,6 @@ class IndexKeysRead(CallObserver):
     def __init__(self, table: str) -> None:
         self.table = table
         self.keys: Counter[str] = Counter()
-
-    @contextlib.contextmanager
-    def observing(self) -> Iterator[None]:
-        CALL_OBSERVERS.append(self)
-        try:
-            yield
-        finally:
-            CALL_OBSERVERS.remove(self)
 
     def before(self, operation: str, params: dict[str, Any]) -> None:
         if operation != "BatchGetItem":
