@@ -48,8 +48,38 @@ def render(document: Mapping[str, Any]) -> str:
             value = section[key]
             shown = f"{value:,}" if isinstance(value, int) else f"{value:,.2f}" if isinstance(value, float) else value
             lines.append(_row(scenario, label, f"{shown} {unit}".strip()))
+    lines += _cost_table(document.get("cost"))
     lines += ["", END]
     return "\n".join(lines)
+
+
+def _cost_table(cost: Any) -> list[str]:
+    """One steady-state sync of the reference estate and its month, beside the review's estimate."""
+    if not isinstance(cost, Mapping) or cost.get("broken") or "per_sync" not in cost:
+        return []
+    per_sync = cost["per_sync"]
+    low, high = cost.get("review_estimate_usd") or ("?", "?")
+    lines = [
+        "",
+        f"### Cost: one steady-state sync of {cost['instances']:,} instances ({cost.get('changed_per_sync')} changed)",
+        "",
+        _row("item", "per sync", "USD a month"),
+        _row("---", "---", "---"),
+    ]
+    by_item = cost.get("monthly_usd_by_item") or {}
+    shown = {
+        "dynamodb_sync_reads": f"{per_sync['read_units']:,} read units",
+        "dynamodb_sync_writes": f"{per_sync['write_units']:,} write units",
+        "dynamodb_rebuild": "(hourly rebuild)",
+        "lambda_compute": f"{per_sync['lambda_gb_s']} GB-s at {cost.get('lambda_memory_mb')} MB",
+        "lambda_requests": "1 invocation",
+    }
+    for item, usd in by_item.items():
+        lines.append(_row(item, shown.get(item, ""), f"{usd:,.2f}"))
+    calls = per_sync.get("aws_calls") or {}
+    lines.append(_row("AWS calls (DRS/EC2/STS)", "/".join(str(calls.get(s, 0)) for s in ("drs", "ec2", "sts")), "-"))
+    lines.append(_row("**total**", "", f"**{cost['monthly_usd']:,.2f}** (review's estimate {low}-{high})"))
+    return lines
 
 
 _NUMBERS: tuple[tuple[str, str, str, str], ...] = (
@@ -63,6 +93,7 @@ _NUMBERS: tuple[tuple[str, str, str, str], ...] = (
     ("large", "peak_rss_mb", "engine peak RSS", "MB"),
     ("large", "threadpool_boto3_cpu_s", "thread-pool peer CPU", "s"),
     ("large", "threadpool_boto3_peak_rss_mb", "thread-pool peer peak RSS", "MB"),
+    ("large", "fanout_worker_peak_rss_mb", "fan-out worker peak RSS, largest batch (10 messages of 10 scopes)", "MB"),
     ("steady_state", "engine_s", "engine steady-state sync", "s"),
     ("steady_state", "cpu_s", "engine steady-state CPU", "s"),
     ("steady_state", "items_written", "items written", ""),
@@ -89,6 +120,9 @@ _NUMBERS: tuple[tuple[str, str, str, str], ...] = (
     ("terminate", "engine_s", "terminate through the handler", "s"),
     ("terminate", "drs_describe_calls", "DRS describe calls", ""),
     ("terminate", "terminate_calls", "TerminateRecoveryInstances calls", ""),
+    ("cost", "instances", "reference estate instances", ""),
+    ("cost", "read_units_per_instance", "steady sync read units per instance", "RCU"),
+    ("cost", "monthly_usd", "a month of 5-minute syncs", "USD"),
     ("origin", "instances", "instances", ""),
     ("origin", "original_s", "original sequential N+1 sync", "s"),
     ("origin", "engine_s", "engine", "s"),

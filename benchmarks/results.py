@@ -49,6 +49,7 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
         "sync_index_calls",
         "rebuild_history_read_units",
     ),
+    "cost": ("instances", "per_sync", "read_units_per_instance", "monthly_usd", "monthly_usd_by_item"),
     "origin": ("instances", "engine_s", "original_s"),
     "machine": (),
 }
@@ -158,6 +159,20 @@ GOALS: tuple[Goal, ...] = (
         "<= 1.1x",
         lambda r: r["sync_read_units_ratio"] is not None and r["sync_read_units_ratio"] <= 1.1,
         lambda r: f"{r['sync_read_units_ratio']}x ({r['sync_read_units'][0]} -> {r['sync_read_units'][1]} RCU)",
+    ),
+    Goal(
+        "cost",
+        "steady sync read units per instance",
+        "< 0.05",
+        lambda r: r["read_units_per_instance"] < 0.05,
+        lambda r: f"{r['read_units_per_instance']} ({r['per_sync']['read_units']} RCU / {r['instances']:,})",
+    ),
+    Goal(
+        "cost",
+        "a month at the 5-minute schedule",
+        "<= $20",
+        lambda r: r["monthly_usd"] <= 20,
+        lambda r: f"${r['monthly_usd']}",
     ),
     Goal("terminate", "100 instances", "< 10 s", lambda r: r["engine_s"] < 10, lambda r: f"{r['engine_s']:.2f} s"),
     Goal(

@@ -39,6 +39,7 @@ ORDER = (
     "events",
     "fanout",
     "history_cost",
+    "cost",
     "origin",
 )
 ALIASES = {"steady_state": "large"}

@@ -37,6 +37,10 @@ class Sizes:
     origin: EstateSpec
     origin_faults: Faults
     profile: bool
+    # cost: one steady-state sync of the reference estate (issue 24) with a history of this many
+    # executions, 0.1% of its instances changed before it.
+    cost: EstateSpec
+    cost_history: int
 
 
 # The issue's example for latency_bound is 200 scopes at 2 requests/s and 200 ms. At 2 requests/s a
@@ -64,6 +68,8 @@ FULL = Sizes(
     origin=EstateSpec(accounts=3, regions=TWO_REGIONS, instances_per_scope=25),
     origin_faults=Faults(latency_ms=50, tps_per_scope=5),
     profile=True,
+    cost=EstateSpec(accounts=50, regions=FOUR_REGIONS, instances_per_scope=300),
+    cost_history=2000,
 )
 
 QUICK = Sizes(
@@ -82,6 +88,8 @@ QUICK = Sizes(
     origin=EstateSpec(accounts=2, regions=TWO_REGIONS, instances_per_scope=10),
     origin_faults=Faults(latency_ms=50, tps_per_scope=5),
     profile=False,
+    cost=EstateSpec(accounts=5, regions=FOUR_REGIONS, instances_per_scope=300),
+    cost_history=400,
 )
 
 

@@ -223,3 +223,36 @@ def handler_terminate(settings: SyncSettings, execution_id: str) -> dict[str, An
         "total_failed": body.get("totalFailed"),
         "jobs": len(body.get("jobs") or []),
     }
+
+
+def fanout_worker_batch(settings: SyncSettings, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """One invocation of the refresh function (a fan-out worker) on one SQS batch of scope group
+    messages, as the event source mapping delivers it; its peak RSS is the worker's at that batch."""
+    import json
+
+    from benchmarks.events import LambdaContext
+
+    _quiet()
+    _warm_session()
+    from handlers import dependencies
+
+    dependencies.configure(settings=settings)
+    from handlers.refresh import lambda_handler
+
+    records = [
+        {
+            "messageId": f"bench-{number}",
+            "receiptHandle": f"bench-{number}",
+            "body": json.dumps(message),
+            "attributes": {"ApproximateReceiveCount": "1"},
+            "messageAttributes": {},
+            "md5OfBody": "",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:111122223333:bench-work-queue",
+            "awsRegion": "us-east-1",
+        }
+        for number, message in enumerate(messages)
+    ]
+    with measured() as run:
+        answer = lambda_handler({"Records": records}, LambdaContext(remaining_ms=900_000))
+    return {"run": asdict(run), "failed_messages": len(answer.get("batchItemFailures") or [])}

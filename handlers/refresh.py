@@ -39,10 +39,13 @@ def is_sqs_batch(event: Any) -> bool:
     )
 
 
-def _sent_at_ms(value: Any) -> int | None:
+def _sent_at_ms(attributes: Any) -> int | None:
+    """The record's ``SentTimestamp`` (epoch ms); None when absent or not a number: a record
+    without it (a hand-built event, a test's) is still refreshed, only never taken as covered by
+    another sync's read."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        return int(attributes.get("SentTimestamp"))
+    except (AttributeError, TypeError, ValueError):
         return None
 
 
@@ -54,7 +57,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
             RefreshMessage(
                 record.message_id,
                 record.body,
-                sent_at_ms=_sent_at_ms(record.attributes.sent_timestamp),
+                sent_at_ms=_sent_at_ms(record.get("attributes")),
                 receipt_handle=record.receipt_handle,
                 queue_arn=record.event_source_arn,
             )

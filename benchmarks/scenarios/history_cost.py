@@ -7,80 +7,27 @@ then a rebuild and the same steady-state sync are measured with H and again with
 accumulates). The rebuild is paid at most once per EXECUTION_INDEX_REBUILD_SECONDS; before the
 index, every sync paid about its history read units.
 
-Counted in this process, per table, by an observer of the engine's DynamoDB client
-(``syncengine.dynamodb.client.CALL_OBSERVERS``): calls, and DynamoDB's own ``ConsumedCapacity``
-(``ReturnConsumedCapacity=TOTAL`` added to every read and write), so the numbers are read units as
-DynamoDB bills them, not estimates.
+Counted in this process, per table, by ``benchmarks.capacity.DynamoCounter`` (an observer of
+the engine's DynamoDB client): calls, and DynamoDB's own ``ConsumedCapacity``, so the numbers are
+read units as DynamoDB bills them, not estimates.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections import Counter
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 from benchmarks import harness as h
+from benchmarks.capacity import DynamoCounter
 from benchmarks.scenarios.large import ScenarioBroken
 from benchmarks.sizes import BenchContext
 from syncengine.core.config import SyncSettings
-from syncengine.dynamodb.client import CALL_OBSERVERS, CallObserver
 from syncengine.sync.engine import open_runtime, sync_all
 from syncengine.sync.execution_sync import index_table
 
 # H per mode; the second measurement has 10 H.
 HISTORY = {"quick": 200, "full": 2000}
 GROWTH = 10
-# Operations that take ReturnConsumedCapacity.
-_CAPACITY_OPERATIONS = frozenset(
-    {"GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
-)
-_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan"})
-
-
-class DynamoCounter(CallObserver):
-    """Calls and consumed read/write units per table, seen by the engine's DynamoDB client while
-    ``observing``."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.read_units: Counter[str] = Counter()
-        self.write_units: Counter[str] = Counter()
-
-    def reset(self) -> None:
-        self.calls.clear()
-        self.read_units.clear()
-        self.write_units.clear()
-
-    @contextlib.contextmanager
-    def observing(self) -> Iterator[None]:
-        CALL_OBSERVERS.append(self)
-        try:
-            yield
-        finally:
-            CALL_OBSERVERS.remove(self)
-
-    def before(self, operation: str, params: dict[str, Any]) -> None:
-        tables = [params["TableName"]] if "TableName" in params else list(params.get("RequestItems") or {})
-        for table in tables:
-            self.calls[table] += 1
-        if operation in _CAPACITY_OPERATIONS:
-            params["ReturnConsumedCapacity"] = "TOTAL"
-
-    def after(self, operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any]) -> None:
-        consumed = parsed.get("ConsumedCapacity") or []
-        for entry in [consumed] if isinstance(consumed, Mapping) else consumed:
-            units = float(entry.get("CapacityUnits") or 0)
-            target = self.read_units if operation in _READS else self.write_units
-            target[str(entry.get("TableName"))] += units
-
-    def of(self, table: str) -> dict[str, float]:
-        return {
-            "calls": self.calls[table],
-            "read_units": round(self.read_units[table], 1),
-            "write_units": round(self.write_units[table], 1),
-        }
 
 
 def padding(count: int, offset: int) -> list[dict[str, Any]]:

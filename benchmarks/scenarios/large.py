@@ -4,15 +4,19 @@ its own fresh tables)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from benchmarks import harness as h
 from benchmarks.lower_bound import bound_for
 from benchmarks.sizes import BenchContext
-from benchmarks.variants import engine_sync, threadpool_sync
+from benchmarks.variants import engine_sync, fanout_worker_batch, threadpool_sync
 
 # The engine with default settings and the thread-pool peer.
 VARIANTS = ("engine", "threadpool_boto3")
+# A fan-out worker's largest batch: the refresh function's default BatchSize (10 messages,
+# cfn/lambda-stack.yaml RefreshBatchSize) of the sweep's default groups (10 scopes a message).
+WORKER_BATCH_MESSAGES = 10
 
 
 class ScenarioBroken(RuntimeError):
@@ -58,8 +62,43 @@ def sync_pair(
                 result["steady_calls"] = sim.calls().get("byOperation", {})
             h.run_async(h.drop_tables(ctx.dynamodb_url, settings.tables))
             out[variant] = result
+        out["fanout_worker"] = _worker_batch(ctx, sim, accounts, history, faults, label)
         out["expected_instances"] = expected
     return out
+
+
+def _worker_batch(
+    ctx: BenchContext,
+    sim: h.SimulatorProcess,
+    accounts: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    faults: h.Faults,
+    label: str,
+) -> dict[str, Any]:
+    """A fan-out worker's cold sync of its largest batch (the first scopes of the estate, in the
+    sweep's groups), in a fresh process: what its memory setting must hold."""
+    from syncengine.core.config import DEFAULT_FANOUT_SCOPES_PER_MESSAGE
+    from syncengine.core.models import Scope
+    from syncengine.sync.fanout import group_message, scope_groups
+
+    settings = h.seeded_settings(ctx.dynamodb_url, sim, accounts, history, f"{label}-worker")
+    scopes = [Scope(a["accountId"], region) for a in accounts for region in a["regions"]]
+    groups = scope_groups(scopes, DEFAULT_FANOUT_SCOPES_PER_MESSAGE)[:WORKER_BATCH_MESSAGES]
+    messages = [group_message(group, uuid.uuid4().hex[:16]) for group in groups]
+    sim.set_faults(faults)
+    ctx.log(f"{label}: a fan-out worker's batch of {sum(len(g) for g in groups)} scopes")
+    result = h.in_fresh_process(fanout_worker_batch, settings, messages)
+    result["records"] = h.run_async(_record_count(settings))
+    h.run_async(h.drop_tables(ctx.dynamodb_url, settings.tables))
+    result["scopes"] = sum(len(g) for g in groups)
+    return result
+
+
+async def _record_count(settings: Any) -> int:
+    from syncengine.sync.engine import open_runtime
+
+    async with open_runtime(settings) as rt:
+        return len(await rt.dynamo.scan_all(settings.tables.cache, ProjectionExpression="sourceServerId"))
 
 
 def problems(out: dict[str, Any], *, steady_state: bool) -> dict[str, str]:
@@ -70,6 +109,9 @@ def problems(out: dict[str, Any], *, steady_state: bool) -> dict[str, str]:
     cold = engine["report"]
     if cold["status"] != "SUCCESS" or cold["instances_found"] != expected or cold["instances_updated"] != expected:
         found["large"] = f"engine cold sync: {cold}"
+    worker = out["fanout_worker"]
+    if worker["failed_messages"] or not worker["records"]:
+        found["large"] = f"fan-out worker: {worker['failed_messages']} messages failed, {worker['records']} records"
     peer = out["threadpool_boto3"]["report"]
     if peer["scopes_failed"] or peer["instances_found"] != expected:
         found["large"] = f"thread-pool peer: {peer}"
@@ -102,6 +144,10 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         "rss_before_sync_mb": round(cold["rss_before_mb"], 1),
         "threadpool_boto3_cpu_s": round(peer["run"]["cpu_s"], 2),
         "threadpool_boto3_peak_rss_mb": round(peer["run"]["peak_rss_mb"], 1),
+        "fanout_worker_peak_rss_mb": round(raw["fanout_worker"]["run"]["peak_rss_mb"], 1),
+        "fanout_worker_scopes": raw["fanout_worker"]["scopes"],
+        "fanout_worker_instances": raw["fanout_worker"]["records"],
+        "fanout_worker_s": round(raw["fanout_worker"]["run"]["wall_s"], 2),
         "lower_bound_s": round(bound.seconds, 3),
         "engine_timeline": engine["timeline"],
         "dynamodb": ctx.dynamodb_backend,

@@ -158,6 +158,9 @@ class ScopeResult:
     # True for a sync of some servers only (a wave or an event refresh): it says nothing about the
     # rest of the scope, so it never stands for the scope's own status, freshness or count.
     targeted: bool = False
+    # A whole-scope success: when the execution index was read for its attribution (epoch seconds;
+    # the next sync attributes again only what changed since, ``executions.Recheck``).
+    attributed_at: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -38,6 +38,7 @@ the same classification as botocore's ``ClientError``; retries stay with the one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -45,7 +46,7 @@ import json
 import os
 import ssl
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -91,6 +92,15 @@ class CallObserver:
     def before(self, operation: str, params: dict[str, Any]) -> None: ...
 
     def after(self, operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any]) -> None: ...
+
+    @contextlib.contextmanager
+    def observing(self) -> Iterator[None]:
+        """Registered in ``CALL_OBSERVERS`` for the block."""
+        CALL_OBSERVERS.append(self)
+        try:
+            yield
+        finally:
+            CALL_OBSERVERS.remove(self)
 
 
 # -- Signature Version 4 --------------------------------------------------------------------------

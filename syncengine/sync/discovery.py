@@ -208,8 +208,11 @@ async def discover_scope(
         async with anyio.create_task_group() as tg:
             async for page in _drs_pages(aws, drs, scope, limiter, server_ids):
                 if page:
-                    result.recovery_instances.extend(slim_recovery_instance(ri) for ri in page)
-                    tg.start_soon(_enrich_page, aws, (drs, ec2), scope, limiter, page, result)
+                    slim = [slim_recovery_instance(ri) for ri in page]
+                    result.recovery_instances.extend(slim)
+                    # The page's enrichment waits out its rate limits holding the slim items, not
+                    # DRS's full page (which then dominated a cold sync's memory).
+                    tg.start_soon(_enrich_page, aws, (drs, ec2), scope, limiter, slim, result)
             if result.recovery_instances and on_listed is not None:
                 tg.start_soon(on_listed, result.recovery_instances)
     except* _Uninitialized:

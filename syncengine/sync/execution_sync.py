@@ -1,8 +1,10 @@
 """How a sync, a wave and a terminate use the execution index (``syncengine.tables.execution_index.table``
 owns the table; docs/EXECUTION-INDEX.md).
 
-- ``open_for_sync``, before a run's scopes: the stored index (each scope then reads its own keys,
-  ``StoredExecutions``); or, before the index was ever built, one Scan of the history as every
+- ``open_for_sync``, before a run's scopes: the stored index and its change log (each scope then
+  reads the keys of the records it must attribute, ``StoredExecutions``: new or changed ones,
+  those whose keys the log lists since the scope last attributed, and young ones not attributed
+  by job; ``StoredExecutions.recheck``); or, before the index was ever built, one Scan of the history as every
   sync did before the index (``ScannedExecutions``), which the run's rebuild writes out.
 - ``StoredExecutions.for_instances``, per scope: the scope's keys; a job the index has no item for
   is marked, and the run asks once for an early rebuild (at most one per
@@ -31,8 +33,8 @@ from syncengine.core.errors import AwsError, ExecutionNotFoundError
 from syncengine.core.logging import get_logger
 from syncengine.dynamodb.seam import Dynamo
 from syncengine.tables.execution_index.items import job_key
-from syncengine.tables.execution_index.lookup import ExecutionIndex
-from syncengine.tables.execution_index.table import ExecutionIndexTable, Lookup, RebuildReport, active_ids
+from syncengine.tables.execution_index.lookup import ExecutionIndex, Recheck
+from syncengine.tables.execution_index.table import ExecutionIndexTable, KeyChanges, Lookup, RebuildReport, active_ids
 from syncengine.tables.orchestration import scan_execution_history
 
 log = get_logger(__name__)
@@ -40,6 +42,10 @@ log = get_logger(__name__)
 # Jobs no execution names (launched by hand, or by an execution we have not heard of) ask for a
 # rebuild at most this often.
 EARLY_REBUILD_SECONDS = 300.0
+# A record written without job attribution is attributed again by every sync for this long (unless a
+# rebuild came after it): its job's marker asks for the early rebuild only when it is read, and
+# three periods leave every 5-minute sync a chance to make the ask after a refused claim.
+PENDING_MARKER_SECONDS = 3 * EARLY_REBUILD_SECONDS
 
 
 @dataclass
@@ -64,7 +70,20 @@ class StoredExecutions:
     # lastRebuildTime when the run opened the index: a marker not newer than it is settled (a
     # rebuild since looked for the job and did not find it).
     rebuilt_at: float
+    # When the run read the index's state and change log (before the read), and the log.
+    read_at: float = 0.0
+    changes: KeyChanges = field(default_factory=KeyChanges, compare=False)
     early: EarlyClaim = field(default_factory=EarlyClaim, compare=False)
+
+    def recheck(self, stamp: float | None) -> Recheck:
+        """The records whose keys the change log lists since ``stamp`` (all when it cannot tell),
+        and those not attributed by job written since the last rebuild and within
+        ``PENDING_MARKER_SECONDS`` (a marker of theirs may still ask for its early rebuild)."""
+        return Recheck(
+            keys=self.changes.since_stamp(stamp),
+            pending_after=max(self.rebuilt_at, self.read_at - PENDING_MARKER_SECONDS),
+            stamp=self.read_at,
+        )
 
     async def for_instances(
         self, dynamo: Dynamo, region: str, recovery_instances: Sequence[Mapping[str, Any]]
@@ -114,6 +133,11 @@ class ScannedExecutions:
         self.unknown.update(job_key(job) for job in jobs if job not in self.index.by_job)
         return self.index
 
+    def recheck(self, stamp: float | None) -> Recheck:
+        """Everything (the index is in memory); the scopes keep their stamps, which stay true: a
+        record attributed from the Scan is at least as fresh as the stamp says."""
+        return Recheck()
+
 
 @dataclass(frozen=True)
 class SyncExecutions:
@@ -133,13 +157,15 @@ async def open_for_sync(dynamo: Dynamo, settings: SyncSettings) -> SyncExecution
     (the first sync, or an index table that cannot be read) one Scan of the history, as every sync
     did before the index existed, so no record is written without its attribution."""
     table = index_table(dynamo, settings)
+    read_at = time.time()
     try:
-        state = await table.state()
+        state, changes = await table.state_and_changes()
     except AwsError as exc:
         log.warning("execution_index_unreadable", error_type=exc.error_type, error=str(exc))
-        state = None
+        state, changes = None, KeyChanges()
     if state and state.get("lastRebuildTime") is not None:
-        return SyncExecutions(StoredExecutions(table.table, table.history_table, float(state["lastRebuildTime"])))
+        rebuilt_at = float(state["lastRebuildTime"])
+        return SyncExecutions(StoredExecutions(table.table, table.history_table, rebuilt_at, read_at, changes))
     scanned_at = time.time()
     history = await scan_execution_history(dynamo, settings.tables.execution_history)
     scanned = ScannedExecutions(ExecutionIndex.from_items(history), scanned_at, active=active_ids(history))

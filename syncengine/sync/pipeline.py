@@ -40,9 +40,10 @@ from syncengine.core.models import (
     utc_now_iso,
 )
 from syncengine.runtime import Runtime, SyncProgress, lease_seconds, shielded_cleanup
+from syncengine.sync.attribution import NOT_ATTRIBUTED, ScopeAttribution
 from syncengine.sync.discovery import ScopeDiscovery, discover_scope
 from syncengine.sync.enrich import build_record
-from syncengine.tables.cache import CachedEntry
+from syncengine.tables.cache import CachedEntry, newest_per_server
 from syncengine.tables.execution_index.lookup import ExecutionIndex, ExecutionSource
 
 log = get_logger(__name__)
@@ -68,6 +69,8 @@ class ScopeAttempt:
     # While acquiring, whether the lease is ours is unknown (a cancelled acquisition may still
     # have been granted), so the status write releases it conditionally on our run id.
     may_hold_lease: bool = False
+    # When the scope's records were last attributed, as its status item said (from the lease).
+    attributed_at: float | None = None
 
     def __post_init__(self) -> None:
         self.result = self.failed(
@@ -120,11 +123,16 @@ async def _checked_sync(
         if not granted:
             return attempt.failed(ScopeOutcome.SKIPPED, BUSY_ERROR_TYPE, BUSY_MESSAGE)
         observed_at = int(time.time() * 1000)
-        discovery, cached, index = await discover_and_read_cache(rt, attempt, account, executions)
-        records = build_records(scope, discovery, index, observed_at)
+        # A targeted sync attributes all of its few servers again (a wave's sync refreshed the
+        # index just before it); a whole-scope sync only what changed since its last success.
+        stamp = None if attempt.targeted else attempt.attributed_at
+        attribution = ScopeAttribution(executions, executions.recheck(stamp), scope.region)
+        discovery, cached = await discover_and_read_cache(rt, attempt, account, attribution)
+        records = newest_per_server(build_records(scope, discovery, NOT_ATTRIBUTED, observed_at))
         log.debug("scope_discovered", initialized=discovery.initialized, found=len(records))
+        changed = await attribution.attribute(rt, records, discovery)
         del discovery  # the raw DRS/EC2 data is not needed while the writes wait
-        return await write_and_reconcile(rt, attempt, records, cached, observed_at)
+        return await write_and_reconcile(rt, attempt, changed, records, cached, observed_at, attribution.recheck.stamp)
 
 
 @contextlib.asynccontextmanager
@@ -183,13 +191,15 @@ async def scope_lease(rt: Runtime, attempt: ScopeAttempt, account: AccountTarget
     attempt.may_hold_lease = True
 
     async def acquire() -> None:
-        attempt.may_hold_lease = await rt.status.acquire_scope_lease(
+        lease = await rt.status.take_scope_lease(
             attempt.scope,
             attempt.run_id,
             wait=rt.settings.scope_lease_wait,
             expires_at=expires_at,
             whole_scope=not attempt.targeted,
         )
+        attempt.may_hold_lease = lease is not None
+        attempt.attributed_at = lease.attributed_at if lease is not None else None
 
     await run_concurrently((acquire, lambda: prefetch_credentials(rt, account)))
     yield attempt.may_hold_lease
@@ -207,15 +217,19 @@ async def prefetch_credentials(rt: Runtime, account: AccountTarget) -> None:
 
 
 async def discover_and_read_cache(
-    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, executions: ExecutionSource
-) -> tuple[ScopeDiscovery, dict[str, CachedEntry], ExecutionIndex]:
+    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, attribution: ScopeAttribution
+) -> tuple[ScopeDiscovery, dict[str, CachedEntry]]:
     """DRS/EC2 discovery, the cache's view of the scope (the scope lease keeps other writers out
-    meanwhile) and the execution index's entries of the recovery instances DRS listed. The reads
-    overlap discovery, off the scope's critical path (under a rate limit, inside the wait)."""
+    meanwhile) and the execution index's entries of the recovery instances that DRS's listing and
+    the cache already show need them (new ones, those the index's change log names: see
+    ``ScopeAttribution``). The reads overlap discovery, off the scope's critical path (under a
+    rate limit, inside the wait)."""
     found: dict[str, Any] = {}
+    cache_read = anyio.Event()
 
     async def lookup(recovery_instances: list[dict[str, Any]]) -> None:
-        found["index"] = await executions.for_instances(rt.dynamo, attempt.scope.region, recovery_instances)
+        await cache_read.wait()
+        await attribution.read(rt, [ri for ri in recovery_instances if attribution.wanted_from_listing(ri)])
 
     async def discover() -> None:
         found["discovery"] = await discover_scope(
@@ -228,17 +242,17 @@ async def discover_and_read_cache(
         )
 
     async def read_cache() -> None:
-        found["cached"] = await rt.store.scope_entries(attempt.scope)
+        try:
+            cached = await rt.store.scope_entries(attempt.scope)
+            if attempt.server_ids is not None:
+                wanted = set(attempt.server_ids)
+                cached = {sid: entry for sid, entry in cached.items() if sid in wanted}
+            found["cached"] = attribution.cached = cached
+        finally:
+            cache_read.set()
 
     await run_concurrently((discover, read_cache))
-    cached: dict[str, CachedEntry] = found["cached"]
-    if attempt.server_ids is not None:
-        wanted = set(attempt.server_ids)
-        cached = {sid: entry for sid, entry in cached.items() if sid in wanted}
-    discovery: ScopeDiscovery = found["discovery"]
-    if "index" not in found:  # DRS listed no recovery instance (the lookup never ran)
-        found["index"] = await executions.for_instances(rt.dynamo, attempt.scope.region, discovery.recovery_instances)
-    return discovery, cached, found["index"]
+    return found["discovery"], found["cached"]
 
 
 def build_records(
@@ -262,12 +276,15 @@ def build_records(
 async def write_and_reconcile(
     rt: Runtime,
     attempt: ScopeAttempt,
+    changed: list[RecoveryInstanceRecord],
     records: list[RecoveryInstanceRecord],
     cached: dict[str, CachedEntry],
     observed_at: int,
+    attributed_at: float | None = None,
 ) -> ScopeResult:
-    """Write what changed, then delete what DRS no longer reports (observed before this sync)."""
-    outcome = await rt.store.write_records(records, cached, last_sync_time=utc_now_iso())
+    """Write what changed (``changed``, attributed; the rest of ``records`` is as cached), then
+    delete what DRS no longer reports (observed before this sync)."""
+    outcome = await rt.store.write_records(changed, cached, last_sync_time=utc_now_iso())
     seen = {record.source_server_id for record in records}
     stale = [entry for sid, entry in cached.items() if sid not in seen and entry.observed_at <= observed_at]
     deleted = await rt.store.delete_stale(attempt.scope, stale)
@@ -277,11 +294,12 @@ async def write_and_reconcile(
         ScopeOutcome.SUCCESS,
         instances_found=len(seen),
         updated=outcome.updated,
-        unchanged=outcome.unchanged,
+        unchanged=outcome.unchanged + len(records) - len(changed),
         deleted=deleted,
         duration_ms=attempt.elapsed_ms(),
         reconciled=not attempt.targeted,
         targeted=attempt.targeted,
+        attributed_at=attributed_at,
     )
 
 

@@ -9,7 +9,7 @@ nothing here scans the cache.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,14 @@ from syncengine.core.concurrency import run_concurrently
 from syncengine.core.logging import get_logger
 from syncengine.core.models import RecoveryInstanceRecord, Scope
 from syncengine.dynamodb.seam import BATCH_GET_MAX, BATCH_WRITE_MAX, Dynamo, chunked, from_item
-from syncengine.tables.records import newer, public_record, record_to_item
+from syncengine.tables.records import (
+    newer,
+    public_record,
+    record_content,
+    record_hash,
+    record_to_item,
+    split_record_hash,
+)
 
 log = get_logger(__name__)
 
@@ -36,6 +43,16 @@ class CachedEntry:
     recovery_instance_id: str
     content_hash: str
     observed_at: int
+
+    @property
+    def observed_hash(self) -> str | None:
+        """The digest of what DRS and EC2 said (None for a hash of the older, single form)."""
+        return split_record_hash(self.content_hash)[0]
+
+    @property
+    def attribution_kind(self) -> str | None:
+        """How the record was attributed (``records.ATTRIBUTION_KINDS``' letters), None if unknown."""
+        return split_record_hash(self.content_hash)[1]
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,8 @@ class CacheStore:
         self.dynamo = dynamo
         self.table = table
         self.write_concurrency = write_concurrency
+        # Batch writes in flight for the whole run (every scope's), see ``_batch_write``.
+        self._write_slots = anyio.CapacityLimiter(write_concurrency)
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -179,25 +198,21 @@ class CacheStore:
         between reading ``cached`` and the unconditional batch puts another writer could slip in,
         which is why syncs of one scope are serialised by the scope lease (``syncengine.tables.status``).
         """
-        newest: dict[str, RecoveryInstanceRecord] = {}
-        for record in records:
-            # One record per source server: a newer recovery instance replaces the older one.
-            current = newest.get(record.source_server_id)
-            if current is None or newer(record, current):
-                newest[record.source_server_id] = record
-        puts: list[dict[str, Any]] = []
+        changed: list[tuple[RecoveryInstanceRecord, str]] = []
         unchanged = 0
-        for record in newest.values():
-            item = record_to_item(record, last_sync_time)
+        for record in newest_per_server(records):
+            digest = record_hash(record_content(record))
             entry = cached.get(record.source_server_id)
-            if entry is not None and (
-                entry.content_hash == item["contentHash"]["S"] or entry.observed_at > record.observed_at
-            ):
+            if entry is not None and (entry.content_hash == digest or entry.observed_at > record.observed_at):
                 unchanged += 1
                 continue
-            puts.append({"PutRequest": {"Item": item}})
-        await self._batch_write(puts)
-        return WriteOutcome(updated=len(puts), unchanged=unchanged)
+            changed.append((record, digest))
+
+        def items(batch: list[tuple[RecoveryInstanceRecord, str]]) -> list[dict[str, Any]]:
+            return [{"PutRequest": {"Item": record_to_item(r, last_sync_time, digest)}} for r, digest in batch]
+
+        await self._batch_write(changed, items)
+        return WriteOutcome(updated=len(changed), unchanged=unchanged)
 
     async def delete_stale(self, scope: Scope, entries: Iterable[CachedEntry]) -> int:
         """Reconciliation's deletes: one conditional DeleteItem per record, several in flight.
@@ -274,16 +289,31 @@ class CacheStore:
         )
         return written is not None
 
-    async def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        if not requests:
-            return
-        limiter = anyio.CapacityLimiter(self.write_concurrency)
+    async def _batch_write(
+        self,
+        changed: list[tuple[RecoveryInstanceRecord, str]],
+        items: Callable[[list[tuple[RecoveryInstanceRecord, str]]], list[dict[str, Any]]],
+    ) -> None:
+        """The records in batches of 25, at most ``write_concurrency`` batches of the whole run in
+        flight; each batch's items are built only once it may be sent. Built up front, every
+        scope's items waited at once behind DynamoDB (~4.6 KB of attribute-value dicts per record:
+        the largest share of a cold sync's memory, ``benchmarks/RESULTS.md``, issue 24)."""
 
-        async def send(batch: list[dict[str, Any]]) -> None:
-            async with limiter:
-                await self.dynamo.batch_write(self.table, batch)
+        async def send(batch: list[tuple[RecoveryInstanceRecord, str]]) -> None:
+            async with self._write_slots:
+                await self.dynamo.batch_write(self.table, items(batch))
 
-        await run_concurrently(functools.partial(send, batch) for batch in chunked(requests, BATCH_WRITE_MAX))
+        await run_concurrently(functools.partial(send, batch) for batch in chunked(changed, BATCH_WRITE_MAX))
+
+
+def newest_per_server(records: Iterable[RecoveryInstanceRecord]) -> list[RecoveryInstanceRecord]:
+    """One record per source server: a newer recovery instance replaces the older one."""
+    newest: dict[str, RecoveryInstanceRecord] = {}
+    for record in records:
+        current = newest.get(record.source_server_id)
+        if current is None or newer(record, current):
+            newest[record.source_server_id] = record
+    return list(newest.values())
 
 
 def _unchanged_condition(scope: Scope, entry: CachedEntry) -> dict[str, Any]:

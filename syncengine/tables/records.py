@@ -56,6 +56,12 @@ REQUIRED_FIELDS = (
 )
 # Attributes the engine keeps for itself (not part of the public record).
 INTERNAL_FIELDS = ("scopeKey", "contentHash", "observedAt")
+# What the execution index decides (syncengine.tables.execution_index.lookup); the rest of the content is what DRS
+# and EC2 said. The stored hash keeps the two apart (``record_hash``).
+ATTRIBUTION_FIELDS = ("sourceExecutionId", "sourcePlanName", "attribution")
+# ``contentHash`` = <observed content digest> "." <attribution kind letter> <attribution digest>.
+HASH_SEPARATOR = "."
+ATTRIBUTION_KINDS = {"job": "j", "recoveryInstance": "r", "inferred": "i", None: "n"}
 
 
 def record_content(record: RecoveryInstanceRecord) -> dict[str, Any]:
@@ -79,14 +85,40 @@ def content_hash(content: Mapping[str, Any]) -> str:
     return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
 
-def record_to_item(record: RecoveryInstanceRecord, last_sync_time: str) -> dict[str, Any]:
+def observed_hash(content: Mapping[str, Any]) -> str:
+    """The digest of what DRS and EC2 said about the instance (the content without attribution)."""
+    return content_hash({k: v for k, v in content.items() if k not in ATTRIBUTION_FIELDS})
+
+
+def record_hash(content: Mapping[str, Any]) -> str:
+    """The stored ``contentHash``: the observed digest, then the attribution's kind and digest.
+
+    Kept apart so that a sync can tell from the cache's scope index alone (which projects
+    ``contentHash``, not the attribution) whether DRS and EC2 changed anything and how the record
+    was attributed: it reads the execution index only for what changed (syncengine.sync.pipeline)."""
+    attribution = [content.get(key) for key in ATTRIBUTION_FIELDS]
+    kind = ATTRIBUTION_KINDS.get(content.get("attribution"), "n")
+    return f"{observed_hash(content)}{HASH_SEPARATOR}{kind}{content_hash({'a': attribution})[:8]}"
+
+
+def split_record_hash(value: str) -> tuple[str | None, str | None]:
+    """A stored ``contentHash`` as (observed digest, attribution kind letter); (None, None) for a
+    hash written before the two were kept apart (its record is attributed again once)."""
+    observed, separator, attribution = value.partition(HASH_SEPARATOR)
+    if not separator or not attribution:
+        return None, None
+    return observed, attribution[0]
+
+
+def record_to_item(record: RecoveryInstanceRecord, last_sync_time: str, digest: str | None = None) -> dict[str, Any]:
+    """The item of ``record``; ``digest``: its ``record_hash``, when the caller has it already."""
     content = record_content(record)
     return to_item(
         {
             **content,
             "lastSyncTime": last_sync_time,
             "scopeKey": record.scope.key,
-            "contentHash": content_hash(content),
+            "contentHash": digest or record_hash(content),
             "observedAt": record.observed_at,
         }
     )

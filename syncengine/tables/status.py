@@ -3,9 +3,11 @@ records, all written and read by one store (``StatusStore``).
 
 Layout (partition ``pk``, sort ``sk``):
 
-* ``SCOPE`` / ``<account>#<region>``: last success, last attempt, instance count, last error, and
-  the scope lease (``leaseOwner``, ``leaseExpiresAt``) that serialises syncs of one scope, so the
-  order of observations is the order of writes;
+* ``SCOPE`` / ``<account>#<region>``: last success, last attempt, instance count, last error,
+  ``attributedAt`` (when its last successful whole-scope sync read the execution index: what the
+  next one re-attributes is judged from it, ``syncengine.sync.attribution``), and the scope lease
+  (``leaseOwner``, ``leaseExpiresAt``) that serialises syncs of one scope, so the order of
+  observations is the order of writes;
 * ``RUN`` / ``LATEST``: the last full run's report; ``RUN`` / ``HISTORY#<finishedAt>#<runId>``
   keeps a week of full reports (TTL); ``RUN`` / ``LAST_SCOPED``: the newest scoped, wave or
   event-driven run's report, which never replaces the full run's;
@@ -87,6 +89,8 @@ _SCOPE_LEASE_NAMES = {
     "#acq": LEASE_ACQUIRED_AT,
     "#whole": LEASE_WHOLE_SCOPE,
 }
+# When the scope's records were last attributed (epoch seconds; see ``take_scope_lease``).
+ATTRIBUTED_AT = "attributedAt"
 # A fan-out worker's sync names its lease ``<fan-out run id>.<run id>`` (``family_owner``).
 FAMILY_SEPARATOR = "."
 
@@ -125,6 +129,13 @@ def lease_family(owner: str) -> str | None:
     """The fan-out run of a lease owner named by ``family_owner``, None for any other owner."""
     family, separator, _ = owner.rpartition(FAMILY_SEPARATOR)
     return family if separator and family else None
+
+
+@dataclass(frozen=True)
+class ScopeLease:
+    """A granted scope lease, and what the scope's status item said before it was taken."""
+
+    attributed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -427,6 +438,13 @@ class StatusStore:
     async def acquire_scope_lease(
         self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None, whole_scope: bool = False
     ) -> bool:
+        """``take_scope_lease``: whether the lease was granted."""
+        lease = await self.take_scope_lease(scope, owner, wait=wait, expires_at=expires_at, whole_scope=whole_scope)
+        return lease is not None
+
+    async def take_scope_lease(
+        self, scope: Scope, owner: str, *, wait: float, expires_at: float | None = None, whole_scope: bool = False
+    ) -> ScopeLease | None:
         """Take the scope's lease until ``expires_at`` (epoch seconds: its holder's deadline plus
         a margin; default ``lease_seconds`` from now), waiting up to ``wait`` seconds for another
         sync of the same scope to finish; noting when, and whether for the ``whole_scope``.
@@ -435,7 +453,8 @@ class StatusStore:
         An owner of a fan-out run (``family_owner``) waits for no other sync of the same run: that
         is a second delivery of the same message (SQS delivers at least once), already syncing the
         scope; waiting would sync it again after it, and under a rate limit wait out another
-        Retry-After (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues-at-least-once-delivery.html)."""
+        Retry-After (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/standard-queues-at-least-once-delivery.html).
+        Granted: with the item's ``ATTRIBUTED_AT`` as it was (the update returns it, no read)."""
         deadline = anyio.current_time() + wait
         delay = 0.05
         while True:
@@ -458,11 +477,13 @@ class StatusStore:
                     ":acct": {"S": scope.account_id},
                     ":region": {"S": scope.region},
                 },
+                ReturnValues="ALL_OLD",
             )
             if written is not None:
-                return True
+                previous = from_item(written.get("Attributes") or {}).get(ATTRIBUTED_AT)
+                return ScopeLease(float(previous) if previous is not None else None)
             if anyio.current_time() + delay > deadline or await self._held_by_family(scope, owner):
-                return False
+                return None
             await anyio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -701,6 +722,11 @@ def _whole_scope_outcome(
             # succeed too, but they confirm only the servers they were asked about.
             names["#reconciled"] = RECONCILED_ATTRIBUTE
             sets.append("#reconciled = :success")
+        if result.reconciled and result.attributed_at is not None:
+            # Every record of the scope is attributed as of this time (read back by the lease).
+            names["#attributed"] = ATTRIBUTED_AT
+            values[":attributed"] = to_attr(result.attributed_at)
+            sets.append("#attributed = :attributed")
     elif result.not_enabled:
         # Not an error: the account has not enabled the region.
         names.update({"#err": "lastError", "#errtype": "lastErrorType"})

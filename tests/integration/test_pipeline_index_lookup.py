@@ -11,7 +11,7 @@ from syncengine.core.models import RunStatus, Scope
 from syncengine.sync.engine import open_runtime, sync_all, sync_scope_in_runtime
 from syncengine.sync.execution_sync import SyncExecutions, open_for_sync
 from syncengine.tables.accounts import load_targets
-from syncengine.tables.execution_index.lookup import ExecutionIndex
+from syncengine.tables.execution_index.lookup import ExecutionIndex, Recheck
 from tests.integration.engine_support import engine_settings, seed
 
 REGION = "us-east-1"
@@ -31,6 +31,9 @@ class SpyExecutions:
         )
         self.servers_answered_at_lookup.append(answered)
         return await self.source.for_instances(dynamo, region, recovery_instances)
+
+    def recheck(self, stamp: float | None) -> Recheck:
+        return self.source.recheck(stamp)
 
 
 async def test_pipeline_reads_the_execution_index_inside_the_throttle_wait(ddb: Any, make_simulator: Any) -> None:

@@ -111,6 +111,10 @@ class ExecutionIndex:
         """This index is whole already (``ExecutionSource``)."""
         return self
 
+    def recheck(self, stamp: float | None) -> Recheck:
+        """Everything: resolving against an index in memory reads nothing."""
+        return Recheck()
+
     def __len__(self) -> int:
         refs = (*self.by_job.values(), *self.by_recovery_instance.values(), *self.by_server_region.values())
         return len({r.execution_id for r in refs})
@@ -123,6 +127,19 @@ def _number(value: Any) -> float:
         return 0.0
 
 
+@dataclass(frozen=True)
+class Recheck:
+    """Which cached records a scope attributes again although DRS and EC2 report them unchanged:
+    those with an index key in ``keys`` (None: every record), and those not attributed by job
+    written (observed) after ``pending_after`` (epoch seconds: their job may be an unknown one
+    whose early rebuild is still to come). ``stamp``: what the scope records, once it succeeds,
+    as the time its records were last attributed (None: it keeps the one it had)."""
+
+    keys: frozenset[str] | None = None
+    pending_after: float = 0.0
+    stamp: float | None = None
+
+
 class ExecutionSource(Protocol):
     """Where a scope's sync gets the index that resolves its recovery instances: a whole
     ``ExecutionIndex``, or ``syncengine.tables.execution_index.table.StoredExecutions`` (read by key)."""
@@ -130,3 +147,7 @@ class ExecutionSource(Protocol):
     async def for_instances(
         self, dynamo: Any, region: str, recovery_instances: Sequence[Mapping[str, Any]]
     ) -> ExecutionIndex: ...
+
+    def recheck(self, stamp: float | None) -> Recheck:
+        """What to attribute again of a scope last attributed at ``stamp``."""
+        ...

@@ -10,9 +10,12 @@ ties by ``executionId``) that lists it; markers for jobs no execution named when
 including ``activeExecutions``: the executions not yet finished (``executions.is_active``) as the last
 rebuild saw them, kept current by every refresh, so "what is running now" needs no Scan.
 
-Reads: a scope's keys (``lookup``), the state. Writes: a refresh by execution id (a Query of the
-history on its partition key, then conditional puts), unknown-job markers, and the full rebuild
-(the only Scan of the history), claimed by a conditional update.
+Reads: a scope's keys (``lookup``), the state and the change log. Writes: a refresh by execution
+id (a Query of the history on its partition key, then conditional puts), unknown-job markers, and
+the full rebuild (the only Scan of the history), claimed by a conditional update.
+
+The change log (``meta#changes``: which keys were written when) is ``syncengine.tables.execution_index.changes``;
+every writer of keys here logs them there first.
 
 Every write of a key keeps "most recent wins": refreshes use a conditional put; a rebuild writes
 in batches only keys absent or older when it read them, then replays every refresh logged since
@@ -37,6 +40,7 @@ from syncengine.dynamodb.seam import (
     chunked,
     from_item,
 )
+from syncengine.tables.execution_index.changes import CHANGE_LOG_RETENTION_SECONDS, CHANGES_KEY, ChangeLog, KeyChanges
 from syncengine.tables.execution_index.items import (
     KEY,
     entries,
@@ -97,6 +101,7 @@ class ExecutionIndexTable:
         self.dynamo = dynamo
         self.table = table
         self.history_table = history_table
+        self.change_log = ChangeLog(dynamo, table)
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -140,6 +145,12 @@ class ExecutionIndexTable:
         )
         item = response.get("Item")
         return from_item(item) if item else None
+
+    async def state_and_changes(self) -> tuple[dict[str, Any] | None, KeyChanges]:
+        """``state()`` and the change log, in one strongly consistent BatchGetItem."""
+        keys = [{KEY: {"S": STATE_KEY}}, {KEY: {"S": CHANGES_KEY}}]
+        found = {str(item[KEY]): item for item in await self.dynamo.batch_get(self.table, keys, ConsistentRead=True)}
+        return found.get(STATE_KEY), KeyChanges.from_item(found.get(CHANGES_KEY))
 
     # -- writes ------------------------------------------------------------------------------------
 
@@ -188,7 +199,10 @@ class ExecutionIndexTable:
     async def _apply(self, execution_id: str, items: Sequence[Mapping[str, Any]] | None = None) -> int:
         if items is None:
             items = await load_execution_items(self.dynamo, self.history_table, execution_id)
-        written = await self.put_all_latest(entries(ExecutionIndex.from_items(items)))
+        found = entries(ExecutionIndex.from_items(items))
+        logged = await self.change_log.log_changes(list(found), time.time())
+        written = await self.put_all_latest(found)
+        await self.change_log.changes_written(logged, time.time())
         await self.set_active(execution_id, any(is_active(item) for item in items))
         return written
 
@@ -274,12 +288,15 @@ class ExecutionIndexTable:
         report.keys = len(computed)
         stored = await self.get(computed)
         stale = [(k, ref) for k, ref in computed.items() if k not in stored or order(stored[k]) < order(ref)]
+        logged = await self.change_log.log_changes([k for k, _ in stale], time.time())
         await self._write_batches(stale)
+        await self.change_log.changes_written(logged, time.time())
         report.written = len(stale)
         if active is not None:
             await self._set_active_all(active)
         report.replayed = await self._replay(claimed_at)
         await self._record_rebuild(claimed_at, report)
+        await self.change_log.prune_changes(time.time() - CHANGE_LOG_RETENTION_SECONDS)
         return report
 
     async def _set_active_all(self, active: set[str]) -> None:

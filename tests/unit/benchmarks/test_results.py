@@ -44,6 +44,21 @@ def complete_document() -> dict[str, Any]:
             "sync_index_calls": [15, 15],
             "rebuild_history_read_units": [770.0, 7700.0],
         },
+        "cost": {
+            "instances": 60000,
+            "changed_per_sync": 60,
+            "per_sync": {
+                "read_units": 2100.0,
+                "write_units": 470.0,
+                "aws_calls": {"drs": 800, "ec2": 400, "sts": 50},
+                "lambda_gb_s": 20.0,
+            },
+            "read_units_per_instance": 0.035,
+            "monthly_usd": 12.5,
+            "monthly_usd_by_item": {"dynamodb_sync_reads": 2.27, "lambda_compute": 2.3},
+            "lambda_memory_mb": 1769,
+            "review_estimate_usd": [64.0, 80.0],
+        },
         "origin": {"instances": 150, "engine_s": 1.0, "original_s": 20.0},
         "machine": {"cpus": 2, "dynamodb": "dynalite"},
     }
@@ -104,6 +119,22 @@ def test_update_results_md_replaces_only_the_generated_block(tmp_path: Path) -> 
     assert "old numbers" not in text
     assert "analysis before" in text and "analysis after" in text
     assert render(document) in text
+
+
+def test_evaluate_goals_cost_misses_above_twenty_dollars_or_reads_per_instance() -> None:
+    document = complete_document()
+    document["cost"].update(monthly_usd=62.45, read_units_per_instance=0.74)
+
+    goals = [g for g in evaluate_goals(document) if g["scenario"] == "cost"]
+
+    assert [g["pass"] for g in goals] == [False, False]
+
+
+def test_render_shows_the_cost_table_beside_the_review_estimate() -> None:
+    text = render(complete_document())
+
+    assert "| dynamodb_sync_reads | 2,100.0 read units | 2.27 |" in text
+    assert "review's estimate 64.0-80.0" in text
 
 
 def test_evaluate_goals_history_cost_misses_when_sync_reads_grow_with_history() -> None:

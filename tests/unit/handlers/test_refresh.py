@@ -100,3 +100,17 @@ def test_refresh_handler_direct_event_gets_the_summary(install: Any) -> None:
     assert fake.calls == [[RefreshMessage("direct", event)]]
     assert answer["status"] == "SUCCESS"
     assert answer["scopes"][0]["status"] == "NOTHING_TO_SYNC"
+
+
+def test_refresh_handler_takes_a_record_without_sent_timestamp(install: Any) -> None:
+    """A record without ``SentTimestamp`` (a hand-built batch) is refreshed, not a crash; one
+    with it carries the time."""
+    fake = install(RefreshResult())
+    event = load_event("sqs_refresh_batch")
+    first, second = event["Records"][:2]
+    first["attributes"] = {k: v for k, v in first["attributes"].items() if k != "SentTimestamp"}
+
+    answer = lambda_handler({"Records": [first, second]}, FakeLambdaContext())
+
+    assert answer == {"batchItemFailures": []}
+    assert [m.sent_at_ms for m in fake.calls[0]] == [None, int(second["attributes"]["SentTimestamp"])]

@@ -11,6 +11,7 @@ from syncengine.core.models import AccountTarget, Scope, ScopeOutcome
 from syncengine.sync.discovery import ScopeDiscovery
 from syncengine.sync.pipeline import ScopeAttempt, build_records, scope_lease
 from syncengine.tables.execution_index.lookup import ExecutionIndex
+from syncengine.tables.status import ScopeLease
 
 SCOPE = Scope("123456789012", "us-east-1")
 
@@ -86,10 +87,10 @@ class _LeaseAndRole:
         if self.role_error is not None:
             raise self.role_error
 
-    async def acquire_scope_lease(self, scope: Scope, owner: str, **_: object) -> bool:
+    async def take_scope_lease(self, scope: Scope, owner: str, **_: object) -> ScopeLease:
         await anyio.wait_all_tasks_blocked()
         self.asked_during_lease = self.role_asked
-        return True
+        return ScopeLease()
 
 
 ACCOUNT = AccountTarget(account_id=SCOPE.account_id, role_arn="arn:aws:iam::123456789012:role/R")
