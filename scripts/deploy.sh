@@ -31,7 +31,7 @@
 #
 # The package's dependencies come from requirements-lambda.lock (hash-locked, `make lock`) and are
 # installed once per build, for both the function package and the layer (python/: the drop-in
-# module recovery_instance_sync.py, syncengine/ and the same dependencies); the
+# module recovery_instance_sync.py, syncengine/, handlers/ and the same dependencies); the
 # packaged templates are built locally (no `cloudformation package`), so every S3 call names the
 # expected bucket owner. A dry run drops the shell's AWS credentials: it never needs them.
 #   NOTIFICATION_EMAIL, API_AUTH_TYPE, COGNITO_USER_POOL_ARN, CORS_ALLOW_ORIGIN: parameters
@@ -181,7 +181,7 @@ compile_bytecode() {
 # 4. The Lambda package and the layer. The runtime dependencies of pyproject.toml (not the dev
 #    extras) are installed once, as manylinux wheels for the Lambda architecture and Python, and
 #    copied into both: the function package (syncengine/ and handlers/ at the zip root, read from
-#    /var/task) and the layer (python/ holding recovery_instance_sync.py and syncengine/, read from
+#    /var/task) and the layer (python/ holding recovery_instance_sync.py, syncengine/ and handlers/, read from
 #    /opt/python by the orchestration's functions). Both deterministic (sorted entries, fixed
 #    timestamps): the same sources give the same SHA-256, hence the same S3 key.
 install_runtime_dependencies() {
