@@ -59,6 +59,7 @@ from syncengine.sync.fanout_groups import (
     plan_groups,
     scope_groups,
 )
+from syncengine.sync.terminate_completion import follow_terminations
 from syncengine.tables.accounts import load_targets, plan_scopes
 from syncengine.tables.execution_index.lookup import is_active
 from syncengine.tables.execution_index.table import ExecutionIndexTable
@@ -219,9 +220,11 @@ async def _fan_out(rt: Any, run_id: str, scopes: list[Scope], started_iso: str, 
             for s in group.scopes
         ]
         await finish_scopes(rt, run_id, results, part=group.part)
-    # The workers' scopes are targeted syncs: the periodic rebuild of the execution index is the
-    # sweep's (after sending, so it delays no worker); it never raises.
+    # The workers' scopes are targeted syncs: the periodic rebuild of the execution index and the
+    # follow-up of terminate jobs (``instancesTerminated``) are the sweep's, as they are a full
+    # run's (after sending, so they delay no worker); neither raises.
     await rebuild_if_due(rt.dynamo, settings)
+    await follow_terminations(rt)
     return _sweep_report(run_id, len(scopes), enqueued, started_iso, started)
 
 

@@ -433,3 +433,27 @@ def test_fanout_part_whose_report_was_lost_is_reported_by_a_redelivery(estate: A
     assert (record["remaining"], record["finished"], record["scopesSynced"]) == (0, 2, 2)
     summary = asyncio.run(get_sync_status(settings)).to_dict()
     assert summary["scopesSynced"] == 2
+
+
+def test_fanout_sweep_follows_terminate_jobs_to_instances_terminated(sqs: Any, queue: WorkQueue, estate: Any) -> None:
+    """With fan-out on the full sync is the sweep: it, like an in-process full run, asks DRS about
+    the terminate jobs it noted and sets ``instancesTerminated`` once they completed."""
+    from syncengine.terminate.instances import terminate_execution_instances
+    from tests.integration.test_handlers_support import execution_item, launch_jobs, put, scan
+
+    sim, settings = estate
+    in_process = settings.with_changes(fanout="off")
+    account = next(a.account_id for a in sim.estate.accounts if not a.is_hub)
+    job = launch_jobs(sim.estate, account)[0]
+    asyncio.run(put(settings, settings.tables.execution_history, [execution_item("exec-f", "plan-f", [job])]))
+    assert asyncio.run(sync_all(in_process)).scopes_failed == 0
+    body = asyncio.run(terminate_execution_instances(in_process, "exec-f"))
+    assert body["totalTerminated"] > 0
+
+    report = asyncio.run(sync_all(settings))
+
+    assert report.scopes_enqueued == scope_count(sim)
+    (item,) = [
+        i for i in asyncio.run(scan(settings, settings.tables.execution_history)) if i["executionId"] == "exec-f"
+    ]
+    assert item["instancesTerminated"] is True
