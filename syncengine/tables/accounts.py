@@ -130,7 +130,12 @@ def targets_from_items(
 
 
 async def load_targets(
-    aws: AwsClients, dynamo: Dynamo, settings: SyncSettings, *, probe_with: EnabledRegions | None = None
+    aws: AwsClients,
+    dynamo: Dynamo,
+    settings: SyncSettings,
+    *,
+    probe_with: EnabledRegions | None = None,
+    stored_probes: bool = True,
 ) -> list[AccountTarget]:
     """The active targets. The table's scan and STS's GetCallerIdentity run at once (the caller's
     account id is needed either way: to add the current account, and to use our own credentials,
@@ -138,7 +143,8 @@ async def load_targets(
     is read where DRS is in use, for items without ``regions``: the orchestration's region-status
     table when configured (``in_use_regions``), else our stored region probes
     (``syncengine.tables.region_discovery``), which the full sync passes ``probe_with`` (its
-    ``EnabledRegions``) to make again when stale."""
+    ``EnabledRegions``) to make again when stale; ``stored_probes`` False skips them (every
+    configured region)."""
 
     async def scan() -> list[dict[str, Any]]:
         items = await dynamo.scan_all(settings.tables.target_accounts)
@@ -148,7 +154,7 @@ async def load_targets(
     async def in_use() -> dict[str, tuple[str, ...]] | KnownRegions | None:
         if settings.drs_region_status_table:
             return await in_use_regions(dynamo, settings)
-        return await read_known(dynamo, settings)
+        return await read_known(dynamo, settings) if stored_probes else None
 
     items, current, in_use_by_account = await gather(scan, aws.current_account_id, in_use)
     targets = targets_from_items(items, settings, current)

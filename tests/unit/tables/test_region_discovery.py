@@ -221,3 +221,11 @@ async def test_load_targets_with_unreadable_probes_syncs_every_configured_region
     tables = Tables(unreadable=True)
     targets = await load_targets(aws, tables, SETTINGS, probe_with=FakeEnabled(set()))  # type: ignore[arg-type]
     assert _planned(targets) == set(REGIONS) and not aws.calls
+
+
+async def test_load_targets_without_stored_probes_reads_none_and_plans_every_configured_region() -> None:
+    """The refresh path: a fan-out message names scopes the sweep planned, an event a region
+    where DRS is in use; two Queries a batch would buy nothing."""
+    tables = Tables([AccountRegions(ACCOUNT, ("eu-west-1",), REGIONS, (), time.time())])
+    targets = await load_targets(FakeAws({}), tables, SETTINGS, stored_probes=False)  # type: ignore[arg-type]
+    assert _planned(targets) == set(REGIONS)
