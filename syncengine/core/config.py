@@ -44,6 +44,7 @@ ENV_FANOUT = "SYNC_FANOUT"
 ENV_FANOUT_THRESHOLD = "SYNC_FANOUT_THRESHOLD"
 ENV_WORK_QUEUE_URL = "SYNC_WORK_QUEUE_URL"
 ENV_EXECUTION_INDEX_REBUILD_SECONDS = "EXECUTION_INDEX_REBUILD_SECONDS"
+ENV_REGION_PROBE_SECONDS = "SYNC_REGION_PROBE_SECONDS"
 ENV_HOME_REGION = "AWS_REGION"
 ENV_HOME_REGION_FALLBACK = "AWS_DEFAULT_REGION"
 
@@ -71,6 +72,7 @@ ALL_ENV_VARS = (
     ENV_FANOUT_THRESHOLD,
     ENV_WORK_QUEUE_URL,
     ENV_EXECUTION_INDEX_REBUILD_SECONDS,
+    ENV_REGION_PROBE_SECONDS,
 )
 """The variables the code reads (besides AWS SDK ones); CloudFormation must set the table ones."""
 
@@ -95,6 +97,9 @@ DEFAULT_FANOUT_THRESHOLD = 500
 # The execution index (syncengine.tables.execution_index.table) is rebuilt from a full Scan of the execution
 # history at most this often; between rebuilds it is refreshed by key (wave events, terminate).
 DEFAULT_EXECUTION_INDEX_REBUILD_SECONDS = 3600.0
+# Without the orchestration's region-status table, a full sync asks each account where DRS is in
+# use at most this often (syncengine.tables.region_discovery) and syncs only there in between.
+DEFAULT_REGION_PROBE_SECONDS = 3600.0
 # Scopes a fan-out message carries (syncengine.sync.fanout); at most what the refresh function accepts
 # in a scope group message (a few KB; SQS takes 256 KB a message).
 DEFAULT_FANOUT_SCOPES_PER_MESSAGE = 10
@@ -230,6 +235,9 @@ class SyncSettings:
     # EXECUTION_INDEX_REBUILD_SECONDS: the least time between two full rebuilds of the execution
     # index (each one Scan of the execution history, after a sync's scopes).
     execution_index_rebuild_seconds: float = DEFAULT_EXECUTION_INDEX_REBUILD_SECONDS
+    # SYNC_REGION_PROBE_SECONDS: the least time between two region probes of an account whose
+    # item lists no regions, when no region-status table is configured.
+    region_probe_seconds: float = DEFAULT_REGION_PROBE_SECONDS
     # Explicit per-service endpoints ((service, url), ...) for tests and the demo. Empty in
     # production: botocore then resolves AWS_ENDPOINT_URL_<SERVICE> / AWS_ENDPOINT_URL itself.
     endpoint_urls: tuple[tuple[str, str], ...] = ()
@@ -310,6 +318,9 @@ class SyncSettings:
         rebuild = env.get(ENV_EXECUTION_INDEX_REBUILD_SECONDS)
         if rebuild:
             values["execution_index_rebuild_seconds"] = _parse_seconds(ENV_EXECUTION_INDEX_REBUILD_SECONDS, rebuild)
+        probe = env.get(ENV_REGION_PROBE_SECONDS)
+        if probe:
+            values["region_probe_seconds"] = _parse_seconds(ENV_REGION_PROBE_SECONDS, probe)
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")

@@ -105,6 +105,9 @@ class AccountTarget:
     role_arn: str | None = None
     external_id: str | None = None
     regions: tuple[str, ...] = ()
+    # ``regions`` is where DRS was found in use (syncengine.tables.region_discovery), which may be
+    # none at all: then an empty ``regions`` means no scope, not the configured default.
+    regions_found: bool = False
     is_current_account: bool = False
     # Why the item cannot be synced as written (a malformed ``regions``): its scopes fail with
     # this message, and none of its scopes is reconciled away while it stands.

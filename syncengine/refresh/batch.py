@@ -299,7 +299,9 @@ async def _sync_pending(
 ) -> None:
     # Read once for the batch, not once per scope: a batch of fan-out messages holds many scopes.
     try:
-        targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+        # Not narrowed by the stored region probes (two Queries a batch): a fan-out message names
+        # scopes the sweep planned from them, and an event names a region where DRS is in use.
+        targets = await load_targets(rt.aws, rt.dynamo, rt.settings, stored_probes=False)
         executions = await open_for_sync(rt.dynamo, rt.settings)
     except AwsError as exc:
         log.warning("refresh_targets_failed", error_type=exc.error_type, error=str(exc))

@@ -181,7 +181,8 @@ async def start_fanout(rt: Any) -> SyncReport | None:
         log.warning("fanout_without_queue", detail="SYNC_WORK_QUEUE_URL is not set; syncing in-process")
         return None
     try:
-        targets = await load_targets(rt.aws, rt.dynamo, settings)
+        # The sweep is the full sync: it makes stale region probes again (tables.region_discovery).
+        targets = await load_targets(rt.aws, rt.dynamo, settings, probe_with=rt.regions)
     except AwsError:
         return None  # the in-process path reads them again and reports the failure as a run
     planned = plan_scopes(targets, settings)

@@ -124,7 +124,9 @@ async def _plan_and_sync(
     request = state.request
     try:
         if targets is None:
-            targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+            # A full sync makes stale region probes again (syncengine.tables.region_discovery).
+            probe_with = rt.regions if request.full else None
+            targets = await load_targets(rt.aws, rt.dynamo, rt.settings, probe_with=probe_with)
         state.planned = plan_scopes(targets, rt.settings, account_id=request.account_id, region=request.region)
         if request.progress is not None:
             request.progress.start(len(state.planned))

@@ -8,12 +8,14 @@ from dataclasses import replace
 from typing import Any
 
 from syncengine.aws.clients import AwsClients, drs_regions, partition_of, role_arn_for
+from syncengine.aws.regions import EnabledRegions
 from syncengine.core.concurrency import gather
 from syncengine.core.config import SyncSettings
 from syncengine.core.errors import AwsError, InvalidRequestError
 from syncengine.core.logging import get_logger
 from syncengine.core.models import AccountTarget, Scope
 from syncengine.dynamodb.seam import BATCH_GET_MAX, Dynamo, chunked, to_item
+from syncengine.tables.region_discovery import KnownRegions, configured_regions, read_known, with_regions_in_use
 from syncengine.tables.status import StatusStore
 
 log = get_logger(__name__)
@@ -127,22 +129,37 @@ def targets_from_items(
     return sorted(targets.values(), key=lambda t: t.account_id)
 
 
-async def load_targets(aws: AwsClients, dynamo: Dynamo, settings: SyncSettings) -> list[AccountTarget]:
+async def load_targets(
+    aws: AwsClients,
+    dynamo: Dynamo,
+    settings: SyncSettings,
+    *,
+    probe_with: EnabledRegions | None = None,
+    stored_probes: bool = True,
+) -> list[AccountTarget]:
     """The active targets. The table's scan and STS's GetCallerIdentity run at once (the caller's
     account id is needed either way: to add the current account, and to use our own credentials,
-    no AssumeRole, for an item that names it); both are on every sync's critical path. With the
-    orchestration's region-status table configured, it is read beside them (``in_use_regions``)."""
+    no AssumeRole, for an item that names it); both are on every sync's critical path. Beside them
+    is read where DRS is in use, for items without ``regions``: the orchestration's region-status
+    table when configured (``in_use_regions``), else our stored region probes
+    (``syncengine.tables.region_discovery``), which the full sync passes ``probe_with`` (its
+    ``EnabledRegions``) to make again when stale; ``stored_probes`` False skips them (every
+    configured region)."""
 
     async def scan() -> list[dict[str, Any]]:
         items = await dynamo.scan_all(settings.tables.target_accounts)
         drs_regions()  # botocore's endpoint data (loaded once) loads while STS answers
         return items
 
-    async def in_use() -> dict[str, tuple[str, ...]]:
-        return await in_use_regions(dynamo, settings)
+    async def in_use() -> dict[str, tuple[str, ...]] | KnownRegions | None:
+        if settings.drs_region_status_table:
+            return await in_use_regions(dynamo, settings)
+        return await read_known(dynamo, settings) if stored_probes else None
 
     items, current, in_use_by_account = await gather(scan, aws.current_account_id, in_use)
     targets = targets_from_items(items, settings, current)
+    if isinstance(in_use_by_account, KnownRegions):
+        return await with_regions_in_use(aws, dynamo, settings, targets, in_use_by_account, probe_with=probe_with)
     if not in_use_by_account:
         return targets
     shared = in_use_by_account.get("", ())
@@ -196,9 +213,11 @@ async def in_use_regions(dynamo: Dynamo, settings: SyncSettings) -> dict[str, tu
 
 
 def regions_for(target: AccountTarget, settings: SyncSettings) -> tuple[str, ...]:
-    """The item's regions (or those found in use), else the configured ones, else every region
-    where DRS exists (in the hub's partition)."""
-    return target.regions or settings.regions or tuple(sorted(drs_regions(partition_of(settings.home_region))))
+    """The item's regions (or those found in use, possibly none), else the configured ones, else
+    every region where DRS exists (in the hub's partition)."""
+    if target.regions_found:
+        return target.regions
+    return target.regions or configured_regions(settings)
 
 
 def plan_scopes(

@@ -15,7 +15,10 @@ Layout (partition ``pk``, sort ``sk``):
   holder's deadline plus a margin, never later, so a holder killed at its timeout cannot freeze a
   scope;
 * ``RUN`` / ``FANOUT`` and ``FANOUT#<runId>`` / ``PART#<n>``: the current fan-out run
-  (``syncengine.sync.fanout``), counted as described below.
+  (``syncengine.sync.fanout``), counted as described below;
+* ``REGIONS`` / ``<account>``: where the last region probe found DRS in use in the account
+  (``regions``), the regions it asked about (``checkedRegions``), those whose probe failed (kept,
+  ``failedRegions``) and when (``checkedAt``, epoch seconds): ``syncengine.tables.region_discovery``.
 
 Reading the status is one Query on ``SCOPE`` and three GetItems: never a scan of the cache.
 Health comes from the scopes (``syncengine.tables.health``): a configured scope (NOT_ENABLED ones
@@ -95,6 +98,8 @@ ATTRIBUTED_AT = "attributedAt"
 FAMILY_SEPARATOR = "."
 
 RUN_PK = "RUN"
+# One item per account: the regions its last region probe found DRS in use in.
+REGIONS_PK = "REGIONS"
 FANOUT_SK = "FANOUT"
 # A fan-out run's part items: pk ``FANOUT#<runId>``, sk ``PART#<n>`` (n zero-padded).
 FANOUT_PART_PK_PREFIX = "FANOUT#"
@@ -136,6 +141,19 @@ class ScopeLease:
     """A granted scope lease, and what the scope's status item said before it was taken."""
 
     attributed_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AccountRegions:
+    """What an account's last region probe found: the regions to sync (DRS initialised there, or
+    the probe failed there, or the scope held instances), of the ``checked`` ones, at ``checked_at``
+    (epoch seconds)."""
+
+    account_id: str
+    regions: tuple[str, ...]
+    checked: tuple[str, ...]
+    failed: tuple[str, ...] = ()
+    checked_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -308,6 +326,45 @@ class StatusStore:
                 if isinstance(value, str) and value:
                     times[Scope.from_key(str(item["sk"]))] = value
         return times
+
+    # -- region probes ---------------------------------------------------------------------------
+
+    async def account_regions(self) -> dict[str, AccountRegions]:
+        """Every account's last region probe (one Query of a few hundred bytes an account)."""
+        found: dict[str, AccountRegions] = {}
+        pages = self.dynamo.paginate(
+            "query",
+            TableName=self.table,
+            KeyConditionExpression="#pk = :pk",
+            ExpressionAttributeNames={"#pk": "pk"},
+            ExpressionAttributeValues={":pk": {"S": REGIONS_PK}},
+        )
+        async for raw in pages:
+            item = from_item(raw)
+            account_id = str(item["sk"])
+            found[account_id] = AccountRegions(
+                account_id=account_id,
+                regions=tuple(str(r) for r in item.get("regions") or ()),
+                checked=tuple(str(r) for r in item.get("checkedRegions") or ()),
+                failed=tuple(str(r) for r in item.get("failedRegions") or ()),
+                checked_at=float(item.get("checkedAt", 0)),
+            )
+        return found
+
+    async def put_account_regions(self, found: AccountRegions) -> None:
+        """Record an account's region probe. Only the full sync probes (one at a time, under
+        its lease), so a plain put: the newest probe is the last written."""
+        item = {
+            "pk": REGIONS_PK,
+            "sk": found.account_id,
+            "accountId": found.account_id,
+            "regions": list(found.regions),
+            "checkedRegions": list(found.checked),
+            "failedRegions": list(found.failed),
+            "checkedAt": int(found.checked_at),
+            "checkedAtIso": utc_now_iso(),
+        }
+        await self.dynamo.call("put_item", TableName=self.table, Item=to_item(item))
 
     # -- runs ------------------------------------------------------------------------------------
 

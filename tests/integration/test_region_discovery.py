@@ -1,0 +1,157 @@
+"""Where an account without ``regions`` is synced when no region-status table is configured: the
+full sync's hourly region probe (syncengine.tables.region_discovery), end to end against the
+simulator's DRS/EC2/STS and a DynamoDB server, its calls counted by the simulator."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from devtools.seed import target_account_items
+from syncengine.core.models import RunStatus, ScopeOutcome
+from syncengine.sync.engine import open_runtime, sync_all
+from syncengine.tables.status import AccountRegions
+from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
+
+REGIONS = ("af-south-1", "ap-south-1", "eu-west-1", "us-east-1")
+OPT_IN = "af-south-1"
+
+
+def _estate(make_simulator):
+    """The hub (explicit regions, DRS uninitialised in ap-south-1) and one account without
+    ``regions``, DRS initialised only in us-east-1, af-south-1 not enabled."""
+    return make_simulator(
+        accounts=2,
+        regions=REGIONS,
+        instances_per_scope=3,
+        seed=24,
+        uninitialized_scopes=("0#ap-south-1", "1#eu-west-1", "1#ap-south-1"),
+        disabled_regions=(f"1#{OPT_IN}",),
+    )
+
+
+async def _setup(ddb, sim, **overrides):
+    settings = engine_settings(ddb, sim, **overrides)
+    await seed(settings, sim.estate)
+    target = sim.estate.accounts[1]
+    (item,) = target_account_items([target.to_json()])
+    del item["regions"]
+    await put_raw(settings, settings.tables.target_accounts, [item])
+    return settings, target.account_id
+
+
+async def _probes(settings) -> dict[str, AccountRegions]:
+    async with open_runtime(settings) as rt:
+        return await rt.status.account_regions()
+
+
+async def _age(settings, account_id: str) -> None:
+    """Make the account's stored probe older than the interval."""
+    probe = (await _probes(settings))[account_id]
+    async with open_runtime(settings) as rt:
+        await rt.status.put_account_regions(dataclasses.replace(probe, checked_at=time.time() - 7200))
+
+
+def _probe_calls(sim, account_id: str) -> dict[str, int]:
+    """DescribeSourceServers per region, less the one a scope sync of us-east-1's instances asks
+    (as the hub's scope there does)."""
+    calls = {r: sim.calls.count("drs", "DescribeSourceServers", account_id, r) for r in REGIONS}
+    calls["us-east-1"] -= sim.calls.count(
+        "drs", "DescribeSourceServers", sim.estate.accounts[0].account_id, "us-east-1"
+    )
+    return calls
+
+
+def _synced(report, account_id: str) -> set[str]:
+    return {r.scope.region for r in report.scopes if r.scope.account_id == account_id}
+
+
+async def test_the_first_sync_probes_stores_and_syncs_only_where_drs_is_in_use(ddb, make_simulator) -> None:
+    sim = _estate(make_simulator)
+    settings, account = await _setup(ddb, sim)
+    hub = sim.estate.accounts[0].account_id
+
+    report = await sync_all(settings)
+
+    assert report.status is RunStatus.SUCCESS
+    assert _synced(report, account) == {"us-east-1"}
+    # One DescribeSourceServers (maxResults=1) per enabled region, none in the disabled opt-in
+    # region (DescribeRegions, asked once, said so).
+    assert _probe_calls(sim, account) == {OPT_IN: 0, "ap-south-1": 1, "eu-west-1": 1, "us-east-1": 1}
+    assert sim.calls.count("ec2", "DescribeRegions", account) == 1
+    probe = (await _probes(settings))[account]
+    assert probe.regions == ("us-east-1",) and probe.checked == REGIONS and probe.failed == ()
+    # The hub's item names its regions: never probed, every named region synced.
+    assert hub not in await _probes(settings)
+    assert _synced(report, hub) == set(REGIONS) and _probe_calls(sim, hub)["ap-south-1"] == 0
+    assert len(await cache_items(settings)) == sim.estate.total_recovery_instances()
+
+
+async def test_a_sync_within_the_interval_does_not_probe_and_a_later_one_picks_up_a_new_region(
+    ddb, make_simulator
+) -> None:
+    sim = _estate(make_simulator)
+    settings, account = await _setup(ddb, sim)
+    await sync_all(settings)
+    sim.estate.set_scope_initialized(account, "eu-west-1")
+    sim.calls.reset()
+
+    report = await sync_all(settings)
+
+    # Nothing asked in the regions out of use: no probe, no DescribeRegions, no scope.
+    assert _synced(report, account) == {"us-east-1"}
+    assert sim.calls.count(account_id=account, region="eu-west-1") == 0
+    assert sim.calls.count(account_id=account, region="ap-south-1") == 0
+    assert sim.calls.count("ec2", "DescribeRegions", account) == 0
+
+    await _age(settings, account)
+    sim.calls.reset()
+    report = await sync_all(settings)
+
+    assert _synced(report, account) == {"eu-west-1", "us-east-1"}
+    # us-east-1 holds cached instances: in use without a call.
+    assert _probe_calls(sim, account) == {OPT_IN: 0, "ap-south-1": 1, "eu-west-1": 1, "us-east-1": 0}
+    assert (await _probes(settings))[account].regions == ("eu-west-1", "us-east-1")
+    assert len(await cache_items(settings)) == sim.estate.total_recovery_instances()
+
+
+async def test_a_failed_probe_keeps_its_region_and_a_failed_account_keeps_its_last_probe(ddb, make_simulator) -> None:
+    sim = _estate(make_simulator)
+    settings, account = await _setup(ddb, sim)
+    await sync_all(settings)
+    cached = {k for k, v in (await cache_items(settings)).items() if v["accountId"] == account}
+    assert cached
+
+    await _age(settings, account)
+    sim.set_faults(failingScopes=[f"{account}#ap-south-1"])
+    report = await sync_all(settings)
+
+    # Its probe failed: ap-south-1 is synced (and fails visibly there), never dropped.
+    assert _synced(report, account) == {"ap-south-1", "us-east-1"}
+    assert {r.scope.region for r in report.scopes if r.outcome is ScopeOutcome.FAILED} == {"ap-south-1"}
+    probe = (await _probes(settings))[account]
+    assert probe.failed == ("ap-south-1",) and probe.regions == ("ap-south-1", "us-east-1")
+
+    sim.reset_faults()
+    await _age(settings, account)
+    aged = (await _probes(settings))[account]
+    sim.set_faults(accessDeniedAccounts=[account])
+    report = await sync_all(settings)
+
+    # AssumeRole fails: the probe learned nothing, so the last one stands (not rewritten), its
+    # regions are attempted (and fail), and the account's records stay.
+    assert (await _probes(settings))[account] == aged
+    assert _synced(report, account) == {"ap-south-1", "us-east-1"}
+    assert {k for k, v in (await cache_items(settings)).items() if v["accountId"] == account} == cached
+
+
+async def test_the_region_status_table_takes_precedence_and_nothing_is_probed(ddb, make_simulator) -> None:
+    sim = _estate(make_simulator)
+    # Configured but unreadable (no such table): the configured regions apply, as before.
+    settings, account = await _setup(ddb, sim, drs_region_status_table="no-such-region-status")
+
+    report = await sync_all(settings)
+
+    assert _synced(report, account) == set(REGIONS)
+    assert await _probes(settings) == {}
+    assert sum(_probe_calls(sim, account).values()) == 0
