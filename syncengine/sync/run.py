@@ -124,9 +124,12 @@ async def _plan_and_sync(
     request = state.request
     try:
         if targets is None:
-            # A full sync makes stale region probes again (syncengine.tables.region_discovery).
+            # A full sync makes stale region probes again (syncengine.tables.region_discovery); a
+            # scoped sync is not narrowed by them (``require_configured_scope``).
             probe_with = rt.regions if request.full else None
-            targets = await load_targets(rt.aws, rt.dynamo, rt.settings, probe_with=probe_with)
+            targets = await load_targets(
+                rt.aws, rt.dynamo, rt.settings, probe_with=probe_with, stored_probes=request.full
+            )
         state.planned = plan_scopes(targets, rt.settings, account_id=request.account_id, region=request.region)
         if request.progress is not None:
             request.progress.start(len(state.planned))
@@ -326,8 +329,10 @@ def _run_metrics(rt: Runtime, report: SyncReport, *, full: bool) -> dict[str, fl
 
 async def require_configured_scope(rt: Runtime, account_id: str | None, region: str | None) -> list[AccountTarget]:
     """A scoped sync must name an account and region that a full sync would cover: otherwise the
-    caller made a mistake, and an empty "SUCCESS" would hide it."""
-    targets = await load_targets(rt.aws, rt.dynamo, rt.settings)
+    caller made a mistake, and an empty "SUCCESS" would hide it. Every configured region counts,
+    whatever the last region probe found: DRS may have been set up there since (a first drill's
+    wave sync must not wait an hour for the next probe)."""
+    targets = await load_targets(rt.aws, rt.dynamo, rt.settings, stored_probes=False)
     if plan_scopes(targets, rt.settings, account_id=account_id, region=region):
         return targets
     if account_id and not any(t.account_id == account_id for t in targets):

@@ -23,6 +23,7 @@ scoped syncs and refresh workers read the stored probe.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -35,7 +36,7 @@ from syncengine.core.concurrency import gather
 from syncengine.core.config import SyncSettings
 from syncengine.core.errors import AwsError
 from syncengine.core.logging import get_logger
-from syncengine.core.models import AccountTarget
+from syncengine.core.models import AccountTarget, ScopeStatus
 from syncengine.core.retry import CallContext
 from syncengine.dynamodb.seam import Dynamo
 from syncengine.tables.status import AccountRegions, StatusStore
@@ -72,9 +73,24 @@ async def read_known(dynamo: Dynamo, settings: SyncSettings) -> KnownRegions | N
         return None
     cached: dict[str, set[str]] = {}
     for status in statuses:
-        if status.instance_count > 0:
+        if status.instance_count > 0 or _targeted_since_reconciled(status):
             cached.setdefault(status.account_id, set()).add(status.region)
     return KnownRegions(probes, {account: frozenset(regions) for account, regions in cached.items()})
+
+
+def _targeted_since_reconciled(status: ScopeStatus) -> bool:
+    """A wave or event sync wrote records there after its last whole-scope sync (which its
+    ``instanceCount`` describes): DRS is in use there now, whatever the last probe said, and the
+    full sync must not remove the scope's records as unconfigured."""
+    targeted = status.last_targeted_time
+    return bool(targeted) and (not status.last_success_time or targeted > status.last_success_time)
+
+
+def probe_spread(account_id: str, settings: SyncSettings) -> float:
+    """How much sooner than ``region_probe_seconds`` this account's probe goes stale: up to half
+    the interval, fixed per account, so accounts first probed by one sync are probed again over
+    the next half interval, not all by one sync an hour later."""
+    return settings.region_probe_seconds * (zlib.crc32(account_id.encode()) / 2**32) / 2
 
 
 def configured_regions(settings: SyncSettings) -> tuple[str, ...]:
@@ -84,9 +100,11 @@ def configured_regions(settings: SyncSettings) -> tuple[str, ...]:
 
 
 def is_stale(probe: AccountRegions | None, candidates: Iterable[str], settings: SyncSettings, now: float) -> bool:
-    """No probe yet, one older than ``region_probe_seconds``, or one that did not ask about a
-    region configured since."""
-    if probe is None or now - probe.checked_at >= settings.region_probe_seconds:
+    """No probe yet, one older than ``region_probe_seconds`` (less the account's spread), or one
+    that did not ask about a region configured since."""
+    if probe is None:
+        return True
+    if now - probe.checked_at >= settings.region_probe_seconds - probe_spread(probe.account_id, settings):
         return True
     return not set(candidates) <= set(probe.checked)
 

@@ -9,7 +9,7 @@ import time
 
 from devtools.seed import target_account_items
 from syncengine.core.models import RunStatus, ScopeOutcome
-from syncengine.sync.engine import open_runtime, sync_all
+from syncengine.sync.engine import open_runtime, sync_all, sync_scope
 from syncengine.tables.status import AccountRegions
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 
@@ -155,3 +155,36 @@ async def test_the_region_status_table_takes_precedence_and_nothing_is_probed(dd
     assert _synced(report, account) == set(REGIONS)
     assert await _probes(settings) == {}
     assert sum(_probe_calls(sim, account).values()) == 0
+
+
+async def test_a_region_set_up_since_the_probe_takes_a_wave_sync_and_the_next_full_sync_keeps_it(
+    ddb, make_simulator
+) -> None:
+    """DRS set up in a region the fresh probe found unused, and a first drill's wave synced there:
+    the wave sync is accepted (any configured region is, whatever the probe said), and the full
+    sync within the hour syncs that scope and keeps its records instead of removing them as an
+    unconfigured scope (its targeted sync since its last whole-scope sync marks it in use)."""
+    sim = _estate(make_simulator)
+    settings, account = await _setup(ddb, sim)
+    await sync_all(settings)
+    sim.estate.set_scope_initialized(account, "eu-west-1")
+    launched_ids = sim.estate.launch(account, "eu-west-1", count=2)
+    wave = [sim.estate.recovery_instance(i)["sourceServerID"] for i in launched_ids]
+    assert wave
+
+    scoped = await sync_scope(settings, account, "eu-west-1", wave)
+
+    assert scoped.status is RunStatus.SUCCESS
+    launched = {
+        k for k, v in (await cache_items(settings)).items() if (v["accountId"], v["region"]) == (account, "eu-west-1")
+    }
+    assert len(launched) == len(wave)
+
+    report = await sync_all(settings)
+
+    assert _synced(report, account) == {"eu-west-1", "us-east-1"} and report.scopes_removed == 0
+    in_region = {
+        k for k, v in (await cache_items(settings)).items() if (v["accountId"], v["region"]) == (account, "eu-west-1")
+    }
+    assert launched <= in_region
+    assert len(in_region) == len(sim.estate.recovery_instances(account, "eu-west-1"))

@@ -19,6 +19,7 @@ from syncengine.tables.region_discovery import (
     KnownRegions,
     is_stale,
     probe_account,
+    probe_spread,
     regions_in_use,
     with_regions_in_use,
 )
@@ -128,6 +129,21 @@ def test_a_probe_is_stale_after_the_interval_or_when_a_region_was_configured_sin
     assert is_stale(fresh, (*REGIONS, "eu-north-1"), SETTINGS, now)
 
 
+def test_probes_go_stale_spread_over_the_second_half_of_the_interval_fixed_per_account() -> None:
+    """Accounts first probed by one sync are probed again over the next half interval, not all
+    by one sync an hour later; an account's own spread never changes."""
+    accounts = [f"{n:012d}" for n in range(200)]
+    spreads = [probe_spread(a, SETTINGS) for a in accounts]
+    assert all(0 <= s < SETTINGS.region_probe_seconds / 2 for s in spreads)
+    assert max(spreads) - min(spreads) > SETTINGS.region_probe_seconds / 3
+    assert probe_spread(accounts[7], SETTINGS) == spreads[7]
+    now = time.time()
+    for account, spread in zip(accounts[:20], spreads, strict=False):
+        probe = AccountRegions(account, ("us-east-1",), REGIONS, (), now)
+        assert is_stale(probe, REGIONS, SETTINGS, now + SETTINGS.region_probe_seconds - spread + 0.01)
+        assert not is_stale(probe, REGIONS, SETTINGS, now + SETTINGS.region_probe_seconds - spread - 1)
+
+
 def test_regions_in_use_keeps_cached_and_unasked_regions() -> None:
     probe = AccountRegions(ACCOUNT, ("eu-west-1",), ("us-east-1", "eu-west-1", "ap-south-1"), (), 0)
     assert regions_in_use(probe, REGIONS, frozenset({"ap-south-1"})) == ("af-south-1", "ap-south-1", "eu-west-1")
@@ -214,6 +230,25 @@ async def test_load_targets_probes_a_stale_account_and_stores_it() -> None:
     assert _planned(targets) == {"us-east-1", "ap-south-1"}
     stored = tables.items[("REGIONS", ACCOUNT)]
     assert stored["regions"] == ["ap-south-1", "us-east-1"] and stored["checkedAt"] >= time.time() - 5
+
+
+async def test_a_wave_synced_since_the_last_whole_scope_sync_keeps_its_region_until_reconciled() -> None:
+    """A targeted sync (a wave, an event) after the scope's last whole-scope sync: DRS is in use
+    there whatever the probe said; once a whole-scope sync follows, ``instanceCount`` decides."""
+    tables = Tables(
+        [AccountRegions(ACCOUNT, ("eu-west-1",), REGIONS, (), time.time())],
+        [
+            {"accountId": ACCOUNT, "region": "us-east-1", "lastTargetedTime": "2026-12-07T10:00:00Z"},
+            {
+                "accountId": ACCOUNT,
+                "region": "ap-south-1",
+                "lastSuccessTime": "2026-12-07T10:05:00Z",
+                "lastTargetedTime": "2026-12-07T10:00:00Z",
+            },
+        ],
+    )
+    targets = await load_targets(FakeAws({}), tables, SETTINGS)  # type: ignore[arg-type]
+    assert _planned(targets) == {"eu-west-1", "us-east-1"}
 
 
 async def test_load_targets_with_unreadable_probes_syncs_every_configured_region() -> None:
