@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_WORKERS ?= auto
 NODE_STAMP := node_modules/.installed
 
 .PHONY: install lock demo test lint lint-cfn unit integration property bench bench-quick dynalite clean
@@ -54,9 +55,12 @@ lint: install
 lint-cfn: install
 	bash scripts/lint-cfn.sh
 
+# One worker per core (pytest-xdist), a test file per worker at a time so a module's fixtures
+# (the Lambda package build, a module's simulator) are made once; each worker starts its own
+# DynamoDB servers. Coverage is combined across the workers.
 test: install lint
 	-@command -v npm >/dev/null 2>&1 && $(MAKE) --no-print-directory dynalite
-	$(PY) -m pytest --cov --cov-report=term:skip-covered
+	$(PY) -m pytest --numprocesses=$(TEST_WORKERS) --dist=loadfile --cov --cov-report=term:skip-covered
 
 unit: install
 	$(PY) -m pytest tests/unit tests/property

@@ -32,9 +32,9 @@ REGION = "us-east-1"
 OPT_IN_REGION = "af-south-1"
 EXTERNAL_ID = "acceptance-external-id"
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
-# Tests beyond the issues' acceptance lists run on dynalite only (it enforces DynamoDB's limits),
-# which keeps the folder near its time budget; parametrizing the fixture's name overrides it.
-DYNALITE_ONLY = pytest.mark.parametrize("dynamodb_backend", ["dynalite"])
+# Tests beyond the issues' acceptance lists run on one backend (dynalite, which enforces DynamoDB's
+# limits; tests/fixtures/dynamodb.py), which keeps the folder near its time budget.
+DYNALITE_ONLY = pytest.mark.one_backend
 
 
 @dataclass

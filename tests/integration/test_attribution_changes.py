@@ -21,6 +21,9 @@ from syncengine.tables.execution_index.changes import CHANGE_LOG_MAX_KEYS
 from tests.integration.engine_support import cache_items, engine_settings, launch_jobs, put_raw, seed
 from tests.integration.test_handlers_support import execution_item
 
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
+
 REGION = "us-east-1"
 
 

@@ -24,6 +24,9 @@ from tests.integration.test_handlers_support import (
     seed_plan,
 )
 
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
+
 ESTATE = {"accounts": 2, "regions": (REGION,), "instances_per_scope": 24, "idle_servers_per_scope": 2, "seed": 5}
 
 

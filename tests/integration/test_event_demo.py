@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from devtools.event_demo import run_event_refresh
 from syncengine.core.models import RunStatus
 from syncengine.sync.engine import sync_all
 from tests.integration.engine_support import cache_items, engine_settings, seed
+
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
 
 
 def test_event_demo_refreshes_the_terminated_instances_record(ddb: Any, make_simulator: Any) -> None:

@@ -26,6 +26,9 @@ from syncengine.sync.engine import sync_all
 from tests.events_loader import FakeLambdaContext
 from tests.integration.engine_support import cache_items, engine_settings, seed
 
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
+
 REGION = "us-east-1"
 VISIBILITY_S = 1
 

@@ -27,6 +27,9 @@ from syncengine.sync.engine import get_sync_status, open_runtime, sync_all
 from tests.events_loader import FakeLambdaContext
 from tests.integration.engine_support import cache_items, engine_settings, seed
 
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
+
 REGIONS = ("us-east-1", "us-west-2")
 
 

@@ -1,16 +1,21 @@
 """Answers that cannot be trusted fail their scope only, and never delete on weak evidence: a
 malformed 2xx body, a DRS body without ``items``, a repeated pagination token, DRS saying
 "uninitialised" after it already answered, and reconciliation's conditional deletes. Each test
-on both DynamoDB backends, against the simulator."""
+on DynamoDB (dynalite), against the simulator."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from syncengine.core.models import Scope, ScopeOutcome
 from syncengine.sync.engine import open_runtime, sync_all
 from syncengine.tables.cache import CachedEntry
 from tests.integration.engine_support import cache_items, engine_settings, seed
+
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
 
 REGIONS = ("us-east-1", "us-west-2")
 

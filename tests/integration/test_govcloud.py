@@ -17,6 +17,9 @@ from syncengine.sync.engine import sync_all
 from tests.fixtures.dynamodb import _SESSION, DynamoDBTables, unique_table_names
 from tests.integration.engine_support import cache_items, engine_settings, seed
 
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
+
 GOV_HUB = "us-gov-west-1"
 GOV_REGIONS = ("us-gov-east-1", "us-gov-west-1")
 

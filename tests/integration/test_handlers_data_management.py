@@ -42,6 +42,9 @@ from tests.integration.test_handlers_support import (
     seed_plan,
 )
 
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
+
 DESCRIBE_OPERATIONS = ("DescribeRecoveryInstances", "DescribeSourceServers", "DescribeJobs")
 SYNC_EVENT = {"operation": "sync_recovery_instances"}
 

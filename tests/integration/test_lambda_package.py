@@ -26,6 +26,9 @@ from tests.cfn_yaml import ROOT
 from tests.fixtures.dynamodb import DynamoDBTables
 from tests.unit.cfn.test_deploy import BASH, NETWORK_FAILURE, STUB_AWS
 
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
+
 HANDLERS = ("handlers.data_management", "handlers.execution", "handlers.query")
 # Top-level names no Lambda package may hold: test and dev dependencies, tools, test code.
 FORBIDDEN_TOP_LEVEL = {

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from devtools.simulator.calls import SUCCESS
 from syncengine.core.models import RunStatus, Scope
 from syncengine.sync.engine import open_runtime, sync_all, sync_scope_in_runtime
@@ -13,6 +15,9 @@ from syncengine.sync.execution_sync import SyncExecutions, open_for_sync
 from syncengine.tables.accounts import load_targets
 from syncengine.tables.execution_index.lookup import ExecutionIndex, Recheck
 from tests.integration.engine_support import engine_settings, seed
+
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
 
 REGION = "us-east-1"
 

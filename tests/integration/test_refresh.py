@@ -23,6 +23,9 @@ from tests.events_loader import FakeLambdaContext, load_event
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 from tests.integration.test_handlers_support import execution_item
 
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
+
 REGION = "us-east-1"
 LAUNCH_RESULT = "DRS Source Server Launch Result"
 EC2_STATE = "EC2 Instance State-change Notification"

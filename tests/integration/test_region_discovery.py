@@ -7,11 +7,16 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import pytest
+
 from devtools.seed import target_account_items
 from syncengine.core.models import RunStatus, ScopeOutcome
 from syncengine.sync.engine import open_runtime, sync_all, sync_scope
 from syncengine.tables.status import AccountRegions
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
+
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
 
 REGIONS = ("af-south-1", "ap-south-1", "eu-west-1", "us-east-1")
 OPT_IN = "af-south-1"

@@ -1,6 +1,6 @@
 """The resident event loop of synchronous callers (a Lambda container): one loop and one client
 pool across calls, nothing else carried from one call to the next, clients closed when the pool's
-state is unknown and at shutdown. On both DynamoDB backends."""
+state is unknown and at shutdown. On DynamoDB (dynalite)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ from syncengine.dynamodb.client import DynamoDBHttpClient
 from syncengine.plans.check_existing import check_existing_instances
 from syncengine.sync.engine import get_sync_status, open_runtime, sync_all
 from tests.integration.test_handlers_support import REGION, estate_settings, seed_estate
+
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
 
 MARK: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_resident_mark", default=None)
 

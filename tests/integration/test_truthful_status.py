@@ -1,6 +1,6 @@
 """A cache that tells the truth in a real estate: opt-in regions an account has not enabled,
 accounts and regions removed from the configuration, and a status whose run fields belong to
-full syncs only. The simulator's DRS/EC2/STS over HTTP, both DynamoDB backends."""
+full syncs only. The simulator's DRS/EC2/STS over HTTP, DynamoDB (dynalite)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from syncengine.refresh.waves import sync_wave
 from syncengine.sync.engine import get_sync_status, open_runtime, sync_all, sync_scope
 from syncengine.tables.status import SCOPE_PK
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
+
+# The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
+pytestmark = pytest.mark.one_backend
 
 OPT_IN = "af-south-1"
 
