@@ -56,7 +56,7 @@ class Probed(Enum):
 @dataclass(frozen=True)
 class KnownRegions:
     """The stored probes by account, and the regions where each account's scopes hold cached
-    instances (``instanceCount > 0`` at their last whole-scope sync)."""
+    instances (``instanceCount > 0`` at their last whole-scope sync, or a targeted sync since)."""
 
     probes: Mapping[str, AccountRegions]
     cached: Mapping[str, frozenset[str]]
