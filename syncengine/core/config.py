@@ -105,7 +105,7 @@ DEFAULT_WRITE_CONCURRENCY = 16
 # Recovery instances whose discovered data a run holds at once (syncengine.sync.pipeline): a scope
 # describes its instances only once admitted, and leaves when its writes are done. Memory is
 # proportional to it, not to the estate (benchmarks/RESULTS.md, "Memory").
-DEFAULT_MAX_INSTANCES_IN_FLIGHT = 10_000
+DEFAULT_MAX_INSTANCES_IN_FLIGHT = 5_000
 DEFAULT_LAMBDA_DEADLINE_MARGIN = 20.0
 DEFAULT_SCOPE_LEASE_WAIT = 30.0
 # A lease's lifetime when its holder has no deadline (the CLI); a run with a deadline (Lambda)
