@@ -3,7 +3,8 @@
 ``open_runtime`` opens everything a run needs inside the run (never at import time) and closes it
 with the run: the AWS clients (``AwsClients``: own-account clients and one regional DRS/EC2
 client per region, signing as the account bound to each call), the DynamoDB access with its
-concurrency limiter, the cache and status stores, the call counters and the metrics emitter.
+concurrency limiter, the cache and status stores, the call counters, the metrics emitter and the
+bound on the instances a sync holds at once (``in_flight``).
 
 Time: a run's deadline is a cancel scope (``deadline_scope``); leases live as long as their
 holder plus a margin (``lease_seconds``); cleanup that must happen after the deadline (status
@@ -29,6 +30,7 @@ import anyio
 from syncengine.aws.regions import EnabledRegions
 from syncengine.core import metrics as m
 from syncengine.core.callstats import CallStats
+from syncengine.core.concurrency import Budget
 from syncengine.core.config import DEFAULT_CLEANUP_SECONDS, LEASE_MARGIN_SECONDS, SyncSettings
 from syncengine.core.gctune import relaxed_gc
 from syncengine.core.models import ScopeResult
@@ -69,6 +71,8 @@ class Runtime:
     stats: CallStats
     metrics: m.MetricsEmitter = field(repr=False)
     regions: EnabledRegions = field(repr=False)
+    # The sync's instances in flight, run-wide (``syncengine.sync.pipeline``).
+    in_flight: Budget = field(repr=False)
 
 
 @contextlib.asynccontextmanager
@@ -106,6 +110,7 @@ async def open_runtime(
                     environment=settings.environment,
                 ),
                 regions=EnabledRegions(aws, settings.home_region),
+                in_flight=Budget(settings.max_instances_in_flight),
             )
 
 

@@ -353,16 +353,20 @@ class AwsClients:
         token: str | None = None
         seen: set[str] = set()
         while True:
-            page = await self.call(
-                client,
-                method,
-                context,
-                scope_limiter=scope_limiter,
-                **params,
-                **({cursor: token} if token else {}),
-            )
-            yield page
-            token = page.get(cursor)
+            received = [
+                await self.call(
+                    client,
+                    method,
+                    context,
+                    scope_limiter=scope_limiter,
+                    **params,
+                    **({cursor: token} if token else {}),
+                )
+            ]
+            token = received[0].get(cursor)
+            # Handed over, not kept here while the consumer holds on (it may wait long: a scope
+            # waiting to be admitted, ``syncengine.sync.discovery``).
+            yield received.pop()
             if not token:
                 return
             if token in seen:

@@ -107,6 +107,10 @@ MAX_FANOUT_SCOPES_PER_MESSAGE = 100
 DEFAULT_RETRY_BASE_DELAY = 0.25
 DEFAULT_RETRY_MAX_DELAY = 20.0
 DEFAULT_WRITE_CONCURRENCY = 16
+# Recovery instances whose discovered data a run holds at once (syncengine.sync.pipeline): a scope
+# describes its instances only once admitted, and leaves when its writes are done. Memory is
+# proportional to it, not to the estate (benchmarks/RESULTS.md, "Memory").
+DEFAULT_MAX_INSTANCES_IN_FLIGHT = 5_000
 DEFAULT_LAMBDA_DEADLINE_MARGIN = 20.0
 DEFAULT_SCOPE_LEASE_WAIT = 30.0
 # A lease's lifetime when its holder has no deadline (the CLI); a run with a deadline (Lambda)
@@ -204,6 +208,9 @@ class SyncSettings:
     max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS
     per_scope_concurrency: int = DEFAULT_PER_SCOPE_CONCURRENCY
     write_concurrency: int = DEFAULT_WRITE_CONCURRENCY
+    # Instances a run holds discovered data of at once (no variable: the default fits the
+    # functions' memory; tests set it).
+    max_instances_in_flight: int = DEFAULT_MAX_INSTANCES_IN_FLIGHT
     retry: RetrySettings = DEFAULT_RETRY
     # Wall-clock budget of one run in seconds; None = no deadline (Lambda sets one from context).
     deadline_seconds: float | None = None
@@ -252,7 +259,13 @@ class SyncSettings:
         return None
 
     def __post_init__(self) -> None:
-        positive = ("max_concurrency", "max_pool_connections", "per_scope_concurrency", "write_concurrency")
+        positive = (
+            "max_concurrency",
+            "max_pool_connections",
+            "per_scope_concurrency",
+            "write_concurrency",
+            "max_instances_in_flight",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -1,9 +1,10 @@
 """DRS discovery of one scope: recovery instances (paginated) and their source servers (filtered
 by up to 200 ids a call). No call per instance.
 
-Pages are pipelined: as soon as a page of recovery instances arrives, its source servers are
-and its EC2 instances requested while the next page is fetched, so a scope costs about one round
-trip per page plus one.
+Pages are pipelined: as soon as a page of recovery instances arrives, its source servers
+and its EC2 instances are requested while the next page is fetched, so a scope costs about one round
+trip per page plus one. Before its first page is described a scope may wait to be admitted
+(``admit``: the run's bound on instances in flight), holding only that page's slim items.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ async def _drs_pages(
     limiter: anyio.CapacityLimiter,
     server_ids: list[str] | None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Pages of DescribeRecoveryInstances; with ``server_ids``, only those servers' instances."""
+    """Pages of DescribeRecoveryInstances, slim (``slim_recovery_instance``); with
+    ``server_ids``, only those servers' instances."""
     context = CallContext("drs:DescribeRecoveryInstances", scope.account_id, scope.region)
     filter_sets: Iterable[dict[str, Any]] = (
         [{}]
@@ -116,7 +118,9 @@ async def _drs_pages(
         try:
             async for page in pages:
                 first = False
-                yield page_items(page, context)
+                slim = [slim_recovery_instance(ri) for ri in page_items(page, context)]
+                del page  # not kept while the consumer waits (to be admitted: ``discover_scope``)
+                yield slim
         except AwsError as exc:
             # Only the scope's very first call may say "DRS is not initialised here" (an empty
             # scope); said later, the scope was readable a moment ago: a failure, which keeps
@@ -133,7 +137,8 @@ async def describe_source_servers(
     limiter: anyio.CapacityLimiter,
     server_ids: list[str],
 ) -> dict[str, dict[str, Any]]:
-    """Source servers by id: one filtered call per 200 ids (paginated in case DRS pages it)."""
+    """Source servers by id, slim (``slim_source_server``): one filtered call per 200 ids
+    (paginated in case DRS pages it)."""
     context = CallContext("drs:DescribeSourceServers", scope.account_id, scope.region)
     found: dict[str, dict[str, Any]] = {}
     for batch in chunked(dict.fromkeys(server_ids), DRS_FILTER_MAX_IDS):
@@ -149,7 +154,7 @@ async def describe_source_servers(
         async for page in pages:
             for server in page_items(page, context):
                 if server.get("sourceServerID"):
-                    found[server["sourceServerID"]] = server
+                    found[server["sourceServerID"]] = slim_source_server(server)
     return found
 
 
@@ -167,8 +172,7 @@ async def _enrich_page(
     ec2_batch = [ri["ec2InstanceID"] for ri in page if ri.get("ec2InstanceID")]
 
     async def servers() -> None:
-        servers = await describe_source_servers(aws, drs, scope, limiter, server_batch)
-        result.source_servers.update((sid, slim_source_server(server)) for sid, server in servers.items())
+        result.source_servers.update(await describe_source_servers(aws, drs, scope, limiter, server_batch))
 
     async def instances() -> None:
         result.ec2_instances.update(await describe_ec2_instances(aws, ec2, scope, limiter, ec2_batch))
@@ -188,10 +192,13 @@ async def discover_scope(
     limiter: anyio.CapacityLimiter,
     server_ids: list[str] | None = None,
     on_listed: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None,
+    admit: Callable[[int], Awaitable[None]] | None = None,
 ) -> ScopeDiscovery:
     """Recovery instances of ``scope`` with their source servers and EC2 instances.
 
-    ``on_listed`` runs
+    ``admit`` is awaited with each page's size before the page is described: the run's bound on
+    the instances in flight (``Budget``) makes a scope wait there, once, holding one page of
+    listing, never its descriptions. ``on_listed`` runs
     with the recovery instances once every page of them arrived, beside the rest of discovery
     (under a rate limit, while the source-server lookups wait out their ``Retry-After``); its
     failure fails the discovery.
@@ -208,11 +215,10 @@ async def discover_scope(
         async with anyio.create_task_group() as tg:
             async for page in _drs_pages(aws, drs, scope, limiter, server_ids):
                 if page:
-                    slim = [slim_recovery_instance(ri) for ri in page]
-                    result.recovery_instances.extend(slim)
-                    # The page's enrichment waits out its rate limits holding the slim items, not
-                    # DRS's full page (which then dominated a cold sync's memory).
-                    tg.start_soon(_enrich_page, aws, (drs, ec2), scope, limiter, slim, result)
+                    if admit is not None:
+                        await admit(len(page))
+                    result.recovery_instances.extend(page)
+                    tg.start_soon(_enrich_page, aws, (drs, ec2), scope, limiter, page, result)
             if result.recovery_instances and on_listed is not None:
                 tg.start_soon(on_listed, result.recovery_instances)
     except* _Uninitialized:

@@ -6,6 +6,9 @@ another (only bugs escape). The steps, each a short function:
 1. checks that need no lease: the account's configuration, whether the region is enabled;
 2. ``scope_lease``: the scope's lease, so syncs of one scope write in the order they observed;
 3. ``discover_and_read_cache``: DRS/EC2 discovery, and the cache's view of the scope beside it;
+   a scope describes its instances only once admitted to the run's bound on instances in flight
+   (``Runtime.in_flight``), which it leaves when its writes are done: a run's memory follows the
+   bound, not the estate, while every scope still lists (and waits out its rate limits) at once;
 4. ``build_records``: one cache record per recovery instance;
 5. ``write_and_reconcile``: changed records written, then (only after discovery and writes
    succeeded for the whole scope) cached records DRS no longer reports deleted, so a throttled
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,12 +130,15 @@ async def _checked_sync(
         # index just before it); a whole-scope sync only what changed since its last success.
         stamp = None if attempt.targeted else attempt.attributed_at
         attribution = ScopeAttribution(executions, executions.recheck(stamp), scope.region)
-        discovery, cached = await discover_and_read_cache(rt, attempt, account, attribution)
-        records = newest_per_server(build_records(scope, discovery, NOT_ATTRIBUTED, observed_at))
-        log.debug("scope_discovered", initialized=discovery.initialized, found=len(records))
-        changed = await attribution.attribute(rt, records, discovery)
-        del discovery  # the raw DRS/EC2 data is not needed while the writes wait
-        return await write_and_reconcile(rt, attempt, changed, records, cached, observed_at, attribution.recheck.stamp)
+        # Admitted to the run's instances in flight with its first page, until its writes are done.
+        async with rt.in_flight.hold() as in_flight:
+            discovery, cached = await discover_and_read_cache(rt, attempt, account, attribution, in_flight.take)
+            records = newest_per_server(build_records(scope, discovery, NOT_ATTRIBUTED, observed_at))
+            log.debug("scope_discovered", initialized=discovery.initialized, found=len(records))
+            changed = await attribution.attribute(rt, records, discovery)
+            del discovery  # the raw DRS/EC2 data is not needed while the writes wait
+            stamp = attribution.recheck.stamp
+            return await write_and_reconcile(rt, attempt, changed, records, cached, observed_at, stamp)
 
 
 @contextlib.asynccontextmanager
@@ -217,13 +223,17 @@ async def prefetch_credentials(rt: Runtime, account: AccountTarget) -> None:
 
 
 async def discover_and_read_cache(
-    rt: Runtime, attempt: ScopeAttempt, account: AccountTarget, attribution: ScopeAttribution
+    rt: Runtime,
+    attempt: ScopeAttempt,
+    account: AccountTarget,
+    attribution: ScopeAttribution,
+    admit: Callable[[int], Awaitable[None]] | None = None,
 ) -> tuple[ScopeDiscovery, dict[str, CachedEntry]]:
     """DRS/EC2 discovery, the cache's view of the scope (the scope lease keeps other writers out
     meanwhile) and the execution index's entries of the recovery instances that DRS's listing and
     the cache already show need them (new ones, those the index's change log names: see
     ``ScopeAttribution``). The reads overlap discovery, off the scope's critical path (under a
-    rate limit, inside the wait)."""
+    rate limit, inside the wait). ``admit``: see ``discover_scope``."""
     found: dict[str, Any] = {}
     cache_read = anyio.Event()
 
@@ -239,6 +249,7 @@ async def discover_and_read_cache(
             limiter=anyio.CapacityLimiter(rt.settings.per_scope_concurrency),
             server_ids=attempt.server_ids,
             on_listed=lookup,
+            admit=admit,
         )
 
     async def read_cache() -> None:

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from devtools.localdb import dynalite_available
+from syncengine.core.concurrency import BudgetHold
 from syncengine.core.errors import SyncInProgressError
 from syncengine.core.models import RunStatus, Scope, ScopeOutcome, SyncReport
 from syncengine.sync.engine import get_sync_status, open_runtime, sync_all, sync_scope
@@ -271,3 +272,55 @@ async def test_everything_at_once_finishes_and_converges(ddb_fast, make_simulato
     # No final repair sync: every change was followed by a sync covering it, so nothing may be lost.
     assert reports and all(r.status is RunStatus.SUCCESS for r in reports), [r.errors for r in reports]
     await assert_converged(settings, sim.estate)
+
+
+def recorded_takes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(instances the run holds, holders waiting) after every admission of a scope's page."""
+    seen: list[tuple[int, int]] = []
+    take = BudgetHold.take
+
+    async def recording(self: BudgetHold, weight: int) -> None:
+        await take(self, weight)
+        seen.append((self._budget.held, len(self._budget._waiting)))
+
+    monkeypatch.setattr(BudgetHold, "take", recording)
+    return seen
+
+
+async def test_a_bounded_full_sync_holds_at_most_its_bound_and_converges(ddb_fast, make_simulator, monkeypatch) -> None:
+    """Eight scopes of 12 instances, at most 30 in flight: two scopes at a time describe and
+    write, the others wait their turn; every scope is synced and the cache equals the truth."""
+    sim = make_simulator(seed=47, **{**ESTATE, "accounts": 4})
+    settings = engine_settings(ddb_fast, sim, max_instances_in_flight=30)
+    await seed(settings, sim.estate)
+    sim.set_faults(latencyMs=30)
+    takes = recorded_takes(monkeypatch)
+
+    with anyio.fail_after(DEADLOCK_BOUND):
+        report = await sync_all(settings)
+
+    assert report.status is RunStatus.SUCCESS, report.errors
+    assert report.instances_updated == sim.estate.total_recovery_instances() == 8 * 12
+    assert len(takes) == 8
+    assert max(held for held, _ in takes) == 24  # two scopes at once, never a third
+    assert any(waiting for _, waiting in takes), "the bound should have made scopes wait"
+    await assert_converged(settings, sim.estate)
+
+
+async def test_scopes_failing_once_admitted_let_the_next_ones_in(ddb_fast, make_simulator, monkeypatch) -> None:
+    """One scope in flight at a time, and every assumed-role scope fails after admission (EC2
+    refuses it): each failure gives its share back, so the run ends instead of hanging."""
+    sim = make_simulator(seed=48, **{**ESTATE, "accounts": 3})
+    settings = engine_settings(ddb_fast, sim, max_instances_in_flight=1)
+    await seed(settings, sim.estate)
+    sim.set_faults(unauthorizedOperations=["ec2:DescribeInstances"])
+    takes = recorded_takes(monkeypatch)
+
+    with anyio.fail_after(DEADLOCK_BOUND):
+        report = await sync_all(settings)
+
+    hub = {a.account_id for a in sim.estate.accounts if a.is_hub}
+    failed = {r.scope for r in report.scopes if r.outcome is ScopeOutcome.FAILED}
+    assert failed == {s for s in scopes_of(sim.estate) if s.account_id not in hub}
+    assert len(takes) == len(report.scopes) == 6
+    assert all(held == 12 for held, _ in takes)  # one scope at a time, then released
