@@ -29,6 +29,7 @@ from syncengine.sync.pipeline import BUSY_ERROR_TYPE, is_busy, sync_scopes
 from syncengine.sync.terminate_completion import follow_terminations
 from syncengine.tables.accounts import load_targets, plan_scopes
 from syncengine.tables.execution_index.lookup import ExecutionSource
+from syncengine.tables.region_discovery import targeted_since_reconciled
 from syncengine.tables.status import family_owner
 
 log = get_logger(__name__)
@@ -253,11 +254,16 @@ async def remove_unconfigured_scopes(
     whose records could not all be deleted keeps its status item, so the next full sync retries."""
     configured = {scope for scope, _ in planned}
     keep = {t.account_id for t in targets if t.config_error}
+    probed = {t.account_id for t in targets if t.regions_found}
     try:
         known = await rt.status.scope_statuses()
         for status in known:
             scope = Scope(status.account_id, status.region)
             if scope in configured or scope.account_id in keep:
+                continue
+            if scope.account_id in probed and targeted_since_reconciled(status):
+                # A wave synced it after this run read the region probes: DRS is in use there
+                # (syncengine.tables.region_discovery); the next full sync plans it.
                 continue
             records = await rt.store.delete_scope_records(scope)
             removed.records += records

@@ -73,12 +73,12 @@ async def read_known(dynamo: Dynamo, settings: SyncSettings) -> KnownRegions | N
         return None
     cached: dict[str, set[str]] = {}
     for status in statuses:
-        if status.instance_count > 0 or _targeted_since_reconciled(status):
+        if status.instance_count > 0 or targeted_since_reconciled(status):
             cached.setdefault(status.account_id, set()).add(status.region)
     return KnownRegions(probes, {account: frozenset(regions) for account, regions in cached.items()})
 
 
-def _targeted_since_reconciled(status: ScopeStatus) -> bool:
+def targeted_since_reconciled(status: ScopeStatus) -> bool:
     """A wave or event sync wrote records there after its last whole-scope sync (which its
     ``instanceCount`` describes): DRS is in use there now, whatever the last probe said, and the
     full sync must not remove the scope's records as unconfigured."""

@@ -10,8 +10,10 @@ import time
 import pytest
 
 from devtools.seed import target_account_items
-from syncengine.core.models import RunStatus, ScopeOutcome
+from syncengine.core.models import RunStatus, Scope, ScopeOutcome
 from syncengine.sync.engine import open_runtime, sync_all, sync_scope
+from syncengine.sync.run import RemovedScopes, remove_unconfigured_scopes
+from syncengine.tables.accounts import load_targets, plan_scopes
 from syncengine.tables.status import AccountRegions
 from tests.integration.engine_support import cache_items, engine_settings, put_raw, seed
 
@@ -193,3 +195,29 @@ async def test_a_region_set_up_since_the_probe_takes_a_wave_sync_and_the_next_fu
     }
     assert launched <= in_region
     assert len(in_region) == len(sim.estate.recovery_instances(account, "eu-west-1"))
+
+
+async def test_a_wave_synced_while_a_full_sync_runs_keeps_its_records_when_the_full_sync_removes_scopes(
+    ddb, make_simulator
+) -> None:
+    """The race the previous test leaves open: a full sync read the probes (eu-west-1 not in use), then a
+    wave synced eu-west-1, set up since; the full sync's removal of unconfigured scopes, run after
+    its scopes, must not delete the wave's records."""
+    sim = _estate(make_simulator)
+    settings, account = await _setup(ddb, sim)
+    await sync_all(settings)
+    async with open_runtime(settings) as rt:
+        targets = await load_targets(rt.aws, rt.dynamo, rt.settings)  # as the full sync read them
+        planned = plan_scopes(targets, rt.settings)
+        assert Scope(account, "eu-west-1") not in {scope for scope, _ in planned}
+        sim.estate.set_scope_initialized(account, "eu-west-1")
+        launched = sim.estate.launch(account, "eu-west-1", count=2)
+        wave = [sim.estate.recovery_instance(i)["sourceServerID"] for i in launched]
+        assert (await sync_scope(settings, account, "eu-west-1", wave)).status is RunStatus.SUCCESS
+
+        removed = RemovedScopes()
+        await remove_unconfigured_scopes(rt, planned, targets, removed)
+
+    assert removed.scopes == 0 and removed.records == 0
+    cached = await cache_items(settings)
+    assert set(wave) <= {k for k, v in cached.items() if (v["accountId"], v["region"]) == (account, "eu-west-1")}
