@@ -92,17 +92,20 @@ class DrsArn:
         return Scope(validate_account_id(self.account_id), validate_region(self.region))
 
 
-class _DrsResourceEvent(EventBridgeEvent):
+class _StateChangeEvent(EventBridgeEvent):
+    @property
+    def state(self) -> str | None:
+        """``detail.state`` when it is a string."""
+        detail = self.get("detail")
+        value = detail.get("state") if isinstance(detail, Mapping) else None
+        return value if isinstance(value, str) else None
+
+
+class _DrsResourceEvent(_StateChangeEvent):
     def _resource_arn(self, resource_type: str) -> DrsArn:
         resources = self.get("resources")
         first = resources[0] if isinstance(resources, list) and resources else None
         return DrsArn.parse(first, resource_type)
-
-    @property
-    def state(self) -> str | None:
-        detail = self.get("detail")
-        value = detail.get("state") if isinstance(detail, Mapping) else None
-        return value if isinstance(value, str) else None
 
 
 class DrsLaunchResultEvent(_DrsResourceEvent):
@@ -141,7 +144,7 @@ class DrsFailbackStateChangeEvent(_DrsResourceEvent):
         return frozenset({resource_id, f"i-{suffix}"} if suffix else {resource_id})
 
 
-class Ec2StateChangeEvent(EventBridgeEvent):
+class Ec2StateChangeEvent(_StateChangeEvent):
     """``EC2 Instance State-change Notification``: names the EC2 instance only."""
 
     @property
@@ -153,17 +156,22 @@ class Ec2StateChangeEvent(EventBridgeEvent):
         return value
 
     @property
-    def state(self) -> str | None:
-        detail = self.get("detail")
-        value = detail.get("state") if isinstance(detail, Mapping) else None
-        return value if isinstance(value, str) else None
-
-    @property
     def scope(self) -> Scope:
         return Scope(validate_account_id(self.get("account")), validate_region(self.get("region")))
 
 
-class ScopeMessage(DictWrapper):
+class _FanoutPartMessage(DictWrapper):
+    @property
+    def run_id(self) -> str | None:
+        """The fan-out run that enqueued this message (``syncengine.sync.fanout``), if any."""
+        return _run_id(self.get("runId"))
+
+    @property
+    def part(self) -> int:
+        return _part(self.get("part"))
+
+
+class ScopeMessage(_FanoutPartMessage):
     """``{"accountId", "region", "sourceServerIds"?, "reason"?}``."""
 
     @property
@@ -186,15 +194,6 @@ class ScopeMessage(DictWrapper):
         reason = self.get("reason")
         return reason[:200] if isinstance(reason, str) else None
 
-    @property
-    def run_id(self) -> str | None:
-        """The fan-out run that enqueued this message (``syncengine.sync.fanout``), if any."""
-        return _run_id(self.get("runId"))
-
-    @property
-    def part(self) -> int:
-        return _part(self.get("part"))
-
 
 def _part(value: Any) -> int:
     """A fan-out message's ``part`` (``syncengine.tables.status``); 0 when absent (one part)."""
@@ -213,7 +212,7 @@ def _run_id(run_id: Any) -> str | None:
     return run_id
 
 
-class ScopeGroupMessage(DictWrapper):
+class ScopeGroupMessage(_FanoutPartMessage):
     """``{"scopes": [{"accountId", "region"}, ...], "reason"?, "runId"?}``: whole scopes."""
 
     @property
@@ -224,14 +223,6 @@ class ScopeGroupMessage(DictWrapper):
         if not all(isinstance(item, Mapping) for item in items):
             raise InvalidRequestError("Each scope must be an object with accountId and region.")
         return [Scope(validate_account_id(i.get("accountId")), validate_region(i.get("region"))) for i in items]
-
-    @property
-    def run_id(self) -> str | None:
-        return _run_id(self.get("runId"))
-
-    @property
-    def part(self) -> int:
-        return _part(self.get("part"))
 
 
 @dataclass(frozen=True)
