@@ -1,9 +1,12 @@
 # Everything a fresh clone needs: `make demo` and `make test` install what they use.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The functions' runtime, Python 3.12, where the machine has it (scripts/runtime-python.sh), else
+# python3: tests then run on the interpreter Lambda runs, and the Lambda package gets its bytecode.
+PYTHON ?= $(shell bash scripts/runtime-python.sh)
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
 TEST_WORKERS ?= auto
 NODE_STAMP := node_modules/.installed
 
@@ -15,6 +18,9 @@ install: $(STAMP)
 # CI, so what is installed must be exactly what was reviewed); the project itself is installed
 # editable on top without resolving anything again.
 $(STAMP): pyproject.toml requirements-dev.lock
+	@# A venv of another Python (say 3.11, before the machine had 3.12) is built again from scratch.
+	@if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYTHON_VERSION)" ]; then \
+		echo "$(VENV) is not Python $(PYTHON_VERSION): building it again"; rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock

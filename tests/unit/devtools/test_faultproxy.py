@@ -176,13 +176,13 @@ async def test_faultproxy_latency_delays_the_answer(proxy, table) -> None:
         started = time.monotonic()
         await client.get_item(TableName=table, Key={"k": {"S": "x"}})
         slow = time.monotonic() - started
-        started = time.monotonic()
         await client.put_item(TableName=table, Item={"k": {"S": "x"}})
-        fast = time.monotonic() - started
 
+    # A lower bound only (an upper bound on the undelayed call flaked at 0.63 s on a loaded
+    # machine): the PutItem went undelayed because the proxy injected the delay once, on GetItem.
     assert slow >= 0.3
-    assert fast < 0.3
     assert proxy.injected(FaultKind.LATENCY) == 1
+    assert proxy.injected(FaultKind.LATENCY, "PutItem") == 0
 
 
 async def test_faultproxy_rules_narrow_by_operation_table_and_limit(proxy, table) -> None:
