@@ -17,7 +17,9 @@ Between probes a region stays while its scope holds cached instances, whatever t
 so no region's records are reconciled away because a probe failed or DRS said no. An account
 whose probe learned nothing (its role cannot be assumed, every call failed) keeps its last probe,
 or without one every configured region, as before. Only the full sync probes (under its lease);
-scoped syncs and refresh workers read the stored probe.
+scoped syncs and refresh workers read the stored probe. The full sync also deletes the probe of an
+account the target-accounts table no longer lists as active (removed or inactive): re-added, it is
+probed again.
 """
 
 from __future__ import annotations
@@ -134,7 +136,10 @@ async def with_regions_in_use(
     open_targets = [t for t in targets if not t.regions and not t.config_error]
     if probe_with is not None:
         stale = [t for t in open_targets if is_stale(probes.get(t.account_id), candidates, settings, now)]
+        listed = {t.account_id for t in targets}
+        gone = sorted(account for account in probes if account not in listed)
         probes.update(await probe_accounts(aws, dynamo, settings, stale, known.cached, probe_with))
+        await forget_probes(dynamo, settings, gone)
     narrowed: dict[str, AccountTarget] = {}
     for target in open_targets:
         probe = probes.get(target.account_id)
@@ -175,6 +180,19 @@ async def probe_accounts(
         for target in targets:
             tg.start_soon(one, target)
     return found
+
+
+async def forget_probes(dynamo: Dynamo, settings: SyncSettings, account_ids: list[str]) -> None:
+    """Delete the stored probes of accounts no longer configured; a failure leaves the rest to the
+    next full sync (a stale row only costs its bytes on the probes' Query)."""
+    store = StatusStore(dynamo, settings.tables.status)
+    for account_id in account_ids:
+        try:
+            await store.remove_account_regions(account_id)
+        except AwsError as exc:
+            log.warning("region_probe_not_removed", account_id=account_id, error_type=exc.error_type)
+            return
+        log.info("region_probe_removed", account_id=account_id)
 
 
 async def probe_account(

@@ -366,6 +366,10 @@ class StatusStore:
         }
         await self.dynamo.call("put_item", TableName=self.table, Item=to_item(item))
 
+    async def remove_account_regions(self, account_id: str) -> None:
+        """Delete an account's region probe (an account no longer configured)."""
+        await self.dynamo.call("delete_item", TableName=self.table, Key=to_item({"pk": REGIONS_PK, "sk": account_id}))
+
     # -- runs ------------------------------------------------------------------------------------
 
     async def write_run(self, report: SyncReport, *, full: bool) -> None:

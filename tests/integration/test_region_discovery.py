@@ -221,3 +221,21 @@ async def test_a_wave_synced_while_a_full_sync_runs_keeps_its_records_when_the_f
     assert removed.scopes == 0 and removed.records == 0
     cached = await cache_items(settings)
     assert set(wave) <= {k for k, v in cached.items() if (v["accountId"], v["region"]) == (account, "eu-west-1")}
+
+
+async def test_a_full_sync_forgets_the_probe_of_an_account_made_inactive(ddb, make_simulator) -> None:
+    """The account's ``REGIONS`` row goes with its scopes once its item is no longer active; the
+    row is not read again, let alone by a sync that probes nothing."""
+    sim = _estate(make_simulator)
+    settings, account = await _setup(ddb, sim)
+    await sync_all(settings)
+    assert account in await _probes(settings)
+    (item,) = target_account_items([sim.estate.accounts[1].to_json()])
+    del item["regions"]
+    await put_raw(settings, settings.tables.target_accounts, [{**item, "status": "inactive"}])
+
+    report = await sync_all(settings)
+
+    assert report.status is RunStatus.SUCCESS and _synced(report, account) == set()
+    assert account not in await _probes(settings)
+    assert not [i for i in (await cache_items(settings)).values() if i["accountId"] == account]
