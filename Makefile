@@ -7,7 +7,9 @@ PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
-TEST_WORKERS ?= auto
+# Half again as many test workers as cores: the suite waits on its servers (DynamoDB, the
+# simulator, SQS) much of the time, and a third worker on 2 cores fills that wait.
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(max(2, (os.cpu_count() or 2) * 3 // 2))')
 NODE_STAMP := node_modules/.installed
 
 .PHONY: install lock demo test lint lint-cfn unit integration property bench bench-quick dynalite clean
@@ -61,7 +63,7 @@ lint: install
 lint-cfn: install
 	bash scripts/lint-cfn.sh
 
-# One worker per core (pytest-xdist), a test file per worker at a time so a module's fixtures
+# Test workers (pytest-xdist, ``TEST_WORKERS`` above), a test file per worker at a time so a module's fixtures
 # (the Lambda package build, a module's simulator) are made once; each worker starts its own
 # DynamoDB servers. Coverage is combined across the workers.
 test: install lint

@@ -339,7 +339,10 @@ def test_fanout_second_delivery_of_a_message_gives_way_instead_of_syncing_again(
     asyncio.run(sync_all(settings))
     (message,) = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=1)["Messages"]
     scopes = json.loads(message["Body"])["scopes"]
-    sim.set_faults(latency_ms=200)
+    # The copies race through the same setup to the leases; each holds a lease for three calls, so
+    # a slow call (600 ms) keeps the first copy's leases held well past the second's arrival even
+    # when the machine is loaded (200 ms failed about one run in five with 3 test workers on 2 cores).
+    sim.set_faults(latency_ms=600)
     sim.calls.reset()
 
     async def deliver_twice() -> list[Any]:
