@@ -27,7 +27,8 @@ from tests.fixtures.dynamodb import DynamoDBTables
 from tests.unit.cfn.test_deploy import BASH, NETWORK_FAILURE, STUB_AWS
 
 # The subject is not DynamoDB: one backend, the strict one (tests/fixtures/dynamodb.py).
-pytestmark = pytest.mark.one_backend
+# Slow: its module fixture builds the package and the layer for this interpreter.
+pytestmark = [pytest.mark.one_backend, pytest.mark.slow]
 
 HANDLERS = ("handlers.data_management", "handlers.execution", "handlers.query")
 # Top-level names no Lambda package may hold: test and dev dependencies, tools, test code.

@@ -91,6 +91,7 @@ def _aws_calls(aws_stub: Path) -> list[str]:
     return (aws_stub.parent / "aws-calls.log").read_text(encoding="utf-8").splitlines()
 
 
+@pytest.mark.slow  # builds and lints the arm64 package and the layer
 def test_cfn_deploy_dry_run_without_credentials_builds_the_package(tmp_path: Path, aws_stub: Path) -> None:
     """`deploy.sh dev --dry-run` lints, builds a zip with syncengine/ and handlers/ at its root,
     prints the AWS commands, and calls none of them."""
