@@ -2,14 +2,19 @@
 SHELL := /bin/bash
 # The functions' runtime, Python 3.12, where the machine has it (scripts/runtime-python.sh), else
 # python3: tests then run on the interpreter Lambda runs, and the Lambda package gets its bytecode.
-PYTHON ?= $(shell bash scripts/runtime-python.sh)
+# (Set once: a recursive variable would run the script again wherever $(PYTHON) appears.)
+ifndef PYTHON
+PYTHON := $(shell bash scripts/runtime-python.sh)
+endif
 PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
 # Half again as many test workers as cores: the suite waits on its servers (DynamoDB, the
 # simulator, SQS) much of the time, and a third worker on 2 cores fills that wait.
-TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(max(2, (os.cpu_count() or 2) * 3 // 2))')
+ifndef TEST_WORKERS
+TEST_WORKERS := $(shell $(PYTHON) -c 'import os; print(max(2, (os.cpu_count() or 2) * 3 // 2))')
+endif
 NODE_STAMP := node_modules/.installed
 
 .PHONY: install lock demo test lint lint-cfn unit integration property bench bench-quick dynalite clean

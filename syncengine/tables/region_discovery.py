@@ -138,8 +138,11 @@ async def with_regions_in_use(
         stale = [t for t in open_targets if is_stale(probes.get(t.account_id), candidates, settings, now)]
         listed = {t.account_id for t in targets}
         gone = sorted(account for account in probes if account not in listed)
-        probes.update(await probe_accounts(aws, dynamo, settings, stale, known.cached, probe_with))
-        await forget_probes(dynamo, settings, gone)
+        made, _ = await gather(
+            lambda: probe_accounts(aws, dynamo, settings, stale, candidates, known.cached, probe_with),
+            lambda: forget_probes(dynamo, settings, gone),
+        )
+        probes.update(made)
     narrowed: dict[str, AccountTarget] = {}
     for target in open_targets:
         probe = probes.get(target.account_id)
@@ -155,18 +158,19 @@ async def probe_accounts(
     dynamo: Dynamo,
     settings: SyncSettings,
     targets: list[AccountTarget],
+    candidates: tuple[str, ...],
     cached: Mapping[str, frozenset[str]],
     enabled: EnabledRegions,
 ) -> dict[str, AccountRegions]:
-    """Probe these accounts (at most ``max_concurrency`` at once; every call under the run's
-    limiter and retries) and store each probe that learned something."""
+    """Probe these accounts in the ``candidates`` regions (at most ``max_concurrency`` accounts at
+    once; every call under the run's limiter and retries) and store each probe that learned
+    something."""
     store = StatusStore(dynamo, settings.tables.status)
     limiter = anyio.CapacityLimiter(settings.max_concurrency)
     found: dict[str, AccountRegions] = {}
 
     async def one(target: AccountTarget) -> None:
         async with limiter:
-            candidates = configured_regions(settings)
             probe = await probe_account(aws, enabled, target, candidates, cached.get(target.account_id, frozenset()))
             if probe is None:
                 return
@@ -183,16 +187,17 @@ async def probe_accounts(
 
 
 async def forget_probes(dynamo: Dynamo, settings: SyncSettings, account_ids: list[str]) -> None:
-    """Delete the stored probes of accounts no longer configured; a failure leaves the rest to the
-    next full sync (a stale row only costs its bytes on the probes' Query)."""
-    store = StatusStore(dynamo, settings.tables.status)
-    for account_id in account_ids:
-        try:
-            await store.remove_account_regions(account_id)
-        except AwsError as exc:
-            log.warning("region_probe_not_removed", account_id=account_id, error_type=exc.error_type)
-            return
-        log.info("region_probe_removed", account_id=account_id)
+    """Delete the stored probes of accounts no longer configured (beside the probes, not after
+    them); a failure leaves them to the next full sync (a stale row only costs its bytes on the
+    probes' Query)."""
+    if not account_ids:
+        return
+    try:
+        await StatusStore(dynamo, settings.tables.status).remove_account_regions(account_ids)
+    except AwsError as exc:
+        log.warning("region_probes_not_removed", accounts=len(account_ids), error_type=exc.error_type)
+        return
+    log.info("region_probes_removed", account_ids=account_ids)
 
 
 async def probe_account(

@@ -47,7 +47,7 @@ reported by the next count the part refuses (``report_part_if_done``): a redeliv
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -281,17 +281,21 @@ class StatusStore:
         )
         return written is not None
 
-    async def scope_statuses(self) -> list[ScopeStatus]:
-        statuses: list[ScopeStatus] = []
+    async def _partition(self, pk: str) -> AsyncIterator[dict[str, Any]]:
+        """Every item of one partition (``SCOPE``, ``REGIONS``), page by page."""
         pages = self.dynamo.paginate(
             "query",
             TableName=self.table,
             KeyConditionExpression="#pk = :pk",
             ExpressionAttributeNames={"#pk": "pk"},
-            ExpressionAttributeValues={":pk": {"S": SCOPE_PK}},
+            ExpressionAttributeValues={":pk": {"S": pk}},
         )
         async for raw in pages:
-            item = from_item(raw)
+            yield from_item(raw)
+
+    async def scope_statuses(self) -> list[ScopeStatus]:
+        statuses: list[ScopeStatus] = []
+        async for item in self._partition(SCOPE_PK):
             scope = Scope.from_key(item["sk"])
             statuses.append(
                 ScopeStatus(
@@ -332,15 +336,7 @@ class StatusStore:
     async def account_regions(self) -> dict[str, AccountRegions]:
         """Every account's last region probe (one Query of a few hundred bytes an account)."""
         found: dict[str, AccountRegions] = {}
-        pages = self.dynamo.paginate(
-            "query",
-            TableName=self.table,
-            KeyConditionExpression="#pk = :pk",
-            ExpressionAttributeNames={"#pk": "pk"},
-            ExpressionAttributeValues={":pk": {"S": REGIONS_PK}},
-        )
-        async for raw in pages:
-            item = from_item(raw)
+        async for item in self._partition(REGIONS_PK):
             account_id = str(item["sk"])
             found[account_id] = AccountRegions(
                 account_id=account_id,
@@ -366,9 +362,11 @@ class StatusStore:
         }
         await self.dynamo.call("put_item", TableName=self.table, Item=to_item(item))
 
-    async def remove_account_regions(self, account_id: str) -> None:
-        """Delete an account's region probe (an account no longer configured)."""
-        await self.dynamo.call("delete_item", TableName=self.table, Key=to_item({"pk": REGIONS_PK, "sk": account_id}))
+    async def remove_account_regions(self, account_ids: Iterable[str]) -> None:
+        """Delete these accounts' region probes (accounts no longer configured), 25 a batch."""
+        deletes = ({"DeleteRequest": {"Key": to_item({"pk": REGIONS_PK, "sk": a})}} for a in account_ids)
+        for batch in chunked(deletes, BATCH_WRITE_MAX):
+            await self.dynamo.batch_write(self.table, batch)
 
     # -- runs ------------------------------------------------------------------------------------
 

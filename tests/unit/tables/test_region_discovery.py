@@ -202,11 +202,13 @@ class Tables:
             if item_pk == pk:
                 yield to_item(item)
 
+    async def batch_write(self, table: str, requests: list[dict]) -> None:
+        assert len(requests) <= 25
+        for request in requests:
+            key = from_item(request["DeleteRequest"]["Key"])
+            self.items.pop((key["pk"], key["sk"]))
+
     async def call(self, method: str, **params: Any) -> dict:
-        if method == "delete_item":
-            key = from_item(params["Key"])
-            self.items.pop((key["pk"], key["sk"]), None)
-            return {}
         assert method == "put_item"
         item = from_item(params["Item"])
         self.items[(item["pk"], item["sk"])] = item
@@ -272,19 +274,18 @@ async def test_load_targets_without_stored_probes_reads_none_and_plans_every_con
 
 async def test_the_full_sync_deletes_the_probe_of_an_account_no_longer_configured() -> None:
     """A removed (or inactive) account's ``REGIONS`` row goes with the full sync that no longer
-    finds it in the target-accounts table; a sync that does not probe leaves the rows alone."""
-    removed = "999900001111"
-    probes = [
-        AccountRegions(ACCOUNT, ("eu-west-1",), REGIONS, (), time.time()),
-        AccountRegions(removed, ("us-east-1",), REGIONS, (), time.time()),
-    ]
+    finds it in the target-accounts table (in batches of 25 deletes); a sync that does not probe
+    leaves the rows alone."""
+    removed = [f"9999{n:08d}" for n in range(30)]
+    probes = [AccountRegions(ACCOUNT, ("eu-west-1",), REGIONS, (), time.time())]
+    probes += [AccountRegions(account, ("us-east-1",), REGIONS, (), time.time()) for account in removed]
     tables = Tables(probes)
     await load_targets(FakeAws({}), tables, SETTINGS)  # type: ignore[arg-type]
-    assert set(tables.items) == {("REGIONS", ACCOUNT), ("REGIONS", removed)}
+    assert len(tables.items) == 31
 
     kept = dict(tables.items[("REGIONS", ACCOUNT)])
     targets = await load_targets(FakeAws({}), tables, SETTINGS, probe_with=FakeEnabled(set()))  # type: ignore[arg-type]
 
-    assert ("REGIONS", removed) not in tables.items
+    assert not {("REGIONS", account) for account in removed} & set(tables.items)
     # The listed account's fresh probe stands (and the hub's own account got its first one).
     assert tables.items[("REGIONS", ACCOUNT)] == kept and _planned(targets) == {"eu-west-1"}
