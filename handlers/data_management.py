@@ -30,13 +30,16 @@ from handlers.api import build_api
 from handlers.dispatch import DirectOperation, handle
 from handlers.events import DirectInvocationEvent, ScheduledEvent
 from handlers.operations import INVALID_REQUEST, Outcome, error_outcome
+from syncengine.aws.clients import preload_service_models
 from syncengine.core.errors import InvalidRequestError
 from syncengine.core.logging import configure_logging, get_logger
 
 configure_logging()
 log = get_logger(__name__)
-# Once per container: settings from the environment, the resolvers with their routes.
-dependencies.current()
+# Once per container, in the init phase: settings from the environment, the resolvers with their
+# routes, and the DRS/EC2/STS models the schedule's syncs build their clients from (as the refresh
+# function does).
+preload_service_models(dependencies.current().settings)
 API = build_api(routes.read_router, routes.write_router)
 
 

@@ -22,10 +22,10 @@ from benchmarks.sizes import FULL
 
 def _sampled_sync(settings: Any) -> dict[str, Any]:
     """One cold sync with RSS sampled beside its progress: the peak and when it happened."""
-    from benchmarks.variants import _quiet, _warm_session
+    from benchmarks.variants import _quiet, _warm_container
 
     _quiet()
-    _warm_session()
+    _warm_container(settings)
     from syncengine.sync.engine import sync_all
 
     finished = [0]
@@ -63,10 +63,10 @@ def _sampled_sync(settings: Any) -> dict[str, Any]:
 
 def _traced_sync(settings: Any, frames: int) -> dict[str, Any]:
     """One cold sync under tracemalloc; the snapshot at the highest traced memory, summarised."""
-    from benchmarks.variants import _quiet, _warm_session
+    from benchmarks.variants import _quiet, _warm_container
 
     _quiet()
-    _warm_session()
+    _warm_container(settings)
     from syncengine.sync.engine import sync_all
 
     tracemalloc.start(frames)
