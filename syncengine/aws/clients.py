@@ -3,14 +3,15 @@ AssumeRole (ExternalId, a session policy and name per purpose: ``syncengine.aws.
 until near expiry), clients opened inside the run and closed with it, and one ``call`` that
 applies the limiters and the retry policy. Partitions and DRS regions: ``syncengine.aws.partitions``.
 
-DRS and EC2 clients are shared by every account of a region: a client is bound to a region and
-an endpoint, not to an account, except through the credentials its signer holds. Building one
-costs CPU (botocore copies the session's event-handler tree for each) and a connection pool; a
-large estate would build two per account and region. So each (service, region) gets one client
-whose credentials are those of the account the *calling task* acts for: the client comes from a
-session whose credential provider (a public session component) hands it
-``CallScopedCredentials``, bound per call by ``AccountClient``; every account's requests to a
-regional endpoint share its connections, as they share its host in AWS.
+DRS and EC2 clients are shared by every account of a region, our own included: a client is bound
+to a region and an endpoint, not to an account, except through the credentials its signer holds.
+Building one costs CPU (botocore builds a client class with a method per operation, EC2 has
+hundreds, and the connector loads the CA bundle) and a connection pool; a large estate would build
+two per account and region. So each (service, region) gets one client whose credentials are those
+of the account the *calling task* acts for: the client comes from a session whose credential
+provider (a public session component) hands it ``CallScopedCredentials``, bound per call by
+``AccountClient``; every account's requests to a regional endpoint share its connections, as they
+share its host in AWS.
 
 Clients are never kept at module scope: a client bound to a dead loop fails in confusing ways.
 The Session (its loaded service models are the costly part) lives for the process; clients live for the run, except
@@ -30,7 +31,7 @@ import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
-from syncengine.aws.credentials import AccountClient, CallScopedCredentialResolver, Credentials
+from syncengine.aws.credentials import AccountClient, CallScopedCredentialResolver, Credentials, OwnCredentials
 from syncengine.aws.fastpath import FastResponseParserFactory
 from syncengine.aws.partitions import drs_regions, hub_partition, partition_of, role_arn_for  # noqa: F401 (re-exported)
 from syncengine.aws.sdk_internals import HostCheckingHTTPSession
@@ -189,8 +190,8 @@ class AwsClients:
         return account.account_id if purpose is SessionPurpose.SYNC else f"{account.account_id}/{purpose.value}"
 
     async def release(self, services: tuple[str, ...], region: str, account: AccountTarget | None = None) -> None:
-        """Drop the clients a finished scope used. An account's DRS/EC2 handle is only a reference
-        to its region's shared client; a client of our own account holds a connection pool and is closed."""
+        """Drop the clients a finished scope used: a DRS/EC2 handle is only a reference to its
+        region's shared client; any other client holds a connection pool and is closed."""
         account_key = self._account_key(account, SessionPurpose.SYNC)  # syncs release their clients
         with anyio.CancelScope(shield=True):
             for service in services:
@@ -215,8 +216,9 @@ class AwsClients:
                 return cached[0]
             if cached is not None:
                 await self._close(key)
-            if credentials is not None and service in SHARED_CLIENT_SERVICES:
-                handle = AccountClient(await self._shared_client(service, region), credentials)
+            if service in SHARED_CLIENT_SERVICES:
+                signer = credentials if credentials is not None else await self._own_credentials()
+                handle = AccountClient(await self._shared_client(service, region), signer)
                 self._clients[key] = (handle, credentials, None)
                 return handle
             keys: dict[str, Any] = {}
@@ -262,6 +264,11 @@ class AwsClients:
         context = session.client(service, **kwargs)
         client = await context.__aenter__()
         return client, context
+
+    async def _own_credentials(self) -> OwnCredentials:
+        """Our own account's credentials for the shared clients: the session's credential chain
+        (resolved once per session, refreshed by botocore as it refreshes any client's)."""
+        return OwnCredentials(await botocore_session_of(self.session).get_credentials())
 
     async def _shared_client(self, service: str, region: str) -> Any:
         """The one ``service`` client of ``region`` that every assumed-role account signs through."""

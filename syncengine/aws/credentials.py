@@ -7,6 +7,9 @@ credentials, reads them, refusing to sign when none are bound. The client gets t
 way, from its session's credential provider (``CallScopedCredentialResolver``, registered as the
 session's ``credential_provider`` component); botocore's signer asks credentials for
 ``get_frozen_credentials()`` before every signature.
+
+Our own account binds the session's own credentials object (botocore's credential chain), so it
+signs through the same clients and they refresh as they always do.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from aiobotocore.credentials import AioCredentials
 from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import NoCredentialsError
 
 # Refresh assumed-role credentials this long before they expire, so no call signs with a
 # credential that lapses in flight.
@@ -35,8 +39,26 @@ class Credentials:
         return (now or datetime.now(UTC)) + CREDENTIAL_REFRESH_MARGIN < self.expiration
 
 
+class OwnCredentials:
+    """Our own account's credentials: the session's credential chain (None: it found none, and a
+    call fails as botocore fails it, ``NoCredentialsError``)."""
+
+    __slots__ = ("chain",)
+
+    def __init__(self, chain: AioCredentials | None):
+        self.chain = chain
+
+    async def frozen(self) -> ReadOnlyCredentials:
+        if self.chain is None:
+            raise NoCredentialsError()
+        frozen: ReadOnlyCredentials = await self.chain.get_frozen_credentials()
+        return frozen
+
+
+Signer = Credentials | OwnCredentials
+
 # The credentials of the account the current task's AWS call acts for (see AccountClient).
-_CALL_CREDENTIALS: ContextVar[Credentials | None] = ContextVar("syncengine_call_credentials", default=None)
+_CALL_CREDENTIALS: ContextVar[Signer | None] = ContextVar("syncengine_call_credentials", default=None)
 
 
 class CallScopedCredentials(AioCredentials):
@@ -51,6 +73,8 @@ class CallScopedCredentials(AioCredentials):
         current = _CALL_CREDENTIALS.get()
         if current is None:
             raise RuntimeError("a shared client was called without an account (use AwsClients.client)")
+        if isinstance(current, OwnCredentials):
+            return await current.frozen()
         return ReadOnlyCredentials(current.access_key_id, current.secret_access_key, current.session_token, None)
 
 
@@ -69,7 +93,7 @@ class AccountClient:
 
     __slots__ = ("_client", "_credentials")
 
-    def __init__(self, client: Any, credentials: Credentials):
+    def __init__(self, client: Any, credentials: Signer):
         self._client = client
         self._credentials = credentials
 

@@ -66,7 +66,7 @@ async def test_a_shared_client_refuses_to_sign_without_an_account(ddb_moto, make
 
 async def test_releasing_a_scope_keeps_the_shared_client_and_the_run_closes_it(ddb_moto, make_simulator) -> None:
     """A finished scope drops its handles; the region's client stays for the other accounts and
-    closes with the run. Our own account's clients are not shared."""
+    closes with the run. Our own account signs through it too."""
     sim = make_simulator(accounts=3, regions=("us-east-1",), instances_per_scope=1, seed=5)
     settings = engine_settings(ddb_moto, sim)
     first, second = _targets(sim)
@@ -77,10 +77,53 @@ async def test_releasing_a_scope_keeps_the_shared_client_and_the_run_closes_it(d
         assert drs_second._client is drs_first._client
         assert (await drs_second.describe_source_servers(maxResults=10))["items"]
         own = await aws.client("drs", "us-east-1", None)
-        assert not isinstance(own, AccountClient)
+        assert own._client is drs_first._client
         pools = list(drs_first._client._endpoint.http_session._sessions.values())
         assert len(pools) == 1 and not pools[0].closed  # one connection pool for both accounts
     assert pools[0].closed
+
+
+async def test_our_own_account_signs_through_the_shared_client_with_the_sessions_credentials(
+    ddb_moto, make_simulator
+) -> None:
+    """The hub's scopes (no role) share the region's client with the assumed-role accounts, each
+    call still signed as the account its caller named: the hub's with the session's own
+    credential chain, interleaved with a target account's."""
+    sim = make_simulator(accounts=2, regions=("us-east-1",), instances_per_scope=3, seed=8)
+    settings = engine_settings(ddb_moto, sim)
+    (target,) = _targets(sim)
+    hub = next(a for a in sim.estate.accounts if a.is_hub)
+    sim.calls.reset()
+    async with AwsClients(settings) as aws:
+        own = await aws.client("drs", "us-east-1", None)
+        theirs = await aws.client("drs", "us-east-1", target)
+        assert own._client is theirs._client
+        answers: dict[str, list[str]] = {}
+
+        async def listing(name: str, handle: AccountClient) -> None:
+            page = await handle.describe_source_servers(maxResults=50)
+            answers[name] = [server["arn"] for server in page["items"]]
+
+        async with anyio.create_task_group() as tg:
+            for n in range(6):
+                tg.start_soon(listing, f"own-{n}", own)
+                tg.start_soon(listing, f"target-{n}", theirs)
+    assert sim.calls.count(service="drs", operation="DescribeSourceServers", account_id=hub.account_id) == 6
+    assert sim.calls.count(service="drs", operation="DescribeSourceServers", account_id=target.account_id) == 6
+    for name, arns in answers.items():
+        account_id = hub.account_id if name.startswith("own") else target.account_id
+        assert arns and all(f":{account_id}:" in arn for arn in arns)
+
+
+async def test_our_own_account_without_credentials_fails_as_botocore_does() -> None:
+    """No credentials in the chain: the call fails with botocore's NoCredentialsError, as a client
+    of its own would, and nothing is signed with another account's credentials."""
+    from botocore.exceptions import NoCredentialsError
+
+    from syncengine.aws.credentials import OwnCredentials
+
+    with pytest.raises(NoCredentialsError):
+        await OwnCredentials(None).frozen()
 
 
 @pytest.mark.parametrize("service", sorted(SHARED_CLIENT_SERVICES))
