@@ -268,7 +268,7 @@ class AwsClients:
     async def _own_credentials(self) -> OwnCredentials:
         """Our own account's credentials for the shared clients: the session's credential chain
         (resolved once per session, refreshed by botocore as it refreshes any client's)."""
-        return OwnCredentials(await botocore_session_of(self.session).get_credentials())
+        return OwnCredentials(await self.session.get_credentials())  # aioboto3's: a coroutine
 
     async def _shared_client(self, service: str, region: str) -> Any:
         """The one ``service`` client of ``region`` that every assumed-role account signs through."""

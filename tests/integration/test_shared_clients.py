@@ -115,15 +115,27 @@ async def test_our_own_account_signs_through_the_shared_client_with_the_sessions
         assert arns and all(f":{account_id}:" in arn for arn in arns)
 
 
-async def test_our_own_account_without_credentials_fails_as_botocore_does() -> None:
-    """No credentials in the chain: the call fails with botocore's NoCredentialsError, as a client
-    of its own would, and nothing is signed with another account's credentials."""
+async def test_our_own_account_without_credentials_fails_as_botocore_does(
+    ddb_moto, make_simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No credentials in the session's chain: our own account's call fails with botocore's
+    NoCredentialsError, as a client of its own would, and nothing is sent (no other account's
+    credentials sign it)."""
     from botocore.exceptions import NoCredentialsError
 
-    from syncengine.aws.credentials import OwnCredentials
+    from syncengine.aws.clients import new_session
 
-    with pytest.raises(NoCredentialsError):
-        await OwnCredentials(None).frozen()
+    sim = make_simulator(accounts=2, regions=("us-east-1",), instances_per_scope=1, seed=9)
+    settings = engine_settings(ddb_moto, sim)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    sim.calls.reset()
+    async with AwsClients(settings, session=new_session()) as aws:
+        own = await aws.client("drs", "us-east-1", None)
+        assert isinstance(own, AccountClient)
+        with pytest.raises(NoCredentialsError):
+            await own.describe_source_servers(maxResults=10)
+    assert sim.calls.count(service="drs") == 0
 
 
 @pytest.mark.parametrize("service", sorted(SHARED_CLIENT_SERVICES))
